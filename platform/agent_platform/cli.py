@@ -1,0 +1,202 @@
+"""The `platform` command.
+
+`validate`, `plan` and `schema` must start fast and never import Ray or an LLM SDK: they run in
+CI on every commit. Heavy imports therefore live inside the commands that need them.
+
+Exit codes: 0 success, 1 invalid specs, 2 usage error, 3 internal error (a bug: please report).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent_platform import __version__
+
+app = typer.Typer(
+    name="platform",
+    help="Declarative AI agent platform: validate, plan and run agent specs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INVALID = 1
+EXIT_INTERNAL = 3
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+class PlanFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+PathsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Spec files or directories (searched recursively for *.yaml, *.yml)."),
+]
+PluginPathOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugin-path",
+        help="Where `python:` tool modules are looked up (repeatable). "
+        "Default: the current directory and $PLATFORM_PLUGIN_PATH.",
+    ),
+]
+ImportPluginsOpt = Annotated[
+    bool,
+    typer.Option("--import-plugins", help="Import plugin modules and check tool signatures."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"platform {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Declarative AI agent platform."""
+
+
+def _options(plugin_path: list[Path] | None, import_plugins: bool):  # type: ignore[no-untyped-def]
+    from agent_platform.validate import ValidationOptions
+
+    paths = None
+    if plugin_path:
+        from agent_platform.validate.plugins import default_plugin_paths
+
+        paths = [*plugin_path, *default_plugin_paths()]
+    return ValidationOptions(plugin_paths=paths, import_plugins=import_plugins)
+
+
+def _print_diagnostics(report, fmt: OutputFormat, hints: bool) -> None:  # type: ignore[no-untyped-def]
+    from agent_platform import render
+    from agent_platform.diagnostics import Severity
+
+    shown = [d for d in report.diagnostics.sorted() if hints or d.severity is not Severity.HINT]
+    spec_count = len(report.specs.specs)
+    if fmt is OutputFormat.json:
+        typer.echo(render.diagnostics_json(shown, spec_count, report.files))
+        return
+    if fmt is OutputFormat.github:
+        for d in shown:
+            typer.echo(render.github_annotation(d))
+    else:
+        for d in shown:
+            typer.echo(render.diagnostic_line(d))
+    typer.echo(render.summary(shown, spec_count, len(report.files)), err=fmt is OutputFormat.github)
+
+
+@app.command()
+def validate(
+    paths: PathsArg,
+    format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.text,
+    plugin_path: PluginPathOpt = None,
+    import_plugins: ImportPluginsOpt = False,
+    hints: Annotated[bool, typer.Option("--hints/--no-hints", help="Show design hints.")] = True,
+) -> None:
+    """Check specs: syntax, fields, references, cycles, templates, schemas, plugins.
+
+    Exits 0 when valid, 1 when not, 2 on usage errors. Never imports Ray or an LLM SDK."""
+    from agent_platform.validate import validate_paths
+
+    report = validate_paths(paths, _options(plugin_path, import_plugins))
+    if report.ok:
+        # compile is part of validation: it needs no Ray and catches what only it can see
+        from agent_platform.compile import compile_specs
+
+        compile_specs(report.specs)
+    _print_diagnostics(report, format, hints)
+    if not report.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def plan(
+    paths: PathsArg,
+    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="Output format.")] = PlanFormat.text,
+    plugin_path: PluginPathOpt = None,
+    import_plugins: ImportPluginsOpt = False,
+) -> None:
+    """Show the compiled plan: each unit, pipeline or agent loop and why, its actors, its dependencies."""
+    import json
+
+    from agent_platform import render
+    from agent_platform.compile import build_output_models, compile_specs
+    from agent_platform.validate import validate_paths
+
+    report = validate_paths(paths, _options(plugin_path, import_plugins))
+    if not report.ok:
+        _print_diagnostics(report, OutputFormat.text, hints=False)
+        raise typer.Exit(EXIT_INVALID)
+    compiled = compile_specs(report.specs)
+    build_output_models(compiled, report.diagnostics)
+    if report.diagnostics.has_errors:
+        _print_diagnostics(report, OutputFormat.text, hints=False)
+        raise typer.Exit(EXIT_INVALID)
+    if format is PlanFormat.json:
+        typer.echo(json.dumps(render.plan_json(compiled), indent=2))
+    else:
+        typer.echo(render.plan_text(compiled))
+
+
+@app.command()
+def schema(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the JSON Schemas to.")] = Path(
+        "schemas"
+    ),
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if the directory is stale.")
+    ] = False,
+) -> None:
+    """Write one JSON Schema per kind and one for any document (for editors and CI)."""
+    from agent_platform.schema_export import stale_schemas, write_schemas
+
+    if check:
+        stale = stale_schemas(out)
+        for name in stale:
+            typer.echo(f"{out / name}: stale; run `platform schema --out {out}`")
+        if stale:
+            raise typer.Exit(EXIT_INVALID)
+        typer.echo(f"{out}: up to date")
+        return
+    for path in write_schemas(out):
+        typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    """Console entry point: a bug must never reach the user as a bare traceback."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # last resort: report, don't dump
+        sys.stderr.write(
+            f"platform: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in the platform, not in your specs. Please report it with the command you ran.\n"
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""Compile a validated spec set into a Plan: choose the execution mode of each unit (and say
+why), resolve every reference, and work out the actors each unit needs and where they may go."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent_platform.compile.plan import (
+    ActorPlan,
+    AgentLoopUnit,
+    ExecutionMode,
+    GuardrailBinding,
+    PipelineUnit,
+    Plan,
+    ResolvedModel,
+    RoutePlan,
+    SpecRef,
+    StepPlan,
+    SupervisorUnit,
+    ToolBinding,
+)
+from agent_platform.diagnostics import Diagnostics
+from agent_platform.spec.common import Placement, RuntimeSpec
+from agent_platform.spec.kinds import (
+    AgentDocument,
+    GuardrailDocument,
+    MemoryDocument,
+    ModelDocument,
+    ModelSpec,
+    PipelineDocument,
+    SupervisorDocument,
+    ToolDocument,
+)
+from agent_platform.validate.checks import output_schema_of_step
+from agent_platform.validate.documents import TypedSpec
+from agent_platform.validate.references import SpecSet, references
+
+
+class CompileError(Exception):
+    """Raised only for programming errors: compile runs on a spec set that validated clean."""
+
+
+def spec_hash(spec: TypedSpec) -> str:
+    """Stable content hash of a spec (used by apply to see what changed)."""
+    payload = spec.model.model_dump(mode="json", by_alias=True, exclude={"metadata": {"description"}})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _actor_name(kind: str, name: str) -> str:
+    return f"{kind.lower()}-{name}"
+
+
+class Compiler:
+    def __init__(self, specs: SpecSet) -> None:
+        self.specs = specs
+        self.plan = Plan()
+        # unit -> supervisors that route to it (sub-agent placement follows the supervisor)
+        self.routed_by: dict[SpecRef, list[SupervisorDocument]] = {}
+
+    # --- resolution -------------------------------------------------------------------------
+
+    def _model(self, ref: str | ModelSpec) -> ResolvedModel:
+        if isinstance(ref, ModelSpec):
+            return ResolvedModel("<inline>", ref)
+        if ref not in self.plan.models:
+            found = self.specs.get("Model", ref)
+            if found is None:
+                raise CompileError(f"unresolved Model {ref!r}")
+            assert isinstance(found.model, ModelDocument)
+            self.plan.models[ref] = ResolvedModel(ref, found.model.spec)
+        return self.plan.models[ref]
+
+    def _tool(self, name: str) -> ToolBinding:
+        if name not in self.plan.tools:
+            found = self.specs.get("Tool", name)
+            if found is None:
+                raise CompileError(f"unresolved Tool {name!r}")
+            assert isinstance(found.model, ToolDocument)
+            self.plan.tools[name] = ToolBinding(name, found.model.spec)
+        return self.plan.tools[name]
+
+    def _guardrail(self, name: str) -> GuardrailBinding:
+        found = self.specs.get("Guardrail", name)
+        if found is None:
+            raise CompileError(f"unresolved Guardrail {name!r}")
+        assert isinstance(found.model, GuardrailDocument)
+        return GuardrailBinding(name, found.model.spec)
+
+    # --- placement --------------------------------------------------------------------------
+
+    def _actor(self, spec: TypedSpec, runtime: RuntimeSpec) -> ActorPlan:
+        placement = runtime.placement
+        reason = f"declared: {placement.strategy}"
+        ref = SpecRef(spec.kind, spec.name)
+        if placement.strategy == "any":
+            supervisors = self.routed_by.get(ref, [])
+            if supervisors:
+                sup = supervisors[0]
+                distribution = sup.spec.distribution
+                if distribution != "any":
+                    placement = Placement(
+                        strategy=distribution,
+                        node_labels=placement.node_labels,
+                        node_resources=placement.node_resources,
+                    )
+                    reason = f"from Supervisor/{sup.metadata.name} distribution: {distribution}"
+            else:
+                reason = "any node (no placement declared)"
+        if placement.node_labels or placement.node_resources:
+            pins = [f"{k}={v}" for k, v in placement.node_labels.items()] + list(placement.node_resources)
+            reason += f"; pinned to nodes with {', '.join(pins)}"
+        return ActorPlan(
+            name=_actor_name(spec.kind, spec.name),
+            replicas=runtime.replicas,
+            resources=runtime.resources,
+            placement=placement,
+            placement_reason=reason,
+            max_concurrency=runtime.max_concurrency,
+            max_restarts=runtime.max_restarts,
+        )
+
+    # --- units ------------------------------------------------------------------------------
+
+    def compile(self) -> Plan:
+        for spec in self.specs.of_kind("Supervisor"):
+            assert isinstance(spec.model, SupervisorDocument)
+            for route in spec.model.spec.routes.values():
+                kind, name = route.target
+                self.routed_by.setdefault(SpecRef(kind, name), []).append(spec.model)
+        for spec in self.specs.specs:
+            ref = SpecRef(spec.kind, spec.name)
+            self.plan.graph[ref] = [SpecRef(r.kind, r.name) for r in references(spec)]
+        for spec in self.specs.of_kind("Agent"):
+            self._agent(spec)
+        for spec in self.specs.of_kind("Pipeline"):
+            self._pipeline(spec)
+        for spec in self.specs.of_kind("Supervisor"):
+            self._supervisor(spec)
+        for spec in self.specs.of_kind("Model"):
+            self._model(spec.name)
+        for spec in self.specs.of_kind("Tool"):
+            self._tool(spec.name)
+        return self.plan
+
+    def _unit_deps(self, spec: TypedSpec) -> list[SpecRef]:
+        return self.plan.graph.get(SpecRef(spec.kind, spec.name), [])
+
+    def _agent(self, spec: TypedSpec) -> None:
+        assert isinstance(spec.model, AgentDocument)
+        agent = spec.model.spec
+        memory = None
+        if agent.memory is not None:
+            found = self.specs.get("Memory", agent.memory)
+            assert found is not None and isinstance(found.model, MemoryDocument)
+            memory = (agent.memory, found.model.spec)
+        choices = [f"{len(agent.tools)} tool{'s' if len(agent.tools) != 1 else ''}"]
+        if agent.delegates:
+            choices.append(f"{len(agent.delegates)} delegate{'s' if len(agent.delegates) != 1 else ''}")
+        reason = (
+            f"agent loop: the model chooses among {' and '.join(choices)} and final_answer at each step "
+            f"(at most {agent.limits.max_iterations} iterations, {agent.limits.timeout:g}s)"
+        )
+        ref = SpecRef("Agent", spec.name)
+        self.plan.units[ref] = AgentLoopUnit(
+            ref=ref,
+            mode=ExecutionMode.AGENT_LOOP,
+            reason=reason,
+            actor=self._actor(spec, agent.runtime),
+            source=spec.locate("metadata", "name"),
+            depends_on=self._unit_deps(spec),
+            spec_hash=spec_hash(spec),
+            model=self._model(agent.model),
+            instructions=agent.instructions,
+            input_schema=agent.inputs,
+            output_schema=agent.output,
+            tools=[self._tool(t) for t in agent.tools],
+            delegates=list(agent.delegates),
+            memory=memory,
+            guardrails=[self._guardrail(g) for g in agent.guardrails],
+            limits=agent.limits,
+        )
+
+    def _pipeline(self, spec: TypedSpec) -> None:
+        assert isinstance(spec.model, PipelineDocument)
+        pipeline = spec.model.spec
+        steps: list[StepPlan] = []
+        for step in pipeline.steps:
+            kind = step.target_kind
+            steps.append(
+                StepPlan(
+                    name=step.name,
+                    target_kind=kind,
+                    target=(
+                        self._model(step.llm.model).ref if step.llm is not None else str(getattr(step, kind))
+                    ),
+                    input=step.input,
+                    map=step.map,
+                    output_schema=output_schema_of_step(self.specs, step),
+                    timeout=step.timeout,
+                    tool=self._tool(step.tool) if step.tool is not None else None,
+                    model=self._model(step.llm.model) if step.llm is not None else None,
+                    prompt=step.llm.prompt if step.llm is not None else None,
+                    system=step.llm.system if step.llm is not None else None,
+                )
+            )
+        kinds = Counter(s.target_kind for s in steps)
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        fan_out = [s.name for s in steps if s.map is not None]
+        reason = f"deterministic pipeline: {len(steps)} steps fixed at design time ({parts})"
+        if fan_out:
+            reason += f"; map fan-out in {', '.join(fan_out)}"
+        ref = SpecRef("Pipeline", spec.name)
+        self.plan.units[ref] = PipelineUnit(
+            ref=ref,
+            mode=ExecutionMode.PIPELINE,
+            reason=reason,
+            actor=self._actor(spec, pipeline.runtime),
+            source=spec.locate("metadata", "name"),
+            depends_on=self._unit_deps(spec),
+            spec_hash=spec_hash(spec),
+            input_schema=pipeline.inputs,
+            output_schema=pipeline.output,
+            steps=steps,
+            returns=pipeline.returns,
+            timeout=pipeline.timeout,
+            guardrails=[self._guardrail(g) for g in pipeline.guardrails],
+        )
+
+    def _supervisor(self, spec: TypedSpec) -> None:
+        assert isinstance(spec.model, SupervisorDocument)
+        sup = spec.model.spec
+        routes = [
+            RoutePlan(task_type, SpecRef(*route.target), route.priority_boost, route.timeout)
+            for task_type, route in sup.routes.items()
+        ]
+        reason = (
+            f"supervisor: routes {len(routes)} task type{'s' if len(routes) != 1 else ''} by type; "
+            f"a priority queue feeds {sup.concurrency} concurrent workers; on_error: {sup.on_error}"
+        )
+        ref = SpecRef("Supervisor", spec.name)
+        self.plan.units[ref] = SupervisorUnit(
+            ref=ref,
+            mode=ExecutionMode.SUPERVISOR,
+            reason=reason,
+            actor=self._actor(spec, sup.runtime),
+            source=spec.locate("metadata", "name"),
+            depends_on=self._unit_deps(spec),
+            spec_hash=spec_hash(spec),
+            routes=routes,
+            concurrency=sup.concurrency,
+            on_error=sup.on_error,
+            default_priority=sup.default_priority,
+            max_queue=sup.max_queue,
+            task_timeout=sup.task_timeout,
+            distribution=sup.distribution,
+        )
+
+
+def compile_specs(specs: SpecSet) -> Plan:
+    """Compile a spec set that validated without errors."""
+    return Compiler(specs).compile()
+
+
+def build_output_model(schema: dict[str, Any], name: str) -> type[BaseModel]:
+    """A pydantic model for structured output. Imported lazily: `validate` never pays for it."""
+    from json_schema_to_pydantic import create_model
+
+    model: type[BaseModel] = create_model(schema)
+    model.__name__ = name
+    return model
+
+
+def build_output_models(plan: Plan, diags: Diagnostics) -> dict[str, type[BaseModel]]:
+    """Build every structured-output model of the plan (what `plan` and `run` need)."""
+    built: dict[str, type[BaseModel]] = {}
+    cache: dict[str, type[BaseModel]] = {}
+    for unit in plan.units.values():
+        schemas: list[tuple[str, dict[str, Any]]] = []
+        if isinstance(unit, AgentLoopUnit) and unit.output_schema is not None:
+            schemas.append((f"{unit.name}.output", unit.output_schema))
+        if isinstance(unit, PipelineUnit):
+            schemas.extend(
+                (f"{unit.name}.{s.name}.output", s.output_schema)
+                for s in unit.steps
+                if s.target_kind == "llm" and s.output_schema is not None
+            )
+        for key, schema in schemas:
+            canonical = json.dumps(schema, sort_keys=True)
+            try:
+                if canonical not in cache:
+                    title = "".join(
+                        p.capitalize() for p in key.replace("-", "_").replace(".", "_").split("_")
+                    )
+                    cache[canonical] = build_output_model(schema, title)
+                built[key] = cache[canonical]
+            except Exception as exc:  # the converter's errors are the user's schema problems
+                diags.error(
+                    "output-model",
+                    f"cannot build a structured-output model for {key}: {exc}",
+                    unit.source,
+                    unit.ref.kind,
+                    unit.name,
+                )
+    return built

@@ -1,0 +1,190 @@
+"""The Plan: what the compiler hands to deploy and run. Executable units with resolved
+references, templates, output schemas and placement. Nothing here imports Ray or an LLM SDK."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent_platform.diagnostics import SourceLocation
+from agent_platform.spec.common import Limits, Placement, Resources
+from agent_platform.spec.kinds import (
+    GuardrailSpec,
+    MapSpec,
+    MemorySpec,
+    ModelSpec,
+    ToolSpec,
+)
+
+
+class ExecutionMode(StrEnum):
+    PIPELINE = "pipeline"
+    AGENT_LOOP = "agent_loop"
+    SUPERVISOR = "supervisor"
+
+
+@dataclass(frozen=True, slots=True)
+class SpecRef:
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """The Ray actors a unit needs; the Ray backend turns this into actor options."""
+
+    name: str
+    replicas: int
+    resources: Resources
+    placement: Placement
+    placement_reason: str
+    max_concurrency: int
+    max_restarts: int
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    ref: str  # the Model's name, or "<inline>"
+    spec: ModelSpec
+
+    @property
+    def is_scripted(self) -> bool:
+        return self.spec.provider == "scripted"
+
+    def describe(self) -> str:
+        if self.is_scripted:
+            return f"{self.ref} (scripted: deterministic test/offline provider)"
+        return f"{self.ref} ({self.spec.provider}:{self.spec.name})"
+
+
+@dataclass(frozen=True)
+class ToolBinding:
+    name: str
+    spec: ToolSpec
+
+    @property
+    def isolated(self) -> bool:
+        return self.spec.isolation.mode == "task"
+
+
+@dataclass(frozen=True)
+class GuardrailBinding:
+    name: str
+    spec: GuardrailSpec
+
+
+@dataclass
+class Unit:
+    ref: SpecRef
+    mode: ExecutionMode
+    reason: str
+    actor: ActorPlan
+    source: SourceLocation
+    depends_on: list[SpecRef] = field(default_factory=list)
+    spec_hash: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+
+@dataclass
+class AgentLoopUnit(Unit):
+    model: ResolvedModel | None = None
+    instructions: str = ""
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    tools: list[ToolBinding] = field(default_factory=list)
+    delegates: list[str] = field(default_factory=list)
+    memory: tuple[str, MemorySpec] | None = None
+    guardrails: list[GuardrailBinding] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    name: str
+    target_kind: str  # tool | agent | pipeline | llm
+    target: str  # the referenced name, or the model's ref for llm steps
+    input: dict[str, Any]
+    map: MapSpec | None
+    output_schema: dict[str, Any] | None
+    timeout: float | None
+    tool: ToolBinding | None = None
+    model: ResolvedModel | None = None
+    prompt: str | None = None
+    system: str | None = None
+
+
+@dataclass
+class PipelineUnit(Unit):
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    steps: list[StepPlan] = field(default_factory=list)
+    returns: Any = None
+    timeout: float = 600.0
+    guardrails: list[GuardrailBinding] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    task_type: str
+    target: SpecRef
+    priority_boost: int
+    timeout: float | None
+
+
+@dataclass
+class SupervisorUnit(Unit):
+    routes: list[RoutePlan] = field(default_factory=list)
+    concurrency: int = 4
+    on_error: str = "collect"
+    default_priority: int = 0
+    max_queue: int = 10_000
+    task_timeout: float | None = None
+    distribution: str = "spread"
+
+
+AnyUnit = AgentLoopUnit | PipelineUnit | SupervisorUnit
+
+
+@dataclass
+class Plan:
+    units: dict[SpecRef, AnyUnit] = field(default_factory=dict)
+    tools: dict[str, ToolBinding] = field(default_factory=dict)
+    models: dict[str, ResolvedModel] = field(default_factory=dict)
+    # Every spec's dependencies (including non-unit kinds), for `plan` and for deploy order.
+    graph: dict[SpecRef, list[SpecRef]] = field(default_factory=dict)
+    _output_models: dict[str, type[BaseModel]] = field(default_factory=dict, repr=False)
+
+    def deploy_order(self) -> list[AnyUnit]:
+        """Units with their dependencies first (the graph is acyclic after validation)."""
+        order: list[AnyUnit] = []
+        done: set[SpecRef] = set()
+
+        def visit(ref: SpecRef, trail: tuple[SpecRef, ...]) -> None:
+            if ref in done or ref in trail:
+                return
+            for dep in self.graph.get(ref, []):
+                visit(dep, (*trail, ref))
+            done.add(ref)
+            if ref in self.units:
+                order.append(self.units[ref])
+
+        for ref in sorted(self.units, key=str):
+            visit(ref, ())
+        return order
+
+    def unit(self, kind: str, name: str) -> AnyUnit | None:
+        return self.units.get(SpecRef(kind, name))
+
+    def find(self, name: str) -> AnyUnit | None:
+        """A unit by bare name (agents, pipelines and supervisors share the run namespace)."""
+        matches = [u for ref, u in self.units.items() if ref.name == name]
+        return matches[0] if len(matches) == 1 else None

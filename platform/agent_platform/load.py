@@ -1,0 +1,588 @@
+"""Load layer: YAML files -> plain documents that remember where every node came from.
+
+PyYAML's own loaders are unsafe for a CI gate in several measured ways (duplicate keys silently
+overwrite, alias bombs load as shared references and explode when walked, the pure-Python composer
+hits RecursionError near 1,000 levels and the C composer segfaults on 50,000). So we never use a
+composer: we consume the parser's *event stream* (iterative in both the C and Python parsers) and
+build the data ourselves with an explicit stack, which lets us
+
+* bound file size, nesting depth and alias expansion before anything can blow up;
+* reject duplicate keys, merge keys, and non-standard tags (no Python object construction, ever);
+* resolve plain scalars with the YAML 1.2 core schema, so `NO`, `off` and `yes` stay strings
+  (YAML 1.1 would turn a country code into `False`);
+* record the source position of every key and value for located error messages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent_platform.diagnostics import Diagnostic, Diagnostics, Severity, SourceLocation
+
+try:  # libyaml is ~10x faster; its *parser* is iterative, so it is safe to use for events.
+    from yaml.cyaml import CParser as _Parser  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Parser  # type: ignore[assignment]
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLimits:
+    """Hard bounds applied before and during parsing. Defaults are generous for real specs."""
+
+    max_file_bytes: int = 1 << 20  # 1 MiB
+    max_depth: int = 64
+    max_nodes_per_document: int = 100_000  # counted *after* alias expansion
+    max_documents_per_file: int = 1_000
+
+
+DEFAULT_LIMITS = LoadLimits()
+
+
+def walk_existing(data: Any, path: Sequence[str | int]) -> tuple[Any, PathKey]:
+    """Follow the parts of `path` that exist in `data` (skipping the rest, such as union tags
+    in pydantic error locations) -> (the node reached, the parts that were followed)."""
+    node = data
+    resolved: list[str | int] = []
+    for part in path:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+            resolved.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            resolved.append(part)
+    return node, tuple(resolved)
+
+
+@dataclass(slots=True)
+class Document:
+    """One YAML document: plain data plus a position for every key and value in it."""
+
+    file: str
+    index: int
+    data: Any
+    start: SourceLocation
+    value_positions: dict[PathKey, SourceLocation] = field(default_factory=dict)
+    key_positions: dict[PathKey, SourceLocation] = field(default_factory=dict)
+    # For block scalars (`|`, `>`): where the content's first line starts, so an error on line N
+    # of a multi-line template can be reported at its real place in the file.
+    block_content: dict[PathKey, SourceLocation] = field(default_factory=dict)
+    quoted: set[PathKey] = field(default_factory=set)
+
+    def text_location(
+        self, path: Sequence[str | int], line_in_value: int = 1, column_in_line: int = 0
+    ) -> SourceLocation:
+        """Location of line `line_in_value` (1-based), column offset `column_in_line` (0-based)
+        inside the string at `path`. Exact for block and single-line scalars."""
+        key = tuple(path)
+        start = self.block_content.get(key)
+        if start is not None:
+            return SourceLocation(start.file, start.line + line_in_value - 1, start.column + column_in_line)
+        loc = self.locate(path)
+        if line_in_value == 1:
+            offset = column_in_line + (1 if key in self.quoted else 0)
+            return SourceLocation(loc.file, loc.line, loc.column + offset)
+        return loc
+
+    @property
+    def kind(self) -> str | None:
+        kind = self.data.get("kind") if isinstance(self.data, dict) else None
+        return kind if isinstance(kind, str) else None
+
+    @property
+    def name(self) -> str | None:
+        meta = self.data.get("metadata") if isinstance(self.data, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        return name if isinstance(name, str) else None
+
+    def locate(self, path: Sequence[str | int], *, prefer_key: bool = False) -> SourceLocation:
+        """Best position for `path`: the node itself, else its deepest existing ancestor.
+
+        Paths from pydantic may contain entries that are not in the data (union tags,
+        discriminators), so unknown entries are skipped rather than ending the walk.
+        """
+        _, key = walk_existing(self.data, path)
+        if prefer_key and key in self.key_positions:
+            return self.key_positions[key]
+        if key in self.value_positions:
+            return self.value_positions[key]
+        return self.key_positions.get(key, self.start)
+
+    def key_location(self, path: Sequence[str | int]) -> SourceLocation:
+        return self.locate(path, prefer_key=True)
+
+
+@dataclass
+class LoadResult:
+    documents: list[Document] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    files: list[str] = field(default_factory=list)
+
+
+class _LoadError(Exception):
+    def __init__(self, code: str, message: str, location: SourceLocation) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.location = location
+
+
+# --- YAML 1.2 core schema resolution --------------------------------------------------------
+
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL_TRUE = re.compile(r"^(?:true|True|TRUE)$")
+_BOOL_FALSE = re.compile(r"^(?:false|False|FALSE)$")
+_INT_DEC = re.compile(r"^[-+]?[0-9]+$")
+_INT_OCT = re.compile(r"^0o[0-7]+$")
+_INT_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+_STD_TAG = "tag:yaml.org,2002:"
+_ALLOWED_SCALAR_TAGS = {f"{_STD_TAG}{t}" for t in ("str", "int", "float", "bool", "null")}
+
+
+def resolve_plain_scalar(value: str) -> Any:
+    """Resolve an unquoted scalar by the YAML 1.2 core schema (not YAML 1.1)."""
+    if _NULL.match(value):
+        return None
+    if _BOOL_TRUE.match(value):
+        return True
+    if _BOOL_FALSE.match(value):
+        return False
+    if _INT_DEC.match(value):
+        return int(value)
+    if _INT_OCT.match(value):
+        return int(value[2:], 8)
+    if _INT_HEX.match(value):
+        return int(value[2:], 16)
+    if _FLOAT.match(value):
+        return float(value)
+    if _INF.match(value):
+        return -math.inf if value.startswith("-") else math.inf
+    if _NAN.match(value):
+        return math.nan
+    return value
+
+
+def _tagged_scalar(value: str, tag: str, loc: SourceLocation) -> Any:
+    kind = tag.removeprefix(_STD_TAG)
+    try:
+        if kind == "str":
+            return value
+        if kind == "null":
+            if not _NULL.match(value):
+                raise ValueError
+            return None
+        resolved = resolve_plain_scalar(value)
+        if kind == "bool" and isinstance(resolved, bool):
+            return resolved
+        if kind == "int" and isinstance(resolved, int) and not isinstance(resolved, bool):
+            return resolved
+        if kind == "float" and isinstance(resolved, int | float) and not isinstance(resolved, bool):
+            return float(resolved)
+    except ValueError:
+        pass
+    raise _LoadError("yaml-tag", f"value {value!r} is not a valid !!{kind}", loc)
+
+
+# --- the event-driven builder ---------------------------------------------------------------
+
+
+def _loc(file: str, mark: Any) -> SourceLocation:
+    if mark is None:
+        return SourceLocation(file, 1, 1)
+    return SourceLocation(file, int(mark.line) + 1, int(mark.column) + 1)
+
+
+class _Frame:
+    __slots__ = ("anchor", "container", "is_map", "nodes_at_start", "path", "pending_key")
+
+    def __init__(
+        self, container: dict[str, Any] | list[Any], path: PathKey, anchor: str | None, nodes: int
+    ) -> None:
+        self.container = container
+        self.is_map = isinstance(container, dict)
+        self.path = path
+        self.anchor = anchor
+        self.nodes_at_start = nodes
+        self.pending_key: str | None = None
+
+
+@dataclass(slots=True)
+class _Anchor:
+    value: Any
+    nodes: int
+    complete: bool
+
+
+Position = tuple[int, int]
+
+
+class _DocumentBuilder:
+    """Builds one document from parser events with an explicit stack (no recursion)."""
+
+    def __init__(self, file: str, index: int, start: SourceLocation, limits: LoadLimits, text: str) -> None:
+        self.file = file
+        self.text = text
+        self._lines: list[str] | None = None
+        self.blocks: dict[PathKey, Position] = {}
+        self.quoted: set[PathKey] = set()
+        self.limits = limits
+        self.index = index
+        self.start = start
+        self.data: Any = None
+        self.values: dict[PathKey, Position] = {}
+        self.keys: dict[PathKey, Position] = {}
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, _Anchor] = {}
+        self.nodes = 0
+
+    def document(self) -> Document:
+        file = self.file
+        return Document(
+            file=file,
+            index=self.index,
+            data=self.data,
+            start=self.start,
+            value_positions={p: SourceLocation(file, ln, col) for p, (ln, col) in self.values.items()},
+            key_positions={p: SourceLocation(file, ln, col) for p, (ln, col) in self.keys.items()},
+            block_content={p: SourceLocation(file, ln, col) for p, (ln, col) in self.blocks.items()},
+            quoted=self.quoted,
+        )
+
+    def _block_start(self, indicator_line: int) -> Position:
+        """First content line of a block scalar whose indicator is on `indicator_line` (1-based)."""
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        for index in range(indicator_line, len(self._lines)):
+            line = self._lines[index]
+            if line.strip():
+                return (index + 1, len(line) - len(line.lstrip(" ")) + 1)
+        return (indicator_line + 1, 1)
+
+    def _error(self, code: str, message: str, pos: Position) -> _LoadError:
+        return _LoadError(code, message, SourceLocation(self.file, pos[0], pos[1]))
+
+    def _attach(self, value: Any, pos: Position) -> PathKey:
+        """Attach a complete value to its parent; returns its path."""
+        stack = self.stack
+        if not stack:
+            self.data = value
+            self.values[()] = pos
+            return ()
+        frame = stack[-1]
+        if not frame.is_map:
+            container_list: list[Any] = frame.container  # type: ignore[assignment]
+            path = (*frame.path, len(container_list))
+            container_list.append(value)
+            self.values[path] = pos
+            return path
+        key = frame.pending_key
+        if key is None:  # pragma: no cover - keys are handled by _add_key
+            raise self._error("yaml-key", "mapping keys must be plain strings", pos)
+        path = (*frame.path, key)
+        frame.container[key] = value  # type: ignore[call-overload]
+        self.values[path] = pos
+        frame.pending_key = None
+        return path
+
+    def _add_key(self, frame: _Frame, key: str, pos: Position) -> None:
+        if key == "<<":
+            raise self._error(
+                "yaml-merge-key", "merge keys ('<<') are not supported in specs; write the fields out", pos
+            )
+        path = (*frame.path, key)
+        if key in frame.container:
+            first = self.keys.get(path)
+            where = f" (first defined at line {first[0]})" if first else ""
+            raise self._error("yaml-duplicate-key", f"duplicate key '{key}'{where}", pos)
+        frame.pending_key = key
+        self.keys[path] = pos
+
+    def _count(self, n: int, pos: Position) -> None:
+        self.nodes += n
+        if self.nodes > self.limits.max_nodes_per_document:
+            raise self._error(
+                "yaml-too-large",
+                f"document expands to more than {self.limits.max_nodes_per_document:,} nodes "
+                "(aliases are counted each time they are used); split it or remove aliases",
+                pos,
+            )
+
+    def feed(self, event: Any) -> None:
+        mark = event.start_mark
+        pos = (mark.line + 1, mark.column + 1)
+        cls = type(event)
+        stack = self.stack
+        frame = stack[-1] if stack else None
+        expecting_key = frame is not None and frame.is_map and frame.pending_key is None
+        if cls is yaml.ScalarEvent:
+            self._count(1, pos)
+            if expecting_key:
+                # Keys keep their literal text (`no:` is the key "no"); values resolve by YAML 1.2.
+                self._add_key(frame, event.value, pos)  # type: ignore[arg-type]
+                return
+            value = self._scalar(event, pos)
+            path = self._attach(value, pos)
+            if event.style in ("|", ">"):
+                self.blocks[path] = self._block_start(pos[0])
+            elif event.style in ("'", '"'):
+                self.quoted.add(path)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = _Anchor(value, 1, True)
+        elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
+            if expecting_key:
+                raise self._error("yaml-key", "mapping keys must be plain strings, not collections", pos)
+            self._check_collection_tag(event, pos)
+            self._count(1, pos)
+            if len(stack) >= self.limits.max_depth:
+                raise self._error(
+                    "yaml-too-deep",
+                    f"nesting deeper than {self.limits.max_depth} levels is not allowed in specs",
+                    pos,
+                )
+            container: dict[str, Any] | list[Any] = {} if cls is yaml.MappingStartEvent else []
+            path = self._attach(container, pos)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = _Anchor(container, 0, False)
+            stack.append(_Frame(container, path, event.anchor, self.nodes))
+        elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+            done = stack.pop()
+            if done.anchor is not None:
+                self.anchors[done.anchor] = _Anchor(
+                    done.container, self.nodes - done.nodes_at_start + 1, True
+                )
+        elif cls is yaml.AliasEvent:
+            anchor = self.anchors.get(event.anchor or "")
+            if anchor is None:
+                raise self._error("yaml-alias", f"alias '*{event.anchor}' refers to no anchor", pos)
+            if not anchor.complete:
+                raise self._error("yaml-alias", f"alias '*{event.anchor}' refers to itself", pos)
+            if expecting_key:
+                if not isinstance(anchor.value, str):
+                    raise self._error("yaml-key", "mapping keys must be plain strings", pos)
+                self._add_key(frame, anchor.value, pos)  # type: ignore[arg-type]
+                return
+            self._count(anchor.nodes, pos)
+            self._attach(anchor.value, pos)
+
+    def _check_collection_tag(self, event: Any, pos: Position) -> None:
+        tag = event.tag
+        if tag is None or tag == "!":
+            return
+        expected = "map" if type(event) is yaml.MappingStartEvent else "seq"
+        if tag == f"{_STD_TAG}{expected}":
+            return
+        raise self._error("yaml-tag", f"tag '{tag}' is not allowed in specs", pos)
+
+    def _scalar(self, event: Any, pos: Position) -> Any:
+        tag = event.tag
+        if tag is not None and tag != "!":
+            if tag not in _ALLOWED_SCALAR_TAGS:
+                raise self._error("yaml-tag", f"tag '{tag}' is not allowed in specs", pos)
+            return _tagged_scalar(event.value, tag, SourceLocation(self.file, *pos))
+        if tag == "!" or event.style:
+            return event.value  # quoted or block scalars are always strings
+        return resolve_plain_scalar(event.value)
+
+
+def _scalar_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --- decoding and the public API ------------------------------------------------------------
+
+
+def _decode(data: bytes, file: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _LoadError(
+            "encoding", "file is UTF-16 encoded; specs must be UTF-8", SourceLocation(file, 1, 1)
+        )
+    if b"\x00" in data:
+        offset = data.index(b"\x00")
+        line = data.count(b"\n", 0, offset) + 1
+        raise _LoadError(
+            "encoding",
+            "file looks binary (contains a NUL byte); specs must be UTF-8 text",
+            SourceLocation(file, line, offset - (data.rfind(b"\n", 0, offset) + 1) + 1),
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _LoadError(
+            "encoding",
+            f"invalid UTF-8 byte 0x{data[exc.start]:02x}; specs must be UTF-8 text",
+            SourceLocation(file, line, col),
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _tab_near(text: str, mark: Any) -> int | None:
+    """Column (1-based) of a tab on the error's line at or before the error, if any."""
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    if not 0 <= mark.line < len(lines):
+        return None
+    line = lines[mark.line]
+    tab = line.find("\t", 0, mark.column + 1)
+    return tab + 1 if tab >= 0 else None
+
+
+def _yaml_error_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or str(exc)
+    parts = [p for p in (exc.context, problem) if p]
+    message = "; ".join(parts)
+    return f"invalid YAML: {message}"
+
+
+def load_text(text_or_bytes: str | bytes, file: str, limits: LoadLimits = DEFAULT_LIMITS) -> LoadResult:
+    """Parse one file's content into located documents; never raises on bad input."""
+    result = LoadResult(files=[file])
+    diags = result.diagnostics
+    text = ""
+    try:
+        if isinstance(text_or_bytes, bytes):
+            if len(text_or_bytes) > limits.max_file_bytes:
+                raise _LoadError(
+                    "file-too-large",
+                    f"file is {len(text_or_bytes):,} bytes; the limit for a spec file is "
+                    f"{limits.max_file_bytes:,} bytes",
+                    SourceLocation(file, 1, 1),
+                )
+            text = _decode(text_or_bytes, file)
+        else:
+            text = text_or_bytes
+            if len(text) > limits.max_file_bytes:
+                raise _LoadError(
+                    "file-too-large",
+                    f"file is {len(text):,} characters; the limit for a spec file is "
+                    f"{limits.max_file_bytes:,} bytes",
+                    SourceLocation(file, 1, 1),
+                )
+        result.documents.extend(_parse_documents(text, file, limits))
+    except _LoadError as exc:
+        diags.add(Diagnostic(Severity.ERROR, exc.code, exc.message, exc.location))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        tab_column = _tab_near(text, mark)
+        if tab_column is not None and mark is not None:
+            diags.error(
+                "yaml-tab",
+                "tab character in indentation; YAML requires spaces",
+                SourceLocation(file, mark.line + 1, tab_column),
+            )
+        else:
+            diags.add(Diagnostic(Severity.ERROR, "yaml-syntax", _yaml_error_message(exc), _loc(file, mark)))
+    except yaml.YAMLError as exc:  # e.g. reader errors on control characters
+        diags.add(
+            Diagnostic(Severity.ERROR, "yaml-syntax", f"invalid YAML: {exc}", SourceLocation(file, 1, 1))
+        )
+    if not result.documents and not diags.has_errors:
+        diags.error("empty-file", "file contains no spec documents", SourceLocation(file, 1, 1))
+    return result
+
+
+def _parse_documents(text: str, file: str, limits: LoadLimits) -> Iterator[Document]:
+    parser = _Parser(text)
+    builder: _DocumentBuilder | None = None
+    count = 0
+    try:
+        while True:
+            event = parser.get_event()
+            if event is None:
+                return
+            if isinstance(event, yaml.DocumentStartEvent):
+                count += 1
+                if count > limits.max_documents_per_file:
+                    raise _LoadError(
+                        "yaml-too-large",
+                        f"more than {limits.max_documents_per_file} documents in one file",
+                        _loc(file, event.start_mark),
+                    )
+                builder = _DocumentBuilder(file, count - 1, _loc(file, event.start_mark), limits, text)
+            elif isinstance(event, yaml.DocumentEndEvent):
+                if builder is not None and builder.data is not None:
+                    yield builder.document()
+                builder = None
+            elif isinstance(event, yaml.StreamStartEvent | yaml.StreamEndEvent):
+                continue
+            elif builder is not None:
+                builder.feed(event)
+    finally:
+        dispose = getattr(parser, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], Diagnostics]:
+    """Expand files and directories (recursively, *.yaml / *.yml) in a stable order."""
+    diags = Diagnostics()
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            candidates = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
+            if not candidates:
+                diags.warning(
+                    "no-specs", "directory contains no *.yaml or *.yml files", SourceLocation(str(path))
+                )
+        elif path.is_file():
+            candidates = [path]
+        else:
+            diags.error("file-not-found", "no such file or directory", SourceLocation(str(path), 1, 1))
+            continue
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(candidate)
+    return found, diags
+
+
+def load_paths(paths: Iterable[str | os.PathLike[str]], limits: LoadLimits = DEFAULT_LIMITS) -> LoadResult:
+    files, diags = discover(paths)
+    result = LoadResult(diagnostics=diags)
+    for path in files:
+        name = str(path)
+        try:
+            size = path.stat().st_size
+            if size > limits.max_file_bytes:
+                result.diagnostics.error(
+                    "file-too-large",
+                    f"file is {size:,} bytes; the limit for a spec file is {limits.max_file_bytes:,} bytes",
+                    SourceLocation(name, 1, 1),
+                )
+                result.files.append(name)
+                continue
+            data = path.read_bytes()
+        except OSError as exc:
+            result.diagnostics.error(
+                "file-unreadable", f"cannot read file: {exc.strerror}", SourceLocation(name)
+            )
+            continue
+        one = load_text(data, name, limits)
+        result.files.append(name)
+        result.documents.extend(one.documents)
+        result.diagnostics.extend(one.diagnostics)
+    return result

@@ -1,0 +1,239 @@
+"""JSON Schemas (Draft 2020-12) for the spec format, generated from the pydantic models.
+
+One schema per kind (`agent.json`, `tool.json`, ...) and `document.json`, which accepts any one
+document and dispatches on `kind`. Editors that speak JSON Schema (yaml-language-server, VS Code,
+JetBrains) get completion and validation from them, e.g. with the modeline
+
+    # yaml-language-server: $schema=../schemas/document.json
+
+The models stay the source of truth; this module only post-processes pydantic's output where
+the raw output would be wrong or unhelpful for JSON Schema tooling:
+
+* discriminated unions (`kind` of a document, `type` of a guardrail) are emitted by pydantic as
+  `oneOf` + the OpenAPI `discriminator` keyword, which JSON Schema validators ignore. They become
+  an `enum` on the discriminator plus one `if`/`then` per value, so a validator or editor applies
+  exactly the schema of the chosen kind (precise errors and completion, no best-match guessing).
+* dicts with pattern-constrained keys (Supervisor `routes`) come out as `patternProperties`
+  alone, which silently accepts keys that do not match the pattern; they become `propertyNames`
+  + `additionalProperties`.
+* guardrail types narrow `applies_to` and `action` to their `allowed_stages` / `allowed_actions`
+  (ClassVars enforced by a model validator, invisible to pydantic's schema generation).
+
+Output is deterministic: same models, same bytes (`json.dumps(..., indent=2, sort_keys=True)`).
+This module must stay light: no ray, anthropic or instructor imports.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from agent_platform import API_VERSION
+from agent_platform.spec.kinds import DOCUMENT_MODELS, KINDS, AnyDocument, GuardrailDocument
+
+JSON_SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_BASE_URL = "https://agents.platform/schemas/v1/"
+DOCUMENT_SCHEMA_FILE = "document.json"
+
+KIND_DESCRIPTIONS: dict[str, str] = {
+    "Model": "A language model endpoint: provider, model id, token and time limits, retries and "
+    "pricing. Agents, LLM pipeline steps and memory compaction refer to it by name or inline it.",
+    "Tool": "A capability agents and pipeline steps can call, implemented by exactly one of a Python "
+    "function, an HTTP request or an MCP server tool, with its timeout, retry, idempotency, "
+    "circuit-breaker, approval and isolation policies.",
+    "Memory": "The memory an agent uses: a token-bounded working memory with optional compaction, and "
+    "vector-backed episodic and knowledge layers ranked by relevance, recency and importance.",
+    "Guardrail": "A check run at one or more stages (input, tool_output, action, output) that blocks, "
+    "redacts, warns or halts; `spec.type` selects the guardrail and its fields.",
+    "Agent": "A model-driven agent loop: a model, templated instructions, tools, delegate agents, "
+    "memory, guardrails, limits and how its replicas run on the cluster.",
+    "Pipeline": "A fixed graph of steps (tool, agent, nested pipeline or structured LLM call) whose "
+    "inputs are templates over earlier outputs; a step can fan out over a list.",
+    "Supervisor": "Routes typed tasks to agents or pipelines through a priority queue with bounded "
+    "concurrency, and places the sub-agents on the cluster.",
+}
+DOCUMENT_DESCRIPTION = (
+    f"Any one {API_VERSION} spec document. `kind` selects the schema: " + ", ".join(KINDS) + "."
+)
+
+
+def schema_filename(kind: str) -> str:
+    """'Agent' -> 'agent.json'."""
+    return f"{kind.lower()}.json"
+
+
+def schema_id(filename: str) -> str:
+    return SCHEMA_BASE_URL + filename
+
+
+# --- post-processing ----------------------------------------------------------------------------
+
+
+def _dispatch(prop: str, one_of: list[dict[str, Any]], mapping: dict[str, str]) -> dict[str, Any]:
+    """`oneOf` + `discriminator` -> enum on `prop` and one if/then per value (in declaration order)."""
+    refs = [branch["$ref"] for branch in one_of]
+    values = sorted(mapping, key=lambda value: (refs.index(mapping[value]), value))
+    return {
+        "type": "object",
+        "required": [prop],
+        "properties": {prop: {"enum": values}},
+        "allOf": [
+            {
+                "if": {"properties": {prop: {"const": value}}, "required": [prop]},
+                "then": {"$ref": mapping[value]},
+            }
+            for value in values
+        ],
+    }
+
+
+def _rewrite(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_rewrite(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _rewrite(value) for key, value in node.items()}
+    discriminator = node.get("discriminator")
+    if isinstance(discriminator, dict) and "oneOf" in node:
+        rest = {k: v for k, v in node.items() if k not in ("discriminator", "oneOf")}
+        rest.update(_dispatch(discriminator["propertyName"], node["oneOf"], discriminator["mapping"]))
+        node = rest
+    pattern_props = node.get("patternProperties")
+    if (
+        isinstance(pattern_props, dict)
+        and len(pattern_props) == 1
+        and "properties" not in node
+        and "additionalProperties" not in node
+        and "propertyNames" not in node
+    ):
+        ((pattern, value_schema),) = pattern_props.items()
+        del node["patternProperties"]
+        node["propertyNames"] = {"pattern": pattern}
+        node["additionalProperties"] = value_schema
+    return node
+
+
+def guardrail_classes() -> list[type[BaseModel]]:
+    """The guardrail models of the `type`-discriminated union, in declaration order."""
+    annotation = GuardrailDocument.model_fields["spec"].annotation
+    return [
+        cls for cls in typing.get_args(annotation) if isinstance(cls, type) and issubclass(cls, BaseModel)
+    ]
+
+
+def _narrow_guardrails(defs: dict[str, Any]) -> None:
+    for cls in guardrail_classes():
+        definition = defs.get(cls.__name__)
+        if definition is None:
+            continue
+        stages: frozenset[str] = getattr(cls, "allowed_stages")  # noqa: B009 - ClassVar
+        actions: frozenset[str] = getattr(cls, "allowed_actions")  # noqa: B009 - ClassVar
+        props = definition["properties"]
+        items = props["applies_to"]["items"]
+        items["enum"] = [stage for stage in items["enum"] if stage in stages]
+        props["action"]["enum"] = [action for action in props["action"]["enum"] if action in actions]
+
+
+def _finish(schema: dict[str, Any], filename: str, title: str, description: str) -> dict[str, Any]:
+    schema = _rewrite(copy.deepcopy(schema))
+    _narrow_guardrails(schema.get("$defs", {}))
+    schema["$schema"] = JSON_SCHEMA_DRAFT
+    schema["$id"] = schema_id(filename)
+    schema["title"] = title
+    schema["description"] = description
+    # Canonical form: key order does not matter to JSON Schema and is sorted on output anyway.
+    result: dict[str, Any] = json.loads(json.dumps(schema, sort_keys=True))
+    return result
+
+
+def _kind_schema(kind: str) -> dict[str, Any]:
+    raw = DOCUMENT_MODELS[kind].model_json_schema(mode="validation", by_alias=True)
+    return _finish(raw, schema_filename(kind), f"{API_VERSION} {kind}", KIND_DESCRIPTIONS[kind])
+
+
+def _document_schema() -> dict[str, Any]:
+    raw = TypeAdapter(AnyDocument).json_schema(mode="validation", by_alias=True)
+    schema = _finish(raw, DOCUMENT_SCHEMA_FILE, f"{API_VERSION} document", DOCUMENT_DESCRIPTION)
+    # The envelope shared by every kind, so editors complete it before `kind` is chosen.
+    envelope = schema["$defs"][DOCUMENT_MODELS[KINDS[0]].__name__]["properties"]
+    kind_enum = schema["properties"]["kind"]
+    schema["properties"] = {
+        "apiVersion": envelope["apiVersion"],
+        "kind": {
+            **kind_enum,
+            "type": "string",
+            "description": "The document's kind; selects the schema of `spec`.",
+        },
+        "metadata": envelope["metadata"],
+        "spec": {"type": "object", "description": "The kind-specific body."},
+    }
+    schema["required"] = ["apiVersion", "kind", "metadata", "spec"]
+    result: dict[str, Any] = json.loads(json.dumps(schema, sort_keys=True))
+    return result
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+def build_schemas() -> dict[str, dict[str, Any]]:
+    """Filename -> JSON Schema: one per kind plus `document.json`."""
+    schemas = {schema_filename(kind): _kind_schema(kind) for kind in KINDS}
+    schemas[DOCUMENT_SCHEMA_FILE] = _document_schema()
+    return schemas
+
+
+def dumps(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_schemas() -> dict[str, str]:
+    """Filename -> the exact file contents `write_schemas` writes."""
+    return {name: dumps(schema) for name, schema in build_schemas().items()}
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_schemas().items():
+        path = out_dir / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale_schemas(out_dir: Path) -> list[str]:
+    """Names of schema files in `out_dir` that are missing or differ from what would be generated."""
+    out_dir = Path(out_dir)
+    stale = []
+    for name, text in render_schemas().items():
+        path = out_dir / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agent_platform.schema_export [OUT_DIR] [--check]` (default OUT_DIR: schemas)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    check = "--check" in args
+    paths = [arg for arg in args if arg != "--check"]
+    out_dir = Path(paths[0] if paths else "schemas")
+    if check:
+        stale = stale_schemas(out_dir)
+        for name in stale:
+            print(f"{out_dir / name} is out of date; run `make schemas`", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_schemas(out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""Building blocks shared by every spec kind: names, durations, sizes, policies, runtime."""
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+STEP_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PYTHON_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+
+ResourceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+StepName = Annotated[str, StringConstraints(pattern=STEP_NAME_PATTERN)]
+EnvVarName = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
+PythonRef = Annotated[
+    str,
+    StringConstraints(pattern=PYTHON_REF_PATTERN),
+    Field(description="A Python object as 'package.module:attribute'."),
+]
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+# A JSON Schema (Draft 2020-12) as written in YAML; checked as a whole by the validator.
+JsonSchema = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "description": "A JSON Schema (Draft 2020-12)."}),
+]
+
+
+class SpecModel(BaseModel):
+    """Base for every spec model: unknown fields are errors, and no silent coercion
+    ("5" is not an integer, "off" is not a boolean)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+# --- durations and sizes ----------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_FULL = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+DURATION_REGEX = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+
+
+def parse_duration(value: Any) -> Any:
+    """'300s', '5m', '1h30m', '250ms', '7d' or a number of seconds -> float seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m', '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _DURATION_FULL.match(text):
+            raise ValueError(
+                f"invalid duration {value!r}: use a number of seconds or units ms, s, m, h, d "
+                "(e.g. '300s', '5m', '1h30m')"
+            )
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    else:
+        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m', '1h'")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": DURATION_REGEX},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "Seconds, or a duration such as '300s', '5m', '1h30m', '250ms', '7d'.",
+        }
+    ),
+]
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T|B)?$")
+_SIZE_FACTOR = {
+    None: 1,
+    "B": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+SIZE_REGEX = r"^[0-9]+(\.[0-9]+)?\s*(Ki|Mi|Gi|Ti|K|M|G|T|B)?$"
+
+
+def parse_byte_size(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number of bytes or a string like '512Mi' or '2Gi'")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value.strip())):
+        size = int(float(m.group(1)) * _SIZE_FACTOR[m.group(2)])
+    else:
+        raise ValueError(f"invalid size {value!r}: use bytes or a string like '512Mi', '2Gi', '1G'")
+    if size <= 0:
+        raise ValueError("a size must be greater than zero")
+    return size
+
+
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_byte_size),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": SIZE_REGEX}, {"type": "integer", "minimum": 1}],
+            "description": "Bytes, or a size such as '512Mi', '2Gi', '1G'.",
+        }
+    ),
+]
+
+
+# --- metadata ---------------------------------------------------------------------------------
+
+
+class Metadata(SpecModel):
+    name: ResourceName = Field(description="Unique per kind; lowercase letters, digits and '-'.")
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+RetryCategory = Literal["timeout", "connection", "rate_limit", "server_error", "validation"]
+RETRY_CATEGORIES: tuple[str, ...] = ("timeout", "connection", "rate_limit", "server_error", "validation")
+
+
+class Backoff(SpecModel):
+    """Exponential backoff between attempts: initial * multiplier**n, capped at max, with jitter."""
+
+    initial: Duration = 0.5
+    max: Duration = 30.0
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: Literal["full", "equal", "none"] = "full"
+
+    @model_validator(mode="after")
+    def _initial_below_max(self) -> Self:
+        if self.initial > self.max:
+            raise ValueError("backoff.initial must not exceed backoff.max")
+        return self
+
+
+class RetryPolicy(SpecModel):
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Total attempts, including the first.")
+    backoff: Backoff = Field(default_factory=Backoff)
+    retry_on: list[RetryCategory | PythonRef] = Field(
+        default_factory=lambda: ["timeout", "connection", "rate_limit", "server_error"],
+        description="Error categories, or exception classes as 'module:Class', that are retried.",
+    )
+
+
+class CircuitBreakerPolicy(SpecModel):
+    """closed -> open after `failure_threshold` consecutive failures -> half-open after `reset_after`."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_after: Duration = 30.0
+    half_open_max_calls: int = Field(default=1, ge=1)
+
+
+class IdempotencyPolicy(SpecModel):
+    """`cache` memoises results for `ttl` (for pure tools); `key` stores each result durably under an
+    idempotency key so a retried or resumed run never repeats a side effect."""
+
+    mode: Literal["none", "cache", "key"] = "none"
+    ttl: Duration | None = Field(default=None, description="cache: entry lifetime; key: retention.")
+    max_entries: int = Field(default=10_000, ge=1, description="cache mode: bound on cached results.")
+    key: str | None = Field(
+        default=None,
+        description="key mode: Jinja2 template over `args` and `run` giving the key; "
+        "default: run id + tool + canonical arguments.",
+    )
+
+    @model_validator(mode="after")
+    def _fields_match_mode(self) -> Self:
+        if self.mode == "none" and (self.ttl is not None or self.key is not None):
+            raise ValueError("ttl and key only apply when mode is 'cache' or 'key'")
+        if self.mode == "cache" and self.key is not None:
+            raise ValueError("'key' applies only to mode 'key'; cache mode keys on the arguments")
+        return self
+
+
+# --- runtime placement ------------------------------------------------------------------------
+
+
+class Resources(SpecModel):
+    num_cpus: float = Field(default=1.0, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    memory: ByteSize | None = None
+    custom: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Custom Ray resources, e.g. {gpu_node: 1}."
+    )
+
+
+PlacementStrategy = Literal["any", "spread", "pack", "colocate"]
+
+
+def _placement_shorthand(value: Any) -> Any:
+    return {"strategy": value} if isinstance(value, str) else value
+
+
+class Placement(SpecModel):
+    """Where replicas go: `spread` across nodes, `pack` together, `colocate` with the supervisor
+    that calls them; `node_labels` / `node_resources` pin them to matching nodes."""
+
+    strategy: PlacementStrategy = "any"
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    node_resources: list[str] = Field(
+        default_factory=list, description="Custom resources a node must carry to host a replica."
+    )
+
+
+PlacementField = Annotated[
+    Placement,
+    BeforeValidator(_placement_shorthand, json_schema_input_type=PlacementStrategy | Placement),
+]
+
+
+class RuntimeSpec(SpecModel):
+    replicas: int = Field(default=1, ge=1, le=1000)
+    resources: Resources = Field(default_factory=Resources)
+    placement: PlacementField = Field(default_factory=Placement)
+    max_concurrency: int = Field(default=100, ge=1, description="Concurrent calls one replica serves.")
+    max_restarts: int = Field(default=3, ge=-1, description="-1 restarts forever.")
+
+
+class Limits(SpecModel):
+    max_iterations: int = Field(default=20, ge=1, le=10_000)
+    timeout: Duration = 300.0
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=1)

@@ -1,0 +1,546 @@
+"""One pydantic model per spec kind. These models are the spec format: the JSON Schemas in
+`schemas/` and `docs/spec-reference.md` are generated from them."""
+
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import Field, model_validator
+
+from agent_platform import API_VERSION
+from agent_platform.spec.common import (
+    CircuitBreakerPolicy,
+    Duration,
+    EnvVarName,
+    IdempotencyPolicy,
+    JsonSchema,
+    Limits,
+    Metadata,
+    NonEmptyStr,
+    PythonRef,
+    ResourceName,
+    Resources,
+    RetryPolicy,
+    RuntimeSpec,
+    SpecModel,
+    StepName,
+)
+
+ApiVersion = Literal["agents.platform/v1"]
+assert API_VERSION == "agents.platform/v1"
+
+# --- Model ------------------------------------------------------------------------------------
+
+
+class Pricing(SpecModel):
+    """USD per million tokens; used to enforce cost budgets."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class ModelSpec(SpecModel):
+    provider: Literal["anthropic", "openai", "scripted"] = Field(
+        description="`scripted` is a deterministic replay provider for tests, demos and offline runs."
+    )
+    name: str | None = Field(default=None, description="The provider's model id.")
+    max_tokens: int = Field(default=4096, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    api_key_env: EnvVarName | None = Field(
+        default=None,
+        description="Environment variable holding the API key (secrets never live in YAML). "
+        "Default: ANTHROPIC_API_KEY / OPENAI_API_KEY.",
+    )
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    timeout: Duration = 60.0
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    pricing: Pricing | None = None
+    context_window: int | None = Field(default=None, ge=1)
+    script: str | None = Field(
+        default=None, description="scripted: a YAML/JSONL script of responses, relative to this file."
+    )
+    on_script_exhausted: Literal["error", "synthesize"] = Field(
+        default="error",
+        description="scripted: when the script has no answer left, fail or synthesise a schema-valid one.",
+    )
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> Self:
+        if self.provider == "scripted":
+            if self.api_key_env is not None or self.base_url is not None:
+                raise ValueError("a scripted model takes no api_key_env or base_url")
+            if self.script is None and self.on_script_exhausted != "synthesize":
+                raise ValueError("a scripted model needs a 'script' file or on_script_exhausted: synthesize")
+        else:
+            if not self.name:
+                raise ValueError(f"provider '{self.provider}' needs the model 'name'")
+            if self.script is not None:
+                raise ValueError("'script' applies only to provider 'scripted'")
+        return self
+
+
+ModelRef = Annotated[
+    ResourceName | ModelSpec,
+    Field(description="A Model by name, or an inline model {provider, name, ...}."),
+]
+
+# --- Tool -------------------------------------------------------------------------------------
+
+
+class HttpImplementation(SpecModel):
+    url: NonEmptyStr = Field(description="Jinja2 template over `args`.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Values are templates; `env.NAME` reads the environment."
+    )
+    query: dict[str, str] = Field(default_factory=dict)
+    body: str | dict[str, Any] | None = Field(
+        default=None, description="Template for the body; default: the arguments as JSON."
+    )
+
+
+class McpImplementation(SpecModel):
+    server: NonEmptyStr = Field(description="Command line (stdio) or URL (http) of the MCP server.")
+    transport: Literal["stdio", "http"] = "stdio"
+    tool: NonEmptyStr = Field(description="The tool's name on that server.")
+
+
+class ToolIsolation(SpecModel):
+    """Run each call as a separate Ray task with its own resources (heavy or GPU tools)."""
+
+    mode: Literal["inline", "task"] = "inline"
+    resources: Resources = Field(default_factory=Resources)
+
+
+class ToolSpec(SpecModel):
+    description: NonEmptyStr = Field(description="What the tool does; shown to the model.")
+    python: PythonRef | None = Field(default=None, description="'module:function' under the plugin paths.")
+    http: HttpImplementation | None = None
+    mcp: McpImplementation | None = None
+    input_schema: JsonSchema | None = Field(
+        default=None, description="Arguments schema; derived from type hints for python tools."
+    )
+    output_schema: JsonSchema | None = None
+    timeout: Duration = 30.0
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Default: 3 attempts for tools without side effects, 1 for tools with side effects.",
+    )
+    idempotency: IdempotencyPolicy = Field(default_factory=IdempotencyPolicy)
+    circuit_breaker: CircuitBreakerPolicy | None = None
+    side_effects: bool = False
+    requires_approval: bool = False
+    guardrails: list[ResourceName] = Field(default_factory=list, description="Applied to its output.")
+    isolation: ToolIsolation = Field(default_factory=ToolIsolation)
+
+    @model_validator(mode="after")
+    def _one_implementation_and_safe_retries(self) -> Self:
+        chosen = [k for k in ("python", "http", "mcp") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) if chosen else "none"
+            raise ValueError(f"a tool needs exactly one implementation of python, http, mcp (found: {found})")
+        if self.side_effects:
+            if self.idempotency.mode == "cache":
+                raise ValueError(
+                    "idempotency mode 'cache' memoises results and is unsafe for a tool with side "
+                    "effects; use mode 'key' so results are stored durably under an idempotency key"
+                )
+            if self.retry is not None and self.retry.max_attempts > 1 and self.idempotency.mode != "key":
+                raise ValueError(
+                    "a tool with side effects is never retried unless it is idempotent: "
+                    "set idempotency.mode: key, or retry.max_attempts: 1"
+                )
+        return self
+
+
+# --- Memory -----------------------------------------------------------------------------------
+
+
+class CompactionPolicy(SpecModel):
+    model: ModelRef = Field(description="Usually a cheaper model than the agent's.")
+    trigger_ratio: float = Field(default=0.8, gt=0, le=1, description="Compact at this share of max_tokens.")
+    target_ratio: float = Field(default=0.5, gt=0, lt=1, description="Compact down to this share.")
+    keep_recent_turns: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _target_below_trigger(self) -> Self:
+        if self.target_ratio >= self.trigger_ratio:
+            raise ValueError("target_ratio must be below trigger_ratio")
+        return self
+
+
+class WorkingMemory(SpecModel):
+    max_tokens: int = Field(ge=256, description="Token budget of the conversation sent to the model.")
+    compaction: CompactionPolicy | None = None
+
+
+class VectorStore(SpecModel):
+    backend: Literal["pgvector", "weaviate"] = "pgvector"
+    url: str | None = Field(default=None, description="Default for pgvector: the embedded server.")
+    url_env: EnvVarName | None = Field(default=None, description="Read the URL from this variable.")
+    collection: ResourceName | None = Field(default=None, description="Default: the memory's name.")
+
+    @model_validator(mode="after")
+    def _weaviate_needs_url(self) -> Self:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("give either url or url_env, not both")
+        if self.backend == "weaviate" and self.url is None and self.url_env is None:
+            raise ValueError("the weaviate backend needs url or url_env (it has no embedded mode here)")
+        return self
+
+
+class Embedder(SpecModel):
+    provider: Literal["local", "openai"] = "local"
+    model: NonEmptyStr = "all-MiniLM-L6-v2"
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    api_key_env: EnvVarName | None = None
+    dimensions: int = Field(default=384, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+
+
+_NAMESPACES: tuple[Literal["agent", "tenant"], ...] = ("agent", "tenant")
+
+
+class VectorLayer(SpecModel):
+    store: VectorStore = Field(default_factory=VectorStore)
+    embedder: Embedder = Field(default_factory=Embedder)
+    top_k: int = Field(default=5, ge=1, le=1000)
+    min_score: float = Field(default=0.0, ge=0, le=1)
+    retention: Duration | None = None
+    namespace_by: list[Literal["agent", "tenant"]] = Field(default_factory=lambda: list(_NAMESPACES))
+    trust: Literal["trusted", "untrusted"] = Field(
+        default="untrusted", description="Untrusted items pass the injection guard when retrieved."
+    )
+
+
+class Ranking(SpecModel):
+    relevance: float = Field(default=1.0, ge=0)
+    recency: float = Field(default=0.3, ge=0)
+    importance: float = Field(default=0.2, ge=0)
+    recency_half_life: Duration = 7 * 86400.0
+
+
+class MemorySpec(SpecModel):
+    working: WorkingMemory | None = None
+    episodic: VectorLayer | None = None
+    knowledge: VectorLayer | None = None
+    ranking: Ranking = Field(default_factory=Ranking)
+
+    @model_validator(mode="after")
+    def _at_least_one_layer(self) -> Self:
+        if self.working is None and self.episodic is None and self.knowledge is None:
+            raise ValueError("a memory needs at least one layer: working, episodic or knowledge")
+        return self
+
+
+# --- Guardrail --------------------------------------------------------------------------------
+
+Stage = Literal["input", "tool_output", "action", "output"]
+_ACTION_STAGE: tuple[Stage, ...] = ("action",)
+GuardAction = Literal["block", "redact", "warn", "halt"]
+
+
+class _GuardrailBase(SpecModel):
+    applies_to: list[Stage] = Field(min_length=1)
+    action: GuardAction = "block"
+
+    allowed_stages: ClassVar[frozenset[str]] = frozenset({"input", "tool_output", "action", "output"})
+    allowed_actions: ClassVar[frozenset[str]] = frozenset({"block", "redact", "warn", "halt"})
+
+    @model_validator(mode="after")
+    def _stage_and_action_fit_type(self) -> Self:
+        kind = getattr(self, "type", "?")
+        bad_stages = [s for s in self.applies_to if s not in self.allowed_stages]
+        if bad_stages:
+            allowed = ", ".join(sorted(self.allowed_stages))
+            raise ValueError(
+                f"a {kind} guardrail cannot apply to {', '.join(bad_stages)} (allowed: {allowed})"
+            )
+        if self.action not in self.allowed_actions:
+            allowed = ", ".join(sorted(self.allowed_actions))
+            raise ValueError(f"a {kind} guardrail cannot '{self.action}' (allowed: {allowed})")
+        return self
+
+
+class PromptInjectionGuardrail(_GuardrailBase):
+    type: Literal["prompt_injection"]
+    patterns: list[str] = Field(default_factory=list, description="Extra detection regexes.")
+    use_default_patterns: bool = True
+    allowed_stages = frozenset({"input", "tool_output"})
+
+
+class LoopDetectionGuardrail(_GuardrailBase):
+    """Keys on tool + canonical arguments and detects short cycles (A-B-A-B)."""
+
+    type: Literal["loop_detection"]
+    applies_to: list[Stage] = Field(default_factory=lambda: list(_ACTION_STAGE), min_length=1)
+    action: GuardAction = "halt"
+    window: int = Field(default=12, ge=2)
+    threshold: int = Field(default=3, ge=2, description="Repetitions of an action or cycle that trip it.")
+    max_cycle_length: int = Field(default=3, ge=1)
+    allowed_stages = frozenset({"action"})
+    allowed_actions = frozenset({"block", "warn", "halt"})
+
+
+PiiEntity = Literal["email", "phone", "credit_card", "iban", "ssn", "ip_address"]
+
+
+_DEFAULT_PII: tuple[PiiEntity, ...] = ("email", "phone", "credit_card", "iban", "ssn")
+
+
+class PiiRedactionGuardrail(_GuardrailBase):
+    type: Literal["pii_redaction"]
+    action: GuardAction = "redact"
+    entities: list[PiiEntity] = Field(default_factory=lambda: list(_DEFAULT_PII), min_length=1)
+    allowed_actions = frozenset({"block", "redact", "warn"})
+
+
+class ToolAllowlistGuardrail(_GuardrailBase):
+    type: Literal["tool_allowlist"]
+    applies_to: list[Stage] = Field(default_factory=lambda: list(_ACTION_STAGE), min_length=1)
+    tools: list[ResourceName] = Field(default_factory=list)
+    allowed_stages = frozenset({"action"})
+    allowed_actions = frozenset({"block", "warn", "halt"})
+
+
+class BudgetGuardrail(_GuardrailBase):
+    type: Literal["budget"]
+    applies_to: list[Stage] = Field(default_factory=lambda: list(_ACTION_STAGE), min_length=1)
+    action: GuardAction = "halt"
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    allowed_stages = frozenset({"action"})
+    allowed_actions = frozenset({"warn", "halt"})
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> Self:
+        if self.max_total_tokens is None and self.max_cost_usd is None and self.max_tool_calls is None:
+            raise ValueError("a budget guardrail needs max_total_tokens, max_cost_usd or max_tool_calls")
+        return self
+
+
+class OutputSchemaGuardrail(_GuardrailBase):
+    type: Literal["output_schema"]
+    json_schema: JsonSchema = Field(alias="schema")
+    allowed_stages = frozenset({"tool_output", "output"})
+    allowed_actions = frozenset({"block", "warn", "halt"})
+
+
+class RegexGuardrail(_GuardrailBase):
+    type: Literal["regex"]
+    patterns: list[NonEmptyStr] = Field(min_length=1)
+    replacement: str = "[REDACTED]"
+
+
+class PythonGuardrail(_GuardrailBase):
+    type: Literal["python"]
+    function: PythonRef
+
+
+GuardrailSpec = Annotated[
+    PromptInjectionGuardrail
+    | LoopDetectionGuardrail
+    | PiiRedactionGuardrail
+    | ToolAllowlistGuardrail
+    | BudgetGuardrail
+    | OutputSchemaGuardrail
+    | RegexGuardrail
+    | PythonGuardrail,
+    Field(discriminator="type"),
+]
+GUARDRAIL_TYPES = (
+    "prompt_injection",
+    "loop_detection",
+    "pii_redaction",
+    "tool_allowlist",
+    "budget",
+    "output_schema",
+    "regex",
+    "python",
+)
+
+# --- Agent ------------------------------------------------------------------------------------
+
+
+class AgentSpec(SpecModel):
+    model: ModelRef
+    instructions: NonEmptyStr = Field(
+        description="Jinja2 template (sandboxed, strict undefined) over `inputs`, `agent`, `tools`, "
+        "`delegates`."
+    )
+    inputs: JsonSchema = Field(default_factory=lambda: {"type": "object"})
+    output: JsonSchema | None = Field(default=None, description="Schema of the final answer.")
+    tools: list[ResourceName] = Field(default_factory=list)
+    delegates: list[ResourceName] = Field(default_factory=list, description="Agents it may hand work to.")
+    memory: ResourceName | None = None
+    guardrails: list[ResourceName] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+
+# --- Pipeline ---------------------------------------------------------------------------------
+
+
+class MapSpec(SpecModel):
+    """Fan out over a list: the step runs once per item, at most `concurrency` at a time, and its
+    output is the list of results in input order."""
+
+    over: NonEmptyStr = Field(description="Template yielding a list, e.g. '{{ steps.chunk.output }}'.")
+    as_: Annotated[str, Field(alias="as", pattern=r"^[a-z_][a-z0-9_]*$")] = "item"
+    concurrency: int = Field(default=4, ge=1, le=10_000)
+
+
+class LlmCall(SpecModel):
+    """A single structured LLM call: one prompt in, one schema-valid object out."""
+
+    model: ModelRef
+    prompt: NonEmptyStr = Field(description="Jinja2 template.")
+    system: str | None = None
+
+
+class PipelineStep(SpecModel):
+    name: StepName = Field(description="Referenced later as `steps.<name>.output`.")
+    description: str = ""
+    tool: ResourceName | None = None
+    agent: ResourceName | None = None
+    pipeline: ResourceName | None = None
+    llm: LlmCall | None = None
+    input: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments; string values are Jinja2 templates over `inputs`, earlier "
+        "`steps.<name>.output` and the map item. A value that is a single `{{ expr }}` keeps its type.",
+    )
+    map: MapSpec | None = None
+    output: JsonSchema | None = Field(default=None, description="Schema the step's output must match.")
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        chosen = [k for k in ("tool", "agent", "pipeline", "llm") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) if chosen else "none"
+            raise ValueError(f"a step needs exactly one of tool, agent, pipeline, llm (found: {found})")
+        if self.llm is not None and self.output is None:
+            raise ValueError("an llm step needs an 'output' schema (structured output)")
+        return self
+
+    @property
+    def target_kind(self) -> str:
+        for kind in ("tool", "agent", "pipeline", "llm"):
+            if getattr(self, kind) is not None:
+                return kind
+        raise AssertionError("validated step without a target")
+
+
+class PipelineSpec(SpecModel):
+    inputs: JsonSchema = Field(default_factory=lambda: {"type": "object"})
+    output: JsonSchema | None = None
+    steps: list[PipelineStep] = Field(min_length=1)
+    returns: Any = Field(
+        default=None,
+        description="Template(s) for the pipeline's result; default: the last step's output.",
+    )
+    timeout: Duration = 600.0
+    guardrails: list[ResourceName] = Field(default_factory=list)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+
+# --- Supervisor -------------------------------------------------------------------------------
+
+
+class Route(SpecModel):
+    agent: ResourceName | None = None
+    pipeline: ResourceName | None = None
+    priority_boost: int = Field(default=0, description="Added to every task of this type.")
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.agent is None) == (self.pipeline is None):
+            raise ValueError("a route needs exactly one of agent or pipeline")
+        return self
+
+    @property
+    def target(self) -> tuple[str, str]:
+        return ("Agent", self.agent) if self.agent is not None else ("Pipeline", self.pipeline or "")
+
+
+TaskType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+
+
+class SupervisorSpec(SpecModel):
+    routes: dict[TaskType, Route] = Field(min_length=1, description="Task type -> agent or pipeline.")
+    concurrency: int = Field(default=4, ge=1, le=10_000, description="Tasks running at once.")
+    on_error: Literal["fail_fast", "collect"] = "collect"
+    default_priority: int = 0
+    max_queue: int = Field(default=10_000, ge=1)
+    task_timeout: Duration | None = None
+    distribution: Literal["spread", "pack", "any"] = Field(
+        default="spread", description="How sub-agent actors are spread over the cluster."
+    )
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+
+# --- documents --------------------------------------------------------------------------------
+
+
+class _Document(SpecModel):
+    apiVersion: ApiVersion
+    metadata: Metadata
+
+
+class ModelDocument(_Document):
+    kind: Literal["Model"]
+    spec: ModelSpec
+
+
+class ToolDocument(_Document):
+    kind: Literal["Tool"]
+    spec: ToolSpec
+
+
+class MemoryDocument(_Document):
+    kind: Literal["Memory"]
+    spec: MemorySpec
+
+
+class GuardrailDocument(_Document):
+    kind: Literal["Guardrail"]
+    spec: GuardrailSpec
+
+
+class AgentDocument(_Document):
+    kind: Literal["Agent"]
+    spec: AgentSpec
+
+
+class PipelineDocument(_Document):
+    kind: Literal["Pipeline"]
+    spec: PipelineSpec
+
+
+class SupervisorDocument(_Document):
+    kind: Literal["Supervisor"]
+    spec: SupervisorSpec
+
+
+SpecDocument = (
+    ModelDocument
+    | ToolDocument
+    | MemoryDocument
+    | GuardrailDocument
+    | AgentDocument
+    | PipelineDocument
+    | SupervisorDocument
+)
+AnyDocument = Annotated[SpecDocument, Field(discriminator="kind")]
+
+DOCUMENT_MODELS: dict[str, type[_Document]] = {
+    "Model": ModelDocument,
+    "Tool": ToolDocument,
+    "Memory": MemoryDocument,
+    "Guardrail": GuardrailDocument,
+    "Agent": AgentDocument,
+    "Pipeline": PipelineDocument,
+    "Supervisor": SupervisorDocument,
+}
+KINDS: tuple[str, ...] = tuple(DOCUMENT_MODELS)

@@ -1,0 +1,92 @@
+"""Validate layer: located documents -> typed specs, then the spec set checked as a whole.
+
+Every problem is collected (never raised) so that one run reports all of them at once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_platform.diagnostics import Diagnostics
+from agent_platform.load import DEFAULT_LIMITS, Document, LoadLimits, load_paths
+from agent_platform.validate.checks import (
+    check_agent_templates,
+    check_guardrails,
+    check_models,
+    check_pipeline,
+    check_plugins,
+    check_schemas,
+    check_tool_templates,
+    hint_pipelines,
+)
+from agent_platform.validate.documents import TypedSpec, validate_document
+from agent_platform.validate.plugins import PluginResolver, default_plugin_paths
+from agent_platform.validate.references import SpecSet, check_cycles, check_references
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    plugin_paths: Sequence[Path] | None = None  # default: cwd + $PLATFORM_PLUGIN_PATH
+    import_plugins: bool = False
+    limits: LoadLimits = DEFAULT_LIMITS
+
+
+@dataclass
+class ValidationReport:
+    specs: SpecSet
+    diagnostics: Diagnostics
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics.has_errors
+
+
+def validate_documents(
+    documents: Iterable[Document],
+    diagnostics: Diagnostics | None = None,
+    options: ValidationOptions = ValidationOptions(),
+) -> ValidationReport:
+    diags = diagnostics if diagnostics is not None else Diagnostics()
+    specs = SpecSet()
+    for document in documents:
+        typed = validate_document(document, diags)
+        if typed is not None:
+            specs.add(typed, diags)
+        elif document.kind is not None and document.name is not None:
+            specs.invalid.add((document.kind, document.name))
+    check_references(specs, diags)
+    check_cycles(specs, diags)
+    check_schemas(specs, diags)
+    check_agent_templates(specs, diags)
+    check_tool_templates(specs, diags)
+    for pipeline in specs.of_kind("Pipeline"):
+        check_pipeline(specs, pipeline, diags)
+    check_models(specs, diags)
+    check_guardrails(specs, diags)
+    roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
+    check_plugins(specs, PluginResolver(roots, options.import_plugins), diags)
+    hint_pipelines(specs, diags)
+    return ValidationReport(specs=specs, diagnostics=diags)
+
+
+def validate_paths(
+    paths: Iterable[str | os.PathLike[str]], options: ValidationOptions = ValidationOptions()
+) -> ValidationReport:
+    """Load and validate files and directories (recursively, *.yaml / *.yml)."""
+    loaded = load_paths(paths, options.limits)
+    report = validate_documents(loaded.documents, loaded.diagnostics, options)
+    report.files = loaded.files
+    return report
+
+
+__all__ = [
+    "SpecSet",
+    "TypedSpec",
+    "ValidationOptions",
+    "ValidationReport",
+    "validate_documents",
+    "validate_paths",
+]

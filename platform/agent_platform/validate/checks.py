@@ -1,0 +1,434 @@
+"""Semantic checks over the resolved spec set: templates in their scope, JSON Schemas, producer /
+consumer agreement in pipelines, plugin references, and design hints."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agent_platform.diagnostics import Diagnostics
+from agent_platform.spec.kinds import (
+    AgentDocument,
+    GuardrailDocument,
+    MemoryDocument,
+    ModelDocument,
+    ModelSpec,
+    OutputSchemaGuardrail,
+    PipelineDocument,
+    PipelineSpec,
+    PromptInjectionGuardrail,
+    PythonGuardrail,
+    RegexGuardrail,
+    ToolDocument,
+)
+from agent_platform.validate.documents import TypedSpec
+from agent_platform.validate.jsonschemas import (
+    check_schema,
+    check_structured_output,
+    incompatibilities,
+    property_schema,
+)
+from agent_platform.validate.plugins import PluginResolver
+from agent_platform.validate.references import SpecSet
+from agent_platform.validate.templates import (
+    OpaqueVar,
+    SchemaVar,
+    Scope,
+    StepsVar,
+    check_template,
+    is_template,
+    single_expression,
+)
+
+Path_ = tuple[str | int, ...]
+
+
+def _error(diags: Diagnostics, code: str, spec: TypedSpec, path: Path_, message: str) -> None:
+    diags.error(code, message, spec.locate(*path), spec.kind, spec.name)
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+def _template_strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    if isinstance(value, str):
+        if is_template(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _template_strings(sub, (*path, key))
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            yield from _template_strings(sub, (*path, index))
+
+
+def _check_templates_at(diags: Diagnostics, spec: TypedSpec, path: Path_, value: Any, scope: Scope) -> None:
+    for where, text in _template_strings(value, path):
+        for problem in check_template(text, scope):
+            location = spec.document.text_location(where, problem.line, problem.column)
+            diags.error("template", problem.message, location, spec.kind, spec.name)
+
+
+def _inputs_var(schema: dict[str, Any]) -> SchemaVar:
+    return SchemaVar(schema, "the inputs schema")
+
+
+def output_schema_of_step(specs: SpecSet, step: Any) -> dict[str, Any] | None:
+    """The declared output schema of a step: its own, else its target's."""
+    if step.output is not None:
+        return step.output  # type: ignore[no-any-return]
+    if step.tool is not None and (tool := specs.get("Tool", step.tool)) is not None:
+        assert isinstance(tool.model, ToolDocument)
+        return tool.model.spec.output_schema
+    if step.agent is not None and (agent := specs.get("Agent", step.agent)) is not None:
+        assert isinstance(agent.model, AgentDocument)
+        return agent.model.spec.output
+    if step.pipeline is not None and (pipe := specs.get("Pipeline", step.pipeline)) is not None:
+        assert isinstance(pipe.model, PipelineDocument)
+        return pipe.model.spec.output
+    return None
+
+
+def input_schema_of_step(specs: SpecSet, step: Any) -> dict[str, Any] | None:
+    """The schema the step's target accepts as input."""
+    if step.tool is not None and (tool := specs.get("Tool", step.tool)) is not None:
+        assert isinstance(tool.model, ToolDocument)
+        return tool.model.spec.input_schema
+    if step.agent is not None and (agent := specs.get("Agent", step.agent)) is not None:
+        assert isinstance(agent.model, AgentDocument)
+        return agent.model.spec.inputs
+    if step.pipeline is not None and (pipe := specs.get("Pipeline", step.pipeline)) is not None:
+        assert isinstance(pipe.model, PipelineDocument)
+        return pipe.model.spec.inputs
+    return None
+
+
+def check_agent_templates(specs: SpecSet, diags: Diagnostics) -> None:
+    for spec in specs.of_kind("Agent"):
+        assert isinstance(spec.model, AgentDocument)
+        scope = Scope(
+            {
+                "inputs": _inputs_var(spec.model.spec.inputs),
+                "agent": OpaqueVar(),
+                "tools": OpaqueVar(),
+                "delegates": OpaqueVar(),
+            },
+            "agent instructions",
+        )
+        _check_templates_at(diags, spec, ("spec", "instructions"), spec.model.spec.instructions, scope)
+
+
+def check_tool_templates(specs: SpecSet, diags: Diagnostics) -> None:
+    for spec in specs.of_kind("Tool"):
+        assert isinstance(spec.model, ToolDocument)
+        tool = spec.model.spec
+        args = SchemaVar(tool.input_schema, "the tool's input_schema")
+        if tool.http is not None:
+            scope = Scope({"args": args, "env": OpaqueVar()}, "an http tool template")
+            for field_name in ("url", "headers", "query", "body"):
+                value = getattr(tool.http, field_name)
+                _check_templates_at(diags, spec, ("spec", "http", field_name), value, scope)
+        if tool.idempotency.key is not None:
+            scope = Scope({"args": args, "run": OpaqueVar(), "tool": OpaqueVar()}, "an idempotency key")
+            _check_templates_at(diags, spec, ("spec", "idempotency", "key"), tool.idempotency.key, scope)
+
+
+def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
+    assert isinstance(spec.model, PipelineDocument)
+    pipeline: PipelineSpec = spec.model.spec
+    names = [step.name for step in pipeline.steps]
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            _error(
+                diags,
+                "duplicate-step",
+                spec,
+                ("spec", "steps", index, "name"),
+                f"duplicate step name '{name}' (also step {seen[name] + 1})",
+            )
+        else:
+            seen[name] = index
+    inputs = _inputs_var(pipeline.inputs)
+    earlier: dict[str, dict[str, Any] | None] = {}
+    for index, step in enumerate(pipeline.steps):
+        base: Path_ = ("spec", "steps", index)
+        later = frozenset(names[index + 1 :])
+        steps_var = StepsVar(dict(earlier), later, step.name)
+        over_scope = Scope(
+            {"inputs": inputs, "steps": steps_var, "pipeline": OpaqueVar()}, f"step '{step.name}'"
+        )
+        variables: dict[str, Any] = {"inputs": inputs, "steps": steps_var, "pipeline": OpaqueVar()}
+        if step.map is not None:
+            if step.map.as_ in ("inputs", "steps", "pipeline"):
+                _error(
+                    diags,
+                    "map-shadow",
+                    spec,
+                    (*base, "map", "as"),
+                    f"map variable '{step.map.as_}' hides a built-in variable",
+                )
+            variables[step.map.as_] = OpaqueVar()
+            _check_templates_at(diags, spec, (*base, "map", "over"), step.map.over, over_scope)
+            if not is_template(step.map.over):
+                _error(
+                    diags,
+                    "map-over",
+                    spec,
+                    (*base, "map", "over"),
+                    "map.over must be a template yielding a list, e.g. '{{ steps.x.output }}'",
+                )
+        scope = Scope(variables, f"step '{step.name}'")
+        _check_templates_at(diags, spec, (*base, "input"), step.input, scope)
+        if step.llm is not None:
+            _check_templates_at(diags, spec, (*base, "llm", "prompt"), step.llm.prompt, scope)
+            if step.llm.system is not None:
+                _check_templates_at(diags, spec, (*base, "llm", "system"), step.llm.system, scope)
+        _check_step_agreement(specs, spec, index, earlier, diags)
+        earlier[step.name] = output_schema_of_step(specs, step)
+    if pipeline.returns is not None:
+        scope = Scope(
+            {"inputs": inputs, "steps": StepsVar(dict(earlier), frozenset()), "pipeline": OpaqueVar()},
+            "the pipeline's returns",
+        )
+        _check_templates_at(diags, spec, ("spec", "returns"), pipeline.returns, scope)
+
+
+def _check_step_agreement(
+    specs: SpecSet, spec: TypedSpec, index: int, earlier: dict[str, dict[str, Any] | None], diags: Diagnostics
+) -> None:
+    """Where a step's input value is exactly an earlier step's output (or part of it) and both
+    schemas are declared, the producer's schema must fit the consumer's."""
+    assert isinstance(spec.model, PipelineDocument)
+    step = spec.model.spec.steps[index]
+    consumer = input_schema_of_step(specs, step)
+    if consumer is None or step.llm is not None:
+        return
+    base: Path_ = ("spec", "steps", index)
+    if step.map is None:
+        # Required inputs must be provided (only checkable when the consumer lists properties).
+        props = consumer.get("properties")
+        if isinstance(props, dict):
+            for required in consumer.get("required", []):
+                if required not in step.input:
+                    target = step.target_kind
+                    _error(
+                        diags,
+                        "step-input-missing",
+                        spec,
+                        (*base, "input") if step.input else base,
+                        f"step '{step.name}' does not provide '{required}', required by {target} "
+                        f"'{getattr(step, target)}'",
+                    )
+            if consumer.get("additionalProperties") is False:
+                for key in step.input:
+                    if key not in props:
+                        _error(
+                            diags,
+                            "step-input-unknown",
+                            spec,
+                            (*base, "input", key),
+                            f"'{key}' is not an input of {step.target_kind} '{getattr(step, step.target_kind)}'"
+                            f" (accepted: {', '.join(props)})",
+                        )
+    for key, value in step.input.items():
+        if not isinstance(value, str):
+            continue
+        chain = single_expression(value)
+        if chain is None or chain[0] != "steps" or len(chain[1]) < 2 or chain[1][1] != "output":
+            continue
+        producer_step, attrs = chain[1][0], chain[1][2:]
+        producer = earlier.get(producer_step)
+        if producer is None:
+            continue
+        produced, _ = property_schema(producer, attrs) if attrs else (producer, None)
+        consumer_props = consumer.get("properties")
+        if (
+            produced is None
+            or not isinstance(consumer_props, dict)
+            or not isinstance(consumer_props.get(key), dict)
+        ):
+            continue
+        expected = consumer_props[key]
+        if step.map is not None:
+            continue  # per-item values: the item's schema is not tracked through map
+        for reason in incompatibilities(
+            produced, expected, "steps." + ".".join([producer_step, "output", *attrs])
+        ):
+            _error(
+                diags,
+                "schema-mismatch",
+                spec,
+                (*base, "input", key),
+                f"input '{key}' of step '{step.name}': {reason}",
+            )
+
+
+# --- JSON Schemas -----------------------------------------------------------------------------
+
+
+def _schemas_of(spec: TypedSpec) -> Iterator[tuple[Path_, dict[str, Any], bool]]:
+    """(path, schema, used for structured output) for every JSON Schema in a spec."""
+    model = spec.model
+    if isinstance(model, AgentDocument):
+        yield ("spec", "inputs"), model.spec.inputs, False
+        if model.spec.output is not None:
+            yield ("spec", "output"), model.spec.output, True
+    elif isinstance(model, ToolDocument):
+        if model.spec.input_schema is not None:
+            yield ("spec", "input_schema"), model.spec.input_schema, True
+        if model.spec.output_schema is not None:
+            yield ("spec", "output_schema"), model.spec.output_schema, False
+    elif isinstance(model, PipelineDocument):
+        yield ("spec", "inputs"), model.spec.inputs, False
+        if model.spec.output is not None:
+            yield ("spec", "output"), model.spec.output, False
+        for index, step in enumerate(model.spec.steps):
+            if step.output is not None:
+                yield ("spec", "steps", index, "output"), step.output, step.llm is not None
+    elif isinstance(model, GuardrailDocument) and isinstance(model.spec, OutputSchemaGuardrail):
+        yield ("spec", "schema"), model.spec.json_schema, False
+
+
+def check_schemas(specs: SpecSet, diags: Diagnostics) -> None:
+    for spec in specs.specs:
+        for path, schema, structured in _schemas_of(spec):
+            problems = check_schema(schema)
+            if not problems and structured:
+                problems = check_structured_output(schema)
+            for problem in problems:
+                _error(diags, "json-schema", spec, (*path, *problem.path), problem.message)
+
+
+# --- plugins, models, guardrails, hints -------------------------------------------------------
+
+
+def _python_refs(spec: TypedSpec) -> Iterator[tuple[Path_, str]]:
+    model = spec.model
+    if isinstance(model, ToolDocument):
+        if model.spec.python is not None:
+            yield ("spec", "python"), model.spec.python
+        if model.spec.retry is not None:
+            for index, entry in enumerate(model.spec.retry.retry_on):
+                if ":" in entry:
+                    yield ("spec", "retry", "retry_on", index), entry
+    elif isinstance(model, GuardrailDocument) and isinstance(model.spec, PythonGuardrail):
+        yield ("spec", "function"), model.spec.function
+
+
+def check_plugins(specs: SpecSet, resolver: PluginResolver, diags: Diagnostics) -> None:
+    for spec in specs.specs:
+        for path, ref in _python_refs(spec):
+            problem = resolver.check(ref)
+            if problem is not None:
+                _error(diags, "python-ref", spec, path, problem)
+
+
+def _model_of(specs: SpecSet, ref: str | ModelSpec) -> ModelSpec | None:
+    if isinstance(ref, ModelSpec):
+        return ref
+    found = specs.get("Model", ref)
+    if found is None:
+        return None
+    assert isinstance(found.model, ModelDocument)
+    return found.model.spec
+
+
+def check_models(specs: SpecSet, diags: Diagnostics) -> None:
+    """Scripts exist; cost budgets have prices to compute cost from."""
+    for spec in specs.of_kind("Model"):
+        assert isinstance(spec.model, ModelDocument)
+        _check_script(spec, spec.model.spec, ("spec",), diags)
+    for spec in specs.of_kind("Agent"):
+        assert isinstance(spec.model, AgentDocument)
+        agent = spec.model.spec
+        if isinstance(agent.model, ModelSpec):
+            _check_script(spec, agent.model, ("spec", "model"), diags)
+        model = _model_of(specs, agent.model)
+        if agent.limits.max_cost_usd is not None and model is not None and model.pricing is None:
+            if model.provider != "scripted":
+                _error(
+                    diags,
+                    "budget-without-pricing",
+                    spec,
+                    ("spec", "limits", "max_cost_usd"),
+                    "a cost budget needs the model's pricing (set pricing on the Model)",
+                )
+        if agent.memory is not None and (memory := specs.get("Memory", agent.memory)) is not None:
+            assert isinstance(memory.model, MemoryDocument)
+            working = memory.model.spec.working
+            if working is not None and model is not None and model.context_window is not None:
+                if working.max_tokens > model.context_window:
+                    _error(
+                        diags,
+                        "memory-over-context",
+                        spec,
+                        ("spec", "memory"),
+                        f"memory '{agent.memory}' keeps up to {working.max_tokens} tokens but the model's "
+                        f"context window is {model.context_window}",
+                    )
+
+
+def _check_script(spec: TypedSpec, model: ModelSpec, path: Path_, diags: Diagnostics) -> None:
+    if model.script is None:
+        return
+    script = Path(spec.document.file).parent / model.script
+    if not script.is_file():
+        _error(
+            diags,
+            "script-not-found",
+            spec,
+            (*path, "script"),
+            f"script file '{model.script}' not found (looked for {script})",
+        )
+
+
+def check_guardrails(specs: SpecSet, diags: Diagnostics) -> None:
+    for spec in specs.of_kind("Guardrail"):
+        assert isinstance(spec.model, GuardrailDocument)
+        guard = spec.model.spec
+        if isinstance(guard, RegexGuardrail | PromptInjectionGuardrail):
+            for index, pattern in enumerate(guard.patterns):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    _error(
+                        diags,
+                        "regex",
+                        spec,
+                        ("spec", "patterns", index),
+                        f"invalid regular expression: {exc}",
+                    )
+    for spec in specs.of_kind("Tool"):
+        assert isinstance(spec.model, ToolDocument)
+        for index, name in enumerate(spec.model.spec.guardrails):
+            found = specs.get("Guardrail", name)
+            if found is not None:
+                assert isinstance(found.model, GuardrailDocument)
+                if "tool_output" not in found.model.spec.applies_to:
+                    _error(
+                        diags,
+                        "guardrail-stage",
+                        spec,
+                        ("spec", "guardrails", index),
+                        f"guardrail '{name}' does not apply to tool_output, so it cannot guard a tool's output",
+                    )
+
+
+def hint_pipelines(specs: SpecSet, diags: Diagnostics) -> None:
+    """Nudge toward a Pipeline when an agent's path is fixed at design time."""
+    for spec in specs.of_kind("Agent"):
+        assert isinstance(spec.model, AgentDocument)
+        agent = spec.model.spec
+        fixed_instructions = "{%" not in agent.instructions
+        if len(agent.tools) == 1 and not agent.delegates and fixed_instructions:
+            diags.hint(
+                "consider-pipeline",
+                f"agent has one tool ('{agent.tools[0]}'), no delegates and fixed instructions; "
+                "consider a Pipeline (known steps, lower latency variance, full auditability)",
+                spec.locate("spec", "tools"),
+                spec.kind,
+                spec.name,
+            )

@@ -1,0 +1,132 @@
+"""Check `python: module:attr` references.
+
+By default nothing is imported (plugins may import heavy libraries or have side effects): the
+module's file is located under the plugin paths and its top level is read with `ast`. With
+`import_plugins=True` the module is imported and the attribute's signature is checked."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent_platform.diagnostics import did_you_mean
+
+PLUGIN_PATH_ENV = "PLATFORM_PLUGIN_PATH"
+
+
+def default_plugin_paths() -> list[Path]:
+    """The working directory, then each entry of $PLATFORM_PLUGIN_PATH."""
+    paths = [Path.cwd()]
+    extra = os.environ.get(PLUGIN_PATH_ENV, "")
+    paths.extend(Path(p) for p in extra.split(os.pathsep) if p)
+    return paths
+
+
+@dataclass
+class PluginResolver:
+    roots: Sequence[Path]
+    import_plugins: bool = False
+    _module_cache: dict[str, tuple[Path | None, set[str] | None, str | None]] = field(default_factory=dict)
+
+    def _find_file(self, module: str) -> Path | None:
+        parts = module.split(".")
+        for root in self.roots:
+            base = root.joinpath(*parts)
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def _top_level_names(self, module: str) -> tuple[Path | None, set[str] | None, str | None]:
+        if module in self._module_cache:
+            return self._module_cache[module]
+        path = self._find_file(module)
+        result: tuple[Path | None, set[str] | None, str | None]
+        if path is None:
+            result = (None, None, None)
+        else:
+            try:
+                tree = ast.parse(path.read_bytes(), filename=str(path))
+            except SyntaxError as exc:
+                result = (path, None, f"{path}:{exc.lineno}: syntax error: {exc.msg}")
+            except OSError as exc:
+                result = (path, None, f"cannot read {path}: {exc.strerror}")
+            else:
+                result = (path, _defined_names(tree), None)
+        self._module_cache[module] = result
+        return result
+
+    def check(self, ref: str) -> str | None:
+        """An error message for `module:attr`, or None when it resolves."""
+        module, _, attr = ref.partition(":")
+        path, names, error = self._top_level_names(module)
+        if path is None:
+            roots = ", ".join(str(r) for r in self.roots)
+            return f"python module '{module}' not found under the plugin paths ({roots})"
+        if error is not None:
+            return f"python module '{module}' cannot be read: {error}"
+        assert names is not None
+        if attr not in names:
+            public = sorted(n for n in names if not n.startswith("_"))
+            return f"'{module}' ({path}) has no top-level '{attr}'{did_you_mean(attr, public)}"
+        if self.import_plugins:
+            return self._check_imported(module, attr)
+        return None
+
+    def _check_imported(self, module: str, attr: str) -> str | None:
+        import importlib
+
+        for root in reversed(self.roots):
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+        try:
+            loaded = importlib.import_module(module)
+        except Exception as exc:  # a plugin's import error is the user's to see, located
+            return f"importing python module '{module}' failed: {type(exc).__name__}: {exc}"
+        target = getattr(loaded, attr, None)
+        if target is None:
+            return f"'{module}' has no attribute '{attr}' after import"
+        return check_tool_signature(target, f"{module}:{attr}")
+
+
+def check_tool_signature(target: Any, ref: str) -> str | None:
+    """Tools need every parameter annotated: the argument schema is derived from the hints."""
+    import inspect
+
+    func = getattr(target, "__wrapped_tool__", target)
+    if not callable(func):
+        return f"'{ref}' is not callable"
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        return f"cannot read the signature of '{ref}': {exc}"
+    for parameter in signature.parameters.values():
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            return f"'{ref}' takes *{parameter.name}; tool arguments must be named parameters"
+        if parameter.annotation is inspect.Parameter.empty:
+            return f"parameter '{parameter.name}' of '{ref}' has no type hint; tool arguments need one"
+    return None
+
+
+def _defined_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.If | ast.Try):
+            # names defined under `if TYPE_CHECKING`/try-import are still module attributes
+            inner = ast.Module(body=[*node.body, *getattr(node, "orelse", [])], type_ignores=[])
+            names |= _defined_names(inner)
+    return names

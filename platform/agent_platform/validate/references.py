@@ -1,0 +1,200 @@
+"""The spec set as a whole: unique names, references that resolve, and no cycles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from agent_platform.diagnostics import Diagnostics, did_you_mean
+from agent_platform.spec.kinds import (
+    AgentDocument,
+    GuardrailDocument,
+    MemoryDocument,
+    PipelineDocument,
+    SupervisorDocument,
+    ToolAllowlistGuardrail,
+    ToolDocument,
+)
+from agent_platform.validate.documents import TypedSpec
+
+
+@dataclass
+class SpecSet:
+    """Every valid spec, indexed by kind and name (the first definition of a name wins)."""
+
+    specs: list[TypedSpec] = field(default_factory=list)
+    by_kind: dict[str, dict[str, TypedSpec]] = field(default_factory=dict)
+    # (kind, name) of documents that failed their own validation: references to them are not
+    # reported again as unknown (one mistake, one message).
+    invalid: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, spec: TypedSpec, diags: Diagnostics) -> None:
+        table = self.by_kind.setdefault(spec.kind, {})
+        first = table.get(spec.name)
+        if first is not None:
+            diags.error(
+                "duplicate-name",
+                f"duplicate {spec.kind} name '{spec.name}' (first defined at {first.locate('metadata', 'name')})",
+                spec.locate("metadata", "name"),
+                spec.kind,
+                spec.name,
+            )
+            return
+        table[spec.name] = spec
+        self.specs.append(spec)
+
+    def get(self, kind: str, name: str) -> TypedSpec | None:
+        return self.by_kind.get(kind, {}).get(name)
+
+    def names(self, kind: str) -> list[str]:
+        return list(self.by_kind.get(kind, {}))
+
+    def of_kind(self, kind: str) -> list[TypedSpec]:
+        return list(self.by_kind.get(kind, {}).values())
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    path: tuple[str | int, ...]
+    kind: str
+    name: str
+
+
+def references(spec: TypedSpec) -> Iterator[Reference]:
+    """Every by-name reference a spec makes, with the path of the name in its document."""
+    model = spec.model
+    if isinstance(model, AgentDocument):
+        s = model.spec
+        if isinstance(s.model, str):
+            yield Reference(("spec", "model"), "Model", s.model)
+        for i, name in enumerate(s.tools):
+            yield Reference(("spec", "tools", i), "Tool", name)
+        for i, name in enumerate(s.delegates):
+            yield Reference(("spec", "delegates", i), "Agent", name)
+        if s.memory is not None:
+            yield Reference(("spec", "memory"), "Memory", s.memory)
+        for i, name in enumerate(s.guardrails):
+            yield Reference(("spec", "guardrails", i), "Guardrail", name)
+    elif isinstance(model, ToolDocument):
+        for i, name in enumerate(model.spec.guardrails):
+            yield Reference(("spec", "guardrails", i), "Guardrail", name)
+    elif isinstance(model, MemoryDocument):
+        working = model.spec.working
+        if (
+            working is not None
+            and working.compaction is not None
+            and isinstance(working.compaction.model, str)
+        ):
+            yield Reference(("spec", "working", "compaction", "model"), "Model", working.compaction.model)
+    elif isinstance(model, GuardrailDocument):
+        if isinstance(model.spec, ToolAllowlistGuardrail):
+            for i, name in enumerate(model.spec.tools):
+                yield Reference(("spec", "tools", i), "Tool", name)
+    elif isinstance(model, PipelineDocument):
+        for i, step in enumerate(model.spec.steps):
+            base = ("spec", "steps", i)
+            if step.tool is not None:
+                yield Reference((*base, "tool"), "Tool", step.tool)
+            if step.agent is not None:
+                yield Reference((*base, "agent"), "Agent", step.agent)
+            if step.pipeline is not None:
+                yield Reference((*base, "pipeline"), "Pipeline", step.pipeline)
+            if step.llm is not None and isinstance(step.llm.model, str):
+                yield Reference((*base, "llm", "model"), "Model", step.llm.model)
+        for i, name in enumerate(model.spec.guardrails):
+            yield Reference(("spec", "guardrails", i), "Guardrail", name)
+    elif isinstance(model, SupervisorDocument):
+        for task_type, route in model.spec.routes.items():
+            kind, name = route.target
+            yield Reference(("spec", "routes", task_type, kind.lower()), kind, name)
+
+
+def check_references(specs: SpecSet, diags: Diagnostics) -> None:
+    for spec in specs.specs:
+        for ref in references(spec):
+            if specs.get(ref.kind, ref.name) is not None or (ref.kind, ref.name) in specs.invalid:
+                continue
+            other_kinds = [k for k, table in specs.by_kind.items() if ref.name in table and k != ref.kind]
+            if other_kinds:
+                hint = f" ('{ref.name}' is a {other_kinds[0]}, not a {ref.kind})"
+            else:
+                hint = did_you_mean(ref.name, specs.names(ref.kind))
+                if not specs.names(ref.kind):
+                    hint += f" (no {ref.kind} is defined in the given files)"
+            diags.error(
+                "unresolved-reference",
+                f"unknown {ref.kind} '{ref.name}'{hint}",
+                spec.locate(*ref.path),
+                spec.kind,
+                spec.name,
+            )
+
+
+def _find_cycles(graph: dict[str, list[tuple[str, tuple[str | int, ...]]]]) -> list[list[str]]:
+    """Elementary cycles found by an iterative DFS, each reported once (rotation-normalised)."""
+    cycles: list[list[str]] = []
+    seen_cycles: set[tuple[str, ...]] = set()
+    state: dict[str, int] = {}  # 0/absent: new, 1: on stack, 2: done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = [start]
+        state[start] = 1
+        while stack:
+            node, index = stack[-1]
+            edges = graph.get(node, [])
+            if index < len(edges):
+                stack[-1] = (node, index + 1)
+                nxt = edges[index][0]
+                if state.get(nxt) == 1:
+                    cycle = path[path.index(nxt) :]
+                    pivot = cycle.index(min(cycle))
+                    normal = tuple(cycle[pivot:] + cycle[:pivot])
+                    if normal not in seen_cycles:
+                        seen_cycles.add(normal)
+                        cycles.append([*normal, normal[0]])
+                elif not state.get(nxt) and nxt in graph:
+                    state[nxt] = 1
+                    stack.append((nxt, 0))
+                    path.append(nxt)
+            else:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+    return cycles
+
+
+def check_cycles(specs: SpecSet, diags: Diagnostics) -> None:
+    """Delegation among agents and inclusion among pipelines must be acyclic."""
+    delegation: dict[str, list[tuple[str, tuple[str | int, ...]]]] = {}
+    for spec in specs.of_kind("Agent"):
+        assert isinstance(spec.model, AgentDocument)
+        delegation[spec.name] = [
+            (d, ("spec", "delegates", i))
+            for i, d in enumerate(spec.model.spec.delegates)
+            if specs.get("Agent", d)
+        ]
+    inclusion: dict[str, list[tuple[str, tuple[str | int, ...]]]] = {}
+    for spec in specs.of_kind("Pipeline"):
+        assert isinstance(spec.model, PipelineDocument)
+        inclusion[spec.name] = [
+            (step.pipeline, ("spec", "steps", i, "pipeline"))
+            for i, step in enumerate(spec.model.spec.steps)
+            if step.pipeline is not None and specs.get("Pipeline", step.pipeline)
+        ]
+    for kind, graph, what in (
+        ("Agent", delegation, "delegation"),
+        ("Pipeline", inclusion, "pipeline inclusion"),
+    ):
+        for cycle in _find_cycles(graph):
+            head = specs.get(kind, cycle[0])
+            assert head is not None
+            path = next(p for target, p in graph[cycle[0]] if target == cycle[1])
+            diags.error(
+                f"{what.replace(' ', '-')}-cycle",
+                f"{what} cycle: {' -> '.join(cycle)}",
+                head.locate(*path),
+                kind,
+                cycle[0],
+            )
