@@ -138,11 +138,11 @@ def check_template(text: str, scope: Scope) -> list[TemplateProblem]:
     for line, root, attrs in _chains(ast):
         if root not in undeclared:
             continue  # bound inside the template ({% set %}, {% for %}, macro arguments)
-        message = _check_chain(root, attrs, scope)
-        if message is not None and message not in seen:
-            seen.add(message)
+        chain_problem = _check_chain(root, attrs, scope)
+        if chain_problem is not None and chain_problem not in seen:
+            seen.add(chain_problem)
             needle = ".".join([root, *attrs])
-            problems.append(_problem(text, line, message, needle if needle in text else root))
+            problems.append(_problem(text, line, chain_problem, needle if needle in text else root))
     return problems
 
 
