@@ -551,39 +551,74 @@ def _documents(walker: _Walker) -> list[str]:
 
 
 def _formats() -> list[str]:
-    duration_examples = ["300s", "5m", "1h30m", "250ms", "7d", "1.5h"]
-    size_examples = ["512Mi", "2Gi", "1G", "1.5K", "4096"]
-    lines = [
+    durations = ["300s", "5m", "1h30m", "250ms", "7d", "1.5h"]
+    sizes = ["512Mi", "2Gi", "1G", "1.5K", "4096"]
+    rows = [
+        (
+            "name",
+            "A resource name: 1-63 lowercase letters, digits and `-`, starting and ending with a letter "
+            "or digit.",
+            _code(NAME_PATTERN),
+            "`support-agent`, `gpt4o`",
+        ),
+        (
+            "step name",
+            "A pipeline step name, usable in templates as `steps.<name>`.",
+            _code(STEP_NAME_PATTERN),
+            "`fetch`, `summarize_pages`",
+        ),
+        (
+            "env var name",
+            "The name of an environment variable (secrets never live in YAML).",
+            _code(ENV_VAR_PATTERN),
+            "`ANTHROPIC_API_KEY`",
+        ),
+        (
+            "python ref",
+            "A Python object as `package.module:attribute`, importable from the plugin paths.",
+            _code(PYTHON_REF_PATTERN),
+            "`plugins.tools:search_docs`",
+        ),
+        (
+            "duration",
+            "A number of seconds, or a string of one or more `<number><unit>` parts with units `ms`, "
+            "`s`, `m`, `h`, `d`; must be greater than zero.",
+            _code(DURATION_REGEX),
+            ", ".join(f"`{ex}` = {parse_duration(ex):g} s" for ex in durations) + ", `90` = 90 s",
+        ),
+        (
+            "size",
+            "A number of bytes, or a number with a unit: `B`, `K`, `M`, `G`, `T` (powers of 1000) or "
+            "`Ki`, `Mi`, `Gi`, `Ti` (powers of 1024); must be greater than zero.",
+            _code(SIZE_REGEX),
+            ", ".join(f"`{ex}` = {parse_byte_size(ex)} bytes" for ex in sizes),
+        ),
+        (
+            "JSON Schema",
+            "An inline JSON Schema (Draft 2020-12) object, written in YAML; checked as a whole by the "
+            "validator.",
+            "",
+            "`{type: object, properties: {q: {type: string}}}`",
+        ),
+        (
+            "template",
+            "A Jinja2 template string (sandboxed, strict undefined); the variables available are given "
+            "in each field's description.",
+            "",
+            '`"{{ steps.fetch.output }}"`',
+        ),
+    ]
+    return [
         "## Formats",
         "",
         "| Format | Meaning | Pattern | Examples |",
         "| --- | --- | --- | --- |",
-        f"| name | A resource name: 1-63 lowercase letters, digits and `-`, starting and ending with a "
-        f"letter or digit. | {_code(NAME_PATTERN)} | `support-agent`, `gpt4o` |",
-        f"| step name | A pipeline step name, usable in templates as `steps.<name>`. | "
-        f"{_code(STEP_NAME_PATTERN)} | `fetch`, `summarize_pages` |",
-        f"| env var name | The name of an environment variable (secrets never live in YAML). | "
-        f"{_code(ENV_VAR_PATTERN)} | `ANTHROPIC_API_KEY` |",
-        f"| python ref | A Python object as `package.module:attribute`, importable from the plugin "
-        f"paths. | {_code(PYTHON_REF_PATTERN)} | `plugins.tools:search_docs` |",
-        f"| duration | A number of seconds, or a string of one or more `<number><unit>` parts with units "
-        f"`ms`, `s`, `m`, `h`, `d`; must be greater than zero. | {_code(DURATION_REGEX)} | "
-        + ", ".join(f"`{ex}` = {parse_duration(ex):g} s" for ex in duration_examples)
-        + ", `90` = 90 s |",
-        f"| size | A number of bytes, or a number with a unit: `B`, `K`, `M`, `G`, `T` (powers of 1000) "
-        f"or `Ki`, `Mi`, `Gi`, `Ti` (powers of 1024); must be greater than zero. | {_code(SIZE_REGEX)} | "
-        + ", ".join(f"`{ex}` = {parse_byte_size(ex)} bytes" for ex in size_examples)
-        + " |",
-        "| JSON Schema | An inline JSON Schema (Draft 2020-12) object, written in YAML; checked as a "
-        "whole by the validator. | | `{type: object, properties: {q: {type: string}}}` |",
-        "| template | A Jinja2 template string (sandboxed, strict undefined); the variables available "
-        'are given in each field\'s description. | | `"{{ steps.fetch.output }}"` |',
+        *["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows],
         "",
         "`runtime.placement` accepts a strategy name as shorthand: `placement: spread` means "
         "`placement: {strategy: spread}`.",
         "",
     ]
-    return lines
 
 
 def _enumerations() -> list[str]:

@@ -85,7 +85,7 @@ def _dispatch(prop: str, one_of: list[dict[str, Any]], mapping: dict[str, str]) 
         "properties": {prop: {"enum": values}},
         "allOf": [
             {
-                "if": {"properties": {prop: {"const": value}}, "required": [prop]},
+                "if": {"type": "object", "properties": {prop: {"const": value}}, "required": [prop]},
                 "then": {"$ref": mapping[value]},
             }
             for value in values
@@ -160,20 +160,20 @@ def _kind_schema(kind: str) -> dict[str, Any]:
 def _document_schema() -> dict[str, Any]:
     raw = TypeAdapter(AnyDocument).json_schema(mode="validation", by_alias=True)
     schema = _finish(raw, DOCUMENT_SCHEMA_FILE, f"{API_VERSION} document", DOCUMENT_DESCRIPTION)
-    # The envelope shared by every kind, so editors complete it before `kind` is chosen.
-    envelope = schema["$defs"][DOCUMENT_MODELS[KINDS[0]].__name__]["properties"]
-    kind_enum = schema["properties"]["kind"]
+    # Only `kind` is checked here; the `then` branch of the chosen kind checks everything else,
+    # once (checking the envelope here too would report each of its errors twice). The other
+    # envelope properties are annotations only, so editors still complete them before `kind`.
     schema["properties"] = {
-        "apiVersion": envelope["apiVersion"],
+        "apiVersion": {"description": "The spec format version.", "examples": [API_VERSION]},
         "kind": {
-            **kind_enum,
+            **schema["properties"]["kind"],
             "type": "string",
             "description": "The document's kind; selects the schema of `spec`.",
         },
-        "metadata": envelope["metadata"],
-        "spec": {"type": "object", "description": "The kind-specific body."},
+        "metadata": {"description": "Name (unique per kind), description, labels and annotations."},
+        "spec": {"description": "The kind-specific body."},
     }
-    schema["required"] = ["apiVersion", "kind", "metadata", "spec"]
+    schema["required"] = ["kind"]
     result: dict[str, Any] = json.loads(json.dumps(schema, sort_keys=True))
     return result
 

@@ -299,7 +299,9 @@ def check_schemas(specs: SpecSet, diags: Diagnostics) -> None:
             if not problems and structured:
                 problems = check_structured_output(schema)
             for problem in problems:
-                _error(diags, "json-schema", spec, (*path, *problem.path), problem.message)
+                where = (*path, *problem.path)
+                location = spec.key_location(*where) if problem.at_key else spec.locate(*where)
+                diags.error("json-schema", problem.message, location, spec.kind, spec.name)
 
 
 # --- plugins, models, guardrails, hints -------------------------------------------------------

@@ -34,6 +34,35 @@ _SUBSCHEMA_LIST_KEYWORDS = ("anyOf", "oneOf", "allOf")
 class SchemaProblem:
     path: tuple[str | int, ...]  # inside the schema
     message: str
+    at_key: bool = False  # point at the key rather than its value
+
+
+_ALL_KEYWORDS = STRUCTURED_OUTPUT_KEYWORDS | frozenset(
+    """$anchor $dynamicRef $dynamicAnchor $vocabulary not if then else dependentSchemas prefixItems
+    contains patternProperties propertyNames unevaluatedItems unevaluatedProperties maxContains
+    minContains maxProperties minProperties dependentRequired contentEncoding contentMediaType
+    contentSchema dependencies""".split()
+)
+
+
+def _is_split_text(node: dict[str, Any], keyword: str) -> bool:
+    # No JSON Schema keyword is written with an empty value; an unknown one with none is text.
+    return node[keyword] is None and keyword not in _ALL_KEYWORDS
+
+
+def _split_text_problems(schema: dict[str, Any]) -> list[SchemaProblem]:
+    """`{description: Tests it, and why.}` is valid YAML for a key 'and why.': catch the trap."""
+    return [
+        SchemaProblem(
+            (*path, keyword),
+            f"'{keyword}' is not a JSON Schema keyword: in a flow mapping ({{...}}) an unquoted comma "
+            "ends the value, so the text after it became a key; quote the text",
+            at_key=True,
+        )
+        for path, node in _walk(schema)
+        for keyword in node
+        if _is_split_text(node, keyword)
+    ]
 
 
 def check_schema(schema: Any) -> list[SchemaProblem]:
@@ -60,7 +89,7 @@ def check_schema(schema: Any) -> list[SchemaProblem]:
             return [SchemaProblem(path, f"invalid JSON Schema: {error.message.splitlines()[0]}")]
         except jsonschema_rs.ReferencingError as error:  # e.g. an unknown $schema dialect
             return [SchemaProblem(("$schema",), f"invalid JSON Schema: {error}")]
-    return _check_local_refs(schema)
+    return _split_text_problems(schema) or _check_local_refs(schema)
 
 
 def _walk(
@@ -110,7 +139,7 @@ def check_structured_output(schema: dict[str, Any]) -> list[SchemaProblem]:
     problems = []
     for path, node in _walk(schema):
         for keyword in node:
-            if keyword not in STRUCTURED_OUTPUT_KEYWORDS:
+            if keyword not in STRUCTURED_OUTPUT_KEYWORDS and not _is_split_text(node, keyword):
                 problems.append(
                     SchemaProblem(
                         (*path, keyword),
