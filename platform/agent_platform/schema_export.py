@@ -16,6 +16,8 @@ the raw output would be wrong or unhelpful for JSON Schema tooling:
 * dicts with pattern-constrained keys (Supervisor `routes`) come out as `patternProperties`
   alone, which silently accepts keys that do not match the pattern; they become `propertyNames`
   + `additionalProperties`.
+* duration and size strings that are zero ("0s", "0Mi") match the format's pattern but are
+  rejected by the parsers (a duration or size must be greater than zero); they get a `not`.
 * guardrail types narrow `applies_to` and `action` to their `allowed_stages` / `allowed_actions`
   (ClassVars enforced by a model validator, invisible to pydantic's schema generation).
 
@@ -35,11 +37,18 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from agent_platform import API_VERSION
+from agent_platform.spec.common import DURATION_REGEX, SIZE_REGEX
 from agent_platform.spec.kinds import DOCUMENT_MODELS, KINDS, AnyDocument, GuardrailDocument
 
 JSON_SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE_URL = "https://agents.platform/schemas/v1/"
 DOCUMENT_SCHEMA_FILE = "document.json"
+
+# Strings the duration / size patterns match but the parsers reject for being zero ("0s", "0Mi").
+ZERO_PATTERNS: dict[str, str] = {
+    DURATION_REGEX: r"^(0+(\.0+)?(ms|s|m|h|d))+$",
+    SIZE_REGEX: r"^0+(\.0+)?\s*(Ki|Mi|Gi|Ti|K|M|G|T|B)?$",
+}
 
 KIND_DESCRIPTIONS: dict[str, str] = {
     "Model": "A language model endpoint: provider, model id, token and time limits, retries and "
@@ -104,6 +113,9 @@ def _rewrite(node: Any) -> Any:
         rest = {k: v for k, v in node.items() if k not in ("discriminator", "oneOf")}
         rest.update(_dispatch(discriminator["propertyName"], node["oneOf"], discriminator["mapping"]))
         node = rest
+    zero = ZERO_PATTERNS.get(node.get("pattern", "")) if node.get("type") == "string" else None
+    if zero is not None and "not" not in node:
+        node["not"] = {"pattern": zero}
     pattern_props = node.get("patternProperties")
     if (
         isinstance(pattern_props, dict)
