@@ -201,9 +201,9 @@ class IdempotencyPolicy(SpecModel):
 
 
 class Resources(SpecModel):
-    num_cpus: float = Field(default=1.0, ge=0)
-    num_gpus: float = Field(default=0.0, ge=0)
-    memory: ByteSize | None = None
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per replica (fractions allowed).")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs reserved per replica (fractions allowed).")
+    memory: ByteSize | None = Field(default=None, description="Memory reserved per replica, e.g. '512Mi'.")
     custom: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict, description="Custom Ray resources, e.g. {gpu_node: 1}."
     )
@@ -234,16 +234,20 @@ PlacementField = Annotated[
 
 
 class RuntimeSpec(SpecModel):
-    replicas: int = Field(default=1, ge=1, le=1000)
-    resources: Resources = Field(default_factory=Resources)
-    placement: PlacementField = Field(default_factory=Placement)
+    replicas: int = Field(
+        default=1, ge=1, le=1000, description="Actors serving this unit; calls are balanced."
+    )
+    resources: Resources = Field(default_factory=Resources, description="Per replica.")
+    placement: PlacementField = Field(
+        default_factory=Placement, description="A strategy name, or {strategy, node_labels, node_resources}."
+    )
     max_concurrency: int = Field(default=100, ge=1, description="Concurrent calls one replica serves.")
     max_restarts: int = Field(default=3, ge=-1, description="-1 restarts forever.")
 
 
 class Limits(SpecModel):
-    max_iterations: int = Field(default=20, ge=1, le=10_000)
-    timeout: Duration = 300.0
-    max_total_tokens: int | None = Field(default=None, ge=1)
-    max_cost_usd: float | None = Field(default=None, gt=0)
-    max_tool_calls: int | None = Field(default=None, ge=1)
+    max_iterations: int = Field(default=20, ge=1, le=10_000, description="Model decisions per run.")
+    timeout: Duration = Field(default=300.0, description="Wall time of a whole run.")
+    max_total_tokens: int | None = Field(default=None, ge=1, description="Input + output tokens per run.")
+    max_cost_usd: float | None = Field(default=None, gt=0, description="Needs the model's pricing.")
+    max_tool_calls: int | None = Field(default=None, ge=1, description="Tool calls per run.")

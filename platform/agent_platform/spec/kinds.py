@@ -38,22 +38,32 @@ class Pricing(SpecModel):
 
 
 class ModelSpec(SpecModel):
+    """A language model endpoint: provider, model id, limits, retries and pricing."""
+
     provider: Literal["anthropic", "openai", "scripted"] = Field(
         description="`scripted` is a deterministic replay provider for tests, demos and offline runs."
     )
     name: str | None = Field(default=None, description="The provider's model id.")
-    max_tokens: int = Field(default=4096, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int = Field(default=4096, ge=1, description="Upper bound on tokens per response.")
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature; default: the provider's."
+    )
     api_key_env: EnvVarName | None = Field(
         default=None,
         description="Environment variable holding the API key (secrets never live in YAML). "
         "Default: ANTHROPIC_API_KEY / OPENAI_API_KEY.",
     )
-    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
-    timeout: Duration = 60.0
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    pricing: Pricing | None = None
-    context_window: int | None = Field(default=None, ge=1)
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        default=None, description="API endpoint, e.g. a proxy or an OpenAI-compatible local server."
+    )
+    timeout: Duration = Field(default=60.0, description="Per request.")
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="Retries of failed requests (rate limits, overload)."
+    )
+    pricing: Pricing | None = Field(default=None, description="Needed for cost budgets (max_cost_usd).")
+    context_window: int | None = Field(
+        default=None, ge=1, description="Tokens the model accepts; checked against working memory."
+    )
     script: str | None = Field(
         default=None, description="scripted: a YAML/JSONL script of responses, relative to this file."
     )
@@ -111,6 +121,8 @@ class ToolIsolation(SpecModel):
 
 
 class ToolSpec(SpecModel):
+    """A capability agents and pipeline steps call, with its failure and safety policies."""
+
     description: NonEmptyStr = Field(description="What the tool does; shown to the model.")
     python: PythonRef | None = Field(default=None, description="'module:function' under the plugin paths.")
     http: HttpImplementation | None = None
@@ -119,15 +131,19 @@ class ToolSpec(SpecModel):
         default=None, description="Arguments schema; derived from type hints for python tools."
     )
     output_schema: JsonSchema | None = None
-    timeout: Duration = 30.0
+    timeout: Duration = Field(default=30.0, description="Per call; a call that exceeds it fails.")
     retry: RetryPolicy | None = Field(
         default=None,
         description="Default: 3 attempts for tools without side effects, 1 for tools with side effects.",
     )
     idempotency: IdempotencyPolicy = Field(default_factory=IdempotencyPolicy)
-    circuit_breaker: CircuitBreakerPolicy | None = None
-    side_effects: bool = False
-    requires_approval: bool = False
+    circuit_breaker: CircuitBreakerPolicy | None = Field(
+        default=None, description="Stop calling a failing dependency for a while."
+    )
+    side_effects: bool = Field(
+        default=False, description="Changes the world (writes, sends, pays): never retried unless idempotent."
+    )
+    requires_approval: bool = Field(default=False, description="Each call waits for a human approval.")
     guardrails: list[ResourceName] = Field(default_factory=list, description="Applied to its output.")
     isolation: ToolIsolation = Field(default_factory=ToolIsolation)
 
@@ -219,6 +235,8 @@ class Ranking(SpecModel):
 
 
 class MemorySpec(SpecModel):
+    """Layered memory: token-bounded working memory, vector-backed episodic and knowledge layers."""
+
     working: WorkingMemory | None = None
     episodic: VectorLayer | None = None
     knowledge: VectorLayer | None = None
@@ -362,6 +380,8 @@ GUARDRAIL_TYPES = (
 
 
 class AgentSpec(SpecModel):
+    """An agent loop: at each step the model chooses a tool, a delegate or its final answer."""
+
     model: ModelRef
     instructions: NonEmptyStr = Field(
         description="Jinja2 template (sandboxed, strict undefined) over `inputs`, `agent`, `tools`, "
@@ -373,8 +393,10 @@ class AgentSpec(SpecModel):
     delegates: list[ResourceName] = Field(default_factory=list, description="Agents it may hand work to.")
     memory: ResourceName | None = None
     guardrails: list[ResourceName] = Field(default_factory=list)
-    limits: Limits = Field(default_factory=Limits)
-    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    limits: Limits = Field(default_factory=Limits, description="When the loop must stop.")
+    runtime: RuntimeSpec = Field(
+        default_factory=RuntimeSpec, description="Replicas, resources and placement of its actors."
+    )
 
 
 # --- Pipeline ---------------------------------------------------------------------------------
@@ -432,6 +454,8 @@ class PipelineStep(SpecModel):
 
 
 class PipelineSpec(SpecModel):
+    """Steps fixed at design time, run in order: deterministic, auditable, low latency variance."""
+
     inputs: JsonSchema = Field(default_factory=lambda: {"type": "object"})
     output: JsonSchema | None = None
     steps: list[PipelineStep] = Field(min_length=1)
@@ -468,6 +492,8 @@ TaskType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 
 
 class SupervisorSpec(SpecModel):
+    """Routes tasks by type to agents or pipelines through a priority queue with bounded concurrency."""
+
     routes: dict[TaskType, Route] = Field(min_length=1, description="Task type -> agent or pipeline.")
     concurrency: int = Field(default=4, ge=1, le=10_000, description="Tasks running at once.")
     on_error: Literal["fail_fast", "collect"] = "collect"
