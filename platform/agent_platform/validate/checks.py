@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent_platform.diagnostics import Diagnostics
+from agent_platform.diagnostics import Diagnostics, did_you_mean
 from agent_platform.spec.kinds import (
     AgentDocument,
     GuardrailDocument,
@@ -33,6 +33,7 @@ from agent_platform.validate.jsonschemas import (
 from agent_platform.validate.plugins import PluginResolver
 from agent_platform.validate.references import SpecSet
 from agent_platform.validate.templates import (
+    Binding,
     OpaqueVar,
     SchemaVar,
     Scope,
@@ -79,6 +80,13 @@ def output_schema_of_step(specs: SpecSet, step: Any) -> dict[str, Any] | None:
     """The declared output schema of a step: its own, else its target's."""
     if step.output is not None:
         return step.output  # type: ignore[no-any-return]
+    produced = _target_output_schema(specs, step)
+    if produced is not None and step.map is not None:
+        return {"type": "array", "items": produced}  # a map step yields one result per item
+    return produced
+
+
+def _target_output_schema(specs: SpecSet, step: Any) -> dict[str, Any] | None:
     if step.tool is not None and (tool := specs.get("Tool", step.tool)) is not None:
         assert isinstance(tool.model, ToolDocument)
         return tool.model.spec.output_schema
@@ -157,12 +165,10 @@ def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
         base: Path_ = ("spec", "steps", index)
         later = frozenset(names[index + 1 :])
         steps_var = StepsVar(dict(earlier), later, step.name)
-        over_scope = Scope(
-            {"inputs": inputs, "steps": steps_var, "pipeline": OpaqueVar()}, f"step '{step.name}'"
-        )
-        variables: dict[str, Any] = {"inputs": inputs, "steps": steps_var, "pipeline": OpaqueVar()}
+        variables: dict[str, Binding] = {"inputs": inputs, "steps": steps_var, "pipeline": OpaqueVar()}
         if step.map is not None:
-            if step.map.as_ in ("inputs", "steps", "pipeline"):
+            over_scope = Scope(dict(variables), f"step '{step.name}'")
+            if step.map.as_ in variables:
                 _error(
                     diags,
                     "map-shadow",
@@ -170,7 +176,6 @@ def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
                     (*base, "map", "as"),
                     f"map variable '{step.map.as_}' hides a built-in variable",
                 )
-            variables[step.map.as_] = OpaqueVar()
             _check_templates_at(diags, spec, (*base, "map", "over"), step.map.over, over_scope)
             if not is_template(step.map.over):
                 _error(
@@ -180,13 +185,14 @@ def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
                     (*base, "map", "over"),
                     "map.over must be a template yielding a list, e.g. '{{ steps.x.output }}'",
                 )
+            variables[step.map.as_] = _map_item(diags, spec, base, step.map.over, over_scope)
         scope = Scope(variables, f"step '{step.name}'")
         _check_templates_at(diags, spec, (*base, "input"), step.input, scope)
         if step.llm is not None:
             _check_templates_at(diags, spec, (*base, "llm", "prompt"), step.llm.prompt, scope)
             if step.llm.system is not None:
                 _check_templates_at(diags, spec, (*base, "llm", "system"), step.llm.system, scope)
-        _check_step_agreement(specs, spec, index, earlier, diags)
+        _check_step_agreement(specs, spec, index, scope, diags)
         earlier[step.name] = output_schema_of_step(specs, step)
     if pipeline.returns is not None:
         scope = Scope(
@@ -196,67 +202,92 @@ def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
         _check_templates_at(diags, spec, ("spec", "returns"), pipeline.returns, scope)
 
 
+def schema_of_expression(text: str, scope: Scope) -> tuple[dict[str, Any] | None, str | None]:
+    """For a value that is exactly `{{ var.a.b }}`: (the schema it has, a label), where known."""
+    chain = single_expression(text)
+    if chain is None:
+        return None, None
+    root, attrs = chain
+    binding = scope.variables.get(root)
+    label = ".".join([root, *attrs])
+    if isinstance(binding, SchemaVar):
+        if binding.schema is None:
+            return None, None
+        if not attrs:
+            return binding.schema, label
+        return property_schema(binding.schema, attrs)[0], label
+    if isinstance(binding, StepsVar):
+        if len(attrs) < 2 or attrs[1] != "output":
+            return None, None
+        produced = binding.earlier.get(attrs[0])
+        if produced is None or len(attrs) == 2:
+            return produced, label
+        return property_schema(produced, attrs[2:])[0], label
+    return None, None
+
+
+def _map_item(diags: Diagnostics, spec: TypedSpec, base: Path_, over: str, scope: Scope) -> Binding:
+    """The map variable: described by the `items` of what `over` yields, when that is declared."""
+    listed, label = schema_of_expression(over, scope)
+    if listed is None:
+        return OpaqueVar()
+    declared = listed.get("type")
+    if isinstance(declared, str) and declared != "array":
+        _error(
+            diags,
+            "map-over",
+            spec,
+            (*base, "map", "over"),
+            f"map.over yields {label}, a {declared}, not a list",
+        )
+        return OpaqueVar()
+    items = listed.get("items")
+    return SchemaVar(items, f"the items of {label}") if isinstance(items, dict) else OpaqueVar()
+
+
 def _check_step_agreement(
-    specs: SpecSet, spec: TypedSpec, index: int, earlier: dict[str, dict[str, Any] | None], diags: Diagnostics
+    specs: SpecSet, spec: TypedSpec, index: int, scope: Scope, diags: Diagnostics
 ) -> None:
-    """Where a step's input value is exactly an earlier step's output (or part of it) and both
-    schemas are declared, the producer's schema must fit the consumer's."""
+    """A step must provide its target's required inputs, and where an input value is exactly a
+    variable whose schema is declared (an earlier step's output, an input, the map item), that
+    schema must fit what the target accepts."""
     assert isinstance(spec.model, PipelineDocument)
     step = spec.model.spec.steps[index]
     consumer = input_schema_of_step(specs, step)
     if consumer is None or step.llm is not None:
         return
     base: Path_ = ("spec", "steps", index)
-    if step.map is None:
-        # Required inputs must be provided (only checkable when the consumer lists properties).
-        props = consumer.get("properties")
-        if isinstance(props, dict):
-            for required in consumer.get("required", []):
-                if required not in step.input:
-                    target = step.target_kind
-                    _error(
-                        diags,
-                        "step-input-missing",
-                        spec,
-                        (*base, "input") if step.input else base,
-                        f"step '{step.name}' does not provide '{required}', required by {target} "
-                        f"'{getattr(step, target)}'",
-                    )
-            if consumer.get("additionalProperties") is False:
-                for key in step.input:
-                    if key not in props:
-                        _error(
-                            diags,
-                            "step-input-unknown",
-                            spec,
-                            (*base, "input", key),
-                            f"'{key}' is not an input of {step.target_kind} '{getattr(step, step.target_kind)}'"
-                            f" (accepted: {', '.join(props)})",
-                        )
+    target = f"{step.target_kind} '{getattr(step, step.target_kind)}'"
+    props = consumer.get("properties")
+    if not isinstance(props, dict):
+        return
+    for required in consumer.get("required", []):
+        if required not in step.input:
+            _error(
+                diags,
+                "step-input-missing",
+                spec,
+                (*base, "input") if step.input else base,
+                f"step '{step.name}' does not provide '{required}', required by {target}",
+            )
+    if consumer.get("additionalProperties") is False:
+        for key in step.input:
+            if key not in props:
+                _error(
+                    diags,
+                    "step-input-unknown",
+                    spec,
+                    (*base, "input", key),
+                    f"'{key}' is not an input of {target}{did_you_mean(key, props)} (accepted: {', '.join(props)})",
+                )
     for key, value in step.input.items():
-        if not isinstance(value, str):
+        expected = props.get(key)
+        if not isinstance(value, str) or not isinstance(expected, dict):
             continue
-        chain = single_expression(value)
-        if chain is None or chain[0] != "steps" or len(chain[1]) < 2 or chain[1][1] != "output":
+        produced, label = schema_of_expression(value, scope)
+        if produced is None or label is None:
             continue
-        producer_step, attrs = chain[1][0], chain[1][2:]
-        producer = earlier.get(producer_step)
-        if producer is None:
-            continue
-        produced, _ = property_schema(producer, attrs) if attrs else (producer, None)
-        consumer_props = consumer.get("properties")
-        if (
-            produced is None
-            or not isinstance(consumer_props, dict)
-            or not isinstance(consumer_props.get(key), dict)
-        ):
-            continue
-        expected = consumer_props[key]
-        if step.map is not None:
-            continue  # per-item values: the item's schema is not tracked through map
-        for reason in incompatibilities(
-            produced, expected, "steps." + ".".join([producer_step, "output", *attrs])
-        ):
+        for reason in incompatibilities(produced, expected, label):
             _error(
                 diags,
                 "schema-mismatch",
@@ -323,7 +354,10 @@ def _python_refs(spec: TypedSpec) -> Iterator[tuple[Path_, str]]:
 def check_plugins(specs: SpecSet, resolver: PluginResolver, diags: Diagnostics) -> None:
     for spec in specs.specs:
         for path, ref in _python_refs(spec):
-            problem = resolver.check(ref)
+            schema = None
+            if path == ("spec", "python") and isinstance(spec.model, ToolDocument):
+                schema = spec.model.spec.input_schema
+            problem = resolver.check(ref, schema)
             if problem is not None:
                 _error(diags, "python-ref", spec, path, problem)
 

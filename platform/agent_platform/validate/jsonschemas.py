@@ -38,10 +38,32 @@ class SchemaProblem:
 
 
 _ALL_KEYWORDS = STRUCTURED_OUTPUT_KEYWORDS | frozenset(
-    """$anchor $dynamicRef $dynamicAnchor $vocabulary not if then else dependentSchemas prefixItems
-    contains patternProperties propertyNames unevaluatedItems unevaluatedProperties maxContains
-    minContains maxProperties minProperties dependentRequired contentEncoding contentMediaType
-    contentSchema dependencies""".split()
+    [
+        "$anchor",
+        "$dynamicRef",
+        "$dynamicAnchor",
+        "$vocabulary",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentSchemas",
+        "prefixItems",
+        "contains",
+        "patternProperties",
+        "propertyNames",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "maxContains",
+        "minContains",
+        "maxProperties",
+        "minProperties",
+        "dependentRequired",
+        "contentEncoding",
+        "contentMediaType",
+        "contentSchema",
+        "dependencies",
+    ]
 )
 
 

@@ -61,8 +61,9 @@ class PluginResolver:
         self._module_cache[module] = result
         return result
 
-    def check(self, ref: str) -> str | None:
-        """An error message for `module:attr`, or None when it resolves."""
+    def check(self, ref: str, input_schema: dict[str, Any] | None = None) -> str | None:
+        """An error message for `module:attr`, or None when it resolves. With `import_plugins`,
+        the function's signature is also checked against the tool's declared `input_schema`."""
         module, _, attr = ref.partition(":")
         path, names, error = self._top_level_names(module)
         if path is None:
@@ -75,10 +76,10 @@ class PluginResolver:
             public = sorted(n for n in names if not n.startswith("_"))
             return f"'{module}' ({path}) has no top-level '{attr}'{did_you_mean(attr, public)}"
         if self.import_plugins:
-            return self._check_imported(module, attr)
+            return self._check_imported(module, attr, input_schema)
         return None
 
-    def _check_imported(self, module: str, attr: str) -> str | None:
+    def _check_imported(self, module: str, attr: str, input_schema: dict[str, Any] | None) -> str | None:
         import importlib
 
         for root in reversed(self.roots):
@@ -91,10 +92,10 @@ class PluginResolver:
         target = getattr(loaded, attr, None)
         if target is None:
             return f"'{module}' has no attribute '{attr}' after import"
-        return check_tool_signature(target, f"{module}:{attr}")
+        return check_tool_signature(target, f"{module}:{attr}", input_schema)
 
 
-def check_tool_signature(target: Any, ref: str) -> str | None:
+def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | None = None) -> str | None:
     """Tools need every parameter annotated: the argument schema is derived from the hints."""
     import inspect
 
@@ -110,6 +111,20 @@ def check_tool_signature(target: Any, ref: str) -> str | None:
             return f"'{ref}' takes *{parameter.name}; tool arguments must be named parameters"
         if parameter.annotation is inspect.Parameter.empty:
             return f"parameter '{parameter.name}' of '{ref}' has no type hint; tool arguments need one"
+    properties = (input_schema or {}).get("properties")
+    if not isinstance(properties, dict):
+        return None
+    required = set((input_schema or {}).get("required", []))
+    parameters = signature.parameters
+    for name in properties:
+        if name not in parameters:
+            return f"input_schema declares '{name}' but '{ref}' has no such parameter{did_you_mean(name, parameters)}"
+    for name, parameter in parameters.items():
+        if name not in properties:
+            if parameter.default is inspect.Parameter.empty:
+                return f"parameter '{name}' of '{ref}' is required but not declared in input_schema"
+        elif parameter.default is inspect.Parameter.empty and name not in required:
+            return f"parameter '{name}' of '{ref}' has no default but input_schema does not require it"
     return None
 
 
