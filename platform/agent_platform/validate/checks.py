@@ -273,12 +273,12 @@ def _check_step_agreement(
     if consumer.get("additionalProperties") is False:
         for key in step.input:
             if key not in props:
-                _error(
-                    diags,
+                diags.error(
                     "step-input-unknown",
-                    spec,
-                    (*base, "input", key),
                     f"'{key}' is not an input of {target}{did_you_mean(key, props)} (accepted: {', '.join(props)})",
+                    spec.key_location(*base, "input", key),
+                    spec.kind,
+                    spec.name,
                 )
     for key, value in step.input.items():
         expected = props.get(key)

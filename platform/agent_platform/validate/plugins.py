@@ -82,6 +82,9 @@ class PluginResolver:
     def _check_imported(self, module: str, attr: str, input_schema: dict[str, Any] | None) -> str | None:
         import importlib
 
+        path, _, _ = self._top_level_names(module)
+        if path is not None:
+            _forget_stale_modules(module, path)
         for root in reversed(self.roots):
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
@@ -93,6 +96,22 @@ class PluginResolver:
         if target is None:
             return f"'{module}' has no attribute '{attr}' after import"
         return check_tool_signature(target, f"{module}:{attr}", input_schema)
+
+
+def _forget_stale_modules(module: str, path: Path) -> None:
+    """Drop cached modules of the same dotted name that were imported from another location
+    (another plugin root), so the import below reads the file that was resolved."""
+    parts = module.split(".")
+    depth = len(parts) if path.name == "__init__.py" else len(parts) - 1
+    root = path.resolve().parents[depth]
+    for index in range(1, len(parts) + 1):
+        name = ".".join(parts[:index])
+        cached = sys.modules.get(name)
+        origin = getattr(cached, "__file__", None)
+        if cached is not None and (origin is None or root not in Path(origin).resolve().parents):
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                del sys.modules[key]
+            return
 
 
 def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | None = None) -> str | None:
