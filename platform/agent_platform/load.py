@@ -50,6 +50,15 @@ class LoadLimits:
 DEFAULT_LIMITS = LoadLimits()
 
 
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    for index, char in enumerate(text):
+        if char == "\n":
+            starts.append(index + 1)
+    starts.append(len(text))
+    return starts
+
+
 def walk_existing(data: Any, path: Sequence[str | int]) -> tuple[Any, PathKey]:
     """Follow the parts of `path` that exist in `data` (skipping the rest, such as union tags
     in pydantic error locations) -> (the node reached, the parts that were followed)."""
@@ -75,25 +84,47 @@ class Document:
     start: SourceLocation
     value_positions: dict[PathKey, SourceLocation] = field(default_factory=dict)
     key_positions: dict[PathKey, SourceLocation] = field(default_factory=dict)
-    # For block scalars (`|`, `>`): where the content's first line starts, so an error on line N
-    # of a multi-line template can be reported at its real place in the file.
-    block_content: dict[PathKey, SourceLocation] = field(default_factory=dict)
-    quoted: set[PathKey] = field(default_factory=set)
+    # Raw source spans ((line, column) 0-based, start and end) of string scalars that may hold
+    # templates, and the file's text, so a problem inside a template is located exactly whatever
+    # the scalar's style (block, folded, multi-line plain, quoted with escapes).
+    spans: dict[PathKey, tuple[int, int, int, int]] = field(default_factory=dict)
+    source: str = ""
 
     def text_location(
-        self, path: Sequence[str | int], line_in_value: int = 1, column_in_line: int = 0
+        self,
+        path: Sequence[str | int],
+        line_in_value: int = 1,
+        column_in_line: int = 0,
+        needle: str | None = None,
     ) -> SourceLocation:
-        """Location of line `line_in_value` (1-based), column offset `column_in_line` (0-based)
-        inside the string at `path`. Exact for block and single-line scalars."""
+        """Where text inside the string at `path` comes from: `needle` (or, without one, the text of
+        line `line_in_value` of the value) is found in the scalar's raw source span."""
         key = tuple(path)
-        start = self.block_content.get(key)
-        if start is not None:
-            return SourceLocation(start.file, start.line + line_in_value - 1, start.column + column_in_line)
-        loc = self.locate(path)
-        if line_in_value == 1:
-            offset = column_in_line + (1 if key in self.quoted else 0)
-            return SourceLocation(loc.file, loc.line, loc.column + offset)
-        return loc
+        span = self.spans.get(key)
+        value, _ = walk_existing(self.data, key)
+        if span is None or not isinstance(value, str):
+            return self.locate(path)
+        lines = value.split("\n")
+        before = sum(len(line) + 1 for line in lines[: max(line_in_value - 1, 0)])
+        if needle:
+            target, earlier = needle, value.count(needle, 0, before + column_in_line)
+        else:
+            target = lines[line_in_value - 1].strip() if 0 < line_in_value <= len(lines) else ""
+            earlier = value.count(target, 0, before) if target else 0
+        if target:
+            starts = _line_starts(self.source)
+            begin = starts[span[0]] + span[1]
+            raw = self.source[begin : starts[span[2]] + span[3]]
+            found = -1
+            for _ in range(earlier + 1):
+                found = raw.find(target, found + 1)
+                if found < 0:
+                    break
+            if found >= 0:
+                absolute = begin + found
+                line = self.source.count("\n", 0, absolute)
+                return SourceLocation(self.file, line + 1, absolute - starts[line] + 1)
+        return self.locate(path)
 
     @property
     def kind(self) -> str | None:
@@ -237,9 +268,7 @@ class _DocumentBuilder:
     def __init__(self, file: str, index: int, start: SourceLocation, limits: LoadLimits, text: str) -> None:
         self.file = file
         self.text = text
-        self._lines: list[str] | None = None
-        self.blocks: dict[PathKey, Position] = {}
-        self.quoted: set[PathKey] = set()
+        self.spans: dict[PathKey, tuple[int, int, int, int]] = {}
         self.limits = limits
         self.index = index
         self.start = start
@@ -259,19 +288,9 @@ class _DocumentBuilder:
             start=self.start,
             value_positions={p: SourceLocation(file, ln, col) for p, (ln, col) in self.values.items()},
             key_positions={p: SourceLocation(file, ln, col) for p, (ln, col) in self.keys.items()},
-            block_content={p: SourceLocation(file, ln, col) for p, (ln, col) in self.blocks.items()},
-            quoted=self.quoted,
+            spans=self.spans,
+            source=self.text if self.spans else "",
         )
-
-    def _block_start(self, indicator_line: int) -> Position:
-        """First content line of a block scalar whose indicator is on `indicator_line` (1-based)."""
-        if self._lines is None:
-            self._lines = self.text.splitlines()
-        for index in range(indicator_line, len(self._lines)):
-            line = self._lines[index]
-            if line.strip():
-                return (index + 1, len(line) - len(line.lstrip(" ")) + 1)
-        return (indicator_line + 1, 1)
 
     def _error(self, code: str, message: str, pos: Position) -> _LoadError:
         return _LoadError(code, message, SourceLocation(self.file, pos[0], pos[1]))
@@ -337,10 +356,9 @@ class _DocumentBuilder:
                 return
             value = self._scalar(event, pos)
             path = self._attach(value, pos)
-            if event.style in ("|", ">"):
-                self.blocks[path] = self._block_start(pos[0])
-            elif event.style in ("'", '"'):
-                self.quoted.add(path)
+            if isinstance(value, str) and "{" in value:
+                end = event.end_mark
+                self.spans[path] = (mark.line, mark.column, end.line, end.column)
             if event.anchor is not None:
                 self.anchors[event.anchor] = _Anchor(value, 1, True)
         elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
@@ -386,13 +404,13 @@ class _DocumentBuilder:
         expected = "map" if type(event) is yaml.MappingStartEvent else "seq"
         if tag == f"{_STD_TAG}{expected}":
             return
-        raise self._error("yaml-tag", f"tag '{tag}' is not allowed in specs", pos)
+        raise self._error("yaml-tag", f"tag '{_shown_tag(tag)}' is not allowed in specs", pos)
 
     def _scalar(self, event: Any, pos: Position) -> Any:
         tag = event.tag
         if tag is not None and tag != "!":
             if tag not in _ALLOWED_SCALAR_TAGS:
-                raise self._error("yaml-tag", f"tag '{tag}' is not allowed in specs", pos)
+                raise self._error("yaml-tag", f"tag '{_shown_tag(tag)}' is not allowed in specs", pos)
             return _tagged_scalar(event.value, tag, SourceLocation(self.file, *pos))
         if tag == "!" or event.style:
             return event.value  # quoted or block scalars are always strings
@@ -452,7 +470,20 @@ def _yaml_error_message(exc: yaml.MarkedYAMLError) -> str:
     problem = exc.problem or str(exc)
     parts = [p for p in (exc.context, problem) if p]
     message = "; ".join(parts)
+    opened = exc.context_mark
+    unclosed = "flow" in (exc.context or "") or "quoted scalar" in (exc.context or "")
+    if (
+        unclosed
+        and opened is not None
+        and exc.problem_mark is not None
+        and opened.line != exc.problem_mark.line
+    ):
+        message += f" (it started at line {opened.line + 1}, column {opened.column + 1})"
     return f"invalid YAML: {message}"
+
+
+def _shown_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_STD_TAG) if tag.startswith(_STD_TAG) else tag
 
 
 def load_text(text_or_bytes: str | bytes, file: str, limits: LoadLimits = DEFAULT_LIMITS) -> LoadResult:

@@ -35,6 +35,16 @@ JsonSchema = Annotated[
 ]
 
 
+class FieldError(ValueError):
+    """A rule that spans fields, raised by a model validator, naming the field at fault so the
+    error is reported at that field's position rather than at the start of the mapping."""
+
+    def __init__(self, message: str, *field: str | int, at_key: bool = True) -> None:
+        super().__init__(message)
+        self.field: tuple[str | int, ...] = field
+        self.at_key = at_key
+
+
 class SpecModel(BaseModel):
     """Base for every spec model: unknown fields are errors, and no silent coercion
     ("5" is not an integer, "off" is not a boolean)."""
@@ -154,7 +164,7 @@ class Backoff(SpecModel):
     @model_validator(mode="after")
     def _initial_below_max(self) -> Self:
         if self.initial > self.max:
-            raise ValueError("backoff.initial must not exceed backoff.max")
+            raise FieldError("backoff.initial must not exceed backoff.max", "initial", at_key=False)
         return self
 
 
@@ -191,9 +201,10 @@ class IdempotencyPolicy(SpecModel):
     @model_validator(mode="after")
     def _fields_match_mode(self) -> Self:
         if self.mode == "none" and (self.ttl is not None or self.key is not None):
-            raise ValueError("ttl and key only apply when mode is 'cache' or 'key'")
+            field = "ttl" if self.ttl is not None else "key"
+            raise FieldError("ttl and key only apply when mode is 'cache' or 'key'", field)
         if self.mode == "cache" and self.key is not None:
-            raise ValueError("'key' applies only to mode 'key'; cache mode keys on the arguments")
+            raise FieldError("'key' applies only to mode 'key'; cache mode keys on the arguments", "key")
         return self
 
 

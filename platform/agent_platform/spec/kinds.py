@@ -10,6 +10,7 @@ from agent_platform.spec.common import (
     CircuitBreakerPolicy,
     Duration,
     EnvVarName,
+    FieldError,
     IdempotencyPolicy,
     JsonSchema,
     Limits,
@@ -76,14 +77,15 @@ class ModelSpec(SpecModel):
     def _provider_fields(self) -> Self:
         if self.provider == "scripted":
             if self.api_key_env is not None or self.base_url is not None:
-                raise ValueError("a scripted model takes no api_key_env or base_url")
+                field = "api_key_env" if self.api_key_env is not None else "base_url"
+                raise FieldError("a scripted model takes no api_key_env or base_url", field)
             if self.script is None and self.on_script_exhausted != "synthesize":
                 raise ValueError("a scripted model needs a 'script' file or on_script_exhausted: synthesize")
         else:
             if not self.name:
-                raise ValueError(f"provider '{self.provider}' needs the model 'name'")
+                raise FieldError(f"provider '{self.provider}' needs the model 'name'", "provider")
             if self.script is not None:
-                raise ValueError("'script' applies only to provider 'scripted'")
+                raise FieldError("'script' applies only to provider 'scripted'", "script")
         return self
 
 
@@ -152,17 +154,23 @@ class ToolSpec(SpecModel):
         chosen = [k for k in ("python", "http", "mcp") if getattr(self, k) is not None]
         if len(chosen) != 1:
             found = ", ".join(chosen) if chosen else "none"
-            raise ValueError(f"a tool needs exactly one implementation of python, http, mcp (found: {found})")
+            message = f"a tool needs exactly one implementation of python, http, mcp (found: {found})"
+            raise FieldError(message, *chosen[1:2])
         if self.side_effects:
             if self.idempotency.mode == "cache":
-                raise ValueError(
+                raise FieldError(
                     "idempotency mode 'cache' memoises results and is unsafe for a tool with side "
-                    "effects; use mode 'key' so results are stored durably under an idempotency key"
+                    "effects; use mode 'key' so results are stored durably under an idempotency key",
+                    "idempotency",
+                    "mode",
+                    at_key=False,
                 )
             if self.retry is not None and self.retry.max_attempts > 1 and self.idempotency.mode != "key":
-                raise ValueError(
+                raise FieldError(
                     "a tool with side effects is never retried unless it is idempotent: "
-                    "set idempotency.mode: key, or retry.max_attempts: 1"
+                    "set idempotency.mode: key, or retry.max_attempts: 1",
+                    "retry",
+                    "max_attempts",
                 )
         return self
 
@@ -179,7 +187,7 @@ class CompactionPolicy(SpecModel):
     @model_validator(mode="after")
     def _target_below_trigger(self) -> Self:
         if self.target_ratio >= self.trigger_ratio:
-            raise ValueError("target_ratio must be below trigger_ratio")
+            raise FieldError("target_ratio must be below trigger_ratio", "target_ratio")
         return self
 
 
@@ -197,9 +205,13 @@ class VectorStore(SpecModel):
     @model_validator(mode="after")
     def _weaviate_needs_url(self) -> Self:
         if self.url is not None and self.url_env is not None:
-            raise ValueError("give either url or url_env, not both")
+            raise FieldError("give either url or url_env, not both", "url_env")
         if self.backend == "weaviate" and self.url is None and self.url_env is None:
-            raise ValueError("the weaviate backend needs url or url_env (it has no embedded mode here)")
+            raise FieldError(
+                "the weaviate backend needs url or url_env (it has no embedded mode here)",
+                "backend",
+                at_key=False,
+            )
         return self
 
 
@@ -266,15 +278,16 @@ class _GuardrailBase(SpecModel):
     @model_validator(mode="after")
     def _stage_and_action_fit_type(self) -> Self:
         kind = getattr(self, "type", "?")
-        bad_stages = [s for s in self.applies_to if s not in self.allowed_stages]
+        bad_stages = [(i, s) for i, s in enumerate(self.applies_to) if s not in self.allowed_stages]
         if bad_stages:
             allowed = ", ".join(sorted(self.allowed_stages))
-            raise ValueError(
-                f"a {kind} guardrail cannot apply to {', '.join(bad_stages)} (allowed: {allowed})"
-            )
+            names = ", ".join(s for _, s in bad_stages)
+            message = f"a {kind} guardrail cannot apply to {names} (allowed: {allowed})"
+            raise FieldError(message, "applies_to", bad_stages[0][0], at_key=False)
         if self.action not in self.allowed_actions:
             allowed = ", ".join(sorted(self.allowed_actions))
-            raise ValueError(f"a {kind} guardrail cannot '{self.action}' (allowed: {allowed})")
+            message = f"a {kind} guardrail cannot '{self.action}' (allowed: {allowed})"
+            raise FieldError(message, "action", at_key=False)
         return self
 
 
@@ -440,7 +453,8 @@ class PipelineStep(SpecModel):
         chosen = [k for k in ("tool", "agent", "pipeline", "llm") if getattr(self, k) is not None]
         if len(chosen) != 1:
             found = ", ".join(chosen) if chosen else "none"
-            raise ValueError(f"a step needs exactly one of tool, agent, pipeline, llm (found: {found})")
+            message = f"a step needs exactly one of tool, agent, pipeline, llm (found: {found})"
+            raise FieldError(message, *chosen[1:2])
         if self.llm is not None and self.output is None:
             raise ValueError("an llm step needs an 'output' schema (structured output)")
         return self
@@ -480,7 +494,9 @@ class Route(SpecModel):
     @model_validator(mode="after")
     def _one_target(self) -> Self:
         if (self.agent is None) == (self.pipeline is None):
-            raise ValueError("a route needs exactly one of agent or pipeline")
+            raise FieldError(
+                "a route needs exactly one of agent or pipeline", *(["pipeline"] if self.agent else [])
+            )
         return self
 
     @property

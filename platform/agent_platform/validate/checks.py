@@ -68,7 +68,7 @@ def _template_strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
 def _check_templates_at(diags: Diagnostics, spec: TypedSpec, path: Path_, value: Any, scope: Scope) -> None:
     for where, text in _template_strings(value, path):
         for problem in check_template(text, scope):
-            location = spec.document.text_location(where, problem.line, problem.column)
+            location = spec.document.text_location(where, problem.line, problem.column, problem.needle)
             diags.error("template", problem.message, location, spec.kind, spec.name)
 
 
@@ -263,12 +263,12 @@ def _check_step_agreement(
         return
     for required in consumer.get("required", []):
         if required not in step.input:
-            _error(
-                diags,
+            diags.error(
                 "step-input-missing",
-                spec,
-                (*base, "input") if step.input else base,
                 f"step '{step.name}' does not provide '{required}', required by {target}",
+                spec.key_location(*base, "input") if step.input else spec.locate(*base),
+                spec.kind,
+                spec.name,
             )
     if consumer.get("additionalProperties") is False:
         for key in step.input:

@@ -3,6 +3,8 @@ located messages a person can act on (with "did you mean" for misspelt fields an
 
 from __future__ import annotations
 
+import difflib
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from agent_platform.spec.common import (
     NAME_PATTERN,
     PYTHON_REF_PATTERN,
     STEP_NAME_PATTERN,
+    FieldError,
 )
 from agent_platform.spec.kinds import DOCUMENT_MODELS, KINDS, SpecDocument
 
@@ -223,6 +226,9 @@ def _message(error: Any, data: Any, root: type[BaseModel]) -> tuple[str, tuple[s
     if etype in ("value_error", "assertion_error"):
         exc = ctx.get("error")
         text = str(exc) if exc is not None else error["msg"]
+        if isinstance(exc, FieldError) and exc.field:
+            where = _field_path((*loc, *exc.field), data)
+            return f"{where}: {text}", (*loc, *exc.field), exc.at_key
         return f"{prefix}{text}", loc, False
     msg: str = error["msg"]
     return f"{prefix}{msg[0].lower()}{msg[1:]}", loc, False
@@ -246,6 +252,8 @@ def _union_branch_matches(tag: str | int, value: Any) -> bool:
         return isinstance(value, dict)
     if tag[:1].isupper():  # a model class name
         return isinstance(value, dict)
+    if tag.startswith("function-") and re.search(r"\b[A-Z]\w*\]$", tag):
+        return isinstance(value, dict)  # a model wrapped by a validator: function-after[..., Model]
     return True
 
 
@@ -271,6 +279,23 @@ def _prune_union_noise(errors: list[Any], data: Any) -> list[Any]:
     return kept or errors[:1]
 
 
+def _drop_missing_explained_by_typos(errors: list[Any]) -> list[Any]:
+    """`instrutions:` yields "unknown field" (with did-you-mean) *and* "missing instructions":
+    one mistake, one message — keep the first."""
+    unknown: dict[tuple[Any, ...], list[str]] = {}
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            unknown.setdefault(tuple(error["loc"][:-1]), []).append(str(error["loc"][-1]))
+    kept = []
+    for error in errors:
+        if error["type"] == "missing":
+            parent, field = tuple(error["loc"][:-1]), str(error["loc"][-1])
+            if difflib.get_close_matches(field, unknown.get(parent, []), n=1, cutoff=0.6):
+                continue
+        kept.append(error)
+    return kept
+
+
 def validate_document(doc: Document, diags: Diagnostics) -> TypedSpec | None:
     """Check the envelope, then the kind's model; all problems go to `diags`."""
     data = doc.data
@@ -284,15 +309,18 @@ def validate_document(doc: Document, diags: Diagnostics) -> TypedSpec | None:
     kind = data.get("kind")
     name = doc.name
     envelope_ok = True
+    subject_kind = kind if isinstance(kind, str) and kind in DOCUMENT_MODELS else None
     if "apiVersion" not in data:
-        diags.error("missing-field", "missing required field 'apiVersion'", doc.locate(()), None, name)
+        diags.error(
+            "missing-field", "missing required field 'apiVersion'", doc.locate(()), subject_kind, name
+        )
         envelope_ok = False
     elif data["apiVersion"] != API_VERSION:
         diags.error(
             "unknown-api-version",
             f"unknown apiVersion {data['apiVersion']!r} (expected '{API_VERSION}')",
             doc.locate(("apiVersion",)),
-            kind if isinstance(kind, str) else None,
+            subject_kind,
             name,
         )
         envelope_ok = False
@@ -315,7 +343,9 @@ def validate_document(doc: Document, diags: Diagnostics) -> TypedSpec | None:
         model = model_cls.model_validate(data)
     except ValidationError as exc:
         seen: set[tuple[str, str]] = set()
-        for error in _prune_union_noise(exc.errors(include_url=False), data):
+        for error in _drop_missing_explained_by_typos(
+            _prune_union_noise(exc.errors(include_url=False), data)
+        ):
             message, path, at_key = _message(error, data, model_cls)
             location = doc.key_location(path) if at_key else doc.locate(path)
             key = (str(location), message)

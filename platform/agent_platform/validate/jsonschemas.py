@@ -168,6 +168,7 @@ def check_structured_output(schema: dict[str, Any]) -> list[SchemaProblem]:
                         f"JSON Schema keyword '{keyword}' is not supported for structured output "
                         f"(supported: type, properties, required, items, enum, const, anyOf, oneOf, "
                         f"allOf, $ref/$defs, numeric/string/array bounds, pattern, format)",
+                        at_key=True,
                     )
                 )
     if schema.get("type", "object") != "object" and "$ref" not in schema:

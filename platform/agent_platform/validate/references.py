@@ -109,6 +109,10 @@ def references(spec: TypedSpec) -> Iterator[Reference]:
             yield Reference(("spec", "routes", task_type, kind.lower()), kind, name)
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "AEIOU" else f"a {word}"
+
+
 def check_references(specs: SpecSet, diags: Diagnostics) -> None:
     for spec in specs.specs:
         for ref in references(spec):
@@ -116,7 +120,7 @@ def check_references(specs: SpecSet, diags: Diagnostics) -> None:
                 continue
             other_kinds = [k for k, table in specs.by_kind.items() if ref.name in table and k != ref.kind]
             if other_kinds:
-                hint = f" ('{ref.name}' is a {other_kinds[0]}, not a {ref.kind})"
+                hint = f" ('{ref.name}' is {_a(other_kinds[0])}, not {_a(ref.kind)})"
             else:
                 hint = did_you_mean(ref.name, specs.names(ref.kind))
                 if not specs.names(ref.kind):

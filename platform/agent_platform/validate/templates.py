@@ -64,16 +64,15 @@ class TemplateProblem:
     line: int  # 1-based line inside the template text
     message: str
     column: int = 0  # 0-based offset in that line
+    needle: str | None = None  # the offending text, to find it in the source
 
 
 def _problem(text: str, line: int, message: str, needle: str | None) -> TemplateProblem:
     """Pin the problem to where `needle` appears on its line, when it does."""
     lines = text.splitlines()
-    column = 0
-    if needle and 0 < line <= len(lines):
-        found = lines[line - 1].find(needle)
-        column = max(found, 0)
-    return TemplateProblem(line, message, column)
+    if needle and 0 < line <= len(lines) and (column := lines[line - 1].find(needle)) >= 0:
+        return TemplateProblem(line, message, column, needle)
+    return TemplateProblem(line, message)
 
 
 # --- the AST walk -----------------------------------------------------------------------------
@@ -152,7 +151,13 @@ def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
         if root in template_environment().globals:
             return None
         available = ", ".join(sorted(scope.variables)) or "none"
-        return f"unknown variable '{root}' in {scope.context} (available: {available}){did_you_mean(root, scope.variables)}"
+        inputs = scope.variables.get("inputs")
+        declared = (inputs.schema or {}).get("properties", {}) if isinstance(inputs, SchemaVar) else {}
+        if isinstance(declared, dict) and root in declared:
+            hint = f" (did you mean 'inputs.{root}'?)"
+        else:
+            hint = did_you_mean(root, scope.variables)
+        return f"unknown variable '{root}' in {scope.context} (available: {available}){hint}"
     if isinstance(binding, OpaqueVar) or not attrs:
         return None
     if isinstance(binding, SchemaVar):
