@@ -82,8 +82,9 @@ class Document:
     index: int
     data: Any
     start: SourceLocation
-    value_positions: dict[PathKey, SourceLocation] = field(default_factory=dict)
-    key_positions: dict[PathKey, SourceLocation] = field(default_factory=dict)
+    # (line, column), 1-based; SourceLocation objects are made only for what gets reported.
+    value_positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     # Raw source spans ((line, column) 0-based, start and end) of string scalars that may hold
     # templates, and the file's text, so a problem inside a template is located exactly whatever
     # the scalar's style (block, folded, multi-line plain, quoted with escapes).
@@ -145,10 +146,12 @@ class Document:
         """
         _, key = walk_existing(self.data, path)
         if prefer_key and key in self.key_positions:
-            return self.key_positions[key]
+            return SourceLocation(self.file, *self.key_positions[key])
         if key in self.value_positions:
-            return self.value_positions[key]
-        return self.key_positions.get(key, self.start)
+            return SourceLocation(self.file, *self.value_positions[key])
+        if key in self.key_positions:
+            return SourceLocation(self.file, *self.key_positions[key])
+        return self.start
 
     def key_location(self, path: Sequence[str | int]) -> SourceLocation:
         return self.locate(path, prefer_key=True)
@@ -172,8 +175,6 @@ class _LoadError(Exception):
 # --- YAML 1.2 core schema resolution --------------------------------------------------------
 
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
-_BOOL_TRUE = re.compile(r"^(?:true|True|TRUE)$")
-_BOOL_FALSE = re.compile(r"^(?:false|False|FALSE)$")
 _INT_DEC = re.compile(r"^[-+]?[0-9]+$")
 _INT_OCT = re.compile(r"^0o[0-7]+$")
 _INT_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
@@ -185,14 +186,20 @@ _STD_TAG = "tag:yaml.org,2002:"
 _ALLOWED_SCALAR_TAGS = {f"{_STD_TAG}{t}" for t in ("str", "int", "float", "bool", "null")}
 
 
+_KEYWORD_SCALARS: dict[str, Any] = {
+    **dict.fromkeys(("~", "null", "Null", "NULL", ""), None),
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+}
+_NUMBER_START = frozenset("0123456789+-.")
+
+
 def resolve_plain_scalar(value: str) -> Any:
     """Resolve an unquoted scalar by the YAML 1.2 core schema (not YAML 1.1)."""
-    if _NULL.match(value):
-        return None
-    if _BOOL_TRUE.match(value):
-        return True
-    if _BOOL_FALSE.match(value):
-        return False
+    if value in _KEYWORD_SCALARS:
+        return _KEYWORD_SCALARS[value]
+    if value[0] not in _NUMBER_START:
+        return value  # most scalars: words, names, sentences
     if _INT_DEC.match(value):
         return int(value)
     if _INT_OCT.match(value):
@@ -286,8 +293,8 @@ class _DocumentBuilder:
             index=self.index,
             data=self.data,
             start=self.start,
-            value_positions={p: SourceLocation(file, ln, col) for p, (ln, col) in self.values.items()},
-            key_positions={p: SourceLocation(file, ln, col) for p, (ln, col) in self.keys.items()},
+            value_positions=self.values,
+            key_positions=self.keys,
             spans=self.spans,
             source=self.text if self.spans else "",
         )

@@ -67,24 +67,26 @@ _ALL_KEYWORDS = STRUCTURED_OUTPUT_KEYWORDS | frozenset(
 )
 
 
-def _is_split_text(node: dict[str, Any], keyword: str) -> bool:
-    # No JSON Schema keyword is written with an empty value; an unknown one with none is text.
-    return node[keyword] is None and keyword not in _ALL_KEYWORDS
-
-
-def _split_text_problems(schema: dict[str, Any]) -> list[SchemaProblem]:
-    """`{description: Tests it, and why.}` is valid YAML for a key 'and why.': catch the trap."""
-    return [
-        SchemaProblem(
-            (*path, keyword),
-            f"'{keyword}' is not a JSON Schema keyword: in a flow mapping ({{...}}) an unquoted comma "
-            "ends the value, so the text after it became a key; quote the text",
-            at_key=True,
-        )
-        for path, node in _walk(schema)
-        for keyword in node
-        if _is_split_text(node, keyword)
-    ]
+def _structural_problems(schema: dict[str, Any]) -> list[SchemaProblem]:
+    """One walk: text split off by an unquoted comma, and `$ref`s that are remote or dangle."""
+    problems: list[SchemaProblem] = []
+    for path, node in _walk(schema):
+        for keyword, value in node.items():
+            if value is None and keyword not in _ALL_KEYWORDS:
+                # `{description: Tests it, and why.}` is valid YAML for a key 'and why.'
+                problems.append(
+                    SchemaProblem(
+                        (*path, keyword),
+                        f"'{keyword}' is not a JSON Schema keyword: in a flow mapping ({{...}}) an "
+                        "unquoted comma ends the value, so the text after it became a key; quote the text",
+                        at_key=True,
+                    )
+                )
+            elif keyword == "$ref" and isinstance(value, str):
+                problem = _ref_problem(schema, value)
+                if problem is not None:
+                    problems.append(SchemaProblem((*path, "$ref"), problem))
+    return problems
 
 
 def check_schema(schema: Any) -> list[SchemaProblem]:
@@ -111,7 +113,7 @@ def check_schema(schema: Any) -> list[SchemaProblem]:
             return [SchemaProblem(path, f"invalid JSON Schema: {error.message.splitlines()[0]}")]
         except jsonschema_rs.ReferencingError as error:  # e.g. an unknown $schema dialect
             return [SchemaProblem(("$schema",), f"invalid JSON Schema: {error}")]
-    return _split_text_problems(schema) or _check_local_refs(schema)
+    return _structural_problems(schema)
 
 
 def _walk(
@@ -136,24 +138,17 @@ def _walk(
             yield from _walk(sub, (*path, key))
 
 
-def _check_local_refs(schema: dict[str, Any]) -> list[SchemaProblem]:
-    problems = []
-    for path, node in _walk(schema):
-        ref = node.get("$ref")
-        if not isinstance(ref, str):
-            continue
-        if not ref.startswith("#"):
-            problems.append(SchemaProblem((*path, "$ref"), f"only local references are allowed, not {ref!r}"))
-            continue
-        target: Any = schema
-        for part in ref.lstrip("#").strip("/").split("/") if ref not in ("#", "#/") else []:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(target, dict) and part in target:
-                target = target[part]
-            else:
-                problems.append(SchemaProblem((*path, "$ref"), f"reference {ref!r} points to nothing"))
-                break
-    return problems
+def _ref_problem(schema: dict[str, Any], ref: str) -> str | None:
+    if not ref.startswith("#"):
+        return f"only local references are allowed, not {ref!r}"
+    target: Any = schema
+    for part in ref.lstrip("#").strip("/").split("/") if ref not in ("#", "#/") else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and part in target:
+            target = target[part]
+        else:
+            return f"reference {ref!r} points to nothing"
+    return None
 
 
 def check_structured_output(schema: dict[str, Any]) -> list[SchemaProblem]:
@@ -161,7 +156,9 @@ def check_structured_output(schema: dict[str, Any]) -> list[SchemaProblem]:
     problems = []
     for path, node in _walk(schema):
         for keyword in node:
-            if keyword not in STRUCTURED_OUTPUT_KEYWORDS and not _is_split_text(node, keyword):
+            if keyword not in STRUCTURED_OUTPUT_KEYWORDS and not (
+                node[keyword] is None and keyword not in _ALL_KEYWORDS
+            ):
                 problems.append(
                     SchemaProblem(
                         (*path, keyword),

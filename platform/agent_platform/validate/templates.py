@@ -3,12 +3,11 @@ rendered. Variables are found through Jinja2's AST (never by rendering user temp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from agent_platform.diagnostics import did_you_mean
@@ -97,47 +96,82 @@ def _chain(node: nodes.Node) -> tuple[str, list[str]] | None:
             return None
 
 
-def _chains(ast: nodes.Template) -> Iterator[tuple[int, str, list[str]]]:
-    """Maximal attribute chains (a.b.c but not also a.b) with their line numbers."""
-    inner: set[int] = set()
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        inner.add(id(node.node))  # type: ignore[attr-defined]
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
-        if id(node) in inner:
+@dataclass(frozen=True, slots=True)
+class TemplateAnalysis:
+    """What one walk of a template's AST finds; cached per template text (specs repeat them)."""
+
+    filters: tuple[tuple[str, int], ...]  # (name, line)
+    tests: tuple[tuple[str, int], ...]
+    chains: tuple[tuple[int, str, tuple[str, ...]], ...]  # (line, root, attributes), maximal only
+    bound: frozenset[str]  # names assigned inside the template ({% set %}, loop targets, macro args)
+    single: tuple[str, tuple[str, ...]] | None  # the chain, when the template is exactly `{{ a.b }}`
+
+
+@lru_cache(maxsize=8192)
+def analyse_template(text: str) -> TemplateAnalysis | TemplateProblem:
+    """Parse once and walk the tree once (jinja2.meta would run the whole code generator).
+
+    Names bound anywhere in the template count as bound everywhere in it: simpler than Jinja's
+    scoping and errs towards silence (a loop variable used after its loop is not reported)."""
+    try:
+        ast = template_environment().parse(text)
+    except TemplateSyntaxError as exc:
+        return TemplateProblem(exc.lineno or 1, f"template syntax error: {exc.message}")
+    filters: list[tuple[str, int]] = []
+    tests: list[tuple[str, int]] = []
+    chains: list[tuple[int, str, tuple[str, ...]]] = []
+    bound: set[str] = set()
+    stack: list[tuple[nodes.Node, bool]] = [(ast, False)]
+    while stack:
+        node, inner = stack.pop()
+        if isinstance(node, nodes.Name):
+            if node.ctx in ("store", "param"):
+                bound.add(node.name)
+            elif not inner:
+                chains.append((node.lineno, node.name, ()))
             continue
-        if isinstance(node, nodes.Name) and node.ctx != "load":
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            if not inner and (found := _chain(node)) is not None:
+                chains.append((node.lineno, found[0], tuple(found[1])))
+            stack.append((node.node, True))
+            if isinstance(node, nodes.Getitem):
+                stack.append((node.arg, False))
             continue
-        found = _chain(node)
-        if found is not None:
-            yield node.lineno, found[0], found[1]
+        if isinstance(node, nodes.Filter):
+            filters.append((node.name, node.lineno))
+        elif isinstance(node, nodes.Test):
+            tests.append((node.name, node.lineno))
+        stack.extend((child, False) for child in node.iter_child_nodes())
+    chains.sort(key=lambda c: c[0])
+    single = None
+    body = ast.body
+    if len(body) == 1 and isinstance(body[0], nodes.Output) and len(body[0].nodes) == 1:
+        found = _chain(body[0].nodes[0])
+        single = (found[0], tuple(found[1])) if found is not None else None
+    return TemplateAnalysis(tuple(filters), tuple(tests), tuple(chains), frozenset(bound), single)
 
 
 def check_template(text: str, scope: Scope) -> list[TemplateProblem]:
     env = template_environment()
-    try:
-        ast = env.parse(text)
-    except TemplateSyntaxError as exc:
-        return [TemplateProblem(exc.lineno or 1, f"template syntax error: {exc.message}")]
+    analysis = analyse_template(text)
+    if isinstance(analysis, TemplateProblem):
+        return [analysis]
     problems: list[TemplateProblem] = []
-    for node in ast.find_all(nodes.Filter):
-        if node.name not in env.filters:
-            message = f"unknown filter '{node.name}'{did_you_mean(node.name, env.filters)}"
-            problems.append(_problem(text, node.lineno, message, node.name))
-    for test in ast.find_all(nodes.Test):
-        if test.name not in env.tests:
-            message = f"unknown test '{test.name}'{did_you_mean(test.name, env.tests)}"
-            problems.append(_problem(text, test.lineno, message, test.name))
-    undeclared: set[str]
-    try:
-        undeclared = meta.find_undeclared_variables(ast)
-    except TemplateSyntaxError:  # raised for the unknown filters/tests reported above
-        stored = {str(n.name) for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
-        undeclared = {str(n.name) for n in ast.find_all(nodes.Name) if n.ctx == "load"} - stored
+    for name, line in analysis.filters:
+        if name not in env.filters:
+            problems.append(
+                _problem(text, line, f"unknown filter '{name}'{did_you_mean(name, env.filters)}", name)
+            )
+    for name, line in analysis.tests:
+        if name not in env.tests:
+            problems.append(
+                _problem(text, line, f"unknown test '{name}'{did_you_mean(name, env.tests)}", name)
+            )
     seen: set[str] = set()
-    for line, root, attrs in _chains(ast):
-        if root not in undeclared:
-            continue  # bound inside the template ({% set %}, {% for %}, macro arguments)
-        chain_problem = _check_chain(root, attrs, scope)
+    for line, root, attrs in analysis.chains:
+        if root in analysis.bound:
+            continue
+        chain_problem = _check_chain(root, list(attrs), scope)
         if chain_problem is not None and chain_problem not in seen:
             seen.add(chain_problem)
             needle = ".".join([root, *attrs])
@@ -205,10 +239,7 @@ def single_expression(text: str) -> tuple[str, list[str]] | None:
     stripped = text.strip()
     if not (stripped.startswith("{{") and stripped.endswith("}}")) or stripped.count("{{") != 1:
         return None
-    try:
-        ast = template_environment().parse(stripped)
-    except TemplateSyntaxError:
+    analysis = analyse_template(stripped)
+    if isinstance(analysis, TemplateProblem) or analysis.single is None:
         return None
-    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output) or len(ast.body[0].nodes) != 1:
-        return None
-    return _chain(ast.body[0].nodes[0])
+    return analysis.single[0], list(analysis.single[1])
