@@ -1,0 +1,134 @@
+"""The one small interface every model provider implements: a request with a pydantic response
+model in, a validated object plus real usage and cost out. Errors are typed so callers (and
+retry policies) can tell a rate limit from a bad key from a malformed answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from agent_platform.runtime.messages import Message
+from agent_platform.spec.kinds import ModelSpec
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+def cost_usd(spec: ModelSpec, usage: Usage) -> float:
+    """Cost from the Model spec's pricing (USD per million tokens); 0 when no pricing is declared."""
+    if spec.pricing is None:
+        return 0.0
+    return (
+        usage.input_tokens * spec.pricing.input_per_mtok + usage.output_tokens * spec.pricing.output_per_mtok
+    ) / 1_000_000
+
+
+@dataclass(slots=True)
+class ModelRequest(Generic[T]):
+    """One structured call. `key` names who asks (an agent, or `pipeline/step`): the scripted
+    provider keys its script on it and traces show it."""
+
+    system: str
+    messages: list[Message]
+    response_model: type[T]
+    key: str
+    max_tokens: int | None = None  # default: the Model spec's
+    temperature: float | None = None
+    max_validation_retries: int = 2  # re-asks with the validation error before giving up
+
+
+@dataclass(slots=True)
+class ModelResult(Generic[T]):
+    output: T
+    usage: Usage
+    cost_usd: float
+    provider: str  # "anthropic" | "openai" | "scripted"
+    model: str
+    response_id: str | None = None  # e.g. the tool_use id the answer came in, when the API gives one
+    attempts: int = 1  # including validation re-asks
+
+
+class ModelProvider(Protocol):
+    """Async and stateless between calls (it may hold a connection pool)."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    @property
+    def is_scripted(self) -> bool: ...
+
+    async def complete(self, request: ModelRequest[T]) -> ModelResult[T]: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class ModelError(Exception):
+    """Base of every provider error. `retryable` says whether trying again may help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str, model: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+
+    def __str__(self) -> str:
+        where = f"{self.provider}:{self.model}" if self.model else self.provider
+        return f"{where}: {self.args[0]}"
+
+
+class ModelConfigError(ModelError):
+    """The Model spec cannot be used as given (e.g. its API key variable is not set)."""
+
+
+class ModelAuthError(ModelError):
+    """The provider refused the credentials."""
+
+
+class ModelRequestError(ModelError):
+    """The provider rejected the request itself (400): retrying the same request cannot help."""
+
+
+class ModelRateLimited(ModelError):
+    retryable = True
+
+
+class ModelOverloaded(ModelError):
+    retryable = True
+
+
+class ModelServerError(ModelError):
+    retryable = True
+
+
+class ModelTimeout(ModelError):
+    retryable = True
+
+
+class ModelConnectionError(ModelError):
+    retryable = True
+
+
+class ModelOutputInvalid(ModelError):
+    """The model's answer did not validate against the response model after the allowed re-asks."""
+
+
+class ScriptExhausted(ModelError):
+    """The scripted provider has no answer left for this key (and may not synthesise one)."""
