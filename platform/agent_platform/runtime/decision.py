@@ -51,7 +51,7 @@ def build_decision_model(agent: str, choices: list[ActionChoice]) -> type[BaseMo
         raise ValueError("an agent decision needs a final_answer choice")
     variants: list[type[BaseModel]] = []
     for choice in choices:
-        literal = Literal[choice.action]  # type: ignore[valid-type]
+        literal: Any = Literal.__getitem__(choice.action)
         fields: dict[str, Any] = {"action": (literal, Field(description=choice.description))}
         if choice.kind == "tool":
             payload = choice.payload or create_model(_class_name("Args", choice.name), __base__=DecisionBase)
@@ -71,9 +71,7 @@ def build_decision_model(agent: str, choices: list[ActionChoice]) -> type[BaseMo
             )
         )
     union: Any = (
-        variants[0]
-        if len(variants) == 1
-        else Annotated[tuple(variants), Field(discriminator="action")]
+        variants[0] if len(variants) == 1 else Annotated[tuple(variants), Field(discriminator="action")]
     )
     return create_model(
         _class_name("Decision", agent),

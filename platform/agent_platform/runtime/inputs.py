@@ -1,0 +1,44 @@
+"""Run inputs: validated against the unit's JSON Schema, with the schema's defaults applied first
+(templates may use an optional input that has a default)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonschema_rs
+
+
+class InputError(ValueError):
+    """The inputs of a run do not match the unit's schema; nothing has run."""
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Fill `default`s of declared properties (recursively through objects and array items)."""
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        filled = dict(value)
+        for name, sub in schema["properties"].items():
+            if not isinstance(sub, dict):
+                continue
+            if name not in filled and "default" in sub:
+                filled[name] = copy.deepcopy(sub["default"])
+            if name in filled:
+                filled[name] = apply_defaults(sub, filled[name])
+        return filled
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def check_inputs(schema: dict[str, Any], value: Any, *, unit: str) -> dict[str, Any]:
+    """Defaults applied, then validated; every problem is reported, each with its JSON path."""
+    if not isinstance(value, dict):
+        raise InputError(f"{unit}: inputs must be a JSON object, got {type(value).__name__}")
+    filled = apply_defaults(schema, value)
+    problems = [
+        f"{'/'.join(str(p) for p in error.instance_path) or '(root)'}: {error.message}"
+        for error in jsonschema_rs.validator_for(schema).iter_errors(filled)
+    ]
+    if problems:
+        raise InputError(f"{unit}: invalid inputs: " + "; ".join(problems))
+    return filled  # type: ignore[no-any-return]
