@@ -352,11 +352,6 @@ def test_plan_text(runner: CliRunner, valid: Path) -> None:
     assert "scripted provider" in note
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (cosmetic): with one scripted model the plan's note reads 'note: model fast use the "
-    "scripted provider' (render.plan_text: the verb does not agree with a single model)",
-)
 def test_plan_note_grammar_for_one_scripted_model(runner: CliRunner, valid: Path) -> None:
     result = runner.invoke(cli.app, ["plan", str(valid), *_plugins(valid)])
     assert "note: model fast uses the scripted provider" in result.stdout

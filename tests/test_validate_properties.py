@@ -412,10 +412,7 @@ def _text_of(data: st.DataObject, docs: list[Any]) -> str:
 # Bugs this test found, each reported and pinned by an xfail(strict) test below. Inputs that hit
 # one are discarded here (so the property keeps testing everything else); remove an entry when
 # its xfail test starts passing.
-KNOWN_BUGS = (
-    # test_step_agreement_with_invalid_required_does_not_raise
-    (TypeError, "_check_step_agreement"),
-)
+KNOWN_BUGS: tuple[tuple[type[BaseException], str], ...] = ()  # none open
 
 
 def _known_bug(exc: BaseException) -> bool:
@@ -512,12 +509,6 @@ def test_mutated_specs_give_located_diagnostics_and_never_raise(data: st.DataObj
         raise AssertionError(f"{note}\n{exc}") from None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: aliases bypass the loader's depth limit (see tests/test_load.py); a pipeline step "
-    "input nested ~2,700 levels deep through anchors makes validate raise RecursionError in "
-    "checks._template_strings",
-)
 def test_alias_deepened_step_input_does_not_raise(workdir: Path) -> None:
     n = 55
     anchors = ["      a0: &a0 x"] + [
@@ -536,13 +527,6 @@ def test_alias_deepened_step_input_does_not_raise(workdir: Path) -> None:
     assert not report.ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: a Tool whose input_schema has a non-list 'required' (null, a number) or unhashable "
-    "entries is reported as an invalid JSON Schema, but check_pipeline still compares a step's "
-    "input with it: TypeError in checks._check_step_agreement (`platform validate` exits 3)",
-)
 @pytest.mark.parametrize("required", ["null", "5", "[[q]]"])
 def test_step_agreement_with_invalid_required_does_not_raise(workdir: Path, required: str) -> None:
     text = f"""\
@@ -567,13 +551,6 @@ spec:
     assert [d.code for d in report.diagnostics.errors] == ["json-schema"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: messages quote the user's text verbatim where it is a key or a discriminator value "
-    "('unknown field 'bad<newline>key'', 'unknown type 'regx<newline>z''), so text containing a "
-    "newline breaks the one-line `file:line:col: message` format; it should be escaped (repr). "
-    "(Literal values are already shown with repr.)",
-)
 @pytest.mark.parametrize(
     "spec",
     [

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import yaml.reader
 
 from agent_platform.diagnostics import Diagnostic, Diagnostics, Severity, SourceLocation
 
@@ -246,7 +247,7 @@ def _loc(file: str, mark: Any) -> SourceLocation:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "is_map", "nodes_at_start", "path", "pending_key")
+    __slots__ = ("anchor", "container", "height", "is_map", "nodes_at_start", "path", "pending_key")
 
     def __init__(
         self, container: dict[str, Any] | list[Any], path: PathKey, anchor: str | None, nodes: int
@@ -257,6 +258,7 @@ class _Frame:
         self.anchor = anchor
         self.nodes_at_start = nodes
         self.pending_key: str | None = None
+        self.height = 0  # levels of nesting below this collection (aliases included)
 
 
 @dataclass(slots=True)
@@ -264,6 +266,7 @@ class _Anchor:
     value: Any
     nodes: int
     complete: bool
+    height: int = 0  # nesting levels the anchored value brings wherever it is aliased
 
 
 Position = tuple[int, int]
@@ -325,8 +328,8 @@ class _DocumentBuilder:
         frame.pending_key = None
         return path
 
-    def _add_key(self, frame: _Frame, key: str, pos: Position) -> None:
-        if key == "<<":
+    def _add_key(self, frame: _Frame, key: str, pos: Position, *, plain: bool) -> None:
+        if key == "<<" and plain:
             raise self._error(
                 "yaml-merge-key", "merge keys ('<<') are not supported in specs; write the fields out", pos
             )
@@ -334,7 +337,7 @@ class _DocumentBuilder:
         if key in frame.container:
             first = self.keys.get(path)
             where = f" (first defined at line {first[0]})" if first else ""
-            raise self._error("yaml-duplicate-key", f"duplicate key '{key}'{where}", pos)
+            raise self._error("yaml-duplicate-key", f"duplicate key {key!r}{where}", pos)
         frame.pending_key = key
         self.keys[path] = pos
 
@@ -359,7 +362,9 @@ class _DocumentBuilder:
             self._count(1, pos)
             if expecting_key:
                 # Keys keep their literal text (`no:` is the key "no"); values resolve by YAML 1.2.
-                self._add_key(frame, event.value, pos)  # type: ignore[arg-type]
+                self._add_key(frame, event.value, pos, plain=not event.style)  # type: ignore[arg-type]
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = _Anchor(event.value, 1, True)
                 return
             value = self._scalar(event, pos)
             path = self._attach(value, pos)
@@ -374,11 +379,7 @@ class _DocumentBuilder:
             self._check_collection_tag(event, pos)
             self._count(1, pos)
             if len(stack) >= self.limits.max_depth:
-                raise self._error(
-                    "yaml-too-deep",
-                    f"nesting deeper than {self.limits.max_depth} levels is not allowed in specs",
-                    pos,
-                )
+                raise self._too_deep(pos)
             container: dict[str, Any] | list[Any] = {} if cls is yaml.MappingStartEvent else []
             path = self._attach(container, pos)
             if event.anchor is not None:
@@ -386,9 +387,12 @@ class _DocumentBuilder:
             stack.append(_Frame(container, path, event.anchor, self.nodes))
         elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
             done = stack.pop()
+            height = done.height + 1
+            if stack:
+                stack[-1].height = max(stack[-1].height, height)
             if done.anchor is not None:
                 self.anchors[done.anchor] = _Anchor(
-                    done.container, self.nodes - done.nodes_at_start + 1, True
+                    done.container, self.nodes - done.nodes_at_start + 1, True, height
                 )
         elif cls is yaml.AliasEvent:
             anchor = self.anchors.get(event.anchor or "")
@@ -399,10 +403,22 @@ class _DocumentBuilder:
             if expecting_key:
                 if not isinstance(anchor.value, str):
                     raise self._error("yaml-key", "mapping keys must be plain strings", pos)
-                self._add_key(frame, anchor.value, pos)  # type: ignore[arg-type]
+                self._add_key(frame, anchor.value, pos, plain=False)  # type: ignore[arg-type]
                 return
+            # An alias inserts the whole anchored value here: its depth counts where it lands.
+            if len(stack) + anchor.height > self.limits.max_depth:
+                raise self._too_deep(pos)
+            if frame is not None:
+                frame.height = max(frame.height, anchor.height)
             self._count(anchor.nodes, pos)
             self._attach(anchor.value, pos)
+
+    def _too_deep(self, pos: Position) -> _LoadError:
+        return self._error(
+            "yaml-too-deep",
+            f"nesting deeper than {self.limits.max_depth} levels is not allowed in specs",
+            pos,
+        )
 
     def _check_collection_tag(self, event: Any, pos: Position) -> None:
         tag = event.tag
@@ -531,7 +547,28 @@ def load_text(text_or_bytes: str | bytes, file: str, limits: LoadLimits = DEFAUL
             )
         else:
             diags.add(Diagnostic(Severity.ERROR, "yaml-syntax", _yaml_error_message(exc), _loc(file, mark)))
-    except yaml.YAMLError as exc:  # e.g. reader errors on control characters
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        position = int(exc.position)
+        line = text.count("\n", 0, position)
+        column = position - (text.rfind("\n", 0, position) + 1)
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        diags.error(
+            "yaml-character",
+            f"character U+{code:04X} is not allowed in YAML; write it as an escape in a double-quoted "
+            f"string (e.g. \\x{code:02x})"
+            if code < 0x100
+            else f"character U+{code:04X} is not allowed in YAML",
+            SourceLocation(file, line + 1, column + 1),
+        )
+    except UnicodeEncodeError as exc:  # only from str input: an unpaired surrogate
+        line = text.count("\n", 0, exc.start)
+        column = exc.start - (text.rfind("\n", 0, exc.start) + 1)
+        diags.error(
+            "encoding",
+            "text contains an unpaired surrogate; specs must be valid Unicode",
+            SourceLocation(file, line + 1, column + 1),
+        )
+    except yaml.YAMLError as exc:  # anything else the parser reports without a position
         diags.add(
             Diagnostic(Severity.ERROR, "yaml-syntax", f"invalid YAML: {exc}", SourceLocation(file, 1, 1))
         )

@@ -174,12 +174,20 @@ def plan_text(plan: Plan) -> str:
                 lines.append(f"  route:     {route.task_type} -> {route.target}")
         if unit.depends_on:
             lines.append(f"  depends on: {', '.join(str(d) for d in unit.depends_on)}")
-    scripted = [m.ref for m in plan.models.values() if m.is_scripted]
-    if scripted:
+    scripted = sorted({m.ref for m in plan.models.values() if m.is_scripted})
+    inline = sorted(
+        str(u.ref)
+        for u in plan.units.values()
+        if isinstance(u, AgentLoopUnit) and u.model and u.model.ref == "<inline>" and u.model.is_scripted
+    )
+    if scripted or inline:
+        named = [f"model{'s' if len(scripted) != 1 else ''} {', '.join(scripted)}"] if scripted else []
+        named += [f"the inline model of {', '.join(inline)}"] if inline else []
+        verb = "use" if len(scripted) + len(inline) > 1 else "uses"
         lines.append("")
         lines.append(
-            f"note: model{'s' if len(scripted) != 1 else ''} {', '.join(sorted(scripted))} "
-            "use the scripted provider: deterministic replay for tests, demos and offline runs"
+            f"note: {' and '.join(named)} {verb} the scripted provider: deterministic replay for tests, "
+            "demos and offline runs"
         )
     return "\n".join(lines)
 

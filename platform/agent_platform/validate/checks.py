@@ -29,6 +29,7 @@ from agent_platform.validate.jsonschemas import (
     check_structured_output,
     incompatibilities,
     property_schema,
+    required_of,
 )
 from agent_platform.validate.plugins import PluginResolver
 from agent_platform.validate.references import SpecSet
@@ -261,7 +262,7 @@ def _check_step_agreement(
     props = consumer.get("properties")
     if not isinstance(props, dict):
         return
-    for required in consumer.get("required", []):
+    for required in required_of(consumer):
         if required not in step.input:
             diags.error(
                 "step-input-missing",

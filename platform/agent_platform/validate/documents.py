@@ -166,18 +166,18 @@ def _message(error: Any, data: Any, root: type[BaseModel]) -> tuple[str, tuple[s
         parent_path = _field_path(loc[:-1], data)
         candidates = legal_fields(root, tuple(p for p in loc[:-1]))
         scope = f" in {parent_path}" if parent_path else ""
-        return f"unknown field '{field}'{scope}{did_you_mean(field, candidates)}", loc, True
+        return f"unknown field {field!r}{scope}{did_you_mean(field, candidates)}", loc, True
     if etype == "missing":
         field = str(loc[-1])
         parent_path = _field_path(loc[:-1], data)
         scope = f" in {parent_path}" if parent_path else ""
-        return f"missing required field '{field}'{scope}", loc[:-1], True
+        return f"missing required field {field!r}{scope}", loc[:-1], True
     if etype == "union_tag_invalid":
         tag = ctx.get("tag")
         discriminator = str(ctx.get("discriminator", "")).strip("'")
         tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
         return (
-            f"{prefix}unknown {discriminator} '{tag}' (expected one of: {', '.join(tags)})"
+            f"{prefix}unknown {discriminator} {str(tag)!r} (expected one of: {', '.join(tags)})"
             f"{did_you_mean(str(tag), tags)}",
             (*loc, discriminator),
             False,

@@ -176,6 +176,12 @@ def check_structured_output(schema: dict[str, Any]) -> list[SchemaProblem]:
 # --- producer / consumer agreement ------------------------------------------------------------
 
 
+def required_of(schema: dict[str, Any]) -> list[str]:
+    """`required` as a list of names; an invalid value (reported elsewhere) counts as none."""
+    required = schema.get("required", [])
+    return [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+
+
 def _types(schema: dict[str, Any]) -> set[str] | None:
     """The JSON types a schema admits, or None when it does not say."""
     if "const" in schema:
@@ -264,8 +270,8 @@ def incompatibilities(
     p_props, c_props = producer.get("properties"), consumer.get("properties")
     if isinstance(c_props, dict):
         provided = set(p_props) if isinstance(p_props, dict) else None
-        required_by_producer = set(producer.get("required", []))
-        for name in consumer.get("required", []):
+        required_by_producer = set(required_of(producer))
+        for name in required_of(consumer):
             if (
                 provided is not None
                 and name not in provided
