@@ -137,6 +137,12 @@ def analyse_template(text: str) -> TemplateAnalysis | TemplateProblem:
             if isinstance(node, nodes.Getitem):
                 stack.append((node.arg, False))
             continue
+        if isinstance(node, nodes.For):
+            bound.add("loop")  # Jinja's implicit loop variable (loop.index, loop.last, ...)
+        elif isinstance(node, nodes.Macro | nodes.CallBlock):
+            bound.update(("caller", "varargs", "kwargs"))
+            if isinstance(node, nodes.Macro):
+                bound.add(node.name)
         if isinstance(node, nodes.Filter):
             filters.append((node.name, node.lineno))
         elif isinstance(node, nodes.Test):

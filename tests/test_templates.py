@@ -1,0 +1,56 @@
+"""Template analysis used by the validator: bound names, Jinja's implicit variables, scopes."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_platform.validate.templates import OpaqueVar, SchemaVar, Scope, StepsVar, check_template
+
+SCOPE = Scope(
+    {
+        "inputs": SchemaVar(
+            {"type": "object", "properties": {"items": {"type": "array"}, "topic": {"type": "string"}}},
+            "the inputs schema",
+        ),
+        "steps": StepsVar(
+            {"a": {"type": "object", "properties": {"n": {"type": "integer"}}}}, frozenset({"c"}), "b"
+        ),
+        "agent": OpaqueVar(),
+    },
+    "test",
+)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for x in inputs.items %}{{ loop.index }}. {{ x }}{% if not loop.last %}, {% endif %}{% endfor %}",
+        "{% set n = steps.a.output.n %}{{ n + 1 }}",
+        "{% macro show(v) %}[{{ v }}]{{ caller() if caller else '' }}{% endmacro %}{{ show(inputs.topic) }}",
+        "{% call show() %}x{% endcall %}{% macro show() %}{{ caller() }}{% endmacro %}",
+        "{{ inputs.topic | upper }} {{ agent.name }} {{ range(3) | list }}",
+        "{% with t = inputs.topic %}{{ t }}{% endwith %}",
+    ],
+)
+def test_valid_templates_have_no_problems(template: str) -> None:
+    assert check_template(template, SCOPE) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ loop.index }}", "unknown variable 'loop'"),
+        ("{{ inputs.topc }}", "'inputs.topc' is not declared in the inputs schema (did you mean 'topic'?)"),
+        ("{{ steps.c.output }}", "'steps.c' runs after this point"),
+        ("{{ steps.b.output }}", "'steps.b' refers to the step itself"),
+        ("{{ steps.a.output.m }}", "'steps.a.output.m' is not in the output schema of step 'a'"),
+        ("{{ steps.a.result }}", "use 'steps.a.output'"),
+        ("{{ topic }}", "(did you mean 'inputs.topic'?)"),
+        ("{{ x | nosuchfilter }}", "unknown filter 'nosuchfilter'"),
+        ("{% if x is nosuchtest %}{% endif %}", "unknown test 'nosuchtest'"),
+        ("{% for %}", "template syntax error"),
+    ],
+)
+def test_template_problems(template: str, message: str) -> None:
+    problems = check_template(template, SCOPE)
+    assert any(message in p.message for p in problems), problems
