@@ -1,0 +1,197 @@
+"""Deterministic pipelines: steps in order, templated inputs, `map` fan-out with bounded
+concurrency that keeps order, outputs validated where a schema is declared, and a failure that
+says which step and which input failed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jsonschema_rs
+
+from agent_platform.compile.compiler import build_output_model
+from agent_platform.compile.plan import PipelineUnit, SpecRef, StepPlan
+from agent_platform.runtime.messages import Message
+from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform.runtime.rendering import TemplateRenderError, render, render_value
+from agent_platform.runtime.services import RunState, Services
+
+
+class StepFailed(Exception):
+    def __init__(
+        self, step: str, message: str, *, item: int | None = None, of: int | None = None, input: Any = None
+    ) -> None:
+        where = f"step '{step}'" + (f" (item {item + 1} of {of})" if item is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.step = step
+        self.item = item
+        self.input = input
+
+
+def _preview(value: Any, limit: int = 300) -> str:
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _schema_errors(schema: dict[str, Any], value: Any) -> list[str]:
+    return [
+        f"{'/'.join(str(p) for p in e.instance_path) or '(root)'}: {e.message}"
+        for e in jsonschema_rs.validator_for(schema).iter_errors(value)
+    ][:5]
+
+
+class PipelineExecutor:
+    def __init__(self, unit: PipelineUnit, services: Services) -> None:
+        self.unit = unit
+        self.services = services
+        self._llm_models: dict[str, Any] = {}
+
+    async def run(self, inputs: dict[str, Any], run: RunState) -> RunResult:
+        started = time.perf_counter()
+        context: dict[str, Any] = {
+            "inputs": inputs,
+            "steps": {},
+            "pipeline": {"name": self.unit.name, "run_id": run.run_id},
+        }
+        result = RunResult(run.run_id, str(self.unit.ref), Outcome.COMPLETED)
+        try:
+            async with asyncio.timeout(self.unit.timeout):
+                last: Any = None
+                for step in self.unit.steps:
+                    last = await self._run_step(step, context, run)
+                    context["steps"][step.name] = {"output": last}
+                output = (
+                    render_value(self.unit.returns, context, where="spec.returns")
+                    if self.unit.returns is not None
+                    else last
+                )
+                if self.unit.output_schema is not None and (
+                    problems := _schema_errors(self.unit.output_schema, output)
+                ):
+                    raise StepFailed(
+                        "returns", "pipeline output does not match its output schema: " + "; ".join(problems)
+                    )
+                result.output = output
+        except TimeoutError:
+            result.outcome, result.error = (
+                Outcome.TIMEOUT,
+                f"pipeline exceeded its timeout of {self.unit.timeout:g}s",
+            )
+        except StepFailed as exc:
+            result.outcome, result.error = Outcome.FAILED, str(exc)
+            result.details = {"step": exc.step, "item": exc.item, "input": _preview(exc.input)}
+        except TemplateRenderError as exc:
+            result.outcome, result.error = Outcome.FAILED, str(exc)
+        result.usage, result.cost_usd, result.tool_calls = run.usage, run.cost_usd, run.tool_calls
+        result.details.setdefault("steps_completed", list(context["steps"]))
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    async def _run_step(self, step: StepPlan, context: dict[str, Any], run: RunState) -> Any:
+        where = f"spec.steps.{step.name}"
+        if step.map is None:
+            output = await self._call(step, context, run, where=where)
+            self._check_output(step, output)
+            return output
+        items = render_value(step.map.over, context, where=f"{where}.map.over")
+        if not isinstance(items, list):
+            raise StepFailed(
+                step.name, f"map.over must yield a list, got {type(items).__name__}: {_preview(items, 80)}"
+            )
+        semaphore = asyncio.Semaphore(step.map.concurrency)
+        variable = step.map.as_
+
+        async def one(index: int, item: Any) -> Any:
+            async with semaphore:
+                try:
+                    return await self._call(
+                        step, {**context, variable: item}, run, where=where, item=(index, len(items))
+                    )
+                except StepFailed:
+                    raise
+                except TemplateRenderError as exc:
+                    raise StepFailed(step.name, str(exc), item=index, of=len(items), input=item) from None
+
+        # A TaskGroup cancels the siblings of the first failure; results keep the input order.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(i, item)) for i, item in enumerate(items)]
+        except* StepFailed as failures:
+            raise _first(failures.exceptions) from None
+        outputs = [t.result() for t in tasks]
+        self._check_output(step, outputs)
+        return outputs
+
+    async def _call(
+        self,
+        step: StepPlan,
+        context: dict[str, Any],
+        run: RunState,
+        *,
+        where: str,
+        item: tuple[int, int] | None = None,
+    ) -> Any:
+        index, total = item if item is not None else (None, None)
+        arguments = render_value(step.input, context, where=f"{where}.input")
+        if step.target_kind == "tool":
+            outcome = await self.services.call_tool(step.target, arguments, run=run)
+            if outcome.is_error:
+                raise StepFailed(
+                    step.name, outcome.error or "tool failed", item=index, of=total, input=arguments
+                )
+            return outcome.output
+        if step.target_kind in ("agent", "pipeline"):
+            ref = SpecRef("Agent" if step.target_kind == "agent" else "Pipeline", step.target)
+            sub = await self.services.run_unit(ref, arguments, parent=run)
+            if not sub.ok:
+                raise StepFailed(
+                    step.name,
+                    f"{ref} ended {sub.outcome.value}: {sub.error}",
+                    item=index,
+                    of=total,
+                    input=arguments,
+                )
+            return sub.output
+        return await self._llm(step, context, run, where=where)
+
+    async def _llm(self, step: StepPlan, context: dict[str, Any], run: RunState, *, where: str) -> Any:
+        assert step.model is not None and step.prompt is not None and step.output_schema is not None
+        prompt = render(step.prompt, context, where=f"{where}.llm.prompt")
+        system = render(step.system, context, where=f"{where}.llm.system") if step.system else ""
+        model = self._llm_models.get(step.name)
+        if model is None:
+            model = self._llm_models[step.name] = build_output_model(
+                step.output_schema, f"{step.name.title()}Output"
+            )
+        result = await self.services.complete(
+            step.model,
+            system=system,
+            messages=[Message.user(prompt)],
+            response_model=model,
+            key=f"{self.unit.name}/{step.name}",
+            run=run,
+        )
+        return result.output.model_dump(mode="json")
+
+    def _check_output(self, step: StepPlan, output: Any) -> None:
+        if step.output_schema is None or step.target_kind == "llm":
+            return
+        problems = _schema_errors(step.output_schema, output)
+        if problems:
+            raise StepFailed(
+                step.name,
+                "output does not match the step's output schema: " + "; ".join(problems),
+                input=output,
+            )
+
+
+def _first(exceptions: Sequence[BaseException]) -> StepFailed:
+    failures = [e for e in exceptions if isinstance(e, StepFailed)]
+    failures.sort(key=lambda e: e.item if e.item is not None else -1)
+    return failures[0]

@@ -1,0 +1,98 @@
+"""What an executor (pipeline, agent loop, supervisor) needs from the runtime around it.
+
+Executors depend on this small protocol, not on the concrete tool executor, providers or Ray: the
+in-process Runtime implements it, and so will a Ray actor (where `run_unit` becomes a call to
+another actor). Run state is explicit and per run: nothing is kept between runs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from agent_platform.compile.plan import ResolvedModel, SpecRef
+from agent_platform.runtime.messages import Message
+from agent_platform.runtime.models.base import ModelResult, Usage
+from agent_platform.runtime.outcomes import RunResult
+
+
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex[:16]}"
+
+
+@dataclass
+class RunState:
+    """Accounting of one run (shared with the sub-runs it starts, which add to its budget)."""
+
+    run_id: str
+    unit: str
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    tool_calls: int = 0
+    iterations: int = 0
+    parent: RunState | None = None
+
+    def add_model_result(self, result: ModelResult[Any]) -> None:
+        self.usage = self.usage + result.usage
+        self.cost_usd += result.cost_usd
+
+    def add_sub_run(self, result: RunResult) -> None:
+        self.usage = self.usage + result.usage
+        self.cost_usd += result.cost_usd
+        self.tool_calls += result.tool_calls
+
+
+class ToolCallFailed(Exception):
+    """A tool call ended in an error the caller should see (arguments, timeout, failure, circuit
+    open, not allowed). `retryable_by_model` marks errors the model can fix (bad arguments)."""
+
+    def __init__(self, tool: str, message: str, *, category: str, retryable_by_model: bool = False) -> None:
+        super().__init__(f"tool '{tool}': {message}")
+        self.tool = tool
+        self.category = category
+        self.retryable_by_model = retryable_by_model
+
+
+@dataclass
+class ToolOutcome:
+    output: Any
+    is_error: bool = False
+    error: str | None = None
+    cached: bool = False
+    attempts: int = 1
+
+
+class Services(Protocol):
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
+    ) -> ToolOutcome:
+        """Run a tool. Errors come back as ToolOutcome(is_error=True) for the agent loop to show
+        the model; `raise_errors` semantics are the caller's choice."""
+        ...
+
+    def tool_arguments_model(self, name: str) -> type[BaseModel]:
+        """The pydantic model a tool's arguments must satisfy."""
+        ...
+
+    def unit_inputs_model(self, ref: SpecRef) -> type[BaseModel] | None:
+        """The pydantic model of an agent's or pipeline's inputs (for delegation payloads)."""
+        ...
+
+    async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
+        """Run an agent or pipeline as a sub-run (a delegate, a pipeline step)."""
+        ...
+
+    async def complete(
+        self,
+        model: ResolvedModel,
+        *,
+        system: str,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        key: str,
+        run: RunState,
+    ) -> ModelResult[BaseModel]:
+        """One structured model call (accounted to `run`)."""
+        ...
