@@ -1,0 +1,917 @@
+"""Tracing for the runtime: OpenTelemetry spans with GenAI semantic-convention attributes.
+
+Two layers:
+
+* `configure_tracing()` builds a `TracerProvider` (not the global one unless asked) with the
+  exporters the operator wants: the console, a JSONL file, OTLP/HTTP (switched on by the standard
+  `OTEL_EXPORTER_OTLP_*` variables, so any collector, Datadog, Grafana or Honeycomb receives the
+  spans) and an in-memory exporter for `platform run --trace` and tests. `OTEL_SDK_DISABLED`,
+  `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are honoured through the SDK itself.
+* `Tracing`, the small facade the runtime calls: one context manager per kind of work (run,
+  iteration, model call, tool call, compaction, pipeline step, supervisor task) and helpers for
+  results and events (guardrail decisions, loop detection).
+
+Parentage is OpenTelemetry's: the current span lives in a `contextvars` context, which asyncio
+copies into every task, so spans started under `asyncio.gather` get the right parent and two
+concurrent runs never cross. Nothing here keeps a "current span" on an object. Token counts are the
+provider's reported usage, never an estimate from characters.
+
+By default no prompt, response, tool argument or secret goes into a span; `capture_content=True`
+opts in to truncated content as span events, as the GenAI conventions describe.
+
+With tracing off, `Tracing.disabled()` returns a facade whose context managers are one shared
+object doing nothing, so the runtime can call the facade unconditionally."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from contextvars import Token
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+if TYPE_CHECKING:
+    from agent_platform.runtime.models.base import ModelResult, Usage
+
+__all__ = [
+    "JsonlSpanExporter",
+    "Tracing",
+    "TracingHandle",
+    "configure_tracing",
+    "extract_context",
+    "inject_context",
+    "record_model_result",
+    "span_to_dict",
+]
+
+INSTRUMENTATION_NAME: Final = "agent_platform.runtime"
+
+# --- attribute names ---------------------------------------------------------------------------
+# GenAI semantic conventions (https://opentelemetry.io/docs/specs/semconv/gen-ai/).
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_SYSTEM: Final = "gen_ai.system"  # the older name; still read by many backends
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"  # opt-in content
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"  # opt-in content
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"  # opt-in content
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"  # opt-in content
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"  # opt-in content
+ERROR_TYPE: Final = "error.type"
+
+# This platform's own attributes.
+AP_UNIT_KIND: Final = "agent_platform.unit.kind"
+AP_UNIT_NAME: Final = "agent_platform.unit.name"
+AP_RUN_ID: Final = "agent_platform.run.id"
+AP_RUN_OUTCOME: Final = "agent_platform.run.outcome"
+AP_ITERATION: Final = "agent_platform.iteration"
+AP_MODEL_KEY: Final = "agent_platform.model.key"
+AP_MODEL_SCRIPTED: Final = "agent_platform.model.scripted"
+AP_MODEL_ATTEMPTS: Final = "agent_platform.model.attempts"
+AP_COST_USD: Final = "agent_platform.cost_usd"
+AP_TOOL_ATTEMPTS: Final = "agent_platform.tool.attempts"
+AP_TOOL_CACHED: Final = "agent_platform.tool.cached"
+AP_TOOL_IDEMPOTENT_REPLAY: Final = "agent_platform.tool.idempotent_replay"
+AP_TOOL_SIDE_EFFECTS: Final = "agent_platform.tool.side_effects"
+AP_COMPACTION_TOKENS_BEFORE: Final = "agent_platform.compaction.tokens_before"
+AP_COMPACTION_TOKENS_AFTER: Final = "agent_platform.compaction.tokens_after"
+AP_COMPACTION_MESSAGES_BEFORE: Final = "agent_platform.compaction.messages_before"
+AP_COMPACTION_MESSAGES_AFTER: Final = "agent_platform.compaction.messages_after"
+AP_COMPACTION_MODEL: Final = "agent_platform.compaction.model"
+AP_PIPELINE_NAME: Final = "agent_platform.pipeline.name"
+AP_STEP_NAME: Final = "agent_platform.step.name"
+AP_STEP_INDEX: Final = "agent_platform.step.index"
+AP_STEP_KIND: Final = "agent_platform.step.kind"
+AP_SUPERVISOR_NAME: Final = "agent_platform.supervisor.name"
+AP_TASK_ID: Final = "agent_platform.task.id"
+AP_TASK_TYPE: Final = "agent_platform.task.type"
+AP_TASK_PRIORITY: Final = "agent_platform.task.priority"
+AP_CANCELLED: Final = "agent_platform.cancelled"
+
+# Events.
+EVENT_GUARDRAIL: Final = "guardrail.decision"
+EVENT_LOOP_DETECTED: Final = "loop_detected"
+EVENT_CONTENT: Final = "gen_ai.client.inference.operation.details"  # opt-in content capture
+EVENT_TOOL_CONTENT: Final = "gen_ai.tool.content"  # opt-in content capture
+AP_GUARDRAIL_NAME: Final = "agent_platform.guardrail.name"
+AP_GUARDRAIL_TYPE: Final = "agent_platform.guardrail.type"
+AP_GUARDRAIL_VERDICT: Final = "agent_platform.guardrail.verdict"
+AP_GUARDRAIL_REASON: Final = "agent_platform.guardrail.reason"
+AP_GUARDRAIL_STAGE: Final = "agent_platform.guardrail.stage"
+AP_LOOP_TOOL: Final = "agent_platform.loop.tool"
+AP_LOOP_PATTERN: Final = "agent_platform.loop.pattern"
+AP_LOOP_REPEATS: Final = "agent_platform.loop.repeats"
+AP_LOOP_ACTION: Final = "agent_platform.loop.action"
+
+_PASSING_VERDICTS: Final = frozenset({"pass", "allow", "ok"})
+_REASON_MAX_CHARS: Final = 200
+_DESCRIPTION_MAX_CHARS: Final = 200
+
+Attributes = Mapping[str, AttributeValue]
+
+
+def _short(text: str, limit: int) -> str:
+    """The first line of `text`, at most `limit` characters; an ellipsis marks anything cut."""
+    line, newline, _ = text.partition("\n")
+    if len(line) > limit:
+        return line[: limit - 1] + "…"
+    return line + " …" if newline else line
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc)
+    name = type(exc).__name__
+    return _short(f"{name}: {message}" if message else name, _DESCRIPTION_MAX_CHARS)
+
+
+def _record_error(span: Span, exc: BaseException) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        # Cancellation (fail_fast siblings, timeouts above us) is not this span's failure.
+        span.set_attribute(AP_CANCELLED, True)
+        return
+    description = _describe(exc)
+    # The exception event carries the stack trace (code, not values) and a bounded message: an
+    # error's text can echo model output, so it is cut like every other free text here.
+    span.record_exception(exc, attributes={"exception.message": description}, escaped=True)
+    span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, description))
+
+
+# --- the span scopes ---------------------------------------------------------------------------
+
+
+class _SpanScope:
+    """`with` block around one span: starts it as a child of the current context (or of an
+    explicit parent context), makes it current for the block, records an escaping exception, ends
+    it. The same steps as `tracer.start_as_current_span` (contextvars-based attach/detach), without
+    its generator-based context manager, which costs several µs per span. One use per instance."""
+
+    __slots__ = ("_attributes", "_kind", "_name", "_parent", "_span", "_token", "_tracer")
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        name: str,
+        kind: SpanKind,
+        attributes: Attributes,
+        parent: Context | None,
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._kind = kind
+        self._attributes = attributes
+        self._parent = parent
+        self._span: Span = INVALID_SPAN
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> Span:
+        span = self._tracer.start_span(
+            self._name,
+            context=self._parent,
+            kind=self._kind,
+            attributes=self._attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self._span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span, self._parent))
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        try:
+            if exc is not None:
+                _record_error(span, exc)
+        finally:
+            if self._token is not None:
+                otel_context.detach(self._token)
+            span.end()
+
+
+class _NullScope:
+    """The shared do-nothing scope of a disabled facade: entering yields the invalid span, on which
+    every setter is a no-op."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+_NULL_SCOPE: Final = _NullScope()
+
+SpanScope = AbstractContextManager[Span, None]
+
+
+# --- helpers usable with any span ----------------------------------------------------------------
+
+
+def record_model_result(span: Span, result: ModelResult[Any]) -> None:
+    """Put a finished model call's real usage on its span: the provider's input and output token
+    counts, the cost from the Model spec's pricing, the response id and the attempts made."""
+    if not span.is_recording():
+        return
+    attributes: dict[str, AttributeValue] = {
+        GEN_AI_USAGE_INPUT_TOKENS: result.usage.input_tokens,
+        GEN_AI_USAGE_OUTPUT_TOKENS: result.usage.output_tokens,
+        AP_COST_USD: result.cost_usd,
+        GEN_AI_RESPONSE_MODEL: result.model,
+        AP_MODEL_ATTEMPTS: result.attempts,
+    }
+    if result.response_id is not None:
+        attributes[GEN_AI_RESPONSE_ID] = result.response_id
+    span.set_attributes(attributes)
+
+
+def _content(value: Any, limit: int) -> str:
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"), default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _jsonable(value: Any) -> Any:
+    to_api = getattr(value, "to_api", None)
+    if callable(to_api):
+        return to_api()
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# --- the facade ----------------------------------------------------------------------------------
+
+
+class Tracing:
+    """What the runtime calls. Every `*_span` method returns a context manager that yields the
+    span (the invalid, non-recording span when tracing is off); every `record_*` helper is a cheap
+    no-op on a non-recording span. Hosting code may pass `parent=` (a context from
+    `extract_context`) to continue a trace that crossed a process or actor boundary."""
+
+    __slots__ = ("_tracer", "capture_content", "content_max_chars", "enabled", "record_guardrail_passes")
+
+    def __init__(
+        self,
+        tracer: trace.Tracer | None,
+        *,
+        capture_content: bool = False,
+        content_max_chars: int = 2000,
+        record_guardrail_passes: bool = False,
+    ) -> None:
+        if tracer is not None and isinstance(tracer, trace.NoOpTracer):
+            tracer = None
+        self._tracer = tracer
+        self.enabled = tracer is not None
+        self.capture_content = capture_content and self.enabled
+        self.content_max_chars = content_max_chars
+        self.record_guardrail_passes = record_guardrail_passes
+
+    @classmethod
+    def disabled(cls) -> Tracing:
+        """The shared facade with tracing off: its scopes do nothing and allocate nothing."""
+        return _DISABLED
+
+    @classmethod
+    def from_global(cls, **options: Any) -> Tracing:
+        """A facade over the global tracer provider (whatever the host application installed)."""
+        return cls(trace.get_tracer(INSTRUMENTATION_NAME), **options)
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return self._tracer if self._tracer is not None else trace.NoOpTracer()
+
+    # -- generic ----------------------------------------------------------------------------
+
+    def span(
+        self,
+        name: str,
+        attributes: Attributes | None = None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        parent: Context | None = None,
+    ) -> SpanScope:
+        if self._tracer is None:
+            return _NULL_SCOPE
+        return _SpanScope(self._tracer, name, kind, attributes or {}, parent)
+
+    def event(self, name: str, attributes: Attributes | None = None, *, span: Span | None = None) -> None:
+        """An event on `span`, or on the current span."""
+        if self._tracer is None:
+            return
+        target = span if span is not None else trace.get_current_span()
+        if target.is_recording():
+            target.add_event(name, attributes)
+
+    # -- units ------------------------------------------------------------------------------
+
+    def run_span(
+        self,
+        unit_kind: str,
+        unit_name: str,
+        run_id: str,
+        *,
+        attributes: Attributes | None = None,
+        parent: Context | None = None,
+    ) -> SpanScope:
+        """One run of a unit. `unit_kind` is `agent`, `pipeline` or `supervisor`; an agent run is a
+        GenAI `invoke_agent` span, a pipeline or supervisor run an `invoke_workflow` span."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        attrs: dict[str, AttributeValue] = {
+            AP_UNIT_KIND: unit_kind,
+            AP_UNIT_NAME: unit_name,
+            AP_RUN_ID: run_id,
+        }
+        if unit_kind == "agent":
+            operation = "invoke_agent"
+            attrs[GEN_AI_AGENT_NAME] = unit_name
+        else:
+            operation = "invoke_workflow"
+            attrs[GEN_AI_WORKFLOW_NAME] = unit_name
+        attrs[GEN_AI_OPERATION_NAME] = operation
+        if attributes:
+            attrs.update(attributes)
+        return _SpanScope(self._tracer, f"{operation} {unit_name}", SpanKind.INTERNAL, attrs, parent)
+
+    def record_run_result(
+        self,
+        span: Span,
+        outcome: str,
+        *,
+        usage: Usage | None = None,
+        cost_usd: float | None = None,
+    ) -> None:
+        """The run's typed outcome (`final_answer`, `max_iterations`, `timeout`, `budget`, …) and,
+        when known, its total usage and cost."""
+        if not span.is_recording():
+            return
+        attrs: dict[str, AttributeValue] = {AP_RUN_OUTCOME: outcome}
+        if usage is not None:
+            attrs[GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if cost_usd is not None:
+            attrs[AP_COST_USD] = cost_usd
+        span.set_attributes(attrs)
+
+    def iteration_span(self, n: int) -> SpanScope:
+        """One turn of the agent loop (1-based)."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        return _SpanScope(self._tracer, f"iteration {n}", SpanKind.INTERNAL, {AP_ITERATION: n}, None)
+
+    def step_span(
+        self,
+        pipeline: str,
+        step: str,
+        *,
+        index: int | None = None,
+        kind: str | None = None,
+    ) -> SpanScope:
+        """One pipeline step; `index` is the item's position when the step maps over a list."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        attrs: dict[str, AttributeValue] = {AP_PIPELINE_NAME: pipeline, AP_STEP_NAME: step}
+        name = f"step {step}"
+        if index is not None:
+            attrs[AP_STEP_INDEX] = index
+            name = f"step {step}[{index}]"
+        if kind is not None:
+            attrs[AP_STEP_KIND] = kind
+        return _SpanScope(self._tracer, name, SpanKind.INTERNAL, attrs, None)
+
+    def task_span(
+        self,
+        supervisor: str,
+        task_id: str,
+        task_type: str,
+        priority: int,
+        *,
+        parent: Context | None = None,
+    ) -> SpanScope:
+        """One supervisor task, from the moment a worker takes it off the priority queue."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        attrs: dict[str, AttributeValue] = {
+            AP_SUPERVISOR_NAME: supervisor,
+            AP_TASK_ID: task_id,
+            AP_TASK_TYPE: task_type,
+            AP_TASK_PRIORITY: priority,
+        }
+        return _SpanScope(self._tracer, f"task {task_id}", SpanKind.INTERNAL, attrs, parent)
+
+    # -- model calls ------------------------------------------------------------------------
+
+    def model_span(
+        self,
+        provider: str,
+        model: str,
+        key: str,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> SpanScope:
+        """One model call (a GenAI `chat` span, kind CLIENT). `key` is who asks (an agent, or
+        `pipeline/step`). A `scripted` provider is labelled as a test/offline provider. Put the
+        result on the span with `record_model_result(span, result)` after the call."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        attrs: dict[str, AttributeValue] = {
+            GEN_AI_OPERATION_NAME: "chat",
+            GEN_AI_PROVIDER_NAME: provider,
+            GEN_AI_SYSTEM: provider,
+            GEN_AI_REQUEST_MODEL: model,
+            AP_MODEL_KEY: key,
+        }
+        if provider == "scripted":
+            attrs[AP_MODEL_SCRIPTED] = True
+        if max_tokens is not None:
+            attrs[GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+        if temperature is not None:
+            attrs[GEN_AI_REQUEST_TEMPERATURE] = temperature
+        return _SpanScope(self._tracer, f"chat {model}", SpanKind.CLIENT, attrs, None)
+
+    def record_model_result(self, span: Span, result: ModelResult[Any]) -> None:
+        """`record_model_result` plus, with `capture_content`, the (truncated) answer."""
+        record_model_result(span, result)
+        if self.capture_content and span.is_recording():
+            span.add_event(
+                EVENT_CONTENT,
+                {GEN_AI_OUTPUT_MESSAGES: _content(result.output, self.content_max_chars)},
+            )
+
+    def capture_prompt(self, span: Span, system: str, messages: Sequence[Any]) -> None:
+        """Opt-in only (`capture_content`): the system prompt and messages, truncated, as an event."""
+        if not self.capture_content or not span.is_recording():
+            return
+        limit = self.content_max_chars
+        span.add_event(
+            EVENT_CONTENT,
+            {
+                GEN_AI_SYSTEM_INSTRUCTIONS: _content(system, limit),
+                GEN_AI_INPUT_MESSAGES: _content(list(messages), limit),
+            },
+        )
+
+    # -- tools ------------------------------------------------------------------------------
+
+    def tool_span(self, tool_name: str, call_id: str, *, side_effects: bool | None = None) -> SpanScope:
+        """One tool call (a GenAI `execute_tool` span), around all its attempts."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        attrs: dict[str, AttributeValue] = {
+            GEN_AI_OPERATION_NAME: "execute_tool",
+            GEN_AI_TOOL_NAME: tool_name,
+            GEN_AI_TOOL_CALL_ID: call_id,
+        }
+        if side_effects is not None:
+            attrs[AP_TOOL_SIDE_EFFECTS] = side_effects
+        return _SpanScope(self._tracer, f"execute_tool {tool_name}", SpanKind.INTERNAL, attrs, None)
+
+    def record_tool_result(
+        self,
+        span: Span,
+        *,
+        attempts: int = 1,
+        cached: bool = False,
+        idempotent_replay: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """How the call went: attempts made, whether the result came from the cache or from a
+        stored idempotency key, and an error returned to the model (the block did not raise, but
+        the call failed: the span gets status ERROR)."""
+        if not span.is_recording():
+            return
+        # Flags only when set: their absence means false, and every attribute costs on the hot path.
+        span.set_attribute(AP_TOOL_ATTEMPTS, attempts)
+        if cached:
+            span.set_attribute(AP_TOOL_CACHED, True)
+        if idempotent_replay:
+            span.set_attribute(AP_TOOL_IDEMPOTENT_REPLAY, True)
+        if error is not None:
+            span.set_attribute(ERROR_TYPE, "tool_error")
+            span.set_status(Status(StatusCode.ERROR, _short(error, _DESCRIPTION_MAX_CHARS)))
+
+    def capture_tool_call(self, span: Span, *, arguments: Any = None, result: Any = None) -> None:
+        """Opt-in only (`capture_content`): the tool's arguments and result, truncated."""
+        if not self.capture_content or not span.is_recording():
+            return
+        attrs: dict[str, AttributeValue] = {}
+        if arguments is not None:
+            attrs[GEN_AI_TOOL_CALL_ARGUMENTS] = _content(arguments, self.content_max_chars)
+        if result is not None:
+            attrs[GEN_AI_TOOL_CALL_RESULT] = _content(result, self.content_max_chars)
+        if attrs:
+            span.add_event(EVENT_TOOL_CONTENT, attrs)
+
+    # -- memory -----------------------------------------------------------------------------
+
+    def compaction_span(
+        self,
+        tokens_before: int,
+        *,
+        messages_before: int | None = None,
+        model: str | None = None,
+    ) -> SpanScope:
+        """Working-memory compaction; the summarising model call is a child `chat` span."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        attrs: dict[str, AttributeValue] = {AP_COMPACTION_TOKENS_BEFORE: tokens_before}
+        if messages_before is not None:
+            attrs[AP_COMPACTION_MESSAGES_BEFORE] = messages_before
+        if model is not None:
+            attrs[AP_COMPACTION_MODEL] = model
+        return _SpanScope(self._tracer, "compaction", SpanKind.INTERNAL, attrs, None)
+
+    def record_compaction(self, span: Span, tokens_after: int, *, messages_after: int | None = None) -> None:
+        if not span.is_recording():
+            return
+        span.set_attribute(AP_COMPACTION_TOKENS_AFTER, tokens_after)
+        if messages_after is not None:
+            span.set_attribute(AP_COMPACTION_MESSAGES_AFTER, messages_after)
+
+    # -- guardrails -------------------------------------------------------------------------
+
+    def guardrail_event(
+        self,
+        name: str,
+        type: str,
+        verdict: str,
+        reason: str = "",
+        *,
+        stage: str | None = None,
+        span: Span | None = None,
+    ) -> None:
+        """A guardrail decision as a `guardrail.decision` event on `span` (default: the current
+        span). Passing verdicts (`pass`/`allow`/`ok`) are dropped unless `record_guardrail_passes`:
+        every tool output passes several guardrails, and only hits are worth an event. `reason` is
+        cut to a short line; never put the offending content in it."""
+        if self._tracer is None or (verdict in _PASSING_VERDICTS and not self.record_guardrail_passes):
+            return
+        target = span if span is not None else trace.get_current_span()
+        if not target.is_recording():
+            return
+        attrs: dict[str, AttributeValue] = {
+            AP_GUARDRAIL_NAME: name,
+            AP_GUARDRAIL_TYPE: type,
+            AP_GUARDRAIL_VERDICT: verdict,
+        }
+        if reason:
+            attrs[AP_GUARDRAIL_REASON] = _short(reason, _REASON_MAX_CHARS)
+        if stage is not None:
+            attrs[AP_GUARDRAIL_STAGE] = stage
+        target.add_event(EVENT_GUARDRAIL, attrs)
+
+    def loop_detected(
+        self,
+        tool_name: str,
+        *,
+        pattern: Sequence[str] = (),
+        repeats: int = 0,
+        action: str = "halt",
+        span: Span | None = None,
+    ) -> None:
+        """The loop detector fired: `pattern` is the repeating cycle of tools (e.g. `[a, b]` for
+        A-B-A-B), `repeats` how often it was seen, `action` what the guardrail does about it."""
+        if self._tracer is None:
+            return
+        target = span if span is not None else trace.get_current_span()
+        if not target.is_recording():
+            return
+        target.add_event(
+            EVENT_LOOP_DETECTED,
+            {
+                AP_LOOP_TOOL: tool_name,
+                AP_LOOP_PATTERN: list(pattern),
+                AP_LOOP_REPEATS: repeats,
+                AP_LOOP_ACTION: action,
+            },
+        )
+
+
+_DISABLED: Final = Tracing(None)
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+class TracingHandle(Tracing):
+    """A configured provider and the facade over it. Owns its exporters: `shutdown()` (or leaving a
+    `with` block) flushes and closes them. Not installed globally unless `install_global()`."""
+
+    __slots__ = ("_closed", "exporters", "memory_exporter", "provider")
+
+    def __init__(
+        self,
+        provider: TracerProvider,
+        *,
+        memory_exporter: InMemorySpanExporter | None = None,
+        exporters: tuple[str, ...] = (),
+        capture_content: bool = False,
+        content_max_chars: int = 2000,
+        record_guardrail_passes: bool = False,
+    ) -> None:
+        super().__init__(
+            provider.get_tracer(INSTRUMENTATION_NAME),
+            capture_content=capture_content,
+            content_max_chars=content_max_chars,
+            record_guardrail_passes=record_guardrail_passes,
+        )
+        self.provider = provider
+        self.memory_exporter = memory_exporter
+        # What the spans go to, for a start-up line: "memory", "console", "jsonl:<path>", "otlp".
+        self.exporters = exporters
+        self._closed = False
+
+    def finished_spans(self) -> tuple[ReadableSpan, ...]:
+        """Spans the in-memory exporter holds (empty without `memory=True`)."""
+        if self.memory_exporter is None:
+            return ()
+        return self.memory_exporter.get_finished_spans()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.provider.shutdown()
+
+    def install_global(self) -> TracingHandle:
+        """Make this provider the process-wide one (OpenTelemetry allows that once per process), so
+        libraries instrumented against the global API land in the same traces."""
+        trace.set_tracer_provider(self.provider)
+        return self
+
+    def __enter__(self) -> TracingHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() == "true"
+
+
+def _traces_exporter_env() -> set[str]:
+    return {v.strip().lower() for v in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if v.strip()}
+
+
+def otlp_configured_by_env() -> bool:
+    """True when the standard variables ask for OTLP. `OTEL_TRACES_EXPORTER`, when set, decides
+    (`otlp` in its list; `none` or only `console` means no); otherwise an OTLP endpoint variable
+    (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`) switches it on."""
+    exporters = _traces_exporter_env()
+    if exporters:
+        return "otlp" in exporters
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    )
+
+
+def build_resource(service_name: str = "agent-platform", attributes: Attributes | None = None) -> Resource:
+    """The SDK's resource detection (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`, SDK and
+    process facts); `service_name` only fills in when the environment names no service."""
+    resource = Resource.create(dict(attributes) if attributes else None)
+    detected = resource.attributes.get(SERVICE_NAME)
+    if not isinstance(detected, str) or detected.startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: service_name}))
+    return resource
+
+
+def configure_tracing(
+    *,
+    console: bool = False,
+    jsonl_path: Path | None = None,
+    otlp: bool | None = None,
+    memory: bool = False,
+    service_name: str = "agent-platform",
+    resource_attributes: Attributes | None = None,
+    extra_processors: Iterable[SpanProcessor] = (),
+    capture_content: bool = False,
+    record_guardrail_passes: bool = False,
+) -> TracingHandle:
+    """Build a tracer provider and the facade over it.
+
+    * `console`: every span printed as JSON to stdout as it ends (also on with
+      `OTEL_TRACES_EXPORTER=console`).
+    * `jsonl_path`: one JSON object per span appended to this file (batched).
+    * `otlp`: OTLP/HTTP export (batched); `None` means "when the standard environment asks for it"
+      (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`, or
+      `OTEL_TRACES_EXPORTER=otlp`). The exporter itself reads endpoint, headers, timeout,
+      compression and certificates from the `OTEL_EXPORTER_OTLP_*` variables.
+    * `memory`: keep finished spans in memory (`handle.finished_spans()`) for `--trace` and tests.
+
+    With `OTEL_SDK_DISABLED=true` the handle is disabled: no exporter is built and every scope is
+    the shared no-op one."""
+    resource = build_resource(service_name, resource_attributes)
+    provider = TracerProvider(resource=resource)
+    if _env_flag("OTEL_SDK_DISABLED"):
+        return TracingHandle(provider)
+
+    env_exporters = _traces_exporter_env()
+    names: list[str] = []
+    memory_exporter: InMemorySpanExporter | None = None
+    if memory:
+        memory_exporter = InMemorySpanExporter()
+        provider.add_span_processor(_InMemoryProcessor(memory_exporter))
+        names.append("memory")
+    if console or "console" in env_exporters:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(service_name=service_name)))
+        names.append("console")
+    if jsonl_path is not None:
+        provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter(jsonl_path)))
+        names.append(f"jsonl:{jsonl_path}")
+    if otlp if otlp is not None else otlp_configured_by_env():
+        # Imported only when used: the exporter pulls in protobuf and an HTTP client.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        names.append("otlp")
+    for processor in extra_processors:
+        provider.add_span_processor(processor)
+        names.append(type(processor).__name__)
+    return TracingHandle(
+        provider,
+        memory_exporter=memory_exporter,
+        exporters=tuple(names),
+        capture_content=capture_content,
+        record_guardrail_passes=record_guardrail_passes,
+    )
+
+
+class _InMemoryProcessor(SpanProcessor):
+    """`SimpleSpanProcessor` for the in-memory exporter without what only a network exporter
+    needs (suppressing instrumentation around the export, the processor's own metrics): a few µs
+    less per span, which matters when `--trace` or the benchmark keeps every span."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self._exporter = exporter
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if ctx is not None and ctx.trace_flags.sampled:
+            self._exporter.export((span,))
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+# --- the JSONL exporter ----------------------------------------------------------------------------
+
+
+def _attr_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _hex_span_id(span_id: int) -> str:
+    return f"{span_id:016x}"
+
+
+def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
+    """One finished span as plain JSON-able data (ids in W3C hex, times in ns since the epoch)."""
+    ctx = span.context
+    parent = span.parent
+    return {
+        "trace_id": f"{ctx.trace_id:032x}" if ctx is not None else None,
+        "span_id": _hex_span_id(ctx.span_id) if ctx is not None else None,
+        "parent_span_id": _hex_span_id(parent.span_id) if parent is not None else None,
+        "name": span.name,
+        "kind": span.kind.name,
+        "start_time_unix_nano": span.start_time,
+        "end_time_unix_nano": span.end_time,
+        "status": {"code": span.status.status_code.name, "description": span.status.description},
+        "attributes": {k: _attr_value(v) for k, v in (span.attributes or {}).items()},
+        "events": [
+            {
+                "name": event.name,
+                "time_unix_nano": event.timestamp,
+                "attributes": {k: _attr_value(v) for k, v in (event.attributes or {}).items()},
+            }
+            for event in span.events
+        ],
+        "resource": {k: _attr_value(v) for k, v in span.resource.attributes.items()},
+        "scope": span.instrumentation_scope.name if span.instrumentation_scope is not None else None,
+    }
+
+
+class JsonlSpanExporter(SpanExporter):
+    """Appends one JSON object per span to a file (JSON Lines). Thread-safe; the file is opened on
+    the first export and closed at shutdown."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        self._shut_down = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shut_down:
+            return SpanExportResult.FAILURE
+        try:
+            text = "".join(
+                json.dumps(span_to_dict(span), ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+                for span in spans
+            )
+            with self._lock:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = self.path.open("a", encoding="utf-8")
+                self._file.write(text)
+                self._file.flush()
+        except OSError:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shut_down = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+# --- propagation across process and actor boundaries -------------------------------------------------
+
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+
+
+def inject_context(ctx: Context | None = None) -> dict[str, str]:
+    """The current trace context (or `ctx`) as W3C `traceparent`/`tracestate` headers, to send with
+    a call into another process or actor. Empty when there is no valid span."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=ctx)
+    return carrier
+
+
+def extract_context(carrier: Mapping[str, str] | None) -> Context:
+    """The context a carrier from `inject_context` describes; pass it as `parent=` to a span
+    (`run_span`, `task_span`, `span`) on the receiving side. An empty carrier gives a root context."""
+    return _PROPAGATOR.extract(dict(carrier) if carrier else {}, context=Context())
