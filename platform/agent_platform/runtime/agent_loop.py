@@ -23,11 +23,20 @@ from pydantic import BaseModel
 from agent_platform.compile.compiler import build_output_model
 from agent_platform.compile.plan import AgentLoopUnit, SpecRef
 from agent_platform.runtime.decision import ActionChoice, action_of, build_decision_model
+from agent_platform.runtime.guardrails import (
+    GuardContext,
+    GuardrailSet,
+    GuardResult,
+    RunUsage,
+    wrap_tool_output,
+)
+from agent_platform.runtime.memory.working import CompactionError, WorkingMemory
 from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agent_platform.runtime.models.base import ModelError
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.rendering import TemplateRenderError, render
 from agent_platform.runtime.services import RunState, Services
+from agent_platform.runtime.tokens import TokenCounter
 
 
 @dataclass
@@ -35,14 +44,42 @@ class AgentRun:
     """The state of one run of an agent (nothing of it outlives the run)."""
 
     state: RunState
-    messages: list[Message] = field(default_factory=list)
+    guards: GuardrailSet
+    memory: WorkingMemory | None = None
+    plain_messages: list[Message] = field(default_factory=list)
     trajectory: list[dict[str, Any]] = field(default_factory=list)  # what was decided and what came of it
 
+    @property
+    def messages(self) -> list[Message]:
+        return self.memory.messages if self.memory is not None else self.plain_messages
 
-class BudgetExceeded(Exception):
+    def append(self, message: Message) -> None:
+        if self.memory is not None:
+            self.memory.append(message)
+        else:
+            self.plain_messages.append(message)
+
+    def usage(self) -> RunUsage:
+        state = self.state
+        return RunUsage(
+            tokens=state.usage.total_tokens,
+            cost_usd=state.cost_usd,
+            tool_calls=state.tool_calls,
+            input_tokens=state.usage.input_tokens,
+            output_tokens=state.usage.output_tokens,
+            model_calls=state.iterations,
+        )
+
+
+class StopRun(Exception):
+    """Ends the run with a typed outcome (a budget, a guardrail halt)."""
+
     def __init__(self, outcome: Outcome, message: str) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+BudgetExceeded = StopRun
 
 
 class AgentLoopExecutor:
@@ -51,6 +88,7 @@ class AgentLoopExecutor:
         self.services = services
         self.allowed = frozenset(t.name for t in unit.tools)
         self._decision_model: type[BaseModel] | None = None
+        self.guards = GuardrailSet.from_bindings(unit.guardrails)
 
     # --- the decision model (built once per executor, shared by its runs) ---------------------
 
@@ -86,18 +124,24 @@ class AgentLoopExecutor:
 
     async def run(self, inputs: dict[str, Any], state: RunState) -> RunResult:
         started = time.perf_counter()
-        run = AgentRun(state)
+        run = AgentRun(state, self.guards.fresh(), self._working_memory())
         result = RunResult(state.run_id, str(self.unit.ref), Outcome.MAX_ITERATIONS)
         try:
             async with asyncio.timeout(self.unit.limits.timeout):
                 system = self._system_prompt(inputs)
-                run.messages.append(Message.user(self._task_message(inputs)))
+                task = self._task_message(inputs)
+                checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
+                if checked.blocked:
+                    raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
+                run.append(Message.user(checked.content if checked.content is not None else task))
                 await self._loop(run, system, result)
         except TimeoutError:
             result.outcome = Outcome.TIMEOUT
             result.error = f"the run exceeded its timeout of {self.unit.limits.timeout:g}s"
-        except BudgetExceeded as exc:
+        except StopRun as exc:
             result.outcome, result.error = exc.outcome, str(exc)
+        except CompactionError as exc:
+            result.outcome, result.error = Outcome.FAILED, f"working memory compaction failed: {exc}"
         except TemplateRenderError as exc:
             result.outcome, result.error = Outcome.FAILED, str(exc)
         except ModelError as exc:
@@ -117,7 +161,7 @@ class AgentLoopExecutor:
         for _ in range(limits.max_iterations):
             self._check_budgets(run.state)
             run.state.iterations += 1
-            await self._before_model_call(run)
+            await self._before_model_call(run, system)
             answer = await self.services.complete(
                 self.unit.model,
                 system=system,
@@ -126,12 +170,14 @@ class AgentLoopExecutor:
                 key=self.unit.name,
                 run=run.state,
             )
+            if run.memory is not None:
+                run.memory.record_usage(answer.usage.input_tokens, system=system)
             decision = answer.output
             kind, name, payload = action_of(decision)
             thought: str = getattr(decision, "thought", "")
             call_id = answer.response_id or f"toolu_{uuid.uuid4().hex[:24]}"
             # The model called the decision tool: record exactly that, then answer it.
-            run.messages.append(
+            run.append(
                 Message(
                     "assistant",
                     [
@@ -145,18 +191,22 @@ class AgentLoopExecutor:
             verdict = await self._guard_action(run, kind, name, payload, call_id)
             if verdict is not None:  # blocked: the model is told why and may choose again
                 step["blocked"] = verdict
-                run.messages.append(Message("user", [ToolResultBlock(call_id, verdict, is_error=True)]))
+                run.append(Message("user", [ToolResultBlock(call_id, verdict, is_error=True)]))
                 continue
             if kind == "final_answer":
-                output = await self._guard_output(run, payload)
-                result.outcome, result.output = Outcome.COMPLETED, output
-                return
+                output, rejection = await self._guard_output(run, payload)
+                if rejection is None:
+                    result.outcome, result.output = Outcome.COMPLETED, output
+                    return
+                step["blocked"] = rejection
+                run.append(Message("user", [ToolResultBlock(call_id, rejection, is_error=True)]))
+                continue
             if kind == "tool":
                 content, is_error = await self._call_tool(run, name, payload, call_id)
             else:
                 content, is_error = await self._delegate(run, name, payload)
             step["error" if is_error else "ok"] = True
-            run.messages.append(Message("user", [ToolResultBlock(call_id, content, is_error=is_error)]))
+            run.append(Message("user", [ToolResultBlock(call_id, content, is_error=is_error)]))
             self._check_budgets(run.state)
 
     # --- actions ----------------------------------------------------------------------------
@@ -166,12 +216,12 @@ class AgentLoopExecutor:
     ) -> tuple[str, bool]:
         limit = self.unit.limits.max_tool_calls
         if limit is not None and run.state.tool_calls >= limit:
-            raise BudgetExceeded(Outcome.TOOL_CALL_BUDGET, f"tool call budget of {limit} exhausted")
+            raise StopRun(Outcome.TOOL_CALL_BUDGET, f"tool call budget of {limit} exhausted")
         outcome = await self.services.call_tool(name, arguments, run=run.state, allowed=self.allowed)
         if outcome.is_error:
             return outcome.error or "the tool failed", True
         text = outcome.output if isinstance(outcome.output, str) else json.dumps(outcome.output, default=str)
-        return await self._guard_tool_output(run, name, text, call_id), False
+        return await self._guard_tool_output(run, name, text)
 
     async def _delegate(self, run: AgentRun, agent: str, task: dict[str, Any]) -> tuple[str, bool]:
         sub = await self.services.run_unit(SpecRef("Agent", agent), task, parent=run.state)
@@ -207,33 +257,113 @@ class AgentLoopExecutor:
     def _check_budgets(self, state: RunState) -> None:
         limits = self.unit.limits
         if limits.max_total_tokens is not None and state.usage.total_tokens >= limits.max_total_tokens:
-            raise BudgetExceeded(
+            raise StopRun(
                 Outcome.TOKEN_BUDGET,
                 f"token budget exhausted: {state.usage.total_tokens} of {limits.max_total_tokens} tokens used",
             )
         if limits.max_cost_usd is not None and state.cost_usd >= limits.max_cost_usd:
-            raise BudgetExceeded(
+            raise StopRun(
                 Outcome.COST_BUDGET,
                 f"cost budget exhausted: ${state.cost_usd:.4f} of ${limits.max_cost_usd:.4f}",
             )
 
-    # --- guardrails and memory: integration points ----------------------------------------------
+    # --- working memory -------------------------------------------------------------------------
 
-    async def _before_model_call(self, run: AgentRun) -> None:
-        """Working memory: compact the conversation when it nears its token budget."""
+    def _working_memory(self) -> WorkingMemory | None:
+        if self.unit.memory is None or self.unit.memory[1].working is None:
+            return None
+        working = self.unit.memory[1].working
+        provider = None
+        if working.compaction is not None:
+            provider = self.services.provider(self.services.resolve_model(working.compaction.model))
+        return WorkingMemory(working, TokenCounter(), provider)
+
+    async def _before_model_call(self, run: AgentRun, system: str) -> None:
+        """Compact the conversation when it nears its token budget (never splitting a tool pair)."""
+        memory = run.memory
+        if memory is None or not memory.needs_compaction():
+            return
+        tracing = self.services.tracing
+        with tracing.compaction_span(memory.tokens(), messages_before=len(memory.messages)) as span:
+            report = await memory.compact()
+            tracing.record_compaction(span, report.tokens_after, messages_after=len(memory.messages))
+        run.state.usage = run.state.usage + report.usage
+        run.state.cost_usd += report.cost_usd
+        run.trajectory.append(
+            {
+                "iteration": run.state.iterations,
+                "action": "compaction",
+                "tokens_before": report.tokens_before,
+                "tokens_after": report.tokens_after,
+            }
+        )
+
+    # --- guardrails ----------------------------------------------------------------------------
+
+    async def _guard(self, run: AgentRun, stage: Any, context: GuardContext) -> GuardResult:
+        result = await run.guards.check(stage, context)
+        tracing = self.services.tracing
+        for verdict in result.hits:
+            tracing.guardrail_event(
+                verdict.guardrail, verdict.type, verdict.decision.label, verdict.reason, stage=stage
+            )
+            if verdict.type == "loop_detection":
+                details = verdict.details
+                tracing.loop_detected(
+                    str(context.tool_name),
+                    pattern=tuple(details.get("steps", ())),
+                    repeats=int(details.get("occurrences", 0)),
+                    action=verdict.decision.label,
+                )
+        if result.halted:
+            stopping = result.stopping
+            raise StopRun(
+                Outcome.GUARDRAIL_HALT,
+                f"halted by guardrail '{stopping.guardrail}' ({stopping.type}): {stopping.reason}"
+                if stopping
+                else "halted by a guardrail",
+            )
+        return result
 
     async def _guard_action(
         self, run: AgentRun, kind: str, name: str, payload: Any, call_id: str
     ) -> str | None:
-        """Guardrails on the decided action; returns why it is blocked, or None. Raises to halt."""
-        if kind == "tool" and name not in self.allowed:  # defence in depth: the executor checks too
+        """Guardrails on the decided action; returns why it is blocked, or None (raises to halt)."""
+        if kind == "tool" and name not in self.allowed:  # least privilege; the tool executor checks too
             return f"tool '{name}' is not allowed for agent {self.unit.name}"
-        return None
+        context = GuardContext.for_action(
+            name,
+            payload if isinstance(payload, dict) else {"answer": payload},
+            action_kind=kind,  # type: ignore[arg-type]
+            tool_use_id=call_id,
+            usage=run.usage(),
+            agent=self.unit.name,
+            run_id=run.state.run_id,
+        )
+        result = await self._guard(run, "action", context)
+        return result.message_for_model() if result.blocked else None
 
-    async def _guard_tool_output(self, run: AgentRun, name: str, text: str, call_id: str) -> str:
-        """Guardrails on a tool's output before the model sees it."""
-        return text
+    async def _guard_tool_output(self, run: AgentRun, name: str, text: str) -> tuple[str, bool]:
+        """Guardrails on a tool's output, then the unforgeable boundary around whatever remains."""
+        result = await self._guard(run, "tool_output", GuardContext("tool_output", text, tool_name=name))
+        if result.blocked:
+            return result.message_for_model(), True
+        return wrap_tool_output(result.content if result.content is not None else text, tool_name=name), False
 
-    async def _guard_output(self, run: AgentRun, output: Any) -> Any:
-        """Guardrails on the final answer."""
-        return output
+    async def _guard_output(self, run: AgentRun, output: Any) -> tuple[Any, str | None]:
+        """Guardrails on the final answer -> (the answer, possibly redacted; why it was rejected)."""
+        text = output if isinstance(output, str) else json.dumps(output, default=str, ensure_ascii=False)
+        result = await self._guard(run, "output", GuardContext("output", text, data=output))
+        if result.blocked:
+            return output, result.message_for_model()
+        if result.redacted and result.content is not None:
+            if isinstance(output, str):
+                return result.content, None
+            try:
+                return json.loads(result.content), None
+            except json.JSONDecodeError:
+                return (
+                    output,
+                    "the answer could not be redacted into valid JSON; answer without the redacted content",
+                )
+        return output, None

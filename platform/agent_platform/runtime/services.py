@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 from agent_platform.compile.plan import ResolvedModel, SpecRef
 from agent_platform.runtime.messages import Message
-from agent_platform.runtime.models.base import ModelResult, Usage
+from agent_platform.runtime.models.base import ModelProvider, ModelResult, Usage
 from agent_platform.runtime.outcomes import RunResult
+from agent_platform.runtime.tracing import Tracing
+from agent_platform.spec.kinds import ModelSpec
 
 
 def new_run_id() -> str:
@@ -65,6 +67,17 @@ class ToolOutcome:
 
 
 class Services(Protocol):
+    @property
+    def tracing(self) -> Tracing: ...
+
+    def resolve_model(self, ref: str | ModelSpec) -> ResolvedModel:
+        """A Model by name, or an inline one."""
+        ...
+
+    def provider(self, model: ResolvedModel) -> ModelProvider:
+        """The provider serving `model` (for components that call it directly, e.g. compaction)."""
+        ...
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
     ) -> ToolOutcome:
