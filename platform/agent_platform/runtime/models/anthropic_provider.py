@@ -1,0 +1,186 @@
+"""The Anthropic provider: the real `anthropic.AsyncAnthropic` SDK with instructor for structured
+output, never blocking the event loop.
+
+* Key: from the environment variable the spec names (`api_key_env`, default ANTHROPIC_API_KEY),
+  read when the provider is created; a missing key is a `ModelConfigError` naming the variable. The
+  key is handed to the SDK only: it is not stored on the provider, and any echo of it in a server
+  message is masked before it reaches an exception.
+* Endpoint and limits: `base_url`, `timeout` (per request) and `max_tokens`/`temperature` from the
+  spec (a request may override the last two). The SDK (2.x) dropped its `temperature` parameter,
+  so a temperature is sent as an extra body field; the API rejects it (`ModelRequestError`) for
+  models that take no sampling parameters.
+* Retries are ours, not the SDK's (`max_retries=0`): the spec's `retry` policy runs the call in a
+  tenacity loop (`factory.RetryRunner`): exponential backoff with jitter, `retry-after` honoured
+  up to `backoff.max`, only the `retry_on` categories retried. Validation failures are instructor's
+  business: it re-asks the model with the validation error (as a `tool_result` with `is_error`) up
+  to `request.max_validation_retries` times, then we raise `ModelOutputInvalid`.
+* Structured output: instructor's tools mode (`Mode.TOOLS`; `Mode.ANTHROPIC_TOOLS` is its
+  deprecated alias): the response model becomes the only tool, `tools=[{name, description,
+  input_schema}]`, forced with `tool_choice={"type": "tool", "name": <model class name>,
+  "disable_parallel_tool_use": true}`. The tool is named after the response model's class
+  (`__name__`; the schema's title must equal it), so a response model's name must be a valid tool
+  name (`[a-zA-Z0-9_-]{1,64}`).
+* Result: `usage` is the exact sum over every response of the call (re-asks and retries included;
+  cache-creation and cache-read input tokens count as input); `attempts` counts the HTTP requests
+  sent; `response_id` is the id of the final `tool_use` block.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_platform.runtime.models.base import (
+    ModelConfigError,
+    ModelError,
+    ModelRequest,
+    ModelResult,
+    T,
+    cost_usd,
+)
+from agent_platform.runtime.models.factory import (
+    OnRetry,
+    RetryRunner,
+    Sleep,
+    UsageTally,
+    annotate_error,
+    api_key_from_env,
+    exact_instance,
+    map_instructor_error,
+    missing_key_error,
+)
+from agent_platform.spec.kinds import ModelSpec
+
+PROVIDER = "anthropic"
+DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
+
+
+def _read_usage(response: Any) -> tuple[int, int] | None:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None
+    inputs = (
+        (getattr(usage, "input_tokens", 0) or 0)
+        + (getattr(usage, "cache_creation_input_tokens", 0) or 0)
+        + (getattr(usage, "cache_read_input_tokens", 0) or 0)
+    )
+    return int(inputs), int(getattr(usage, "output_tokens", 0) or 0)
+
+
+def _tool_use_id(completion: Any) -> str | None:
+    for block in getattr(completion, "content", None) or ():
+        if getattr(block, "type", None) == "tool_use":
+            return str(block.id)
+    return None
+
+
+class AnthropicProvider:
+    """Structured calls to the Anthropic Messages API (see the module docstring)."""
+
+    __slots__ = ("_client", "_instructor", "_retry", "_sdk", "_spec")
+
+    def __init__(
+        self, spec: ModelSpec, *, sleep: Sleep | None = None, on_retry: OnRetry | None = None
+    ) -> None:
+        if not spec.name:
+            raise ModelConfigError("an anthropic model needs its `name`", provider=PROVIDER)
+        key = api_key_from_env(spec, DEFAULT_KEY_ENV)
+        if key is None:
+            raise missing_key_error(spec, DEFAULT_KEY_ENV, provider=PROVIDER)
+        import anthropic
+        import instructor
+
+        self._spec = spec
+        self._sdk = anthropic
+        self._retry = RetryRunner(
+            spec.retry, provider=PROVIDER, model=spec.name, sleep=sleep, on_retry=on_retry
+        )
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key,
+            base_url=spec.base_url,
+            timeout=spec.timeout,
+            max_retries=0,  # retries are ours (spec.retry), so the SDK must not hide errors
+        )
+        self._instructor = instructor.from_anthropic(self._client, mode=instructor.Mode.TOOLS)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def is_scripted(self) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return PROVIDER
+
+    @property
+    def retry(self) -> RetryRunner:
+        return self._retry
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(model={self._spec.name!r}, base_url={self._spec.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
+        spec = self._spec
+        max_tokens = request.max_tokens or spec.max_tokens
+        temperature = request.temperature if request.temperature is not None else spec.temperature
+        tally = UsageTally(_read_usage)
+        hooks = tally.hooks()
+
+        async def attempt() -> tuple[T, Any]:
+            kwargs: dict[str, Any] = {
+                "model": spec.name,
+                "messages": [m.to_api() for m in request.messages],
+                "max_tokens": max_tokens,
+                "response_model": request.response_model,
+                "max_retries": request.max_validation_retries,
+                "strict": True,
+                "hooks": hooks,
+            }
+            if request.system:
+                kwargs["system"] = request.system
+            if temperature is not None:
+                # anthropic>=2 has no `temperature` parameter any more: sent as a body field, which
+                # the API rejects (ModelRequestError) for models without sampling parameters.
+                kwargs["extra_body"] = {"temperature": temperature}
+            try:
+                output, completion = await self._instructor.create_with_completion(**kwargs)
+            except Exception as exc:
+                mapped = self._typed(exc, request, max_tokens, tally)
+                if mapped is None:
+                    raise  # not an API or instructor error: a bug, keep its traceback
+                raise mapped[0] from mapped[1]
+            return output, completion
+
+        output, completion = await self._retry.call(attempt)
+        usage = tally.usage
+        return ModelResult(
+            output=exact_instance(request.response_model, output),
+            usage=usage,
+            cost_usd=cost_usd(spec, usage),
+            provider=PROVIDER,
+            model=spec.name or "",
+            response_id=_tool_use_id(completion),
+            attempts=max(tally.requests, 1),
+        )
+
+    def _typed(
+        self, exc: Exception, request: ModelRequest[Any], max_tokens: int, tally: UsageTally
+    ) -> tuple[ModelError, BaseException | None] | None:
+        mapped = map_instructor_error(
+            exc,
+            self._sdk,
+            provider=PROVIDER,
+            model=self._spec.name,
+            response_model=request.response_model,
+            max_tokens=max_tokens,
+            timeout=self._spec.timeout,
+            secret=self._client.api_key,
+        )
+        if mapped is not None:
+            annotate_error(mapped[0], usage=tally.usage, retry_after=getattr(mapped[0], "retry_after", None))
+        return mapped
