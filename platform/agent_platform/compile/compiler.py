@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from collections import Counter
 from typing import Any
 
@@ -64,15 +65,16 @@ class Compiler:
 
     # --- resolution -------------------------------------------------------------------------
 
-    def _model(self, ref: str | ModelSpec) -> ResolvedModel:
+    def _model(self, ref: str | ModelSpec, declared_in: TypedSpec | None = None) -> ResolvedModel:
         if isinstance(ref, ModelSpec):
-            return ResolvedModel("<inline>", ref)
+            base = str(Path(declared_in.document.file).parent) if declared_in is not None else "."
+            return ResolvedModel("<inline>", ref, base)
         if ref not in self.plan.models:
             found = self.specs.get("Model", ref)
             if found is None:
                 raise CompileError(f"unresolved Model {ref!r}")
             assert isinstance(found.model, ModelDocument)
-            self.plan.models[ref] = ResolvedModel(ref, found.model.spec)
+            self.plan.models[ref] = ResolvedModel(ref, found.model.spec, str(Path(found.document.file).parent))
         return self.plan.models[ref]
 
     def _tool(self, name: str) -> ToolBinding:
@@ -174,7 +176,7 @@ class Compiler:
             source=spec.locate("metadata", "name"),
             depends_on=self._unit_deps(spec),
             spec_hash=spec_hash(spec),
-            model=self._model(agent.model),
+            model=self._model(agent.model, spec),
             instructions=agent.instructions,
             input_schema=agent.inputs,
             output_schema=agent.output,
@@ -196,14 +198,14 @@ class Compiler:
                     name=step.name,
                     target_kind=kind,
                     target=(
-                        self._model(step.llm.model).ref if step.llm is not None else str(getattr(step, kind))
+                        self._model(step.llm.model, spec).ref if step.llm is not None else str(getattr(step, kind))
                     ),
                     input=step.input,
                     map=step.map,
                     output_schema=output_schema_of_step(self.specs, step),
                     timeout=step.timeout,
                     tool=self._tool(step.tool) if step.tool is not None else None,
-                    model=self._model(step.llm.model) if step.llm is not None else None,
+                    model=self._model(step.llm.model, spec) if step.llm is not None else None,
                     prompt=step.llm.prompt if step.llm is not None else None,
                     system=step.llm.system if step.llm is not None else None,
                 )

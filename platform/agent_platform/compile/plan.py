@@ -52,6 +52,7 @@ class ActorPlan:
 class ResolvedModel:
     ref: str  # the Model's name, or "<inline>"
     spec: ModelSpec
+    base_dir: str = "."  # directory of the spec file that declares it (scripts are relative to it)
 
     @property
     def is_scripted(self) -> bool:

@@ -1,0 +1,464 @@
+"""`ToolExecutor`: calls tools with every policy of their spec applied, in this order:
+
+1. allow-list: a tool outside `allowed` -> `ToolNotAllowed` (never called);
+2. argument validation -> `ToolArgumentsInvalid` (never called, never retried);
+3. approval, for `requires_approval` tools (through the `approver` hook; none configured ->
+   `ToolNotAllowed`: fail closed);
+4. idempotency: `cache` (memoised, single-flight) or `key` (durable store: a stored result is
+   returned instead of running again);
+5. per attempt: circuit breaker -> timeout (`asyncio.timeout`) -> the call -> output to JSON ->
+   `output_schema` check; attempts retried per the retry policy (tenacity, clock-driven sleeps);
+6. the result (or the typed error) as a `ToolResult`. Errors never raise out of `call()` (except
+   cancellation): the agent loop shows them to the model.
+
+The breaker is consulted per attempt (inside the retry loop), so a breaker that opens during a
+retry sequence ends it with `CircuitOpen`.
+
+In `cache` and `key` mode identical concurrent calls share one execution (single-flight), which
+runs in its own task: cancelling one caller (say, on its run's timeout) stops it waiting but does
+not interrupt the shared call, which finishes within the tool's timeout and stores its result (a
+side effect is never abandoned half-way by a caller's cancellation). In mode `none` cancelling
+the caller cancels the call.
+
+One executor per runtime: it owns the per-tool breakers, caches and in-flight maps, nothing is
+global. Sync functions run in a worker thread; `@tool(inline=True)` ones run on the loop (see
+`registry`). A sync function still running when its timeout fires keeps running in its thread
+(threads cannot be killed): another reason side effects are retried only with idempotency keys.
+
+Tracing hook: pass `on_event(name, attributes)` and the executor reports `tool.retry`
+(attempt, wait_s, error), `tool.circuit` (from, to), `tool.cache` (outcome: hit/shared/miss),
+`tool.idempotency` (outcome: replayed/executed) and `tool.error` (category, message). It is
+called synchronously in the caller's context, so the tracing layer can attach the events to the
+current OpenTelemetry span (`trace.get_current_span().add_event(name, attributes)`) without this
+module importing OpenTelemetry. Keep it cheap: it runs on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from agent_platform.compile.plan import ToolBinding
+from agent_platform.runtime.clock import Clock, SystemClock
+from agent_platform.runtime.tools.errors import (
+    IdempotencyConflict,
+    ToolError,
+    ToolFailed,
+    ToolNotAllowed,
+    ToolOutputInvalid,
+    ToolTimeout,
+    ToolUnavailable,
+    classify,
+)
+from agent_platform.runtime.tools.idempotency import (
+    IdempotencyStore,
+    ResultCache,
+    SingleFlight,
+    SqliteIdempotencyStore,
+    default_key,
+    render_key,
+    run_once,
+    sha256_hex,
+)
+from agent_platform.runtime.tools.registry import (
+    ArgumentsNotSerializable,
+    Tool,
+    ToolArguments,
+    ToolRegistry,
+    _SchemaCheck,
+)
+from agent_platform.runtime.tools.resilience import (
+    CircuitBreaker,
+    CircuitState,
+    RetryRunner,
+    effective_retry_policy,
+    max_total_backoff,
+)
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+
+    from agent_platform.spec.kinds import ToolSpec
+
+log = logging.getLogger(__name__)
+
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    tool: str
+    description: str
+    arguments: Mapping[str, Any]
+    run_id: str
+
+
+Approver = Callable[[ApprovalRequest], Awaitable[bool]]
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """The outcome of one `call()`. `output` is JSON data (None on error)."""
+
+    tool: str
+    output: Any = None
+    error: ToolError | None = None
+    duration_s: float = 0.0
+    attempts: int = 0
+    cached: bool = False
+    from_idempotency_store: bool = False
+
+    @property
+    def is_error(self) -> bool:
+        return self.error is not None
+
+    def content(self) -> str:
+        """The result as text for the model: the output (strings as they are, anything else as
+        JSON), or the error's message for the model."""
+        if self.error is not None:
+            return self.error.for_model()
+        if isinstance(self.output, str):
+            return self.output
+        return json.dumps(self.output, ensure_ascii=False, default=str)
+
+
+@dataclass(slots=True)
+class _Attempts:
+    count: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    name: str
+    tool: Tool
+    spec: ToolSpec
+    retry: RetryRunner | None = None
+    breaker: CircuitBreaker | None = None
+    cache: ResultCache | None = None
+    key_template: Template | None = None
+    output_check: _SchemaCheck | None = None
+    lease_s: float = 60.0
+    flights: SingleFlight[Any] = field(default_factory=SingleFlight)
+    unavailable: ToolUnavailable | None = None
+    keyed: bool = False
+    warned_uncacheable: bool = False
+
+
+class ToolExecutor:
+    """Calls the tools of a plan (see the module docstring)."""
+
+    def __init__(
+        self,
+        bindings: Mapping[str, ToolBinding] | Iterable[ToolBinding],
+        registry: ToolRegistry,
+        *,
+        clock: Clock | None = None,
+        idempotency_store: IdempotencyStore | None = None,
+        on_event: EventHook | None = None,
+        approver: Approver | None = None,
+    ) -> None:
+        self.registry = registry
+        self.clock: Clock = clock or SystemClock()
+        self._store = idempotency_store
+        self._owns_store = False
+        self.on_event = on_event
+        self.approver = approver
+        items = bindings.values() if isinstance(bindings, Mapping) else bindings
+        self._entries: dict[str, _Entry] = {}
+        for binding in items:
+            self._entries[binding.name] = self._build(binding)
+
+    # setup
+
+    def _build(self, binding: ToolBinding) -> _Entry:
+        spec = binding.spec
+        tool = self.registry.load_binding(binding)
+        entry = _Entry(binding.name, tool, spec)
+        try:
+            policy = effective_retry_policy(spec)
+            entry.retry = RetryRunner(
+                policy,
+                self.clock,
+                resolve=self.registry.import_object,
+                on_retry=self._retry_hook(binding.name),
+            )
+            if spec.circuit_breaker is not None:
+                entry.breaker = CircuitBreaker(
+                    binding.name, spec.circuit_breaker, self.clock, on_change=self._circuit_hook
+                )
+            idempotency = spec.idempotency
+            if idempotency.mode == "cache" and spec.side_effects:
+                log.warning(
+                    "tool %s has side effects: cache mode ignored (it is not idempotency)", binding.name
+                )
+            elif idempotency.mode == "cache":
+                entry.cache = ResultCache(idempotency.max_entries, idempotency.ttl, self.clock)
+            elif idempotency.mode == "key":
+                entry.keyed = True
+                if idempotency.key is not None:
+                    entry.key_template = self.registry.template_environment().from_string(idempotency.key)
+                entry.lease_s = spec.timeout * policy.max_attempts + max_total_backoff(policy) + 10.0
+            if spec.output_schema is not None:
+                entry.output_check = _SchemaCheck(spec.output_schema)
+        except Exception as exc:
+            reason = f"invalid policy: {type(exc).__name__}: {exc}"
+            log.warning("tool %s unavailable: %s", binding.name, reason)
+            entry.unavailable = ToolUnavailable(binding.name, reason)
+        return entry
+
+    def _retry_hook(self, name: str) -> Callable[[int, float, BaseException], None]:
+        def hook(attempt: int, wait_s: float, error: BaseException) -> None:
+            log.info("tool %s: attempt %d failed (%s); retrying in %.3fs", name, attempt, error, wait_s)
+            if self.on_event is not None:
+                self.on_event(
+                    "tool.retry",
+                    {"tool": name, "attempt": attempt, "wait_s": wait_s, "error": type(error).__name__},
+                )
+
+        return hook
+
+    def _circuit_hook(self, tool: str, old: CircuitState, new: CircuitState) -> None:
+        if self.on_event is not None:
+            self.on_event("tool.circuit", {"tool": tool, "from": str(old), "to": str(new)})
+
+    @property
+    def idempotency_store(self) -> IdempotencyStore:
+        """The durable store (the default SQLite file is opened on first use)."""
+        if self._store is None:
+            self._store = SqliteIdempotencyStore()
+            self._owns_store = True
+        return self._store
+
+    # introspection
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def tool(self, name: str) -> Tool:
+        return self._entry(name).tool
+
+    def arguments_model(self, name: str) -> type[BaseModel]:
+        return self._entry(name).tool.arguments_model
+
+    def describe(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """`{name, description, input_schema}` of the given tools (default: all), in order."""
+        chosen = self.names() if names is None else list(names)
+        return [self._entry(n).tool.describe() for n in chosen]
+
+    def breaker(self, name: str) -> CircuitBreaker | None:
+        return self._entry(name).breaker
+
+    def cache(self, name: str) -> ResultCache | None:
+        return self._entry(name).cache
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            from agent_platform.diagnostics import did_you_mean
+
+            raise ToolUnavailable(name, f"no tool named '{name}'{did_you_mean(name, list(self._entries))}")
+        return entry
+
+    # calling
+
+    async def call(
+        self,
+        tool_name: str,
+        raw_arguments: Mapping[str, Any],
+        *,
+        run_id: str,
+        allowed: AbstractSet[str] | None = None,
+    ) -> ToolResult:
+        """Call a tool; errors come back in the result (see the module docstring)."""
+        clock = self.clock
+        started = clock.monotonic()
+        if allowed is not None and tool_name not in allowed:
+            listing = ", ".join(sorted(allowed)) or "none"
+            reason = f"'{tool_name}' is not one of your tools (allowed: {listing}); it was not called"
+            return self._failed(ToolNotAllowed(tool_name, reason), started, 0)
+        entry = self._entries.get(tool_name)
+        if entry is None:
+            try:
+                self._entry(tool_name)
+            except ToolUnavailable as exc:
+                return self._failed(exc, started, 0)
+            raise AssertionError("unreachable")
+        if entry.unavailable is not None:
+            return self._failed(entry.unavailable, started, 0)
+        attempts = _Attempts()
+        try:
+            arguments = entry.tool.validate(raw_arguments)
+            if entry.keyed:
+                output, replayed = await self._call_keyed(entry, arguments, run_id, attempts)
+                return ToolResult(
+                    tool_name,
+                    output,
+                    duration_s=clock.monotonic() - started,
+                    attempts=attempts.count,
+                    from_idempotency_store=replayed,
+                )
+            if entry.spec.requires_approval:
+                await self._approve(entry, arguments, run_id)
+            if entry.cache is not None:
+                key = self._cache_key(entry, arguments)
+                if key is not None:
+                    output, outcome = await entry.cache.get_or_run(
+                        key, lambda: self._execute(entry, arguments, attempts)
+                    )
+                    if self.on_event is not None:
+                        self.on_event("tool.cache", {"tool": tool_name, "outcome": outcome})
+                    return ToolResult(
+                        tool_name,
+                        output,
+                        duration_s=clock.monotonic() - started,
+                        attempts=attempts.count,
+                        cached=outcome != "miss",
+                    )
+            output = await self._execute(entry, arguments, attempts)
+            return ToolResult(
+                tool_name, output, duration_s=clock.monotonic() - started, attempts=attempts.count
+            )
+        except ToolError as exc:
+            return self._failed(exc, started, attempts.count)
+        except Exception as exc:  # store or hook failures: still a result, never a crash
+            log.exception("tool %s: unexpected error", tool_name)
+            return self._failed(ToolFailed(tool_name, exc, classify(exc)), started, attempts.count)
+
+    def _failed(self, error: ToolError, started: float, attempts: int) -> ToolResult:
+        error.attempts = attempts
+        if self.on_event is not None:
+            self.on_event(
+                "tool.error", {"tool": error.tool, "category": error.category or "", "message": error.message}
+            )
+        return ToolResult(
+            error.tool, error=error, duration_s=self.clock.monotonic() - started, attempts=attempts
+        )
+
+    def _cache_key(self, entry: _Entry, arguments: ToolArguments) -> str | None:
+        try:
+            return sha256_hex(arguments.canonical_json())
+        except ArgumentsNotSerializable as exc:
+            if not entry.warned_uncacheable:
+                entry.warned_uncacheable = True
+                log.warning("tool %s: call not cached, its arguments have no JSON form: %s", entry.name, exc)
+            return None
+
+    async def _approve(self, entry: _Entry, arguments: ToolArguments, run_id: str) -> None:
+        if self.approver is None:
+            raise ToolNotAllowed(
+                entry.name, "this tool requires approval and no approver is configured; it was not called"
+            )
+        try:
+            shown = arguments.jsonable()
+        except ArgumentsNotSerializable:
+            shown = {k: repr(v) for k, v in arguments.kwargs.items()}
+        request = ApprovalRequest(entry.name, entry.tool.description, shown, run_id)
+        if not await self.approver(request):
+            raise ToolNotAllowed(entry.name, "the call was not approved; it was not called")
+
+    async def _call_keyed(
+        self, entry: _Entry, arguments: ToolArguments, run_id: str, attempts: _Attempts
+    ) -> tuple[Any, bool]:
+        try:
+            data = arguments.jsonable()
+            if entry.key_template is not None:
+                key = render_key(entry.key_template, run_id=run_id, tool=entry.name, args=data)
+            else:
+                key = default_key(run_id, entry.name, arguments.canonical_json())
+        except Exception as exc:
+            raise IdempotencyConflict(
+                entry.name, "", f"cannot derive the idempotency key ({type(exc).__name__}: {exc}); not called"
+            ) from exc
+        key_hash = sha256_hex(key)
+        store = self.idempotency_store
+        if entry.spec.requires_approval:  # a stored result needs no new approval
+            record = await store.get(entry.name, key_hash)
+            now = self.clock.now()
+            live = record is not None and (record.expires_at is None or record.expires_at > now)
+            if record is None or not live or record.status != "succeeded":
+                await self._approve(entry, arguments, run_id)
+
+        async def execute() -> Any:
+            return await self._execute(entry, arguments, attempts)
+
+        async def keyed() -> Any:
+            return await run_once(
+                store,
+                entry.name,
+                key_hash,
+                execute,
+                clock=self.clock,
+                lease_s=entry.lease_s,
+                ttl_s=entry.spec.idempotency.ttl,
+            )
+
+        outcome, shared = await entry.flights.run(key_hash, keyed)
+        replayed = outcome.from_store or shared
+        if self.on_event is not None:
+            self.on_event(
+                "tool.idempotency", {"tool": entry.name, "outcome": "replayed" if replayed else "executed"}
+            )
+        return outcome.output, replayed
+
+    async def _execute(self, entry: _Entry, arguments: ToolArguments, attempts: _Attempts) -> Any:
+        """Breaker -> timeout -> call -> JSON output -> output schema, retried per the policy."""
+        tool = entry.tool
+        breaker = entry.breaker
+        timeout = entry.spec.timeout
+        name = entry.name
+        output_check = entry.output_check
+
+        async def attempt() -> Any:
+            attempts.count += 1
+            trial = breaker.acquire() if breaker is not None else False
+            try:
+                if tool.runs_inline:
+                    result = await tool.invoke(arguments)
+                else:
+                    try:
+                        async with asyncio.timeout(timeout) as scope:
+                            result = await tool.invoke(arguments)
+                    except TimeoutError:
+                        if scope.expired():
+                            raise ToolTimeout(name, timeout) from None
+                        raise
+                try:
+                    output = to_jsonable_python(result)
+                except PydanticSerializationError as exc:
+                    raise ToolOutputInvalid(name, [f"the result has no JSON form: {exc}"]) from None
+                if output_check is not None:
+                    errors = output_check.errors(output)
+                    if errors:
+                        raise ToolOutputInvalid(name, errors)
+            except BaseException as exc:
+                if breaker is not None:
+                    breaker.record(trial, exc)
+                raise
+            if breaker is not None:
+                breaker.record_success(trial)
+            return output
+
+        retry = entry.retry
+        assert retry is not None
+        try:
+            if retry.max_attempts == 1:
+                return await attempt()
+            return await retry.run(attempt)
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise ToolFailed(name, exc, classify(exc)) from exc
+
+    async def aclose(self) -> None:
+        """Close HTTP clients and the store this executor opened."""
+        await self.registry.aclose()
+        if self._owns_store and self._store is not None:
+            await self._store.aclose()

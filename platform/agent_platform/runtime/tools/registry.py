@@ -1,0 +1,917 @@
+"""Tools the runtime can call: Python functions (plugins), HTTP endpoints, and (later) MCP tools.
+
+A Python tool's argument schema is *derived by pydantic* from the function's signature: every
+parameter becomes a field of a generated arguments model (`pydantic.create_model`), so nested
+models, `list[Model]`, TypedDicts, dataclasses, dicts, enums, `Literal`, `Optional`, defaults and
+`Annotated[..., Field(...)]` constraints all work, and the JSON Schema shown to the model is the
+model's own `model_json_schema()`. Per-parameter descriptions come from the Google-style `Args:`
+section of the docstring (parsed with `docstring_parser`); an explicit `Field(description=...)`
+wins over the docstring.
+
+Arguments are validated before any call: `Tool.validate(raw)` returns `ToolArguments` or raises
+`ToolArgumentsInvalid` with the validator's messages, for the model to fix. When a Tool spec also
+declares `input_schema`, the raw arguments must satisfy *both* that schema (checked with
+`jsonschema_rs`) and the derived model.
+
+    @tool                                  # bare
+    def lookup(city: str, units: Literal["metric", "imperial"] = "metric") -> Weather: ...
+
+    @tool(name="add", inline=True)         # trivial, non-blocking, pure CPU: runs inline
+    def add(a: int, b: int) -> int: ...
+
+Sync functions run in a worker thread (`asyncio.to_thread`) so they never block the event loop.
+A thread hop costs ~80-120 µs, so a function marked `@tool(inline=True)` runs directly on the
+event loop instead: only for trivial, non-blocking, CPU-only functions (well under ~50 µs; no I/O,
+no locks, no sleeps). An inline function cannot be interrupted by the tool's timeout. Async
+functions always run on the loop.
+
+`@tool` only marks the function (it stays a plain function, callable and typed as before); the
+arguments model is built when a `ToolRegistry` registers it. Undecorated functions can be
+registered too: the plugins in `plugins/` are plain typed functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticSerializationError
+
+from agent_platform.runtime.tools.errors import (
+    HttpStatusError,
+    ToolArgumentsInvalid,
+    ToolTimeout,
+    ToolUnavailable,
+)
+from agent_platform.spec.kinds import HttpImplementation, ToolSpec
+
+if TYPE_CHECKING:
+    import httpx
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from agent_platform.compile.plan import ToolBinding
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TOOL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what the Messages / OpenAI APIs accept
+_MAX_ERROR_INPUT = 80
+
+# --- the decorator ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOptions:
+    name: str | None = None
+    description: str | None = None
+    inline: bool = False
+
+
+TOOL_OPTIONS_ATTR = "__tool_options__"
+
+
+@overload
+def tool(func: F, /) -> F: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, inline: bool = False
+) -> Callable[[F], F]: ...
+
+
+def tool(
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    inline: bool = False,
+) -> F | Callable[[F], F]:
+    """Mark a function as a tool: `@tool` or `@tool(name=..., description=..., inline=True)`.
+
+    `name` defaults to the function's name, `description` to its docstring (without the `Args:`
+    section). `inline=True` runs a *sync* function on the event loop instead of a worker thread
+    (see the module docstring: only for trivial, non-blocking functions).
+    """
+    options = ToolOptions(name=name, description=description, inline=inline)
+
+    def mark(target: F) -> F:
+        if inline and _is_async_callable(target):
+            raise TypeError(f"@tool(inline=True) applies to sync functions; {target!r} is async")
+        setattr(target, TOOL_OPTIONS_ATTR, options)
+        return target
+
+    return mark(func) if func is not None else mark
+
+
+def tool_options(func: Any) -> ToolOptions:
+    options = getattr(func, TOOL_OPTIONS_ATTR, None)
+    return options if isinstance(options, ToolOptions) else ToolOptions()
+
+
+# --- validated arguments ----------------------------------------------------------------------
+
+
+class ArgumentsNotSerializable(ValueError):
+    """The validated arguments have no canonical JSON form (arbitrary objects, NaN, ...)."""
+
+
+class ToolArguments:
+    """Arguments that passed validation: the call's keyword arguments, the validated model (for
+    Python tools) and, on demand, their canonical JSON form (for cache and idempotency keys)."""
+
+    __slots__ = ("_jsonable", "args", "kwargs", "model")
+
+    def __init__(
+        self,
+        kwargs: dict[str, Any],
+        *,
+        args: tuple[Any, ...] = (),
+        model: BaseModel | None = None,
+        jsonable: dict[str, Any] | None = None,
+    ) -> None:
+        self.kwargs = kwargs
+        self.args = args
+        self.model = model
+        self._jsonable = jsonable
+
+    def jsonable(self) -> dict[str, Any]:
+        """The arguments as JSON data (`model_dump(mode="json")` of the validated model): enums
+        become values, tuples lists, datetimes ISO strings, nested models dicts. Raises
+        `ArgumentsNotSerializable` when that is impossible."""
+        if self._jsonable is None:
+            if self.model is None:
+                raise ArgumentsNotSerializable("no arguments model")
+            try:
+                data = self.model.model_dump(mode="json", by_alias=True)
+            except (PydanticSerializationError, ValueError, TypeError) as exc:
+                raise ArgumentsNotSerializable(str(exc)) from exc
+            self._jsonable = data
+        return self._jsonable
+
+    def canonical_json(self) -> str:
+        """Canonical JSON text: sorted keys, no whitespace, no NaN/Infinity."""
+        return canonical_json(self.jsonable())
+
+    def __repr__(self) -> str:
+        return f"ToolArguments({self.kwargs!r})"
+
+
+def canonical_json(data: Any) -> str:
+    try:
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentsNotSerializable(str(exc)) from exc
+
+
+# --- the tool interface -----------------------------------------------------------------------
+
+
+class Tool(ABC):
+    """Something the executor can call. `validate` never calls anything; `invoke` does the work
+    and returns the raw result (the executor turns it into JSON data and enforces timeout,
+    retries, breaker and idempotency)."""
+
+    name: str
+    description: str
+    #: True when `invoke` runs synchronously on the event loop (an inline sync function): the
+    #: executor then skips the timeout, which could not interrupt it anyway.
+    runs_inline: bool = False
+
+    @abstractmethod
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments, as shown to the model."""
+
+    @property
+    @abstractmethod
+    def arguments_model(self) -> type[BaseModel]:
+        """A pydantic model of the arguments (for structured-output response models)."""
+
+    @abstractmethod
+    def validate(self, raw: Mapping[str, Any]) -> ToolArguments:
+        """Validated arguments, or `ToolArgumentsInvalid`."""
+
+    @abstractmethod
+    async def invoke(self, arguments: ToolArguments) -> Any:
+        """Run the tool once."""
+
+    def with_spec(self, name: str, spec: ToolSpec) -> Tool:
+        """This tool as declared by a Tool spec (its name, description and input_schema)."""
+        return self
+
+    async def aclose(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """`{name, description, input_schema}`: the tool as offered to a model."""
+        return {"name": self.name, "description": self.description, "input_schema": self.json_schema()}
+
+
+def _format_pydantic_errors(exc: ValidationError) -> list[str]:
+    messages = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in error["loc"]) or "(arguments)"
+        text = f"{loc}: {error['msg']}"
+        if error["type"] not in ("missing", "extra_forbidden"):
+            shown = repr(error.get("input"))
+            if len(shown) > _MAX_ERROR_INPUT:
+                shown = shown[: _MAX_ERROR_INPUT - 1] + "…"
+            text += f" (got {shown})"
+        messages.append(text)
+    return messages
+
+
+class _SchemaCheck:
+    """A declared JSON Schema, compiled once with jsonschema_rs."""
+
+    __slots__ = ("schema", "validator")
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        import jsonschema_rs
+
+        self.schema = schema
+        try:
+            self.validator = jsonschema_rs.validator_for(schema)
+        except Exception as exc:  # jsonschema_rs raises ValueError/ValidationError subclasses
+            raise ValueError(f"invalid JSON Schema: {exc}") from exc
+
+    def errors(self, instance: Any) -> list[str]:
+        return [
+            f"{'.'.join(str(p) for p in error.instance_path) or '(arguments)'}: {error.message}"
+            for error in self.validator.iter_errors(instance)
+        ]
+
+
+# --- Python tools -----------------------------------------------------------------------------
+
+
+def _is_async_callable(func: Any) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
+
+
+def _docstring(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    doc = inspect.getdoc(func)
+    if not doc:
+        return "", {}
+    try:
+        import docstring_parser
+
+        parsed = docstring_parser.parse(doc)
+    except Exception:  # a malformed docstring is not worth failing a tool over
+        return doc.strip(), {}
+    parts = [p for p in (parsed.short_description, parsed.long_description) if p]
+    params = {
+        p.arg_name: " ".join(p.description.split()) for p in parsed.params if p.arg_name and p.description
+    }
+    return "\n\n".join(parts), params
+
+
+def _has_description(meta: Sequence[Any], default: Any) -> bool:
+    if isinstance(default, FieldInfo) and default.description:
+        return True
+    return any(isinstance(m, FieldInfo) and m.description for m in meta)
+
+
+def _model_name(name: str) -> str:
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", name) if p]
+    return "".join(p[:1].upper() + p[1:] for p in parts) + "Arguments"
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    field: str
+    name: str
+    positional_only: bool
+
+
+def build_arguments_model(
+    func: Callable[..., Any], name: str, param_docs: Mapping[str, str] | None = None
+) -> tuple[type[BaseModel], tuple[_Param, ...]]:
+    """The pydantic arguments model of `func`'s signature (see the module docstring)."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot read the signature of {func!r}: {exc}") from exc
+    target = func if inspect.isfunction(func) or inspect.ismethod(func) else type(func).__call__
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception as exc:
+        raise TypeError(f"cannot resolve the type hints of tool '{name}': {exc}") from exc
+    docs = param_docs or {}
+    fields: dict[str, Any] = {}
+    params: list[_Param] = []
+    taken = set(signature.parameters)
+    for parameter in signature.parameters.values():
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise TypeError(f"tool '{name}' takes *{parameter.name}: tool arguments must be named parameters")
+        if parameter.name not in hints:
+            raise TypeError(f"parameter '{parameter.name}' of tool '{name}' has no type hint")
+        hint = hints[parameter.name]
+        if typing.get_origin(hint) is Annotated:
+            base, *meta = typing.get_args(hint)
+        else:
+            base, meta = hint, []
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        extra: list[Any] = []
+        doc = docs.get(parameter.name)
+        if doc and not _has_description(meta, default):
+            extra.append(Field(description=doc))
+        field_name = parameter.name
+        if field_name.startswith("_") or field_name.startswith("model_") or hasattr(BaseModel, field_name):
+            field_name = parameter.name.lstrip("_") + "_arg"
+            while field_name in taken:
+                field_name += "_"
+            taken.add(field_name)
+            meta = [*meta, Field(alias=parameter.name)]
+        annotation = Annotated[(base, *extra, *meta)] if (extra or meta) else base
+        fields[field_name] = (annotation, default)
+        params.append(_Param(field_name, parameter.name, parameter.kind is inspect.Parameter.POSITIONAL_ONLY))
+    config = ConfigDict(extra="forbid", protected_namespaces=(), title=name)
+    try:
+        model: type[BaseModel] = create_model(
+            _model_name(name), __config__=config, __module__=getattr(func, "__module__", __name__), **fields
+        )
+        model.model_json_schema()  # surfaces unsupported types now, not when the model asks
+    except Exception as exc:
+        raise TypeError(
+            f"cannot derive an argument schema for tool '{name}': {type(exc).__name__}: {exc}"
+        ) from exc
+    return model, tuple(params)
+
+
+class PythonTool(Tool):
+    """A Python function as a tool (sync or async)."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        inline: bool | None = None,
+        input_schema: dict[str, Any] | None = None,
+        ref: str | None = None,
+    ) -> None:
+        options = tool_options(func)
+        self.func = func
+        self.name = name or options.name or getattr(func, "__name__", "") or ""
+        if not TOOL_NAME_PATTERN.match(self.name):
+            raise ValueError(f"invalid tool name {self.name!r}: use 1-64 letters, digits, '_' or '-'")
+        doc_description, param_docs = _docstring(func)
+        self.description = description or options.description or doc_description
+        self.is_async = _is_async_callable(func)
+        self.inline = options.inline if inline is None else inline
+        if self.inline and self.is_async:
+            raise TypeError(f"tool '{self.name}': inline applies to sync functions only")
+        self.runs_inline = self.inline
+        self.ref = ref or f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', repr(func))}"
+        self._model, self._params = build_arguments_model(func, self.name, param_docs)
+        self._positional = any(p.positional_only for p in self._params)
+        self._plain_names = all(p.field == p.name for p in self._params)
+        self._schema: dict[str, Any] | None = None
+        self._spec_check: _SchemaCheck | None = None
+        if input_schema is not None:
+            self._spec_check = _SchemaCheck(input_schema)
+
+    @property
+    def arguments_model(self) -> type[BaseModel]:
+        return self._model
+
+    def json_schema(self) -> dict[str, Any]:
+        if self._spec_check is not None:
+            return self._spec_check.schema
+        if self._schema is None:
+            self._schema = self._model.model_json_schema()
+        return self._schema
+
+    def derived_json_schema(self) -> dict[str, Any]:
+        """The schema derived from the signature (even when a spec declares its own)."""
+        return self._model.model_json_schema()
+
+    def with_spec(self, name: str, spec: ToolSpec) -> PythonTool:
+        clone = copy.copy(self)
+        clone.name = name
+        clone.description = spec.description
+        clone._schema = None
+        clone._spec_check = _SchemaCheck(spec.input_schema) if spec.input_schema is not None else None
+        return clone
+
+    def validate(self, raw: Mapping[str, Any]) -> ToolArguments:
+        if type(raw) is not dict and not isinstance(raw, Mapping):
+            raise ToolArgumentsInvalid(self.name, [f"arguments must be an object, got {type(raw).__name__}"])
+        errors: list[str] = []
+        deferred = False
+        if self._spec_check is not None:
+            try:
+                errors.extend(self._spec_check.errors(raw))
+            except ValueError:  # Python values jsonschema_rs cannot read (enums, datetimes...):
+                deferred = True  # checked below on the validated arguments' JSON form instead
+        try:
+            model = self._model.model_validate(raw)
+        except ValidationError as exc:
+            errors.extend(_format_pydantic_errors(exc))
+            raise ToolArgumentsInvalid(self.name, errors) from None
+        if deferred and self._spec_check is not None:
+            try:
+                errors.extend(self._spec_check.errors(model.model_dump(mode="json", by_alias=True)))
+            except (ValueError, PydanticSerializationError) as exc:
+                errors.append(f"(arguments): cannot be checked against input_schema: {exc}")
+        if errors:
+            raise ToolArgumentsInvalid(self.name, errors)
+        values = model.__dict__
+        if self._positional:
+            args = tuple(values[p.field] for p in self._params if p.positional_only)
+            kwargs = {p.name: values[p.field] for p in self._params if not p.positional_only}
+            return ToolArguments(kwargs, args=args, model=model)
+        if self._plain_names:
+            return ToolArguments(dict(values), model=model)
+        return ToolArguments({p.name: values[p.field] for p in self._params}, model=model)
+
+    async def invoke(self, arguments: ToolArguments) -> Any:
+        if self.is_async:
+            result = await self.func(*arguments.args, **arguments.kwargs)
+        elif self.inline:
+            result = self.func(*arguments.args, **arguments.kwargs)
+        else:
+            result = await asyncio.to_thread(self.func, *arguments.args, **arguments.kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def __repr__(self) -> str:
+        return f"PythonTool({self.name!r}, {self.ref})"
+
+
+# --- HTTP tools -------------------------------------------------------------------------------
+
+
+def new_template_environment() -> SandboxedEnvironment:
+    """The Jinja2 environment for tool templates: sandboxed, strict about undefined names."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def referenced_env_vars(environment: SandboxedEnvironment, source: str) -> set[str]:
+    """Names used as `env.NAME` or `env['NAME']` in a template."""
+    from jinja2 import nodes
+
+    found: set[str] = set()
+    tree = environment.parse(source)
+    for getattr_node in tree.find_all(nodes.Getattr):
+        if isinstance(getattr_node.node, nodes.Name) and getattr_node.node.name == "env":
+            found.add(getattr_node.attr)
+    for getitem_node in tree.find_all(nodes.Getitem):
+        base, arg = getitem_node.node, getitem_node.arg
+        if isinstance(base, nodes.Name) and base.name == "env" and isinstance(arg, nodes.Const):
+            if isinstance(arg.value, str):
+                found.add(arg.value)
+    return found
+
+
+_SINGLE_EXPRESSION = re.compile(r"^\{\{\s*(.+?)\s*\}\}$", re.DOTALL)
+
+
+class _Rendered:
+    """A compiled template value: a string template, a single `{{ expr }}` that keeps its type,
+    or a dict/list of those."""
+
+    def __init__(self, environment: SandboxedEnvironment, value: Any, env_names: set[str]) -> None:
+        self.kind: str
+        self.value: Any
+        if isinstance(value, str):
+            env_names.update(referenced_env_vars(environment, value))
+            match = _SINGLE_EXPRESSION.match(value)
+            if match and "{{" not in match.group(1) and "}}" not in match.group(1):
+                self.kind, self.value = (
+                    "expr",
+                    environment.compile_expression(match.group(1), undefined_to_none=False),
+                )
+            else:
+                self.kind, self.value = "template", environment.from_string(value)
+        elif isinstance(value, dict):
+            self.kind = "dict"
+            self.value = {k: _Rendered(environment, v, env_names) for k, v in value.items()}
+        elif isinstance(value, list):
+            self.kind = "list"
+            self.value = [_Rendered(environment, v, env_names) for v in value]
+        else:
+            self.kind, self.value = "const", value
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        from jinja2 import Undefined
+
+        if self.kind == "template":
+            template: Template = self.value
+            return template.render(context)
+        if self.kind == "expr":
+            result = self.value(**context)
+            if isinstance(result, Undefined):
+                str(result)  # StrictUndefined raises UndefinedError naming what is missing
+            return result
+        if self.kind == "dict":
+            return {k: v.render(context) for k, v in self.value.items()}
+        if self.kind == "list":
+            return [v.render(context) for v in self.value]
+        return self.value
+
+    def render_text(self, context: Mapping[str, Any]) -> str:
+        value = self.render(context)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return str(value)
+
+
+class HttpTool(Tool):
+    """An `http:` tool: url, headers, query and body are Jinja2 templates (sandboxed, strict) over
+    `args` (the validated arguments), `env` (only the environment variables the templates name)
+    and `idempotency_key` (the call's key in `key` mode, else empty: send it as an
+    `Idempotency-Key` header so the server can deduplicate too).
+
+    Values are inserted as they are: use `| urlencode` for path segments and query values built
+    by hand (the `query:` mapping is encoded for you). Without `body`, POST/PUT/PATCH send the
+    arguments as JSON and GET/DELETE send no body. A JSON response is returned parsed; any other
+    as text. HTTP 429 -> `rate_limit`, 408 -> `timeout`, 5xx -> `server_error`, transport errors
+    -> `connection`, timeouts -> `ToolTimeout`; other 4xx fail without a retry category.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        http: HttpImplementation,
+        *,
+        input_schema: dict[str, Any] | None = None,
+        timeout: float = 30.0,
+        environ: Mapping[str, str] | None = None,
+        client: Callable[[], httpx.AsyncClient] | httpx.AsyncClient | None = None,
+        environment: SandboxedEnvironment | None = None,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.http = http
+        self.timeout = timeout
+        self._environ = environ if environ is not None else os.environ
+        self._client_source = client
+        self._own_client: httpx.AsyncClient | None = None
+        env = environment or new_template_environment()
+        self.env_names: set[str] = set()
+        try:
+            self._url = _Rendered(env, http.url, self.env_names)
+            self._headers = {k: _Rendered(env, v, self.env_names) for k, v in http.headers.items()}
+            self._query = {k: _Rendered(env, v, self.env_names) for k, v in http.query.items()}
+            self._body = _Rendered(env, http.body, self.env_names) if http.body is not None else None
+        except Exception as exc:
+            raise ValueError(f"http tool '{name}': invalid template: {exc}") from exc
+        self._schema = input_schema if input_schema is not None else {"type": "object"}
+        self._check = _SchemaCheck(self._schema)
+        self._model: type[BaseModel] | None = None
+
+    @property
+    def arguments_model(self) -> type[BaseModel]:
+        if self._model is None:
+            self._model = _model_from_schema(self.name, self._schema)
+        return self._model
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._schema
+
+    def validate(self, raw: Mapping[str, Any]) -> ToolArguments:
+        if not isinstance(raw, Mapping):
+            raise ToolArgumentsInvalid(self.name, [f"arguments must be an object, got {type(raw).__name__}"])
+        data = dict(raw)
+        try:
+            errors = self._check.errors(data)
+        except ValueError as exc:
+            raise ToolArgumentsInvalid(self.name, [f"arguments must be JSON data: {exc}"]) from None
+        if errors:
+            raise ToolArgumentsInvalid(self.name, errors)
+        try:
+            canonical_json(data)
+        except ArgumentsNotSerializable as exc:
+            raise ToolArgumentsInvalid(self.name, [f"arguments must be JSON data: {exc}"]) from None
+        return ToolArguments(data, jsonable=data)
+
+    def _client(self) -> httpx.AsyncClient:
+        source = self._client_source
+        if source is None:
+            if self._own_client is None:
+                import httpx
+
+                self._own_client = httpx.AsyncClient()
+            return self._own_client
+        return source() if callable(source) else source
+
+    def _environment_values(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for name in sorted(self.env_names):
+            value = self._environ.get(name)
+            if value is None:
+                raise ToolUnavailable(self.name, f"environment variable {name} is not set")
+            values[name] = value
+        return values
+
+    async def invoke(self, arguments: ToolArguments) -> Any:
+        import httpx
+
+        from agent_platform.runtime.tools.idempotency import current_idempotency_key
+
+        context = {
+            "args": arguments.kwargs,
+            "env": self._environment_values(),
+            "idempotency_key": current_idempotency_key() or "",
+        }
+        try:
+            url = self._url.render_text(context)
+            headers = {k: v.render_text(context) for k, v in self._headers.items()}
+            params = {k: v.render_text(context) for k, v in self._query.items()}
+            content: str | None = None
+            json_body: Any = None
+            if self._body is not None:
+                rendered = self._body.render(context)
+                if isinstance(rendered, str):
+                    content = rendered
+                    if not any(k.lower() == "content-type" for k in headers):
+                        headers["Content-Type"] = "text/plain; charset=utf-8"
+                else:
+                    json_body = rendered
+            elif self.http.method in ("POST", "PUT", "PATCH"):
+                json_body = arguments.kwargs
+        except ToolUnavailable:
+            raise
+        except Exception as exc:
+            raise ToolUnavailable(
+                self.name, f"cannot render the request: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            response = await self._client().request(
+                self.http.method,
+                url,
+                headers=headers,
+                params=params or None,
+                content=content,
+                json=json_body,
+                timeout=self.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise ToolTimeout(self.name, self.timeout) from exc
+        where = f"{self.http.method} {response.request.url.host}{response.request.url.path}"
+        if response.status_code >= 400:
+            text = response.text
+            if len(text) > 300:
+                text = text[:299] + "…"
+            raise HttpStatusError(response.status_code, f"HTTP {response.status_code} from {where}: {text}")
+        if not response.content:
+            return None
+        if "json" in response.headers.get("content-type", ""):
+            try:
+                return response.json()
+            except ValueError:
+                pass
+        return response.text
+
+    async def aclose(self) -> None:
+        if self._own_client is not None:
+            await self._own_client.aclose()
+            self._own_client = None
+
+    def __repr__(self) -> str:
+        return f"HttpTool({self.name!r}, {self.http.method} {self.http.url})"
+
+
+def _model_from_schema(name: str, schema: dict[str, Any]) -> type[BaseModel]:
+    """A pydantic model for a declared JSON Schema (for response models); permissive when the
+    schema has no object properties or cannot be translated (validation still uses the schema)."""
+    if schema.get("type") == "object" and isinstance(schema.get("properties"), dict):
+        try:
+            import json_schema_to_pydantic
+
+            titled = {**schema, "title": _model_name(name)}
+            model: type[BaseModel] = json_schema_to_pydantic.create_model(titled)
+            return model
+        except Exception as exc:
+            log.debug("tool %s: no pydantic model for its input_schema: %s", name, exc)
+    permissive: type[BaseModel] = create_model(_model_name(name), __config__=ConfigDict(extra="allow"))
+    return permissive
+
+
+# --- MCP tools (not implemented yet) ----------------------------------------------------------
+
+
+class UnavailableTool(Tool):
+    """A declared tool that cannot run here (an `mcp:` tool, or one whose import failed). It is
+    listed with its declared schema; each call ends in `ToolUnavailable` with the reason."""
+
+    def __init__(self, name: str, description: str, reason: str, input_schema: dict[str, Any] | None) -> None:
+        self.name = name
+        self.description = description
+        self.reason = reason
+        self._schema = input_schema if input_schema is not None else {"type": "object"}
+
+    @property
+    def arguments_model(self) -> type[BaseModel]:
+        return _model_from_schema(self.name, self._schema)
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._schema
+
+    def validate(self, raw: Mapping[str, Any]) -> ToolArguments:
+        raise ToolUnavailable(self.name, self.reason)
+
+    async def invoke(self, arguments: ToolArguments) -> Any:
+        raise ToolUnavailable(self.name, self.reason)
+
+
+MCP_NOT_IMPLEMENTED = (
+    "mcp tools are not implemented in this runtime yet: calling '{tool}' on the MCP server "
+    "'{server}' ({transport}) needs an MCP client session (the `mcp` package: stdio process "
+    "management or streamable-HTTP transport, initialize/list_tools handshake, schema import, "
+    "call_tool result mapping); use a python: or http: implementation meanwhile"
+)
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+def default_plugin_paths() -> list[Path]:
+    from agent_platform.validate.plugins import default_plugin_paths as paths
+
+    return paths()
+
+
+class ToolRegistry:
+    """Tools by name. Not global: each runtime owns one.
+
+    `plugin_paths` are the directories `python: module:attr` references are imported from
+    (default: the working directory, then `$PLATFORM_PLUGIN_PATH`). They are put at the front of
+    `sys.path` once, in order and without duplicates, under a lock, and left there (plugins may
+    import lazily inside their functions).
+    """
+
+    _path_lock = threading.Lock()
+
+    def __init__(
+        self,
+        plugin_paths: Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        roots = default_plugin_paths() if plugin_paths is None else [Path(p) for p in plugin_paths]
+        self.plugin_paths = [p.resolve() for p in roots]
+        self._environ = environ
+        self._tools: dict[str, Tool] = {}
+        self._http_client = http_client
+        self._own_http_client: httpx.AsyncClient | None = None
+        self._templates: SandboxedEnvironment | None = None
+
+    # registration
+
+    def register(
+        self,
+        target: Callable[..., Any] | Tool,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        inline: bool | None = None,
+        replace: bool = False,
+    ) -> Tool:
+        """Register a function (decorated with `@tool` or not) or a ready `Tool`."""
+        built = (
+            target
+            if isinstance(target, Tool)
+            else PythonTool(target, name=name, description=description, inline=inline)
+        )
+        if built.name in self._tools and not replace:
+            raise ValueError(f"a tool named '{built.name}' is already registered")
+        self._tools[built.name] = built
+        return built
+
+    def get(self, name: str) -> Tool:
+        found = self._tools.get(name)
+        if found is None:
+            from agent_platform.diagnostics import did_you_mean
+
+            raise ToolUnavailable(name, f"no tool named '{name}'{did_you_mean(name, list(self._tools))}")
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    # from specs
+
+    def import_object(self, ref: str) -> Any:
+        """Import `module:attr` from the plugin paths."""
+        module_name, _, attr = ref.partition(":")
+        if not module_name or not attr:
+            raise ImportError(f"'{ref}' is not a 'module:attribute' reference")
+        with self._path_lock:
+            for root in reversed(self.plugin_paths):
+                text = str(root)
+                if text not in sys.path:
+                    sys.path.insert(0, text)
+        module = importlib.import_module(module_name)
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise ImportError(f"module '{module_name}' has no attribute '{attr}'") from None
+
+    def from_spec(self, name: str, spec: ToolSpec) -> Tool:
+        """Build (not register) the tool a spec declares. Raises on import or schema errors."""
+        if spec.python is not None:
+            target = self.import_object(spec.python)
+            if isinstance(target, Tool):
+                return target.with_spec(name, spec)
+            if not callable(target):
+                raise TypeError(f"'{spec.python}' is not callable")
+            return PythonTool(
+                target,
+                name=name,
+                description=spec.description,
+                input_schema=spec.input_schema,
+                ref=spec.python,
+            )
+        if spec.http is not None:
+            return HttpTool(
+                name,
+                spec.description,
+                spec.http,
+                input_schema=spec.input_schema,
+                timeout=spec.timeout,
+                environ=self._environ,
+                client=self._shared_http_client,
+                environment=self.template_environment(),
+            )
+        if spec.mcp is not None:
+            reason = MCP_NOT_IMPLEMENTED.format(
+                tool=spec.mcp.tool, server=spec.mcp.server, transport=spec.mcp.transport
+            )
+            return UnavailableTool(name, spec.description, reason, spec.input_schema)
+        raise ValueError(f"tool '{name}' has no implementation")  # validation prevents this
+
+    def load_binding(self, binding: ToolBinding) -> Tool:
+        """The tool for a compiled binding: a tool already registered under the binding's name
+        (with the spec's description and input_schema applied), else the one the spec declares,
+        registered now. Failures become an `UnavailableTool` that reports the reason per call."""
+        existing = self._tools.get(binding.name)
+        try:
+            if existing is not None:
+                return existing.with_spec(binding.name, binding.spec)
+            built = self.from_spec(binding.name, binding.spec)
+        except Exception as exc:
+            what = binding.spec.python or "its declaration"
+            reason = f"cannot load {what}: {type(exc).__name__}: {exc}"
+            log.warning("tool %s unavailable: %s", binding.name, reason)
+            built = UnavailableTool(binding.name, binding.spec.description, reason, binding.spec.input_schema)
+        self._tools[binding.name] = built
+        return built
+
+    def template_environment(self) -> SandboxedEnvironment:
+        if self._templates is None:
+            self._templates = new_template_environment()
+        return self._templates
+
+    def _shared_http_client(self) -> httpx.AsyncClient:
+        if self._http_client is not None:
+            return self._http_client
+        if self._own_http_client is None:
+            import httpx
+
+            self._own_http_client = httpx.AsyncClient()
+        return self._own_http_client
+
+    async def aclose(self) -> None:
+        closers: list[Awaitable[None]] = [t.aclose() for t in self._tools.values()]
+        for closer in closers:
+            await closer
+        if self._own_http_client is not None:
+            await self._own_http_client.aclose()
+            self._own_http_client = None

@@ -1,0 +1,245 @@
+"""HTTP tools against a local server on 127.0.0.1: templated URL, headers and query, environment
+variables restricted to those named, 5xx/429 retried per policy, 4xx not, timeouts, transport
+errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from agent_platform.compile.plan import ToolBinding
+from agent_platform.runtime.clock import FakeClock
+from agent_platform.runtime.tools import (
+    HttpTool,
+    ToolArgumentsInvalid,
+    ToolExecutor,
+    ToolFailed,
+    ToolRegistry,
+    ToolTimeout,
+    ToolUnavailable,
+)
+from agent_platform.spec.kinds import ToolSpec
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.hits: dict[str, int] = {}
+        self.requests: list[dict[str, Any]] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return None  # a client that timed out and hung up is expected here
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _reply(self, status: int, payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        seen = {
+            "method": self.command,
+            "path": url.path,
+            "query": {k: v[0] for k, v in parse_qs(url.query).items()},
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+        }
+        self.server.requests.append(seen)
+        hits = self.server.hits[url.path] = self.server.hits.get(url.path, 0) + 1
+        if url.path.startswith("/flaky") and hits <= 2:
+            self._reply(503, {"error": "overloaded"})
+        elif url.path == "/limited":
+            self._reply(429, {"error": "slow down"})
+        elif url.path == "/missing":
+            self._reply(404, {"error": "no such item"})
+        elif url.path == "/slow":
+            time.sleep(0.5)
+            self._reply(200, {"late": True})
+        elif url.path == "/text":
+            data = b"plain words"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            self._reply(200, seen)
+
+    do_GET = _handle
+    do_POST = _handle
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def base(server: Server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def make(http: dict[str, Any], clock: FakeClock | None = None, **fields: Any) -> ToolExecutor:
+    registry = ToolRegistry(plugin_paths=[], environ={"API_TOKEN": "s3cret", "UNRELATED": "nope"})
+    fields.setdefault("description", "An HTTP tool.")
+    spec = ToolSpec.model_validate({"http": http, **fields})
+    return ToolExecutor([ToolBinding("h", spec)], registry, clock=clock or FakeClock())
+
+
+ITEM_SCHEMA = {
+    "type": "object",
+    "required": ["item_id"],
+    "properties": {"item_id": {"type": "integer"}, "q": {"type": "string"}},
+}
+
+
+async def test_templated_url_headers_and_query(server: Server) -> None:
+    executor = make(
+        {
+            "url": base(server) + "/items/{{ args.item_id }}",
+            "method": "GET",
+            "headers": {"Authorization": "Bearer {{ env.API_TOKEN }}", "X-Item": "item-{{ args.item_id }}"},
+            "query": {"q": "{{ args.q }}"},
+        },
+        input_schema=ITEM_SCHEMA,
+    )
+    http_tool = executor.tool("h")
+    assert isinstance(http_tool, HttpTool) and http_tool.env_names == {"API_TOKEN"}
+    result = await executor.call("h", {"item_id": 42, "q": "a b&c"}, run_id="r")
+    assert not result.is_error, result.error
+    seen = result.output
+    assert seen["method"] == "GET" and seen["path"] == "/items/42"
+    assert seen["query"] == {"q": "a b&c"}
+    assert seen["headers"]["authorization"] == "Bearer s3cret"
+    assert seen["headers"]["x-item"] == "item-42"
+    assert seen["body"] == ""
+    invalid = await executor.call("h", {"item_id": "42"}, run_id="r")
+    assert isinstance(invalid.error, ToolArgumentsInvalid)
+    await executor.aclose()
+
+
+async def test_post_sends_the_arguments_or_the_templated_body(server: Server) -> None:
+    default_body = make({"url": base(server) + "/echo"})
+    result = await default_body.call("h", {"text": "hello", "n": 2}, run_id="r")
+    assert json.loads(result.output["body"]) == {"text": "hello", "n": 2}
+    assert result.output["headers"]["content-type"] == "application/json"
+
+    templated = make(
+        {
+            "url": base(server) + "/echo",
+            "body": {"message": "{{ args.text | upper }}", "count": "{{ args.n }}"},
+        }
+    )
+    result = await templated.call("h", {"text": "hello", "n": 2}, run_id="r")
+    assert json.loads(result.output["body"]) == {
+        "message": "HELLO",
+        "count": 2,
+    }  # a lone expression keeps its type
+
+    missing = await templated.call("h", {"n": 2}, run_id="r")  # no args.text: strict, not None
+    assert isinstance(missing.error, ToolUnavailable) and "has no attribute 'text'" in missing.error.message
+
+    text = make({"url": base(server) + "/text", "method": "GET"})
+    assert (await text.call("h", {}, run_id="r")).output == "plain words"
+    for executor in (default_body, templated, text):
+        await executor.aclose()
+
+
+async def test_server_errors_are_retried_and_client_errors_are_not(server: Server) -> None:
+    clock = FakeClock()
+    policy = {"max_attempts": 3, "backoff": {"initial": 0.25, "jitter": "none"}, "retry_on": ["server_error"]}
+    flaky = make({"url": base(server) + "/flaky-1", "method": "GET"}, clock, retry=policy)
+    result = await flaky.call("h", {}, run_id="r")
+    assert not result.is_error, result.error
+    assert result.attempts == 3 and server.hits["/flaky-1"] == 3
+    assert clock.sleeps == [0.25, 0.5]
+
+    missing = make({"url": base(server) + "/missing", "method": "GET"}, FakeClock(), retry=policy)
+    result = await missing.call("h", {}, run_id="r")
+    assert isinstance(result.error, ToolFailed) and result.error.category is None
+    assert "HTTP 404" in result.error.message and "no such item" in result.error.message
+    assert result.attempts == 1 and server.hits["/missing"] == 1
+
+    limited = make({"url": base(server) + "/limited", "method": "GET"}, FakeClock(), retry=policy)
+    result = await limited.call("h", {}, run_id="r")
+    assert isinstance(result.error, ToolFailed) and result.error.category == "rate_limit"
+    assert result.attempts == 1  # rate_limit not declared
+    for executor in (flaky, missing, limited):
+        await executor.aclose()
+
+
+async def test_timeouts_connection_errors_and_missing_environment(server: Server) -> None:
+    slow = make({"url": base(server) + "/slow", "method": "GET"}, timeout=0.1, retry={"max_attempts": 1})
+    result = await slow.call("h", {}, run_id="r")
+    assert isinstance(result.error, ToolTimeout)
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    refused = make({"url": f"http://127.0.0.1:{closed_port}/x", "method": "GET"}, retry={"max_attempts": 1})
+    result = await refused.call("h", {}, run_id="r")
+    assert isinstance(result.error, ToolFailed) and result.error.category == "connection"
+
+    secretless = make(
+        {"url": base(server) + "/echo", "headers": {"X-Key": "{{ env['MISSING_TOKEN'] }}"}},
+    )
+    result = await secretless.call("h", {}, run_id="r")
+    assert isinstance(result.error, ToolUnavailable)
+    assert "MISSING_TOKEN is not set" in result.error.message
+    for executor in (slow, refused, secretless):
+        await executor.aclose()
+
+
+async def test_keyed_http_tools_send_the_idempotency_key_and_replay(server: Server, tmp_path: Any) -> None:
+    from agent_platform.runtime.tools import SqliteIdempotencyStore
+
+    registry = ToolRegistry(plugin_paths=[], environ={})
+    spec = ToolSpec.model_validate(
+        {
+            "description": "Create an order.",
+            "http": {
+                "url": base(server) + "/orders",
+                "headers": {"Idempotency-Key": "{{ idempotency_key }}"},
+            },
+            "side_effects": True,
+            "idempotency": {"mode": "key"},
+        }
+    )
+    store = SqliteIdempotencyStore(tmp_path / "idem.sqlite3")
+    executor = ToolExecutor(
+        [ToolBinding("order", spec)], registry, clock=FakeClock(), idempotency_store=store
+    )
+    first = await executor.call("order", {"sku": "A1", "qty": 2}, run_id="run-1")
+    again = await executor.call("order", {"qty": 2, "sku": "A1"}, run_id="run-1")
+    assert not first.is_error, first.error
+    assert len(first.output["headers"]["idempotency-key"]) == 64
+    assert again.from_idempotency_store and again.output == first.output
+    assert server.hits["/orders"] == 1
+    await executor.aclose()
+    await store.aclose()
