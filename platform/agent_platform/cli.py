@@ -181,6 +181,118 @@ def schema(
         typer.echo(f"wrote {path}")
 
 
+def _read_input(raw: str | None) -> object:
+    import json
+
+    if raw is None:
+        return {}
+    text = raw
+    if raw.startswith("@"):
+        path = Path(raw[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--input") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = raw[1:] if raw.startswith("@") else "--input"
+        raise typer.BadParameter(
+            f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}", param_hint="--input"
+        ) from None
+
+
+@app.command()
+def run(
+    name: Annotated[
+        str, typer.Argument(help="The agent, pipeline or supervisor to run (name or Kind/name).")
+    ],
+    specs: Annotated[
+        list[Path] | None, typer.Option("--specs", "-s", help="Spec files or directories (default: specs/).")
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run in this process on the asyncio runtime (no Ray).")
+    ] = False,
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input", "-i", help='Inputs as JSON, or @file.json. A supervisor takes {"tasks": [...]}.'
+        ),
+    ] = None,
+    trace: Annotated[
+        bool, typer.Option("--trace", help="Print the span tree (durations, tokens, cost).")
+    ] = False,
+    trace_file: Annotated[
+        Path | None, typer.Option("--trace-file", help="Also write spans as JSON lines.")
+    ] = None,
+    approve_all: Annotated[
+        bool,
+        typer.Option(
+            "--approve-all", help="Approve every tool that requires approval (offline demos, tests)."
+        ),
+    ] = False,
+    plugin_path: PluginPathOpt = None,
+) -> None:
+    """Run a unit and print its result as JSON (exit 0 when it completed, 1 when it did not).
+
+    OTLP export follows the standard OTEL_* environment variables."""
+    import asyncio
+
+    from agent_platform.compile import compile_specs
+    from agent_platform.validate import validate_paths
+
+    if not local:
+        typer.echo(
+            "platform run: runs against a deployment need `platform apply`, which is not available yet; "
+            "use --local to run in this process",
+            err=True,
+        )
+        raise typer.Exit(2)
+    inputs = _read_input(input)
+    if not isinstance(inputs, dict):
+        raise typer.BadParameter("inputs must be a JSON object", param_hint="--input")
+    report = validate_paths(specs or [Path("specs")], _options(plugin_path, False))
+    if not report.ok:
+        _print_diagnostics(report, OutputFormat.text, hints=False)
+        raise typer.Exit(EXIT_INVALID)
+    plan = compile_specs(report.specs)
+
+    from agent_platform.runtime.engine import Runtime, UnknownUnit, result_json
+    from agent_platform.runtime.inputs import InputError
+    from agent_platform.runtime.span_tree import render_span_tree
+    from agent_platform.runtime.supervisor import TaskError
+    from agent_platform.runtime.tracing import configure_tracing
+
+    tracing = configure_tracing(memory=trace, jsonl_path=trace_file)
+    runtime = Runtime(
+        plan,
+        plugin_paths=list(plugin_path) if plugin_path else None,
+        tracing=tracing,
+        approve_all=approve_all,
+    )
+
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await runtime.run(name, inputs)
+        finally:
+            await runtime.aclose()
+
+    try:
+        result = asyncio.run(go())
+    except (UnknownUnit, InputError, TaskError) as exc:
+        typer.echo(f"platform run: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        tracing.force_flush()
+    typer.echo(result_json(result))
+    if trace:
+        typer.echo("")
+        typer.echo(render_span_tree(tracing.finished_spans()))
+    tracing.shutdown()
+    if not result.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
 def main() -> None:
     """Console entry point: a bug must never reach the user as a bare traceback."""
     try:

@@ -124,7 +124,7 @@ class AgentLoopExecutor:
 
     async def run(self, inputs: dict[str, Any], state: RunState) -> RunResult:
         started = time.perf_counter()
-        run = AgentRun(state, self.guards.fresh(), self._working_memory())
+        run = AgentRun(state, self.guards.fresh(), self._working_memory(state))
         result = RunResult(state.run_id, str(self.unit.ref), Outcome.MAX_ITERATIONS)
         try:
             async with asyncio.timeout(self.unit.limits.timeout):
@@ -269,13 +269,15 @@ class AgentLoopExecutor:
 
     # --- working memory -------------------------------------------------------------------------
 
-    def _working_memory(self) -> WorkingMemory | None:
+    def _working_memory(self, state: RunState) -> WorkingMemory | None:
         if self.unit.memory is None or self.unit.memory[1].working is None:
             return None
         working = self.unit.memory[1].working
         provider = None
         if working.compaction is not None:
-            provider = self.services.provider(self.services.resolve_model(working.compaction.model))
+            provider = self.services.provider(
+                self.services.resolve_model(working.compaction.model), run=state
+            )
         return WorkingMemory(working, TokenCounter(), provider)
 
     async def _before_model_call(self, run: AgentRun, system: str) -> None:

@@ -11,6 +11,8 @@ one meaning."""
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -71,7 +73,9 @@ def build_decision_model(agent: str, choices: list[ActionChoice]) -> type[BaseMo
             )
         )
     union: Any = (
-        variants[0] if len(variants) == 1 else Annotated[tuple(variants), Field(discriminator="action")]
+        variants[0]
+        if len(variants) == 1
+        else Annotated[functools.reduce(operator.or_, variants), Field(discriminator="action")]
     )
     return create_model(
         _class_name("Decision", agent),

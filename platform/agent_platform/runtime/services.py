@@ -35,6 +35,15 @@ class RunState:
     tool_calls: int = 0
     iterations: int = 0
     parent: RunState | None = None
+    # Per-run objects shared by the run and its sub-runs (e.g. forked scripted providers).
+    resources: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> RunState:
+        state = self
+        while state.parent is not None:
+            state = state.parent
+        return state
 
     def add_model_result(self, result: ModelResult[Any]) -> None:
         self.usage = self.usage + result.usage
@@ -74,7 +83,7 @@ class Services(Protocol):
         """A Model by name, or an inline one."""
         ...
 
-    def provider(self, model: ResolvedModel) -> ModelProvider:
+    def provider(self, model: ResolvedModel, *, run: RunState | None = None) -> ModelProvider:
         """The provider serving `model` (for components that call it directly, e.g. compaction)."""
         ...
 

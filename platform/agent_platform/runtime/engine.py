@@ -1,0 +1,275 @@
+"""The in-process runtime: runs any unit of a compiled Plan on plain asyncio.
+
+It implements the executors' `Services` with the real components: model providers, the tool
+executor, guardrails, working memory and tracing. No global state: a process may host several
+runtimes (a Ray actor will host one). Scripted providers are forked per top-level run, so a
+script replays from its start for every run; HTTP providers are shared and pooled."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent_platform.compile.compiler import build_output_model
+from agent_platform.compile.plan import (
+    AgentLoopUnit,
+    AnyUnit,
+    PipelineUnit,
+    Plan,
+    ResolvedModel,
+    SpecRef,
+    SupervisorUnit,
+)
+from agent_platform.runtime.agent_loop import AgentLoopExecutor
+from agent_platform.runtime.clock import Clock, SystemClock
+from agent_platform.runtime.inputs import InputError, check_inputs
+from agent_platform.runtime.messages import Message
+from agent_platform.runtime.models.base import ModelProvider, ModelRequest, ModelResult
+from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform.runtime.pipeline import PipelineExecutor
+from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
+from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError
+from agent_platform.runtime.tools import ToolExecutor, ToolRegistry
+from agent_platform.runtime.tracing import Tracing
+from agent_platform.spec.kinds import ModelSpec
+
+
+class UnknownUnit(LookupError):
+    pass
+
+
+class Runtime:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        plugin_paths: list[Path] | None = None,
+        tracing: Tracing | None = None,
+        clock: Clock | None = None,
+        approve_all: bool = False,
+    ) -> None:
+        self.plan = plan
+        self._tracing = tracing or Tracing.disabled()
+        self.clock = clock or SystemClock()
+        self.registry = ToolRegistry(plugin_paths)
+        approver = _auto_approve if approve_all else None
+        self.tools = ToolExecutor(
+            plan.tools, self.registry, clock=self.clock, on_event=self._tool_event, approver=approver
+        )
+        self._shared_providers: dict[int, ModelProvider] = {}
+        self._executors: dict[SpecRef, Any] = {}
+        self._input_models: dict[SpecRef, type[BaseModel] | None] = {}
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def unit(self, name: str) -> AnyUnit:
+        """A unit by `Kind/name` or bare name."""
+        kind, _, bare = name.rpartition("/")
+        found = self.plan.unit(kind, bare) if kind else self.plan.find(bare)
+        if found is None:
+            names = ", ".join(sorted(str(ref) for ref in self.plan.units))
+            raise UnknownUnit(f"no agent, pipeline or supervisor named {name!r} (known: {names})")
+        return found
+
+    async def run(self, name: str, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
+        """Run a unit to completion. Raises InputError / TaskError before anything runs when the
+        inputs are wrong; every other failure is a RunResult with a typed outcome."""
+        unit = self.unit(name)
+        state = RunState(run_id or new_run_id(), str(unit.ref))
+        if isinstance(unit, SupervisorUnit):
+            tasks = _tasks_of(inputs)
+            SupervisorExecutor(unit, self._dispatch_task).check(tasks)
+            return await self._run(unit, {"tasks": tasks}, state)
+        return await self._run(
+            unit, check_inputs(_input_schema(unit), dict(inputs), unit=str(unit.ref)), state
+        )
+
+    async def aclose(self) -> None:
+        await self.tools.aclose()
+        for provider in self._shared_providers.values():
+            await provider.aclose()
+
+    # --- Services -----------------------------------------------------------------------------
+
+    @property
+    def tracing(self) -> Tracing:
+        return self._tracing
+
+    def resolve_model(self, ref: str | ModelSpec) -> ResolvedModel:
+        if isinstance(ref, ModelSpec):
+            return ResolvedModel("<inline>", ref)
+        return self.plan.models[ref]
+
+    def provider(self, model: ResolvedModel, *, run: RunState | None = None) -> ModelProvider:
+        if model.spec.provider == "scripted" and run is not None:
+            root = run.root
+            cached = root.resources.get(id(model.spec))
+            if cached is None:
+                cached = root.resources[id(model.spec)] = self._shared(model).fork()  # type: ignore[attr-defined]
+            return cached  # type: ignore[no-any-return]
+        return self._shared(model)
+
+    def _shared(self, model: ResolvedModel) -> ModelProvider:
+        key = id(model.spec)
+        if key not in self._shared_providers:
+            from agent_platform.runtime.models.factory import create_provider
+
+            self._shared_providers[key] = create_provider(model.spec, base_dir=Path(model.base_dir))
+        return self._shared_providers[key]
+
+    async def complete(
+        self,
+        model: ResolvedModel,
+        *,
+        system: str,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        key: str,
+        run: RunState,
+    ) -> ModelResult[BaseModel]:
+        provider = self.provider(model, run=run)
+        spec = model.spec
+        with self._tracing.model_span(
+            spec.provider, spec.name or model.ref, key, max_tokens=spec.max_tokens
+        ) as span:
+            result = await provider.complete(
+                ModelRequest(system=system, messages=messages, response_model=response_model, key=key)
+            )
+            self._tracing.record_model_result(span, result)
+        run.add_model_result(result)
+        return result
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
+    ) -> ToolOutcome:
+        run.tool_calls += 1
+        with self._tracing.tool_span(name, f"{run.run_id}:{run.tool_calls}") as span:
+            result = await self.tools.call(name, arguments, run_id=run.run_id, allowed=allowed)
+            self._tracing.record_tool_result(
+                span,
+                attempts=result.attempts,
+                cached=result.cached,
+                idempotent_replay=result.from_idempotency_store,
+                error=result.error.for_model() if result.error is not None else None,
+            )
+        if result.is_error:
+            return ToolOutcome(None, True, result.content(), attempts=result.attempts)
+        return ToolOutcome(result.output, cached=result.cached, attempts=result.attempts)
+
+    def tool_arguments_model(self, name: str) -> type[BaseModel]:
+        return self.tools.arguments_model(name)
+
+    def unit_inputs_model(self, ref: SpecRef) -> type[BaseModel] | None:
+        if ref not in self._input_models:
+            unit = self.plan.units.get(ref)
+            schema = (
+                _input_schema(unit) if unit is not None and not isinstance(unit, SupervisorUnit) else None
+            )
+            has_fields = bool(schema and schema.get("properties"))
+            self._input_models[ref] = (
+                build_output_model(schema, f"{ref.name.title().replace('-', '')}Inputs")
+                if has_fields and schema
+                else None
+            )
+        return self._input_models[ref]
+
+    async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
+        unit = self.plan.units.get(ref)
+        if unit is None or isinstance(unit, SupervisorUnit):
+            return RunResult(
+                parent.run_id, str(ref), Outcome.FAILED, error=f"{ref} is not a runnable agent or pipeline"
+            )
+        state = RunState(f"{parent.run_id}/{ref.name}", str(ref), parent=parent)
+        try:
+            checked = check_inputs(_input_schema(unit), inputs, unit=str(ref))
+        except InputError as exc:
+            return RunResult(state.run_id, str(ref), Outcome.FAILED, error=str(exc))
+        result = await self._run(unit, checked, state)
+        parent.add_sub_run(result)
+        return result
+
+    # --- execution ----------------------------------------------------------------------------
+
+    async def _run(self, unit: AnyUnit, inputs: dict[str, Any], state: RunState) -> RunResult:
+        started = time.perf_counter()
+        with self._tracing.run_span(unit.ref.kind.lower(), unit.name, state.run_id) as span:
+            try:
+                if isinstance(unit, SupervisorUnit):
+                    result = await self._run_supervisor(unit, inputs["tasks"], state)
+                else:
+                    result = await self._executor(unit).run(inputs, state)
+            except Exception as exc:  # a bug or an unexpected failure: the run fails, located
+                result = RunResult(
+                    state.run_id, str(unit.ref), Outcome.FAILED, error=f"{type(exc).__name__}: {exc}"
+                )
+                result.usage, result.cost_usd = state.usage, state.cost_usd
+            self._tracing.record_run_result(
+                span, result.outcome.value, usage=result.usage, cost_usd=result.cost_usd
+            )
+            context = getattr(span, "get_span_context", None)
+            if context is not None and context().trace_id:
+                result.trace_id = f"{context().trace_id:032x}"
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    def _executor(self, unit: AgentLoopUnit | PipelineUnit) -> Any:
+        executor = self._executors.get(unit.ref)
+        if executor is None:
+            executor = (
+                AgentLoopExecutor(unit, self)
+                if isinstance(unit, AgentLoopUnit)
+                else PipelineExecutor(unit, self)
+            )
+            self._executors[unit.ref] = executor
+        return executor
+
+    async def _run_supervisor(self, unit: SupervisorUnit, tasks: list[Task], state: RunState) -> RunResult:
+        async def dispatch(target: SpecRef, payload: Mapping[str, Any], task: Task) -> RunResult:
+            with self._tracing.task_span(unit.name, task.task_id, task.task_type, task.priority or 0):
+                return await self.run_unit(target, dict(payload), parent=state)
+
+        outcome = await SupervisorExecutor(unit, dispatch).run(tasks)
+        return RunResult(
+            state.run_id,
+            str(unit.ref),
+            outcome.outcome,
+            output={task_id: r.to_json() for task_id, r in outcome.results.items()},
+            error=None if outcome.outcome.ok else "one or more tasks did not complete",
+            usage=state.usage,
+            cost_usd=state.cost_usd,
+            tool_calls=state.tool_calls,
+            details={"start_order": outcome.start_order},
+        )
+
+    async def _dispatch_task(self, target: SpecRef, payload: Mapping[str, Any], task: Task) -> RunResult:
+        raise AssertionError("used only to check tasks")  # pragma: no cover
+
+    def _tool_event(self, name: str, attributes: Mapping[str, Any]) -> None:
+        self._tracing.event(name, dict(attributes))
+
+
+def _input_schema(unit: AnyUnit | None) -> dict[str, Any]:
+    if isinstance(unit, AgentLoopUnit | PipelineUnit):
+        return unit.input_schema
+    return {"type": "object"}
+
+
+def _tasks_of(inputs: Mapping[str, Any]) -> list[Task]:
+    raw = inputs.get("tasks") if isinstance(inputs, Mapping) else None
+    if not isinstance(raw, list):
+        raise TaskError('a supervisor\'s input is {"tasks": [{task_id, task_type, payload, priority}, ...]}')
+    return [Task.from_json(item, index) for index, item in enumerate(raw)]
+
+
+async def _auto_approve(*args: Any, **kwargs: Any) -> bool:
+    """Approve every call (`--approve-all`): for offline demos and tests, never the default."""
+    return True
+
+
+def result_json(result: RunResult) -> str:
+    return json.dumps(result.to_json(), indent=2, default=str, ensure_ascii=False)
