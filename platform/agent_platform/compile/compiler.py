@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -74,7 +74,9 @@ class Compiler:
             if found is None:
                 raise CompileError(f"unresolved Model {ref!r}")
             assert isinstance(found.model, ModelDocument)
-            self.plan.models[ref] = ResolvedModel(ref, found.model.spec, str(Path(found.document.file).parent))
+            self.plan.models[ref] = ResolvedModel(
+                ref, found.model.spec, str(Path(found.document.file).parent)
+            )
         return self.plan.models[ref]
 
     def _tool(self, name: str) -> ToolBinding:
@@ -198,7 +200,9 @@ class Compiler:
                     name=step.name,
                     target_kind=kind,
                     target=(
-                        self._model(step.llm.model, spec).ref if step.llm is not None else str(getattr(step, kind))
+                        self._model(step.llm.model, spec).ref
+                        if step.llm is not None
+                        else str(getattr(step, kind))
                     ),
                     input=step.input,
                     map=step.map,
