@@ -259,6 +259,7 @@ def run(
 
     from agent_platform.runtime.engine import Runtime, UnknownUnit, result_json
     from agent_platform.runtime.inputs import InputError
+    from agent_platform.runtime.outcomes import RunResult
     from agent_platform.runtime.span_tree import render_span_tree
     from agent_platform.runtime.supervisor import TaskError
     from agent_platform.runtime.tracing import configure_tracing
@@ -271,7 +272,7 @@ def run(
         approve_all=approve_all,
     )
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> RunResult:
         try:
             return await runtime.run(name, inputs)
         finally:

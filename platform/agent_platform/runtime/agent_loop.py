@@ -157,57 +157,66 @@ class AgentLoopExecutor:
     async def _loop(self, run: AgentRun, system: str, result: RunResult) -> None:
         limits = self.unit.limits
         decision_model = self.decision_model()
-        assert self.unit.model is not None
         for _ in range(limits.max_iterations):
             self._check_budgets(run.state)
             run.state.iterations += 1
-            await self._before_model_call(run, system)
-            answer = await self.services.complete(
-                self.unit.model,
-                system=system,
-                messages=run.messages,
-                response_model=decision_model,
-                key=self.unit.name,
-                run=run.state,
-            )
-            if run.memory is not None:
-                run.memory.record_usage(answer.usage.input_tokens, system=system)
-            decision = answer.output
-            kind, name, payload = action_of(decision)
-            thought: str = getattr(decision, "thought", "")
-            call_id = answer.response_id or f"toolu_{uuid.uuid4().hex[:24]}"
-            # The model called the decision tool: record exactly that, then answer it.
-            run.append(
-                Message(
-                    "assistant",
-                    [
-                        *([TextBlock(thought)] if thought else []),
-                        ToolUseBlock(call_id, decision_model.__name__, decision.model_dump(mode="json")),
-                    ],
-                )
-            )
-            step: dict[str, Any] = {"iteration": run.state.iterations, "action": kind, "name": name}
-            run.trajectory.append(step)
-            verdict = await self._guard_action(run, kind, name, payload, call_id)
-            if verdict is not None:  # blocked: the model is told why and may choose again
-                step["blocked"] = verdict
-                run.append(Message("user", [ToolResultBlock(call_id, verdict, is_error=True)]))
-                continue
-            if kind == "final_answer":
-                output, rejection = await self._guard_output(run, payload)
-                if rejection is None:
-                    result.outcome, result.output = Outcome.COMPLETED, output
+            with self.services.tracing.iteration_span(run.state.iterations):
+                if await self._step(run, system, decision_model, result):
                     return
-                step["blocked"] = rejection
-                run.append(Message("user", [ToolResultBlock(call_id, rejection, is_error=True)]))
-                continue
-            if kind == "tool":
-                content, is_error = await self._call_tool(run, name, payload, call_id)
-            else:
-                content, is_error = await self._delegate(run, name, payload)
-            step["error" if is_error else "ok"] = True
-            run.append(Message("user", [ToolResultBlock(call_id, content, is_error=is_error)]))
-            self._check_budgets(run.state)
+
+    async def _step(
+        self, run: AgentRun, system: str, decision_model: type[BaseModel], result: RunResult
+    ) -> bool:
+        """One iteration: decide, guard, act. True when the run has its final answer."""
+        assert self.unit.model is not None
+        await self._before_model_call(run, system)
+        answer = await self.services.complete(
+            self.unit.model,
+            system=system,
+            messages=run.messages,
+            response_model=decision_model,
+            key=self.unit.name,
+            run=run.state,
+        )
+        if run.memory is not None:
+            run.memory.record_usage(answer.usage.input_tokens, system=system)
+        decision = answer.output
+        kind, name, payload = action_of(decision)
+        thought: str = getattr(decision, "thought", "")
+        call_id = answer.response_id or f"toolu_{uuid.uuid4().hex[:24]}"
+        # The model called the decision tool: record exactly that, then answer it.
+        run.append(
+            Message(
+                "assistant",
+                [
+                    *([TextBlock(thought)] if thought else []),
+                    ToolUseBlock(call_id, decision_model.__name__, decision.model_dump(mode="json")),
+                ],
+            )
+        )
+        step: dict[str, Any] = {"iteration": run.state.iterations, "action": kind, "name": name}
+        run.trajectory.append(step)
+        verdict = await self._guard_action(run, kind, name, payload, call_id)
+        if verdict is not None:  # blocked: the model is told why and may choose again
+            step["blocked"] = verdict
+            run.append(Message("user", [ToolResultBlock(call_id, verdict, is_error=True)]))
+            return False
+        if kind == "final_answer":
+            output, rejection = await self._guard_output(run, payload)
+            if rejection is None:
+                result.outcome, result.output = Outcome.COMPLETED, output
+                return True
+            step["blocked"] = rejection
+            run.append(Message("user", [ToolResultBlock(call_id, rejection, is_error=True)]))
+            return False
+        if kind == "tool":
+            content, is_error = await self._call_tool(run, name, payload, call_id)
+        else:
+            content, is_error = await self._delegate(run, name, payload)
+        step["error" if is_error else "ok"] = True
+        run.append(Message("user", [ToolResultBlock(call_id, content, is_error=is_error)]))
+        self._check_budgets(run.state)
+        return False
 
     # --- actions ----------------------------------------------------------------------------
 

@@ -63,8 +63,10 @@ class PipelineExecutor:
         try:
             async with asyncio.timeout(self.unit.timeout):
                 last: Any = None
-                for step in self.unit.steps:
-                    last = await self._run_step(step, context, run)
+                tracing = self.services.tracing
+                for index, step in enumerate(self.unit.steps):
+                    with tracing.step_span(self.unit.name, step.name, index=index, kind=step.target_kind):
+                        last = await self._run_step(step, context, run)
                     context["steps"][step.name] = {"output": last}
                 output = (
                     render_value(self.unit.returns, context, where="spec.returns")
