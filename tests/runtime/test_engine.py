@@ -310,3 +310,47 @@ async def test_one_run_is_one_trace_with_correct_parentage(world: World) -> None
     chats = [s for s in spans if s.name.startswith("chat")]
     assert len(chats) == 4 and all(s.attributes["gen_ai.usage.input_tokens"] == 10 for s in chats)
     handle.shutdown()
+
+
+async def test_working_memory_compacts_without_splitting_tool_pairs(world: World) -> None:
+    from agent_platform.runtime.messages import validate_sequence
+
+    memory = """\
+---
+apiVersion: agents.platform/v1
+kind: Memory
+metadata: {name: mem}
+spec:
+  working:
+    max_tokens: 600
+    compaction: {model: m, trigger_ratio: 0.6, target_ratio: 0.3, keep_recent_turns: 1}
+"""
+    long = "x" * 400
+    script = {
+        "a": [call("lookup", query=f"{long}{i}") for i in range(6)] + [final("compacted")],
+        "compaction": [
+            {"summary": f"earlier: looked up {i} things", "usage": {"input_tokens": 50, "output_tokens": 5}}
+            for i in range(10)
+        ],
+    }
+    seen: list[list[Any]] = []
+    from agent_platform.runtime import agent_loop
+
+    original = agent_loop.AgentLoopExecutor._before_model_call
+
+    async def spy(self: Any, run: Any, system: str) -> None:
+        await original(self, run, system)
+        seen.append(list(run.messages))
+
+    agent_loop.AgentLoopExecutor._before_model_call = spy  # type: ignore[method-assign]
+    try:
+        result = await world.run(agent(extra="memory: mem\n") + memory, script)
+    finally:
+        agent_loop.AgentLoopExecutor._before_model_call = original  # type: ignore[method-assign]
+    assert result.outcome is Outcome.COMPLETED, result.error
+    compactions = [s for s in result.details["trajectory"] if s["action"] == "compaction"]
+    assert compactions, "the conversation never reached the compaction trigger"
+    assert all(c["tokens_after"] < c["tokens_before"] for c in compactions)
+    for messages in seen:  # what the model was sent, before every call
+        assert validate_sequence(messages) is None
+        assert messages[0].role == "user"
