@@ -83,6 +83,20 @@ def _single_expression(source: str) -> Template | None:
     return env.from_string("{% set rendered_value = " + expression + " %}")
 
 
+_TEMPLATE_FAILURES = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError)
+
+
+def _render_error(where: str, exc: BaseException) -> TemplateRenderError:
+    """A template's run-time failure, said the way a spec author can act on."""
+    if isinstance(exc, UndefinedError):
+        return TemplateRenderError(where, f"undefined variable: {exc.message}")
+    if isinstance(exc, SecurityError):
+        return TemplateRenderError(where, f"blocked by the template sandbox: {exc}")
+    if isinstance(exc, TemplateError):
+        return TemplateRenderError(where, str(exc))
+    return TemplateRenderError(where, f"{type(exc).__name__}: {exc}")
+
+
 def render(
     source: str,
     context: Mapping[str, Any],
@@ -110,14 +124,8 @@ def render(
         return "".join(parts)
     except TemplateRenderError:
         raise
-    except UndefinedError as exc:
-        raise TemplateRenderError(where, f"undefined variable: {exc.message}") from None
-    except SecurityError as exc:
-        raise TemplateRenderError(where, f"blocked by the template sandbox: {exc}") from None
-    except TemplateError as exc:
-        raise TemplateRenderError(where, str(exc)) from None
-    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise TemplateRenderError(where, f"{type(exc).__name__}: {exc}") from None
+    except _TEMPLATE_FAILURES as exc:
+        raise _render_error(where, exc) from None
 
 
 def render_value(
@@ -133,18 +141,11 @@ def render_value(
             budget = _Budget(limits.max_iterations, where)
             try:
                 module = single.make_module({**context, "range": budget.range})
-            except UndefinedError as exc:
-                raise TemplateRenderError(where, f"undefined variable: {exc.message}") from None
-            except SecurityError as exc:
-                raise TemplateRenderError(where, f"blocked by the template sandbox: {exc}") from None
-            except TemplateError as exc:
-                raise TemplateRenderError(where, str(exc)) from None
-            except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-                raise TemplateRenderError(where, f"{type(exc).__name__}: {exc}") from None
-            try:
                 return _plain(getattr(module, "rendered_value", None))
-            except UndefinedError as exc:
-                raise TemplateRenderError(where, f"undefined variable: {exc.message}") from None
+            except TemplateRenderError:
+                raise
+            except _TEMPLATE_FAILURES as exc:
+                raise _render_error(where, exc) from None
         return render(value, context, where=where, limits=limits)
     if isinstance(value, dict):
         return {k: render_value(v, context, where=f"{where}.{k}", limits=limits) for k, v in value.items()}

@@ -48,6 +48,7 @@ from agent_platform.runtime.models.factory import (
     map_instructor_error,
     missing_key_error,
 )
+from agent_platform.runtime.models.http_provider import HttpProvider
 from agent_platform.spec.kinds import ModelSpec
 
 PROVIDER = "anthropic"
@@ -73,7 +74,9 @@ def _tool_use_id(completion: Any) -> str | None:
     return None
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
+    PROVIDER = PROVIDER
+
     """Structured calls to the Anthropic Messages API (see the module docstring)."""
 
     __slots__ = ("_client", "_instructor", "_retry", "_sdk", "_spec")
@@ -102,32 +105,9 @@ class AnthropicProvider:
         )
         self._instructor = instructor.from_anthropic(self._client, mode=instructor.Mode.TOOLS)
 
-    @property
-    def spec(self) -> ModelSpec:
-        return self._spec
-
-    @property
-    def is_scripted(self) -> bool:
-        return False
-
-    @property
-    def name(self) -> str:
-        return PROVIDER
-
-    @property
-    def retry(self) -> RetryRunner:
-        return self._retry
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(model={self._spec.name!r}, base_url={self._spec.base_url!r})"
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
     async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
         spec = self._spec
-        max_tokens = request.max_tokens or spec.max_tokens
-        temperature = request.temperature if request.temperature is not None else spec.temperature
+        max_tokens, temperature = self.sampling(request)
         tally = UsageTally(_read_usage)
         hooks = tally.hooks()
 

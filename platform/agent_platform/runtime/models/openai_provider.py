@@ -51,6 +51,7 @@ from agent_platform.runtime.models.factory import (
     map_instructor_error,
     missing_key_error,
 )
+from agent_platform.runtime.models.http_provider import HttpProvider
 from agent_platform.runtime.tokens import estimate_tokens, message_tokens
 from agent_platform.spec.kinds import ModelSpec
 
@@ -117,7 +118,9 @@ def _response_id(completion: Any) -> str | None:
     return str(ident) if ident else None
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
+    PROVIDER = PROVIDER
+
     """Structured calls to an OpenAI-compatible chat-completions API (see the module docstring)."""
 
     __slots__ = ("_client", "_instructor", "_retry", "_sdk", "_spec", "_token_param")
@@ -164,32 +167,9 @@ class OpenAIProvider:
         )
         self._instructor = instructor.from_openai(self._client, mode=modes[mode])
 
-    @property
-    def spec(self) -> ModelSpec:
-        return self._spec
-
-    @property
-    def is_scripted(self) -> bool:
-        return False
-
-    @property
-    def name(self) -> str:
-        return PROVIDER
-
-    @property
-    def retry(self) -> RetryRunner:
-        return self._retry
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(model={self._spec.name!r}, base_url={self._spec.base_url!r})"
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
     async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
         spec = self._spec
-        max_tokens = request.max_tokens or spec.max_tokens
-        temperature = request.temperature if request.temperature is not None else spec.temperature
+        max_tokens, temperature = self.sampling(request)
         tally = UsageTally(_read_usage)
         hooks = tally.hooks()
 
