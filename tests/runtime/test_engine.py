@@ -354,3 +354,45 @@ spec:
     for messages in seen:  # what the model was sent, before every call
         assert validate_sequence(messages) is None
         assert messages[0].role == "user"
+
+
+async def test_supervisor_routes_tasks_to_fresh_agent_runs_in_priority_order(world: World) -> None:
+    supervisor = """\
+---
+apiVersion: agents.platform/v1
+kind: Supervisor
+metadata: {name: s}
+spec:
+  routes:
+    research: {agent: a}
+    review: {agent: b, priority_boost: 10}
+  concurrency: 1
+  on_error: collect
+"""
+    specs = agent("a") + agent("b") + supervisor
+    # One scripted cursor per top-level run: a's and b's sub-runs consume their own keys in order.
+    script = {"a": [final("a1"), final("a2")], "b": [call("lookup", query="explode"), final("b1")]}
+    tasks = [
+        {"task_id": "t1", "task_type": "research", "payload": {"topic": "x"}, "priority": 1},
+        {"task_id": "t2", "task_type": "research", "payload": {"topic": "y"}, "priority": 5},
+        {"task_id": "t3", "task_type": "review", "payload": {"topic": "z"}},
+        {"task_id": "t4", "task_type": "research", "payload": {}},  # invalid for agent a: fails alone
+    ]
+    result = await world.run(specs, script, "s", {"tasks": tasks})
+    assert result.details["start_order"] == ["t3", "t2", "t1", "t4"]  # review boosted to 10
+    output = result.output
+    assert output["t3"]["outcome"] == "completed" and output["t3"]["output"] == {"answer": "b1"}
+    assert output["t2"]["output"] == {"answer": "a1"} and output["t1"]["output"] == {"answer": "a2"}
+    assert output["t4"]["outcome"] == "failed" and "required property" in output["t4"]["error"]
+    assert result.outcome is Outcome.FAILED  # collect: per-task errors, overall not completed
+    assert result.tool_calls == 1 and result.usage.input_tokens == 40
+
+
+async def test_supervisor_rejects_unknown_task_types_before_running(world: World) -> None:
+    from agent_platform.runtime.supervisor import TaskError
+
+    supervisor = "---\napiVersion: agents.platform/v1\nkind: Supervisor\nmetadata: {name: s}\nspec:\n  routes: {research: {agent: a}}\n"
+    with pytest.raises(TaskError, match="unknown task_type 'reserch'"):
+        await world.run(
+            agent() + supervisor, {"a": []}, "s", {"tasks": [{"task_id": "1", "task_type": "reserch"}]}
+        )
