@@ -370,8 +370,8 @@ spec:
   on_error: collect
 """
     specs = agent("a") + agent("b") + supervisor
-    # One scripted cursor per top-level run: a's and b's sub-runs consume their own keys in order.
-    script = {"a": [final("a1"), final("a2")], "b": [call("lookup", query="explode"), final("b1")]}
+    # Every run replays its agent's script from the start, so concurrent runs never race for entries.
+    script = {"a": [final("a1")], "b": [call("lookup", query="explode"), final("b1")]}
     tasks = [
         {"task_id": "t1", "task_type": "research", "payload": {"topic": "x"}, "priority": 1},
         {"task_id": "t2", "task_type": "research", "payload": {"topic": "y"}, "priority": 5},
@@ -382,7 +382,7 @@ spec:
     assert result.details["start_order"] == ["t3", "t2", "t1", "t4"]  # review boosted to 10
     output = result.output
     assert output["t3"]["outcome"] == "completed" and output["t3"]["output"] == {"answer": "b1"}
-    assert output["t2"]["output"] == {"answer": "a1"} and output["t1"]["output"] == {"answer": "a2"}
+    assert output["t2"]["output"] == {"answer": "a1"} and output["t1"]["output"] == {"answer": "a1"}
     assert output["t4"]["outcome"] == "failed" and "required property" in output["t4"]["error"]
     assert result.outcome is Outcome.FAILED  # collect: per-task errors, overall not completed
     assert result.tool_calls == 1 and result.usage.input_tokens == 40
@@ -396,3 +396,38 @@ async def test_supervisor_rejects_unknown_task_types_before_running(world: World
         await world.run(
             agent() + supervisor, {"a": []}, "s", {"tasks": [{"task_id": "1", "task_type": "reserch"}]}
         )
+
+
+async def test_optional_arguments_the_model_leaves_out_are_not_sent_as_null(world: World) -> None:
+    tool = """\
+---
+apiVersion: agents.platform/v1
+kind: Tool
+metadata: {name: opt}
+spec:
+  description: Optional argument.
+  python: plug.opt:opt
+  input_schema: {type: object, properties: {q: {type: string}, note: {type: string}}, required: [q]}
+"""
+    (world.root / "plug" / "opt.py").write_text(
+        'def opt(q: str, note: str | None = None) -> str:\n    """Echo.\n\n    Args:\n        q: Query.\n        note: Note.\n    """\n    return f"{q}:{note}"\n'
+    )
+    result = await world.run(agent(tools="[opt]") + tool, {"a": [call("opt", q="x"), final()]})
+    assert result.outcome is Outcome.COMPLETED
+    assert result.details["trajectory"][0].get("ok") is True, result.details["trajectory"]
+
+
+async def test_sibling_sub_runs_get_distinct_run_ids(world: World) -> None:
+    (world.root / "specs.yaml").write_text(BASE + agent("a") + agent("b"))
+    (world.root / "script.yaml").write_text(yaml.safe_dump({"responses": {"b": [final()]}}))
+    report = validate_paths([world.root / "specs.yaml"], ValidationOptions(plugin_paths=[world.root]))
+    runtime = Runtime(compile_specs(report.specs), plugin_paths=[world.root])
+    from agent_platform.compile.plan import SpecRef
+    from agent_platform.runtime.services import RunState
+
+    parent = RunState("run-1", "Agent/a")
+    first = await runtime.run_unit(SpecRef("Agent", "b"), {"topic": "x"}, parent=parent)
+    second = await runtime.run_unit(SpecRef("Agent", "b"), {"topic": "y"}, parent=parent)
+    await runtime.aclose()
+    assert first.ok and second.ok
+    assert first.run_id != second.run_id and {first.run_id, second.run_id} == {"run-1/b-1", "run-1/b-2"}

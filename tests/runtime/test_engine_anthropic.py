@@ -32,7 +32,7 @@ kind: Tool
 metadata: {{name: lookup}}
 spec:
   description: Look something up.
-  python: plug:lookup
+  python: plug_anthropic:lookup
 ---
 apiVersion: agents.platform/v1
 kind: Agent
@@ -58,7 +58,7 @@ def lookup(query: str) -> dict:
 
 async def test_agent_loop_over_the_messages_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
-    (tmp_path / "plug.py").write_text(PLUGIN)
+    (tmp_path / "plug_anthropic.py").write_text(PLUGIN)
     with MessagesAPIServer() as server:
         monkeypatch.setenv("AP_ENGINE_TEST_KEY", server.api_key)
         (tmp_path / "specs.yaml").write_text(SPECS.format(url=server.url))

@@ -52,7 +52,7 @@ def test_undefined_variables_raise_with_the_location(source: str) -> None:
     ["{{ ''.__class__.__mro__ }}", "{{ inputs.topic.__class__ }}", "{{ cycler.__init__.__globals__ }}"],
 )
 def test_sandbox_blocks_attribute_escapes(source: str) -> None:
-    with pytest.raises(TemplateRenderError, match="unsafe|sandbox|undefined"):
+    with pytest.raises(TemplateRenderError, match=r"unsafe|sandbox|undefined"):
         render(source, CONTEXT, where="instructions")
 
 

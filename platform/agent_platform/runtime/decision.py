@@ -90,13 +90,18 @@ def action_of(decision: BaseModel) -> tuple[str, str, Any]:
     """(kind, name, payload as plain data) of a decision: kind is tool | delegate | final_answer."""
     action = decision.action  # type: ignore[attr-defined]
     tag: str = action.action
+    # Only what the model gave: an optional field it left out is absent, not null (a tool's
+    # JSON Schema or an output schema may reject null where the field is simply optional).
     if tag == FINAL_ANSWER:
         answer = action.answer
-        return (
-            "final_answer",
-            FINAL_ANSWER,
-            answer.model_dump(mode="json") if isinstance(answer, BaseModel) else answer,
+        plain = (
+            answer.model_dump(mode="json", exclude_unset=True) if isinstance(answer, BaseModel) else answer
         )
+        return "final_answer", FINAL_ANSWER, plain
     if tag.startswith(DELEGATE_PREFIX):
-        return "delegate", tag.removeprefix(DELEGATE_PREFIX), action.task.model_dump(mode="json")
-    return "tool", tag, action.arguments.model_dump(mode="json")
+        return (
+            "delegate",
+            tag.removeprefix(DELEGATE_PREFIX),
+            action.task.model_dump(mode="json", exclude_unset=True),
+        )
+    return "tool", tag, action.arguments.model_dump(mode="json", exclude_unset=True)

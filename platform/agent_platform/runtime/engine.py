@@ -35,6 +35,7 @@ from agent_platform.runtime.pipeline import PipelineExecutor
 from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
 from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError
 from agent_platform.runtime.tools import ToolExecutor, ToolRegistry
+from agent_platform.runtime.tools.executor import ApprovalRequest
 from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec
 
@@ -57,7 +58,7 @@ class Runtime:
         self._tracing = tracing or Tracing.disabled()
         self.clock = clock or SystemClock()
         self.registry = ToolRegistry(plugin_paths)
-        approver = _auto_approve if approve_all else None
+        approver = self._auto_approve if approve_all else None
         self.tools = ToolExecutor(
             plan.tools, self.registry, clock=self.clock, on_event=self._tool_event, approver=approver
         )
@@ -106,11 +107,12 @@ class Runtime:
         return self.plan.models[ref]
 
     def provider(self, model: ResolvedModel, *, run: RunState | None = None) -> ModelProvider:
+        # A scripted provider replays its script from the start for every run (sub-runs included),
+        # so concurrent runs of one agent never race for entries: deterministic whatever the timing.
         if model.spec.provider == "scripted" and run is not None:
-            root = run.root
-            cached = root.resources.get(id(model.spec))
+            cached = run.resources.get(id(model.spec))
             if cached is None:
-                cached = root.resources[id(model.spec)] = self._shared(model).fork()  # type: ignore[attr-defined]
+                cached = run.resources[id(model.spec)] = self._shared(model).fork()  # type: ignore[attr-defined]
             return cached  # type: ignore[no-any-return]
         return self._shared(model)
 
@@ -184,7 +186,8 @@ class Runtime:
             return RunResult(
                 parent.run_id, str(ref), Outcome.FAILED, error=f"{ref} is not a runnable agent or pipeline"
             )
-        state = RunState(f"{parent.run_id}/{ref.name}", str(ref), parent=parent)
+        parent.sub_runs += 1  # sibling sub-runs get distinct ids (idempotency keys build on them)
+        state = RunState(f"{parent.run_id}/{ref.name}-{parent.sub_runs}", str(ref), parent=parent)
         try:
             checked = check_inputs(_input_schema(unit), inputs, unit=str(ref))
         except InputError as exc:
@@ -249,6 +252,14 @@ class Runtime:
     async def _dispatch_task(self, target: SpecRef, payload: Mapping[str, Any], task: Task) -> RunResult:
         raise AssertionError("used only to check tasks")  # pragma: no cover
 
+    async def _auto_approve(self, request: ApprovalRequest) -> bool:
+        """Approve every call (`--approve-all`): for offline demos and tests, never the default.
+        Each approval is an event on the tool's span, so the trace shows who allowed what."""
+        self._tracing.event(
+            "tool.approval", {"tool": request.tool, "run_id": request.run_id, "approved_by": "--approve-all"}
+        )
+        return True
+
     def _tool_event(self, name: str, attributes: Mapping[str, Any]) -> None:
         self._tracing.event(name, dict(attributes))
 
@@ -264,11 +275,6 @@ def _tasks_of(inputs: Mapping[str, Any]) -> list[Task]:
     if not isinstance(raw, list):
         raise TaskError('a supervisor\'s input is {"tasks": [{task_id, task_type, payload, priority}, ...]}')
     return [Task.from_json(item, index) for index, item in enumerate(raw)]
-
-
-async def _auto_approve(*args: Any, **kwargs: Any) -> bool:
-    """Approve every call (`--approve-all`): for offline demos and tests, never the default."""
-    return True
 
 
 def result_json(result: RunResult) -> str:

@@ -34,6 +34,7 @@ class RunState:
     cost_usd: float = 0.0
     tool_calls: int = 0
     iterations: int = 0
+    sub_runs: int = 0
     parent: RunState | None = None
     # Per-run objects shared by the run and its sub-runs (e.g. forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)

@@ -163,6 +163,7 @@ def _label(span: ReadableSpan) -> str:
 
 def _value_text(value: Any) -> str:
     text = ", ".join(str(v) for v in value) if isinstance(value, tuple | list) else str(value)
+    text = " ".join(text.split())  # one line per event, whatever the message holds
     return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
 
 

@@ -339,26 +339,27 @@ def check_schemas(specs: SpecSet, diags: Diagnostics) -> None:
 # --- plugins, models, guardrails, hints -------------------------------------------------------
 
 
-def _python_refs(spec: TypedSpec) -> Iterator[tuple[Path_, str]]:
+def _python_refs(spec: TypedSpec) -> Iterator[tuple[Path_, str, str]]:
+    """(path, reference, what it must be: tool | exception | callable)."""
     model = spec.model
     if isinstance(model, ToolDocument):
         if model.spec.python is not None:
-            yield ("spec", "python"), model.spec.python
+            yield ("spec", "python"), model.spec.python, "tool"
         if model.spec.retry is not None:
             for index, entry in enumerate(model.spec.retry.retry_on):
                 if ":" in entry:
-                    yield ("spec", "retry", "retry_on", index), entry
+                    yield ("spec", "retry", "retry_on", index), entry, "exception"
     elif isinstance(model, GuardrailDocument) and isinstance(model.spec, PythonGuardrail):
-        yield ("spec", "function"), model.spec.function
+        yield ("spec", "function"), model.spec.function, "callable"
 
 
 def check_plugins(specs: SpecSet, resolver: PluginResolver, diags: Diagnostics) -> None:
     for spec in specs.specs:
-        for path, ref in _python_refs(spec):
+        for path, ref, expect in _python_refs(spec):
             schema = None
-            if path == ("spec", "python") and isinstance(spec.model, ToolDocument):
+            if expect == "tool" and isinstance(spec.model, ToolDocument):
                 schema = spec.model.spec.input_schema
-            problem = resolver.check(ref, schema)
+            problem = resolver.check(ref, schema, expect=expect)
             if problem is not None:
                 _error(diags, "python-ref", spec, path, problem)
 

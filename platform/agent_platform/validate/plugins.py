@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ast
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent_platform.diagnostics import did_you_mean
+from agent_platform.plugin_loader import find_installed_module, find_module_file, import_plugin_module
 
 PLUGIN_PATH_ENV = "PLATFORM_PLUGIN_PATH"
 
@@ -34,13 +34,7 @@ class PluginResolver:
     _module_cache: dict[str, tuple[Path | None, set[str] | None, str | None]] = field(default_factory=dict)
 
     def _find_file(self, module: str) -> Path | None:
-        parts = module.split(".")
-        for root in self.roots:
-            base = root.joinpath(*parts)
-            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-                if candidate.is_file():
-                    return candidate
-        return None
+        return find_module_file(module, self.roots)
 
     def _top_level_names(self, module: str) -> tuple[Path | None, set[str] | None, str | None]:
         if module in self._module_cache:
@@ -61,12 +55,19 @@ class PluginResolver:
         self._module_cache[module] = result
         return result
 
-    def check(self, ref: str, input_schema: dict[str, Any] | None = None) -> str | None:
+    def check(
+        self, ref: str, input_schema: dict[str, Any] | None = None, *, expect: str = "tool"
+    ) -> str | None:
         """An error message for `module:attr`, or None when it resolves. With `import_plugins`,
         the function's signature is also checked against the tool's declared `input_schema`."""
         module, _, attr = ref.partition(":")
         path, names, error = self._top_level_names(module)
         if path is None:
+            if find_installed_module(module):
+                # An installed module (e.g. an exception class in retry_on): not read statically.
+                return (
+                    self._check_imported(module, attr, input_schema, expect) if self.import_plugins else None
+                )
             roots = ", ".join(str(r) for r in self.roots)
             return f"python module '{module}' not found under the plugin paths ({roots})"
         if error is not None:
@@ -76,42 +77,26 @@ class PluginResolver:
             public = sorted(n for n in names if not n.startswith("_"))
             return f"'{module}' ({path}) has no top-level '{attr}'{did_you_mean(attr, public)}"
         if self.import_plugins:
-            return self._check_imported(module, attr, input_schema)
+            return self._check_imported(module, attr, input_schema, expect)
         return None
 
-    def _check_imported(self, module: str, attr: str, input_schema: dict[str, Any] | None) -> str | None:
-        import importlib
-
-        path, _, _ = self._top_level_names(module)
-        if path is not None:
-            _forget_stale_modules(module, path)
-        for root in reversed(self.roots):
-            if str(root) not in sys.path:
-                sys.path.insert(0, str(root))
+    def _check_imported(
+        self, module: str, attr: str, input_schema: dict[str, Any] | None, expect: str = "tool"
+    ) -> str | None:
         try:
-            loaded = importlib.import_module(module)
+            loaded = import_plugin_module(module, self.roots)
         except Exception as exc:  # a plugin's import error is the user's to see, located
             return f"importing python module '{module}' failed: {type(exc).__name__}: {exc}"
         target = getattr(loaded, attr, None)
         if target is None:
             return f"'{module}' has no attribute '{attr}' after import"
+        if expect == "exception":
+            if isinstance(target, type) and issubclass(target, BaseException):
+                return None
+            return f"'{module}:{attr}' is not an exception class (retry_on names exception classes)"
+        if expect == "callable":
+            return None if callable(target) else f"'{module}:{attr}' is not callable"
         return check_tool_signature(target, f"{module}:{attr}", input_schema)
-
-
-def _forget_stale_modules(module: str, path: Path) -> None:
-    """Drop cached modules of the same dotted name that were imported from another location
-    (another plugin root), so the import below reads the file that was resolved."""
-    parts = module.split(".")
-    depth = len(parts) if path.name == "__init__.py" else len(parts) - 1
-    root = path.resolve().parents[depth]
-    for index in range(1, len(parts) + 1):
-        name = ".".join(parts[:index])
-        cached = sys.modules.get(name)
-        origin = getattr(cached, "__file__", None)
-        if cached is not None and (origin is None or root not in Path(origin).resolve().parents):
-            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-                del sys.modules[key]
-            return
 
 
 def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | None = None) -> str | None:

@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import importlib
 import inspect
 import json
 import logging
 import os
 import re
-import sys
 import threading
 import typing
 from abc import ABC, abstractmethod
@@ -53,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError
 
+from agent_platform.plugin_loader import import_plugin_module
 from agent_platform.runtime.tools.errors import (
     HttpStatusError,
     ToolArgumentsInvalid,
@@ -833,12 +832,7 @@ class ToolRegistry:
         module_name, _, attr = ref.partition(":")
         if not module_name or not attr:
             raise ImportError(f"'{ref}' is not a 'module:attribute' reference")
-        with self._path_lock:
-            for root in reversed(self.plugin_paths):
-                text = str(root)
-                if text not in sys.path:
-                    sys.path.insert(0, text)
-        module = importlib.import_module(module_name)
+        module = import_plugin_module(module_name, self.plugin_paths)
         try:
             return getattr(module, attr)
         except AttributeError:
