@@ -18,9 +18,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The demo runs every example offline: the models are scripted (specs/scripts/demo.jsonl), the
+# tools are the bundled plugins. State (vectors, tickets, idempotency store) goes to
+# DEMO_STATE_DIR, not the repository's .platform/. Re-running is safe and needs no clean-up:
+# each run has a fresh run id, so the idempotency store replays nothing across runs (it would
+# within a retried or resumed run); store-vectors skips chunk ids already in the collection
+# (second run: stored 0, skipped 6), and the support agent opens one new ticket per run.
+demo: DEMO_STATE_DIR ?= .platform/demo
+demo: export PLATFORM_STATE_DIR = $(DEMO_STATE_DIR)
 demo: $(STAMP)
 	$(BIN)/platform validate specs/
 	$(BIN)/platform plan specs/
+	$(BIN)/platform run ingest-documents --local --trace --input @examples/inputs/ingest.json
+	$(BIN)/platform run researcher --local --trace --input @examples/inputs/research.json
+	$(BIN)/platform run support-agent --local --trace --approve-all --input @examples/inputs/support.json
+	$(BIN)/platform run code-review-supervisor --local --trace --approve-all \
+		--input @examples/inputs/review-tasks.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
