@@ -797,6 +797,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="agent-step-bench-"))
     previous = os.environ.get("PLATFORM_STATE_DIR")
     os.environ["PLATFORM_STATE_DIR"] = str(root / "state")  # nothing written outside the temp dir
+    # Host the runtime as `platform run` does (GC thresholds for many concurrent runs).
+    from agent_platform.runtime.engine import tune_gc_for_runs
+
+    tune_gc_for_runs()
     try:
         result = asyncio.run(_main(args, root))
     finally:

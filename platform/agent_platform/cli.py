@@ -257,7 +257,7 @@ def run(
         raise typer.Exit(EXIT_INVALID)
     plan = compile_specs(report.specs)
 
-    from agent_platform.runtime.engine import Runtime, UnknownUnit, result_json
+    from agent_platform.runtime.engine import Runtime, UnknownUnit, result_json, tune_gc_for_runs
     from agent_platform.runtime.inputs import InputError
     from agent_platform.runtime.outcomes import RunResult
     from agent_platform.runtime.span_tree import render_span_tree
@@ -265,6 +265,7 @@ def run(
     from agent_platform.runtime.tracing import configure_tracing
 
     tracing = configure_tracing(memory=trace, jsonl_path=trace_file)
+    tune_gc_for_runs()
     runtime = Runtime(
         plan,
         plugin_paths=list(plugin_path) if plugin_path else None,

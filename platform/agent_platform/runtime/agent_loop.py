@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from agent_platform.compile.compiler import build_output_model
 from agent_platform.compile.plan import AgentLoopUnit, SpecRef
-from agent_platform.runtime.decision import ActionChoice, action_of, build_decision_model
+from agent_platform.runtime.decision import ActionChoice, action_of_dump, build_decision_model
 from agent_platform.runtime.guardrails import (
     GuardContext,
     GuardrailSet,
@@ -69,6 +70,11 @@ class AgentRun:
             output_tokens=state.usage.output_tokens,
             model_calls=state.iterations,
         )
+
+
+def _json(value: Any) -> str:
+    """Compact JSON of tool results and answers (pydantic-core: several times faster than json)."""
+    return to_json(value, fallback=str).decode()
 
 
 class StopRun(Exception):
@@ -130,10 +136,12 @@ class AgentLoopExecutor:
             async with asyncio.timeout(self.unit.limits.timeout):
                 system = self._system_prompt(inputs)
                 task = self._task_message(inputs)
-                checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
-                if checked.blocked:
-                    raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
-                run.append(Message.user(checked.content if checked.content is not None else task))
+                if run.guards.applies("input"):
+                    checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
+                    if checked.blocked:
+                        raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
+                    task = checked.content if checked.content is not None else task
+                run.append(Message.user(task))
                 await self._loop(run, system, result)
         except TimeoutError:
             result.outcome = Outcome.TIMEOUT
@@ -181,7 +189,8 @@ class AgentLoopExecutor:
         if run.memory is not None:
             run.memory.record_usage(answer.usage.input_tokens, system=system)
         decision = answer.output
-        kind, name, payload = action_of(decision)
+        dumped = decision.model_dump(mode="json", exclude_unset=True)
+        kind, name, payload = action_of_dump(dumped)
         thought: str = getattr(decision, "thought", "")
         call_id = answer.response_id or f"toolu_{uuid.uuid4().hex[:24]}"
         # The model called the decision tool: record exactly that, then answer it.
@@ -190,7 +199,7 @@ class AgentLoopExecutor:
                 "assistant",
                 [
                     *([TextBlock(thought)] if thought else []),
-                    ToolUseBlock(call_id, decision_model.__name__, decision.model_dump(mode="json")),
+                    ToolUseBlock(call_id, decision_model.__name__, dumped),
                 ],
             )
         )
@@ -229,14 +238,14 @@ class AgentLoopExecutor:
         outcome = await self.services.call_tool(name, arguments, run=run.state, allowed=self.allowed)
         if outcome.is_error:
             return outcome.error or "the tool failed", True
-        text = outcome.output if isinstance(outcome.output, str) else json.dumps(outcome.output, default=str)
+        text = outcome.output if isinstance(outcome.output, str) else _json(outcome.output)
         return await self._guard_tool_output(run, name, text)
 
     async def _delegate(self, run: AgentRun, agent: str, task: dict[str, Any]) -> tuple[str, bool]:
         sub = await self.services.run_unit(SpecRef("Agent", agent), task, parent=run.state)
         if not sub.ok:
             return f"agent {agent} ended {sub.outcome.value}: {sub.error}", True
-        return json.dumps(sub.output, default=str), False
+        return _json(sub.output), False
 
     # --- prompts ----------------------------------------------------------------------------
 
@@ -342,6 +351,8 @@ class AgentLoopExecutor:
         """Guardrails on the decided action; returns why it is blocked, or None (raises to halt)."""
         if kind == "tool" and name not in self.allowed:  # least privilege; the tool executor checks too
             return f"tool '{name}' is not allowed for agent {self.unit.name}"
+        if not run.guards.applies("action"):
+            return None
         context = GuardContext.for_action(
             name,
             payload if isinstance(payload, dict) else {"answer": payload},
@@ -356,14 +367,18 @@ class AgentLoopExecutor:
 
     async def _guard_tool_output(self, run: AgentRun, name: str, text: str) -> tuple[str, bool]:
         """Guardrails on a tool's output, then the unforgeable boundary around whatever remains."""
-        result = await self._guard(run, "tool_output", GuardContext("tool_output", text, tool_name=name))
-        if result.blocked:
-            return result.message_for_model(), True
-        return wrap_tool_output(result.content if result.content is not None else text, tool_name=name), False
+        if run.guards.applies("tool_output"):
+            result = await self._guard(run, "tool_output", GuardContext("tool_output", text, tool_name=name))
+            if result.blocked:
+                return result.message_for_model(), True
+            text = result.content if result.content is not None else text
+        return wrap_tool_output(text, tool_name=name), False
 
     async def _guard_output(self, run: AgentRun, output: Any) -> tuple[Any, str | None]:
         """Guardrails on the final answer -> (the answer, possibly redacted; why it was rejected)."""
-        text = output if isinstance(output, str) else json.dumps(output, default=str, ensure_ascii=False)
+        if not run.guards.applies("output"):
+            return output, None
+        text = output if isinstance(output, str) else _json(output)
         result = await self._guard(run, "output", GuardContext("output", text, data=output))
         if result.blocked:
             return output, result.message_for_model()

@@ -105,3 +105,15 @@ def action_of(decision: BaseModel) -> tuple[str, str, Any]:
             action.task.model_dump(mode="json", exclude_unset=True),
         )
     return "tool", tag, action.arguments.model_dump(mode="json", exclude_unset=True)
+
+
+def action_of_dump(dumped: dict[str, Any]) -> tuple[str, str, Any]:
+    """`action_of` for a decision already dumped with `model_dump(mode="json", exclude_unset=True)`
+    (the loop records the dump in the conversation, so it is made once per step)."""
+    action = dumped["action"]
+    tag: str = action["action"]
+    if tag == FINAL_ANSWER:
+        return "final_answer", FINAL_ANSWER, action.get("answer")
+    if tag.startswith(DELEGATE_PREFIX):
+        return "delegate", tag.removeprefix(DELEGATE_PREFIX), action.get("task", {})
+    return "tool", tag, action.get("arguments", {})

