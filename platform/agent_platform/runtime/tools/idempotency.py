@@ -32,9 +32,11 @@ import hashlib
 import json
 import logging
 import os
+import random
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -313,12 +315,30 @@ class SqliteIdempotencyStore(IdempotencyStore):
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            conn.executescript(_SCHEMA)
+            self._set_up(conn)
             self._conn = conn
         return self._conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching a fresh file to WAL needs a moment of exclusive
+        access, and SQLite answers SQLITE_BUSY at once (its busy timeout does not cover it) when
+        another process opens the file at the same time: retry with jittered backoff until the
+        busy timeout (measured: two processes starting together failed with 'database is locked')."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                transient = "locked" in str(exc) or "busy" in str(exc)
+                if not transient or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
 
     def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
