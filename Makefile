@@ -45,6 +45,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate_bench.py
+	$(BIN)/python bench/agent_step_bench.py
+	$(BIN)/python bench/guardrail_fp.py
 
 schemas: $(STAMP)
 	$(BIN)/platform schema --out schemas/
