@@ -431,3 +431,19 @@ async def test_sibling_sub_runs_get_distinct_run_ids(world: World) -> None:
     await runtime.aclose()
     assert first.ok and second.ok
     assert first.run_id != second.run_id and {first.run_id, second.run_id} == {"run-1/b-1", "run-1/b-2"}
+
+
+async def test_working_memory_without_compaction_stops_when_over_budget(world: World) -> None:
+    memory = """\
+---
+apiVersion: agents.platform/v1
+kind: Memory
+metadata: {name: mem}
+spec:
+  working: {max_tokens: 300}
+"""
+    long = "x" * 400
+    script = {"a": [call("lookup", query=f"{long}{i}") for i in range(6)] + [final()]}
+    result = await world.run(agent(extra="memory: mem\n") + memory, script)
+    assert result.outcome is Outcome.TOKEN_BUDGET
+    assert "exceeds working memory max_tokens (300)" in (result.error or "")

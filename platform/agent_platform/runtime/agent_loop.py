@@ -301,7 +301,16 @@ class AgentLoopExecutor:
     async def _before_model_call(self, run: AgentRun, system: str) -> None:
         """Compact the conversation when it nears its token budget (never splitting a tool pair)."""
         memory = run.memory
-        if memory is None or not memory.needs_compaction():
+        if memory is None:
+            return
+        if not memory.needs_compaction():
+            if memory.over_budget() and memory.spec.compaction is None:
+                # Without a compaction policy there is no safe way to shrink the conversation.
+                raise StopRun(
+                    Outcome.TOKEN_BUDGET,
+                    f"the conversation ({memory.tokens()} tokens) exceeds working memory max_tokens "
+                    f"({memory.spec.max_tokens}) and the memory declares no compaction",
+                )
             return
         tracing = self.services.tracing
         with tracing.compaction_span(memory.tokens(), messages_before=len(memory.messages)) as span:
