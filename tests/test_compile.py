@@ -230,7 +230,7 @@ def test_agent_unit_resolves_its_references(plan: Plan) -> None:
     twin = _unit(plan, "Agent", "twin")
     assert twin.model is not None and twin.model.ref == "<inline>"
     assert _unit(plan, "Agent", "lead").delegates == ["helper", "worker"]
-    assert plan.find("helper") is helper
+    assert plan.find("helper") == [helper]
     assert plan.find("nothing") is None
 
 

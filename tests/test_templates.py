@@ -54,3 +54,13 @@ def test_valid_templates_have_no_problems(template: str) -> None:
 def test_template_problems(template: str, message: str) -> None:
     problems = check_template(template, SCOPE)
     assert any(message in p.message for p in problems), problems
+
+
+def test_inputs_must_be_declared_but_open_schemas_are_open() -> None:
+    open_schema = {"type": "object"}
+    strict = Scope({"inputs": SchemaVar(open_schema, "the inputs schema", declared_only=True)}, "t")
+    loose = Scope({"args": SchemaVar(open_schema, "the tool's input_schema")}, "t")
+    assert [p.message for p in check_template("{{ inputs.x }}", strict)] == [
+        "'inputs.x' is not declared in the inputs schema (it declares no properties)"
+    ]
+    assert check_template("{{ args.x }}", loose) == []

@@ -447,3 +447,22 @@ spec:
     result = await world.run(agent(extra="memory: mem\n") + memory, script)
     assert result.outcome is Outcome.TOKEN_BUDGET
     assert "exceeds working memory max_tokens (300)" in (result.error or "")
+
+
+async def test_a_bare_name_shared_by_two_kinds_is_ambiguous(world: World) -> None:
+    from agent_platform.runtime.engine import UnknownUnit
+
+    pipeline = """\
+---
+apiVersion: agents.platform/v1
+kind: Pipeline
+metadata: {name: a}
+spec:
+  steps: [{name: s, tool: lookup, input: {query: x}}]
+"""
+    with pytest.raises(
+        UnknownUnit, match=r"'a' is ambiguous \(Agent/a and Pipeline/a\); name it as Kind/name"
+    ):
+        await world.run(agent() + pipeline, {"a": [final()]})
+    result = await world.run(agent() + pipeline, {}, "Pipeline/a", {})
+    assert result.outcome is Outcome.COMPLETED

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
-
 from agent_platform.diagnostics import SourceLocation
 from agent_platform.spec.common import Limits, Placement, Resources
 from agent_platform.spec.kinds import (
@@ -162,7 +160,6 @@ class Plan:
     models: dict[str, ResolvedModel] = field(default_factory=dict)
     # Every spec's dependencies (including non-unit kinds), for `plan` and for deploy order.
     graph: dict[SpecRef, list[SpecRef]] = field(default_factory=dict)
-    _output_models: dict[str, type[BaseModel]] = field(default_factory=dict, repr=False)
 
     def deploy_order(self) -> list[AnyUnit]:
         """Units with their dependencies first (the graph is acyclic after validation)."""
@@ -185,7 +182,6 @@ class Plan:
     def unit(self, kind: str, name: str) -> AnyUnit | None:
         return self.units.get(SpecRef(kind, name))
 
-    def find(self, name: str) -> AnyUnit | None:
-        """A unit by bare name (agents, pipelines and supervisors share the run namespace)."""
-        matches = [u for ref, u in self.units.items() if ref.name == name]
-        return matches[0] if len(matches) == 1 else None
+    def find(self, name: str) -> list[AnyUnit]:
+        """The units with this bare name (an Agent and a Pipeline may share one)."""
+        return [u for ref, u in self.units.items() if ref.name == name]

@@ -85,9 +85,6 @@ class StopRun(Exception):
         self.outcome = outcome
 
 
-BudgetExceeded = StopRun
-
-
 class AgentLoopExecutor:
     def __init__(self, unit: AgentLoopUnit, services: Services) -> None:
         self.unit = unit

@@ -88,28 +88,14 @@ def build_decision_model(agent: str, choices: list[ActionChoice]) -> type[BaseMo
 
 def action_of(decision: BaseModel) -> tuple[str, str, Any]:
     """(kind, name, payload as plain data) of a decision: kind is tool | delegate | final_answer."""
-    action = decision.action  # type: ignore[attr-defined]
-    tag: str = action.action
-    # Only what the model gave: an optional field it left out is absent, not null (a tool's
-    # JSON Schema or an output schema may reject null where the field is simply optional).
-    if tag == FINAL_ANSWER:
-        answer = action.answer
-        plain = (
-            answer.model_dump(mode="json", exclude_unset=True) if isinstance(answer, BaseModel) else answer
-        )
-        return "final_answer", FINAL_ANSWER, plain
-    if tag.startswith(DELEGATE_PREFIX):
-        return (
-            "delegate",
-            tag.removeprefix(DELEGATE_PREFIX),
-            action.task.model_dump(mode="json", exclude_unset=True),
-        )
-    return "tool", tag, action.arguments.model_dump(mode="json", exclude_unset=True)
+    return action_of_dump(decision.model_dump(mode="json", exclude_unset=True))
 
 
 def action_of_dump(dumped: dict[str, Any]) -> tuple[str, str, Any]:
     """`action_of` for a decision already dumped with `model_dump(mode="json", exclude_unset=True)`
-    (the loop records the dump in the conversation, so it is made once per step)."""
+    (the loop records the dump in the conversation, so it is made once per step). Only what the
+    model gave is in it: an optional field it left out is absent, not null (a tool's JSON Schema
+    or an output schema may reject null where a field is merely optional)."""
     action = dumped["action"]
     tag: str = action["action"]
     if tag == FINAL_ANSWER:

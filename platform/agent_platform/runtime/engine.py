@@ -33,7 +33,7 @@ from agent_platform.runtime.models.base import ModelProvider, ModelRequest, Mode
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.pipeline import PipelineExecutor
 from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
-from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError
+from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError, check_tasks
 from agent_platform.runtime.tools import ToolExecutor, ToolRegistry
 from agent_platform.runtime.tools.executor import ApprovalRequest
 from agent_platform.runtime.tracing import Tracing
@@ -71,7 +71,14 @@ class Runtime:
     def unit(self, name: str) -> AnyUnit:
         """A unit by `Kind/name` or bare name."""
         kind, _, bare = name.rpartition("/")
-        found = self.plan.unit(kind, bare) if kind else self.plan.find(bare)
+        if kind:
+            found = self.plan.unit(kind, bare)
+        else:
+            matches = self.plan.find(bare)
+            if len(matches) > 1:
+                refs = " and ".join(sorted(str(u.ref) for u in matches))
+                raise UnknownUnit(f"{name!r} is ambiguous ({refs}); name it as Kind/name")
+            found = matches[0] if matches else None
         if found is None:
             names = ", ".join(sorted(str(ref) for ref in self.plan.units))
             raise UnknownUnit(f"no agent, pipeline or supervisor named {name!r} (known: {names})")
@@ -84,7 +91,7 @@ class Runtime:
         state = RunState(run_id or new_run_id(), str(unit.ref))
         if isinstance(unit, SupervisorUnit):
             tasks = _tasks_of(inputs)
-            SupervisorExecutor(unit, self._dispatch_task).check(tasks)
+            check_tasks(unit, tasks)
             return await self._run(unit, {"tasks": tasks}, state)
         return await self._run(
             unit, check_inputs(_input_schema(unit), dict(inputs), unit=str(unit.ref)), state
@@ -248,9 +255,6 @@ class Runtime:
             tool_calls=state.tool_calls,
             details={"start_order": outcome.start_order},
         )
-
-    async def _dispatch_task(self, target: SpecRef, payload: Mapping[str, Any], task: Task) -> RunResult:
-        raise AssertionError("used only to check tasks")  # pragma: no cover
 
     async def _auto_approve(self, request: ApprovalRequest) -> bool:
         """Approve every call (`--approve-all`): for offline demos and tests, never the default.

@@ -36,15 +36,8 @@ class RunState:
     iterations: int = 0
     sub_runs: int = 0
     parent: RunState | None = None
-    # Per-run objects shared by the run and its sub-runs (e.g. forked scripted providers).
+    # Objects that live exactly as long as this run (e.g. its forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)
-
-    @property
-    def root(self) -> RunState:
-        state = self
-        while state.parent is not None:
-            state = state.parent
-        return state
 
     def add_model_result(self, result: ModelResult[Any]) -> None:
         self.usage = self.usage + result.usage
@@ -54,17 +47,6 @@ class RunState:
         self.usage = self.usage + result.usage
         self.cost_usd += result.cost_usd
         self.tool_calls += result.tool_calls
-
-
-class ToolCallFailed(Exception):
-    """A tool call ended in an error the caller should see (arguments, timeout, failure, circuit
-    open, not allowed). `retryable_by_model` marks errors the model can fix (bad arguments)."""
-
-    def __init__(self, tool: str, message: str, *, category: str, retryable_by_model: bool = False) -> None:
-        super().__init__(f"tool '{tool}': {message}")
-        self.tool = tool
-        self.category = category
-        self.retryable_by_model = retryable_by_model
 
 
 @dataclass
@@ -91,8 +73,8 @@ class Services(Protocol):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
     ) -> ToolOutcome:
-        """Run a tool. Errors come back as ToolOutcome(is_error=True) for the agent loop to show
-        the model; `raise_errors` semantics are the caller's choice."""
+        """Run a tool. Errors come back as ToolOutcome(is_error=True): the agent loop shows them to
+        the model, a pipeline fails its step."""
         ...
 
     def tool_arguments_model(self, name: str) -> type[BaseModel]:

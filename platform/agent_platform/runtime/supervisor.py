@@ -84,6 +84,26 @@ class SupervisorResult:
         return [r.task_id for r in sorted(started, key=lambda r: r.start_order or 0)]
 
 
+def check_tasks(unit: SupervisorUnit, tasks: Sequence[Task]) -> None:
+    """Reject the whole batch before anything runs: unknown types, duplicate ids, overflow."""
+    routes = {r.task_type for r in unit.routes}
+    problems: list[str] = []
+    seen: set[str] = set()
+    for task in tasks:
+        if task.task_id in seen:
+            problems.append(f"duplicate task_id {task.task_id!r}")
+        seen.add(task.task_id)
+        if task.task_type not in routes:
+            problems.append(
+                f"task {task.task_id!r}: unknown task_type {task.task_type!r} "
+                f"(routes: {', '.join(sorted(routes))}){did_you_mean(task.task_type, routes)}"
+            )
+    if len(tasks) > unit.max_queue:
+        problems.append(f"{len(tasks)} tasks exceed max_queue {unit.max_queue}")
+    if problems:
+        raise TaskError(f"Supervisor/{unit.name}: " + "; ".join(problems))
+
+
 Dispatch = Callable[[SpecRef, Mapping[str, Any], Task], Awaitable[RunResult]]
 
 
@@ -98,22 +118,7 @@ class SupervisorExecutor:
         self.routes: dict[str, RoutePlan] = {r.task_type: r for r in unit.routes}
 
     def check(self, tasks: Sequence[Task]) -> None:
-        """Reject the whole batch before anything runs: unknown types, duplicate ids, overflow."""
-        problems: list[str] = []
-        seen: set[str] = set()
-        for task in tasks:
-            if task.task_id in seen:
-                problems.append(f"duplicate task_id {task.task_id!r}")
-            seen.add(task.task_id)
-            if task.task_type not in self.routes:
-                problems.append(
-                    f"task {task.task_id!r}: unknown task_type {task.task_type!r} "
-                    f"(routes: {', '.join(sorted(self.routes))}){did_you_mean(task.task_type, self.routes)}"
-                )
-        if len(tasks) > self.unit.max_queue:
-            problems.append(f"{len(tasks)} tasks exceed max_queue {self.unit.max_queue}")
-        if problems:
-            raise TaskError(f"Supervisor/{self.unit.name}: " + "; ".join(problems))
+        check_tasks(self.unit, tasks)
 
     def priority_of(self, task: Task) -> int:
         base = self.unit.default_priority if task.priority is None else task.priority

@@ -74,7 +74,7 @@ def _check_templates_at(diags: Diagnostics, spec: TypedSpec, path: Path_, value:
 
 
 def _inputs_var(schema: dict[str, Any]) -> SchemaVar:
-    return SchemaVar(schema, "the inputs schema")
+    return SchemaVar(schema, "the inputs schema", declared_only=True)
 
 
 def output_schema_of_step(specs: SpecSet, step: Any) -> dict[str, Any] | None:

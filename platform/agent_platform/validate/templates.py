@@ -33,6 +33,9 @@ class SchemaVar:
 
     schema: dict[str, Any] | None
     label: str
+    # Attributes must be declared even when the schema lists no properties at all (run inputs:
+    # a template may only use what the inputs schema declares).
+    declared_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,19 +204,14 @@ def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
     if isinstance(binding, OpaqueVar) or not attrs:
         return None
     if isinstance(binding, SchemaVar):
-        _, missing = property_schema(binding.schema, attrs) if binding.schema is not None else (None, None)
-        if missing is not None:
-            last = missing.split(".")[-1]
-            parent_schema, _ = property_schema(binding.schema, missing.split(".")[:-1])
-            declared = list((parent_schema or {}).get("properties", {}) or {})
-            return f"'{root}.{missing}' is not declared in {binding.label}{did_you_mean(last, declared)}"
-        if (
-            binding.schema is not None
-            and "properties" not in binding.schema
-            and binding.label.startswith("the inputs")
-        ):
+        if binding.schema is None:
+            return None
+        if binding.declared_only and "properties" not in binding.schema:
             return f"'{root}.{attrs[0]}' is not declared in {binding.label} (it declares no properties)"
-        return None
+        undeclared = _undeclared(binding.schema, attrs)
+        if undeclared is None:
+            return None
+        return f"'{root}.{undeclared[0]}' is not declared in {binding.label}{undeclared[1]}"
     # StepsVar
     step = attrs[0]
     if step == binding.current:
@@ -227,14 +225,22 @@ def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
     if attrs[1] != "output":
         return f"'steps.{step}.{attrs[1]}' is not available; use 'steps.{step}.output'"
     schema = binding.earlier[step]
-    if schema is not None and len(attrs) > 2:
-        _, missing = property_schema(schema, attrs[2:])
-        if missing is not None:
-            last = missing.split(".")[-1]
-            parent_schema, _ = property_schema(schema, missing.split(".")[:-1])
-            declared = list((parent_schema or {}).get("properties", {}) or {})
-            return f"'steps.{step}.output.{missing}' is not in the output schema of step '{step}'{did_you_mean(last, declared)}"
-    return None
+    undeclared = _undeclared(schema, attrs[2:]) if schema is not None and len(attrs) > 2 else None
+    if undeclared is None:
+        return None
+    return (
+        f"'steps.{step}.output.{undeclared[0]}' is not in the output schema of step '{step}'{undeclared[1]}"
+    )
+
+
+def _undeclared(schema: dict[str, Any], attrs: list[str]) -> tuple[str, str] | None:
+    """(the first attribute path not declared in `schema`, a did-you-mean suffix), or None."""
+    _, missing = property_schema(schema, attrs)
+    if missing is None:
+        return None
+    parts = missing.split(".")
+    parent, _ = property_schema(schema, parts[:-1])
+    return missing, did_you_mean(parts[-1], list((parent or {}).get("properties", {}) or {}))
 
 
 def single_expression(text: str) -> tuple[str, list[str]] | None:

@@ -127,6 +127,31 @@ def build_guardrail(
     raise GuardrailConfigError(f"guardrail {name!r}: unknown type {getattr(spec, 'type', spec)!r}")
 
 
+class _Fold:
+    """Verdicts of one stage folded in order: redactions compose, the first block/halt stops."""
+
+    __slots__ = ("context", "decision", "stage", "verdicts")
+
+    def __init__(self, stage: Stage, context: GuardContext) -> None:
+        self.stage = stage
+        self.context = context if context.stage == stage else replace(context, stage=stage)
+        self.verdicts: list[Verdict] = []
+        self.decision = Decision.ALLOW
+
+    def add(self, verdict: Verdict) -> bool:
+        """Record a verdict; True when the chain stops here."""
+        self.verdicts.append(verdict)
+        if verdict.decision > self.decision:
+            self.decision = verdict.decision
+        if verdict.decision is Decision.REDACT and verdict.content is not None:
+            self.context = replace(self.context, content=verdict.content, data=None)
+            return False
+        return verdict.stops
+
+    def result(self) -> GuardResult:
+        return GuardResult(self.stage, self.context.content, self.verdicts, self.decision)
+
+
 def _binding_parts(binding: Any) -> tuple[str, GuardrailSpec]:
     if isinstance(binding, tuple):
         name, spec = binding
@@ -189,44 +214,25 @@ class GuardrailSet:
 
     async def check(self, stage: Stage, context: GuardContext) -> GuardResult:
         """Apply the stage's guardrails in order (see the module docstring)."""
-        guardrails = self._by_stage.get(stage, ())
-        if context.stage != stage:
-            context = replace(context, stage=stage)
-        verdicts: list[Verdict] = []
-        decision = Decision.ALLOW
-        for guardrail in guardrails:
-            if guardrail.is_async:
-                verdict = await guardrail.acheck(context)
-            else:
-                verdict = guardrail.check(context)
-            verdicts.append(verdict)
-            if verdict.decision > decision:
-                decision = verdict.decision
-            if verdict.decision is Decision.REDACT and verdict.content is not None:
-                context = replace(context, content=verdict.content, data=None)
-            elif verdict.stops:
+        fold = _Fold(stage, context)
+        for guardrail in self._by_stage.get(stage, ()):
+            verdict = (
+                await guardrail.acheck(fold.context) if guardrail.is_async else guardrail.check(fold.context)
+            )
+            if fold.add(verdict):
                 break
-        return GuardResult(stage, context.content, verdicts, decision)
+        return fold.result()
 
     def check_sync(self, stage: Stage, context: GuardContext) -> GuardResult:
         """`check` for sets without async guardrails at `stage` (no event loop needed)."""
         guardrails = self._by_stage.get(stage, ())
         if any(g.is_async for g in guardrails):
             raise RuntimeError(f"guardrails at stage {stage!r} include async hooks: use `await check(...)`")
-        if context.stage != stage:
-            context = replace(context, stage=stage)
-        verdicts: list[Verdict] = []
-        decision = Decision.ALLOW
+        fold = _Fold(stage, context)
         for guardrail in guardrails:
-            verdict = guardrail.check(context)
-            verdicts.append(verdict)
-            if verdict.decision > decision:
-                decision = verdict.decision
-            if verdict.decision is Decision.REDACT and verdict.content is not None:
-                context = replace(context, content=verdict.content, data=None)
-            elif verdict.stops:
+            if fold.add(guardrail.check(fold.context)):
                 break
-        return GuardResult(stage, context.content, verdicts, decision)
+        return fold.result()
 
     def __len__(self) -> int:
         return len(self.guardrails)

@@ -31,7 +31,6 @@ from typing import Any
 
 from agent_platform.runtime.models.base import (
     ModelConfigError,
-    ModelError,
     ModelRequest,
     ModelResult,
     T,
@@ -42,10 +41,8 @@ from agent_platform.runtime.models.factory import (
     RetryRunner,
     Sleep,
     UsageTally,
-    annotate_error,
     api_key_from_env,
     exact_instance,
-    map_instructor_error,
     missing_key_error,
 )
 from agent_platform.runtime.models.http_provider import HttpProvider
@@ -147,20 +144,3 @@ class AnthropicProvider(HttpProvider):
             response_id=_tool_use_id(completion),
             attempts=max(tally.requests, 1),
         )
-
-    def _typed(
-        self, exc: Exception, request: ModelRequest[Any], max_tokens: int, tally: UsageTally
-    ) -> tuple[ModelError, BaseException | None] | None:
-        mapped = map_instructor_error(
-            exc,
-            self._sdk,
-            provider=PROVIDER,
-            model=self._spec.name,
-            response_model=request.response_model,
-            max_tokens=max_tokens,
-            timeout=self._spec.timeout,
-            secret=self._client.api_key,
-        )
-        if mapped is not None:
-            annotate_error(mapped[0], usage=tally.usage, retry_after=getattr(mapped[0], "retry_after", None))
-        return mapped

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from agent_platform.runtime.models.base import ModelRequest
-from agent_platform.runtime.models.factory import RetryRunner
+from agent_platform.runtime.models.base import ModelError, ModelRequest
+from agent_platform.runtime.models.factory import (
+    RetryRunner,
+    UsageTally,
+    annotate_error,
+    map_instructor_error,
+)
 from agent_platform.spec.kinds import ModelSpec
 
 
@@ -15,6 +20,7 @@ class HttpProvider:
     _spec: ModelSpec
     _retry: RetryRunner
     _client: Any
+    _sdk: Any  # the SDK module, whose exception classes the errors are mapped from
 
     @property
     def spec(self) -> ModelSpec:
@@ -43,3 +49,22 @@ class HttpProvider:
         spec = self._spec
         temperature = request.temperature if request.temperature is not None else spec.temperature
         return request.max_tokens or spec.max_tokens, temperature
+
+    def _typed(
+        self, exc: Exception, request: ModelRequest[Any], max_tokens: int, tally: UsageTally
+    ) -> tuple[ModelError, BaseException | None] | None:
+        """The typed ModelError for an SDK/instructor exception (with the usage spent), or None."""
+        api_key = self._client.api_key
+        mapped = map_instructor_error(
+            exc,
+            self._sdk,
+            provider=self.PROVIDER,
+            model=self._spec.name,
+            response_model=request.response_model,
+            max_tokens=max_tokens,
+            timeout=self._spec.timeout,
+            secret=api_key if isinstance(api_key, str) else None,
+        )
+        if mapped is not None:
+            annotate_error(mapped[0], usage=tally.usage, retry_after=getattr(mapped[0], "retry_after", None))
+        return mapped

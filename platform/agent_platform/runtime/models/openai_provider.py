@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agent_platform.runtime.models.base import (
     ModelConfigError,
-    ModelError,
     ModelRequest,
     ModelResult,
     T,
@@ -44,11 +43,9 @@ from agent_platform.runtime.models.factory import (
     RetryRunner,
     Sleep,
     UsageTally,
-    annotate_error,
     api_key_from_env,
     exact_instance,
     is_local_url,
-    map_instructor_error,
     missing_key_error,
 )
 from agent_platform.runtime.models.http_provider import HttpProvider
@@ -214,20 +211,3 @@ class OpenAIProvider(HttpProvider):
     @staticmethod
     def _estimate_input(request: ModelRequest[Any]) -> int:
         return estimate_tokens(request.system) + sum(message_tokens(m) for m in request.messages)
-
-    def _typed(
-        self, exc: Exception, request: ModelRequest[Any], max_tokens: int, tally: UsageTally
-    ) -> tuple[ModelError, BaseException | None] | None:
-        mapped = map_instructor_error(
-            exc,
-            self._sdk,
-            provider=PROVIDER,
-            model=self._spec.name,
-            response_model=request.response_model,
-            max_tokens=max_tokens,
-            timeout=self._spec.timeout,
-            secret=self._client.api_key if isinstance(self._client.api_key, str) else None,
-        )
-        if mapped is not None:
-            annotate_error(mapped[0], usage=tally.usage, retry_after=getattr(mapped[0], "retry_after", None))
-        return mapped
