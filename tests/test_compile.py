@@ -231,7 +231,7 @@ def test_agent_unit_resolves_its_references(plan: Plan) -> None:
     assert twin.model is not None and twin.model.ref == "<inline>"
     assert _unit(plan, "Agent", "lead").delegates == ["helper", "worker"]
     assert plan.find("helper") == [helper]
-    assert plan.find("nothing") is None
+    assert plan.find("nothing") == []
 
 
 def test_supervisor_unit_routes(plan: Plan) -> None:
