@@ -466,3 +466,18 @@ spec:
         await world.run(agent() + pipeline, {"a": [final()]})
     result = await world.run(agent() + pipeline, {}, "Pipeline/a", {})
     assert result.outcome is Outcome.COMPLETED
+
+
+def test_tune_gc_for_runs_raises_the_young_threshold_and_freezes_startup_objects() -> None:
+    import gc
+
+    from agent_platform.runtime.engine import tune_gc_for_runs
+
+    before = gc.get_threshold()
+    try:
+        tune_gc_for_runs()
+        assert gc.get_threshold() == (50_000, 20, 100)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
