@@ -213,6 +213,18 @@ def run(
     local: Annotated[
         bool, typer.Option("--local", help="Run in this process on the asyncio runtime (no Ray).")
     ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster of the deployment (default: $RAY_ADDRESS, else the local head)."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="Deployment namespace.")
+    ] = "agent-platform",
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Print the run id and return; `platform result ID` waits.")
+    ] = False,
     input: Annotated[
         str | None,
         typer.Option(
@@ -235,22 +247,24 @@ def run(
 ) -> None:
     """Run a unit and print its result as JSON (exit 0 when it completed, 1 when it did not).
 
-    OTLP export follows the standard OTEL_* environment variables."""
+    Without --local, the run goes to the deployment (`platform apply`) and the output says on
+    which node and actor it and each of its hand-offs ran. OTLP export follows the standard
+    OTEL_* environment variables."""
     import asyncio
 
     from agent_platform.compile import compile_specs
     from agent_platform.validate import validate_paths
 
-    if not local:
-        typer.echo(
-            "platform run: runs against a deployment need `platform apply`, which is not available yet; "
-            "use --local to run in this process",
-            err=True,
-        )
-        raise typer.Exit(2)
     inputs = _read_input(input)
     if not isinstance(inputs, dict):
         raise typer.BadParameter("inputs must be a JSON object", param_hint="--input")
+    if not local:
+        from agent_platform.cli_deploy import run_deployed
+
+        run_deployed(name, inputs, address=address, namespace=namespace, detach=detach, trace=trace)
+        return
+    if detach:
+        raise typer.BadParameter("--detach needs a deployment (drop --local)", param_hint="--detach")
     report = validate_paths(specs or [Path("specs")], _options(plugin_path, False))
     if not report.ok:
         _print_diagnostics(report, OutputFormat.text, hints=False)
@@ -293,6 +307,10 @@ def run(
     tracing.shutdown()
     if not result.ok:
         raise typer.Exit(EXIT_INVALID)
+
+
+# The deployment commands register themselves on `app` (they import Ray only when they run).
+from agent_platform import cli_deploy  # noqa: E402, F401
 
 
 def main() -> None:

@@ -1,0 +1,117 @@
+"""Text and JSON for `apply`, `get` and deployed runs. Pure: imports no Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agent_platform.deploy.reconcile import Action
+
+_VERB = {
+    "create": "created",
+    "update": "updated",
+    "unchanged": "unchanged",
+    "delete": "deleted",
+    "orphan": "not in these specs (kept; --prune deletes it)",
+}
+_DRY_VERB = {
+    "create": "would be created",
+    "update": "would be updated",
+    "unchanged": "unchanged",
+    "delete": "would be deleted",
+    "orphan": "not in these specs (kept; --prune would delete it)",
+}
+
+
+def _where(placement: Sequence[dict[str, Any]]) -> str:
+    if not placement:
+        return ""
+    nodes = sorted(
+        {str(p.get("node", p.get("node_ip", "?"))) + "/" + str(p.get("node_id", ""))[:8] for p in placement}
+    )
+    return f" -> {len(placement)} replica(s) on {', '.join(nodes)}"
+
+
+def apply_text(report: Any, address: str, namespace: str, elapsed_s: float) -> str:
+    from agent_platform.deploy.diff import render_text
+
+    verbs = _DRY_VERB if report.dry_run else _VERB
+    lines = [f"{'dry run: ' if report.dry_run else ''}cluster {address}, namespace {namespace}"]
+    for action in report.actions:
+        line = f"  {action.ref} {verbs[action.kind]}"
+        if action.kind in ("create", "update") and action.ref in report.placements:
+            line += _where(report.placements[action.ref])
+        lines.append(line)
+        if action.kind == "update":
+            if action.diff is not None and not action.diff.empty:
+                lines.append(render_text(action.diff, indent=6).rstrip("\n"))
+            if action.changed_dependencies:
+                lines.append(
+                    f"      ~ depends on changed {', '.join(action.changed_dependencies)}: replicas replaced"
+                )
+            elif action.diff is None and action.record is not None and action.record.get("status") != "ready":
+                lines.append(f"      ~ status was {action.record.get('status')}: replicas recreated")
+    counts = report.counts()
+    summary = ", ".join(
+        f"{counts[k]} {k}" for k in ("create", "update", "unchanged", "delete", "orphan") if counts.get(k)
+    )
+    lines.append(f"{summary or 'nothing to do'}" + ("" if report.dry_run else f" ({elapsed_s:.1f}s)"))
+    return "\n".join(lines)
+
+
+def action_json(action: Action) -> dict[str, Any]:
+    return {
+        "ref": action.ref,
+        "action": action.kind,
+        "diff": action.diff.to_json() if action.diff is not None else None,
+        "changed_dependencies": action.changed_dependencies,
+    }
+
+
+def apply_json(report: Any, address: str, namespace: str) -> dict[str, Any]:
+    return {
+        "address": address,
+        "namespace": namespace,
+        "dry_run": report.dry_run,
+        "actions": [action_json(a) for a in report.actions],
+        "placements": report.placements,
+        "counts": report.counts(),
+    }
+
+
+def status_text(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return "nothing deployed"
+    out = [f"{'KIND':11}{'NAME':28}{'READY':>7}  {'GEN':>4}  {'HASH':17}NODES"]
+    for row in rows:
+        replicas = row.get("replicas", [])
+        ok = sum(1 for r in replicas if r.get("health") == "ok")
+        ready = f"{ok}/{len(replicas)}" if row.get("actors") else "-"
+        nodes = sorted(
+            {
+                str(r.get("node_ip", "?")) + "/" + str(r.get("node_id", ""))[:8]
+                for r in replicas
+                if r.get("health") == "ok"
+            }
+        )
+        bad = [f"{r['actor']}: {r['health']}" for r in replicas if r.get("health") != "ok"]
+        out.append(
+            f"{row['kind']:11}{row['name']:28}{ready:>7}  {row.get('generation', 0):>4}  "
+            f"{row.get('spec_hash', ''):17}{', '.join(nodes)}"
+        )
+        out.extend(f"    ! {b}" for b in bad)
+    return "\n".join(out)
+
+
+def placement_text(result: Any) -> str:
+    """Where the run and each of its hand-offs ran (node and actor)."""
+    lines = ["ran on:"]
+    top = result.details.get("placement")
+    if top:
+        lines.append(
+            f"  {result.run_id} ({result.unit}): node {top['node']} [{top['node_id'][:8]}], actor {top['actor']}"
+        )
+    for run_id, where in sorted((result.details.get("placements") or {}).items()):
+        if where:
+            lines.append(f"  {run_id}: node {where['node']} [{where['node_id'][:8]}], actor {where['actor']}")
+    return "\n".join(lines)

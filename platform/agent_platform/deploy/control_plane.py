@@ -1,0 +1,172 @@
+"""The control plane: a named, detached actor on the head node that holds the deployment.
+
+It keeps one record per applied spec (hash, snapshot for diffs, generation, replica actor names,
+status) and persists them to a JSON file on the head node after every change, so a restarted
+control plane (it is created with unlimited restarts) comes back with the deployment intact.
+
+It also owns what must outlive the command that asked for it:
+- retiring replaced actors: each old replica drains (its runs in flight finish) before it is
+  killed, so a changed spec never fails a run already running;
+- detached runs (`platform run --detach`): the control plane makes the call and retries it on
+  other replicas; on restart it resubmits top-level runs the run store still shows as
+  unfinished (they resume from their checkpoints)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agent_platform.deploy.host import CONTROL_PLANE, Router, RunRequest
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlane:
+    def __init__(self, namespace: str, state_file: str, run_store_url: str, state_dir: str) -> None:
+        self.namespace = namespace
+        self.state_dir = state_dir
+        self.state_file = Path(state_file)
+        self.run_store_url = run_store_url
+        self.records: dict[str, dict[str, Any]] = self._load()
+        self.router = Router(namespace)
+        self._background: set[asyncio.Task[Any]] = set()
+        self._recovered = False
+
+    # --- the deployment -----------------------------------------------------------------------
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.error("control plane state %s unreadable (%s): starting empty", self.state_file, exc)
+            return {}
+        return {str(k): dict(v) for k, v in data.get("records", {}).items()}
+
+    def _save(self) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"records": self.records}, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.state_file)  # atomic: a crash leaves the old or the new state
+
+    def ping(self) -> dict[str, Any]:
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "records": len(self.records)}
+
+    def settings(self) -> dict[str, Any]:
+        """Deployment-wide settings fixed by the first apply (every command then uses these)."""
+        return {
+            "namespace": self.namespace,
+            "run_store_url": self.run_store_url,
+            "state_dir": self.state_dir,
+            "trace_file": str(Path(self.state_dir) / "traces.jsonl"),
+        }
+
+    def list_records(self) -> dict[str, dict[str, Any]]:
+        return self.records
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self.records[record["ref"]] = record
+        self._save()
+
+    def remove(self, refs: list[str]) -> None:
+        for ref in refs:
+            self.records.pop(ref, None)
+        self._save()
+
+    def routes(self, unit: str) -> list[str]:
+        record = self.records.get(unit)
+        if record is None or record.get("status") != "ready":
+            return []
+        return list(record.get("actors", []))
+
+    # --- retiring replaced actors -----------------------------------------------------------------
+
+    async def retire(self, actor_names: list[str], grace_s: float) -> None:
+        """Drain, then kill, replaced replicas (in the background: apply does not wait)."""
+        self._spawn(self._retire(actor_names, grace_s))
+
+    async def _retire(self, actor_names: list[str], grace_s: float) -> None:
+        import ray
+
+        for name in actor_names:
+            try:
+                handle = ray.get_actor(name, namespace=self.namespace)
+            except ValueError:
+                continue
+            with contextlib.suppress(Exception):
+                left: int = await asyncio.wait_for(handle.drain.remote(grace_s), timeout=grace_s + 10)
+                if left:
+                    log.warning(
+                        "%s still had %d call(s) in flight after %gs; killing it", name, left, grace_s
+                    )
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+
+    def retiring(self) -> int:
+        return len(self._background)
+
+    # --- detached runs --------------------------------------------------------------------------
+
+    async def submit(self, request: RunRequest) -> str:
+        self._spawn(self._drive(request))
+        return request.run_id
+
+    async def _drive(self, request: RunRequest) -> None:
+        try:
+            await self.router.call(request)
+        except Exception as exc:  # recorded for `platform result`; the run record says the rest
+            log.error("detached run %s failed to dispatch: %s", request.run_id, exc)
+            await self._mark_failed(request, f"{type(exc).__name__}: {exc}")
+
+    async def _mark_failed(self, request: RunRequest, error: str) -> None:
+        from agent_platform.runstore import RunRecord, RunStatus, open_run_store
+
+        store = open_run_store(self.run_store_url)
+        try:
+            await store.create_run(
+                RunRecord(run_id=request.run_id, unit=request.unit, inputs=dict(request.inputs))
+            )
+            attempt = await store.begin_attempt(request.run_id, CONTROL_PLANE)
+            await store.finish(request.run_id, attempt, RunStatus.FAILED, error=error)
+        finally:
+            await store.close()
+
+    async def recover(self) -> list[str]:
+        """Resubmit top-level runs left unfinished (a restart of this actor, of the cluster)."""
+        if self._recovered:
+            return []
+        self._recovered = True
+        from agent_platform.runstore import RunStatus, open_run_store
+
+        store = open_run_store(self.run_store_url)
+        try:
+            pending = [
+                r
+                for status in (RunStatus.PENDING, RunStatus.RUNNING)
+                for r in await store.list_runs(status=status, limit=10_000)
+                if r.parent_run_id is None
+            ]
+        finally:
+            await store.close()
+        for record in pending:
+            if record.unit in self.records:
+                self._spawn(self._drive(RunRequest(record.run_id, record.unit, record.inputs)))
+        return [r.run_id for r in pending]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def now(self) -> float:
+        return time.time()

@@ -1,0 +1,317 @@
+"""A unit's actor: the runtime core hosted in a Ray actor.
+
+`UnitHost` is a plain class; `actors.py` turns it into a Ray actor class with the unit's options.
+One replica hosts whole runs of its unit (the model and tool calls of a run never cross actors:
+a Ray round trip costs as much as a whole agent step); only hand-offs to *other* units (a
+supervisor's tasks, a delegate, a pipeline's agent step) go to those units' actors, through the
+`Router`, carrying the trace context so that one run stays one trace across nodes.
+
+Durability: every run (top-level or hand-off) has a record in the run store. A call for a run
+that already finished returns the stored result (a retried hand-off never runs twice); otherwise
+the replica takes a new *attempt* (a fencing token) and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent_platform.compile.plan import SpecRef, SupervisorUnit
+from agent_platform.deploy.bundle import SpecBundle
+from agent_platform.runtime.engine import Runtime, _input_schema, _tasks_of
+from agent_platform.runtime.inputs import InputError, check_inputs
+from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform.runtime.services import RunState
+from agent_platform.runtime.supervisor import TaskError, check_tasks
+from agent_platform.runtime.tracing import TracingHandle, configure_tracing, extract_context, inject_context
+
+CONTROL_PLANE = "platform-control-plane"
+ROUTE_TTL_S = 2.0
+HANDOFF_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    namespace: str
+    state_dir: str  # absolute: PLATFORM_STATE_DIR of the actor (idempotency store, default run store)
+    run_store_url: str | None = None
+    trace_file: str | None = None  # JSONL spans, appended by every actor (one machine / shared FS)
+    approve_all: bool = False
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    run_id: str
+    unit: str  # "Kind/name"
+    inputs: Mapping[str, Any]
+    parent_run_id: str | None = None
+    trace_carrier: Mapping[str, str] = field(default_factory=dict)
+
+
+class HandoffFailed(RuntimeError):
+    pass
+
+
+class Router:
+    """Finds the replicas of a unit (from the control plane) and balances calls across them.
+
+    Replica choice: fewest calls in flight from this process, ties broken at random. A replica
+    that died (after Ray's own restarts and task retries gave up) is dropped from the cached
+    routes and the call goes to another one."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._routes: dict[str, tuple[float, list[str]]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._handles: dict[str, Any] = {}
+
+    async def _replicas(self, unit: str, *, refresh: bool = False) -> list[str]:
+        import ray
+
+        cached = self._routes.get(unit)
+        if cached is not None and not refresh and time.monotonic() - cached[0] < ROUTE_TTL_S:
+            return cached[1]
+        control = ray.get_actor(CONTROL_PLANE, namespace=self.namespace)
+        names: list[str] = await control.routes.remote(unit)
+        self._routes[unit] = (time.monotonic(), names)
+        return names
+
+    def _handle(self, name: str) -> Any:
+        import ray
+
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = ray.get_actor(name, namespace=self.namespace)
+        return handle
+
+    async def call(self, request: RunRequest) -> RunResult:
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        last_error = ""
+        for attempt in range(HANDOFF_ATTEMPTS):
+            names = await self._replicas(request.unit, refresh=attempt > 0)
+            if not names:
+                raise HandoffFailed(f"{request.unit} is not deployed (apply its spec first)")
+            name = min(names, key=lambda n: (self._in_flight.get(n, 0), random.random()))
+            self._in_flight[name] = self._in_flight.get(name, 0) + 1
+            try:
+                handle = self._handle(name)
+                result: RunResult = await handle.run.remote(request)
+                return result
+            except (ActorDiedError, ActorUnavailableError, RayActorError, ValueError) as exc:
+                # ValueError: the named actor is gone (replaced by a newer generation).
+                last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self._handles.pop(name, None)
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+            finally:
+                self._in_flight[name] -= 1
+            del ray
+        raise HandoffFailed(
+            f"{request.unit}: no replica could take run {request.run_id} after {HANDOFF_ATTEMPTS} attempts "
+            f"({last_error})"
+        )
+
+
+class RayRuntime(Runtime):
+    """The runtime core with hand-offs to other units going to their actors."""
+
+    def __init__(self, *args: Any, router: Router, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.router = router
+
+    async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
+        if ref not in self.plan.units or isinstance(self.plan.units[ref], SupervisorUnit):
+            return await super().run_unit(ref, inputs, parent=parent)
+        parent.sub_runs += 1  # the same deterministic sub-run ids as in-process
+        run_id = f"{parent.run_id}/{ref.name}-{parent.sub_runs}"
+        request = RunRequest(run_id, str(ref), dict(inputs), parent.run_id, inject_context())
+        try:
+            result = await self.router.call(request)
+        except HandoffFailed as exc:
+            result = RunResult(run_id, str(ref), Outcome.FAILED, error=str(exc))
+        parent.add_sub_run(result)
+        placements = parent.resources.setdefault("placements", {})
+        placements[run_id] = result.details.get("placement")
+        for sub_id, where in result.details.get("placements", {}).items():
+            placements[sub_id] = where
+        return result
+
+
+class UnitHost:
+    """Hosts one replica of one unit. Constructed by Ray on some node; holds no run state."""
+
+    def __init__(
+        self, bundle: SpecBundle, unit: str, replica: int, generation: int, config: HostConfig
+    ) -> None:
+        os.environ["PLATFORM_STATE_DIR"] = config.state_dir
+        if config.cwd:
+            os.chdir(config.cwd)
+        self.unit_name = unit
+        self.replica = replica
+        self.generation = generation
+        self.config = config
+        self.actor_name = actor_name(unit, generation, replica)
+        self.plan = bundle.compile()
+        self.tracing: TracingHandle = configure_tracing(
+            jsonl_path=Path(config.trace_file) if config.trace_file else None,
+            service_name="agent-platform",
+            resource_attributes={"platform.actor": self.actor_name, "platform.unit": unit},
+        )
+        from agent_platform.runtime.engine import tune_gc_for_runs
+
+        self.runtime = RayRuntime(
+            self.plan,
+            plugin_paths=[Path(p) for p in bundle.plugin_paths],
+            tracing=self.tracing,
+            approve_all=config.approve_all,
+            router=Router(config.namespace),
+        )
+        self._store: Any = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._node = _node_info()
+        tune_gc_for_runs()
+
+    # --- introspection ----------------------------------------------------------------------
+
+    def where(self) -> dict[str, Any]:
+        return {
+            **self._node,
+            "actor": self.actor_name,
+            "unit": self.unit_name,
+            "replica": self.replica,
+            "generation": self.generation,
+            "in_flight": self._in_flight,
+            "pid": os.getpid(),
+        }
+
+    async def drain(self, timeout: float) -> int:
+        """Wait until no call is in flight (or `timeout`); returns the calls still running."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.tracing.force_flush()
+        return self._in_flight
+
+    def flush(self) -> bool:
+        return bool(self.tracing.force_flush())
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    async def _run_store(self) -> Any:
+        if self._store is None:
+            from agent_platform.runstore import default_run_store_url, open_run_store
+
+            url = self.config.run_store_url or default_run_store_url(Path(self.config.state_dir))
+            self._store = open_run_store(url)
+        return self._store
+
+    async def run(self, request: RunRequest) -> RunResult:
+        from opentelemetry import context as otel_context
+
+        self._in_flight += 1
+        token = otel_context.attach(extract_context(request.trace_carrier))
+        try:
+            result = await self._run(request)
+        finally:
+            otel_context.detach(token)
+            self._in_flight -= 1
+        result.details["placement"] = {
+            "node": self._node["node_ip"],
+            "node_id": self._node["node_id"],
+            "actor": self.actor_name,
+        }
+        return result
+
+    async def _run(self, request: RunRequest) -> RunResult:
+        from agent_platform.runstore import RunRecord, RunStatus
+
+        ref = _ref(request.unit)
+        unit = self.plan.units.get(ref)
+        if unit is None:
+            return RunResult(
+                request.run_id,
+                request.unit,
+                Outcome.FAILED,
+                error=f"{request.unit} is not in this deployment",
+            )
+        store = await self._run_store()
+        record = await store.create_run(
+            RunRecord(
+                run_id=request.run_id,
+                unit=request.unit,
+                inputs=dict(request.inputs),
+                parent_run_id=request.parent_run_id,
+            )
+        )
+        if record.status in (RunStatus.COMPLETED, RunStatus.FAILED) and record.result is not None:
+            return _result_from_json(record.result)
+        attempt = await store.begin_attempt(request.run_id, self.actor_name)
+        state = RunState(request.run_id, request.unit)
+        try:
+            if isinstance(unit, SupervisorUnit):
+                tasks = _tasks_of(request.inputs)
+                check_tasks(unit, tasks)
+                inputs: dict[str, Any] = {"tasks": tasks}
+            else:
+                inputs = check_inputs(_input_schema(unit), dict(request.inputs), unit=request.unit)
+        except (InputError, TaskError) as exc:
+            result = RunResult(request.run_id, request.unit, Outcome.FAILED, error=str(exc))
+        else:
+            result = await self.runtime._run(unit, inputs, state)
+        placements = state.resources.get("placements")
+        if placements:
+            result.details["placements"] = placements
+        status = RunStatus.COMPLETED if result.ok else RunStatus.FAILED
+        await store.finish(request.run_id, attempt, status, result=result.to_json(), error=result.error)
+        return result
+
+
+def actor_name(unit: str, generation: int, replica: int) -> str:
+    kind, _, name = unit.partition("/")
+    return f"{kind.lower()}-{name}-g{generation}-r{replica}"
+
+
+def _ref(unit: str) -> SpecRef:
+    kind, _, name = unit.partition("/")
+    return SpecRef(kind, name)
+
+
+def _node_info() -> dict[str, Any]:
+    try:
+        import ray
+
+        context = ray.get_runtime_context()
+        node_id = context.get_node_id()
+        ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    except Exception:  # outside Ray (tests of the class itself)
+        node_id, ip = "local", socket.gethostname()
+    return {"node_id": node_id, "node_ip": ip}
+
+
+def _result_from_json(data: Mapping[str, Any]) -> RunResult:
+    from agent_platform.runtime.models.base import Usage
+
+    usage = data.get("usage") or {}
+    return RunResult(
+        run_id=str(data["run_id"]),
+        unit=str(data["unit"]),
+        outcome=Outcome(data["outcome"]),
+        output=data.get("output"),
+        error=data.get("error"),
+        usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
+        cost_usd=float(data.get("cost_usd", 0.0)),
+        iterations=int(data.get("iterations", 0)),
+        tool_calls=int(data.get("tool_calls", 0)),
+        duration_s=float(data.get("duration_s", 0.0)),
+        trace_id=data.get("trace_id"),
+        details=dict(data.get("details") or {}),
+    )

@@ -1,0 +1,118 @@
+"""What `apply` must do: the desired specs against the deployed records. Pure (no Ray).
+
+Every spec kind is recorded (a Tool or a Model has no actors, but changing it changes the units
+that use it): a unit is replaced when its own spec *or anything it depends on* changed — its
+effective hash covers its dependencies transitively. Applying the same specs twice is a no-op."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent_platform.compile.compiler import spec_hash
+from agent_platform.compile.plan import AnyUnit, Plan, SpecRef
+from agent_platform.validate.references import SpecSet
+
+ActionKind = Literal["create", "update", "unchanged", "delete", "orphan"]
+
+
+@dataclass
+class DesiredSpec:
+    ref: str
+    kind: str
+    name: str
+    spec_hash: str
+    effective_hash: str
+    snapshot: dict[str, Any]
+    source: str
+    unit: AnyUnit | None = None
+    depends_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Action:
+    kind: ActionKind
+    ref: str
+    desired: DesiredSpec | None = None
+    record: Mapping[str, Any] | None = None
+    changed_dependencies: list[str] = field(default_factory=list)
+    diff: Any = None  # deploy.diff.SpecDiff for updates
+
+    @property
+    def has_actors(self) -> bool:
+        if self.desired is not None:
+            return self.desired.unit is not None
+        return bool(self.record and self.record.get("actors"))
+
+
+def desired_state(specs: SpecSet, plan: Plan) -> dict[str, DesiredSpec]:
+    from agent_platform.deploy.diff import snapshot_of
+
+    own: dict[str, str] = {}
+    desired: dict[str, DesiredSpec] = {}
+    for typed in specs.specs:
+        ref = str(SpecRef(typed.kind, typed.name))
+        own[ref] = spec_hash(typed)
+        desired[ref] = DesiredSpec(
+            ref=ref,
+            kind=typed.kind,
+            name=typed.name,
+            spec_hash=own[ref],
+            effective_hash="",
+            snapshot=snapshot_of(typed),
+            source=typed.document.file,
+            unit=plan.units.get(SpecRef(typed.kind, typed.name)),
+        )
+    graph = {str(k): sorted(str(d) for d in v) for k, v in plan.graph.items()}
+    for ref, spec in desired.items():
+        closure = _closure(ref, graph)
+        spec.depends_on = sorted(closure - {ref})
+        sha = hashlib.sha256()
+        for dep in sorted(closure):
+            sha.update(f"{dep}={own.get(dep, '?')};".encode())
+        spec.effective_hash = sha.hexdigest()[:16]
+    return desired
+
+
+def _closure(ref: str, graph: Mapping[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = [ref]
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        stack.extend(graph.get(current, []))
+    return seen
+
+
+def reconcile(
+    desired: Mapping[str, DesiredSpec], current: Mapping[str, Mapping[str, Any]], *, prune: bool
+) -> list[Action]:
+    from agent_platform.deploy.diff import diff_specs
+
+    actions: list[Action] = []
+    for ref in sorted(desired):
+        want = desired[ref]
+        record = current.get(ref)
+        if record is None:
+            actions.append(Action("create", ref, want))
+            continue
+        same_spec = record.get("spec_hash") == want.spec_hash
+        same_effect = record.get("effective_hash") == want.effective_hash
+        healthy = record.get("status") == "ready"
+        if same_spec and same_effect and healthy:
+            actions.append(Action("unchanged", ref, want, record))
+            continue
+        changed_deps = [
+            dep
+            for dep in want.depends_on
+            if dep in current and dep in desired and current[dep].get("spec_hash") != desired[dep].spec_hash
+        ]
+        diff = None if same_spec else diff_specs(record.get("snapshot") or {}, want.snapshot)
+        actions.append(Action("update", ref, want, record, changed_deps, diff))
+    for ref in sorted(set(current) - set(desired)):
+        actions.append(Action("delete" if prune else "orphan", ref, None, current[ref]))
+    return actions
