@@ -101,17 +101,39 @@ def apply(
     report, plan, bundle = _compile(paths, plugin_path)
     with _deploy_errors("apply"):
         started = time.perf_counter()
-        deployment = Deployment.connect(
-            address, namespace, start=True, run_store_url=run_store_url(run_store)
-        )
-        result = deployment.apply(
-            report.specs, plan, bundle, dry_run=dry_run, prune=prune, approve_all=approve_all
-        )
+        if dry_run:
+            # A dry run never starts a cluster (it runs in CI): with nothing deployed, it shows
+            # everything as created.
+            result, where = _dry_run(report, plan, address, namespace)
+        else:
+            deployment = Deployment.connect(
+                address, namespace, start=True, run_store_url=run_store_url(run_store)
+            )
+            where = deployment.address
+            result = deployment.apply(report.specs, plan, bundle, prune=prune, approve_all=approve_all)
         elapsed = time.perf_counter() - started
     if format is PlanFormat.json:
-        typer.echo(json.dumps(apply_json(result, deployment.address, namespace), indent=2))
+        typer.echo(json.dumps(apply_json(result, where, namespace), indent=2))
     else:
-        typer.echo(apply_text(result, deployment.address, namespace, elapsed))
+        typer.echo(apply_text(result, where, namespace, elapsed))
+
+
+def _dry_run(report: Any, plan: Any, address: str | None, namespace: str) -> tuple[Any, str]:
+    import os
+
+    from agent_platform.deploy.client import ApplyReport, DeployError, Deployment
+    from agent_platform.deploy.cluster import running_head
+    from agent_platform.deploy.reconcile import desired_state, reconcile
+
+    if address or os.environ.get("RAY_ADDRESS") or running_head() is not None:
+        try:
+            deployment = Deployment.connect(address, namespace, start=False, create=False)
+            return deployment.apply(report.specs, plan, None, dry_run=True), deployment.address
+        except DeployError:
+            if address:
+                raise
+    actions = reconcile(desired_state(report.specs, plan), {}, prune=False)
+    return ApplyReport(actions, dry_run=True), "(no deployment)"
 
 
 @app.command()
@@ -198,6 +220,12 @@ def down(
             typer.echo(f"deleted {len(refs)} spec(s) and the control plane of namespace {namespace!r}")
             return
         head = stop_head()
+        if head is not None:
+            # The deployment died with the head: forget it (a later apply starts afresh).
+            from agent_platform.runtime.tools.idempotency import default_state_dir
+
+            for state in (default_state_dir() / "control-plane").glob("*.json"):
+                state.unlink(missing_ok=True)
     typer.echo(f"stopped the local Ray head at {head.address}" if head else "no local Ray head is running")
 
 

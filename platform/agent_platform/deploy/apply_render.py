@@ -33,8 +33,6 @@ def _where(placement: Sequence[dict[str, Any]]) -> str:
 
 
 def apply_text(report: Any, address: str, namespace: str, elapsed_s: float) -> str:
-    from agent_platform.deploy.diff import render_text
-
     verbs = _DRY_VERB if report.dry_run else _VERB
     lines = [f"{'dry run: ' if report.dry_run else ''}cluster {address}, namespace {namespace}"]
     for action in report.actions:
@@ -43,8 +41,10 @@ def apply_text(report: Any, address: str, namespace: str, elapsed_s: float) -> s
             line += _where(report.placements[action.ref])
         lines.append(line)
         if action.kind == "update":
-            if action.diff is not None and not action.diff.empty:
-                lines.append(render_text(action.diff, indent=6).rstrip("\n"))
+            if action.diff is not None:
+                for change in action.diff.changes:
+                    lines.append(f"      {change.marker} {change.summary}")
+                    lines.extend(f"          {line}".rstrip() for line in change.lines)
             if action.changed_dependencies:
                 lines.append(
                     f"      ~ depends on changed {', '.join(action.changed_dependencies)}: replicas replaced"

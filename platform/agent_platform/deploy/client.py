@@ -138,7 +138,7 @@ class Deployment:
         self,
         specs: SpecSet,
         plan: Plan,
-        bundle: SpecBundle,
+        bundle: SpecBundle | None,
         *,
         dry_run: bool = False,
         prune: bool = False,
@@ -146,11 +146,12 @@ class Deployment:
         trace_file: str | None = None,
     ) -> ApplyReport:
         desired = desired_state(specs, plan)
-        current = self.records()
+        current = self._with_liveness(self.records())
         actions = reconcile(desired, current, prune=prune)
         report = ApplyReport(actions, dry_run=dry_run)
         if dry_run:
             return report
+        assert bundle is not None, "a real apply needs the bundle"
         to_deploy = [a for a in actions if a.kind in ("create", "update") and a.has_actors]
         self._check_placement(to_deploy)
         settings = self.settings()
@@ -162,25 +163,33 @@ class Deployment:
             approve_all=approve_all,
             cwd=str(Path.cwd()),
         )
-        # Dependencies first; `colocate` units after the supervisors whose node they follow.
-        order = {str(u.ref): i for i, u in enumerate(plan.deploy_order())}
-        to_deploy.sort(
-            key=lambda a: (
-                a.desired is not None
-                and a.desired.unit is not None
-                and a.desired.unit.actor.placement.strategy == "colocate",
-                order.get(a.ref, 0),
-            )
-        )
+        # Replicas of all units start in parallel (each is a new worker process); `colocate`
+        # units follow in a second wave, once the supervisors whose node they share are placed.
+        waves = [
+            [a for a in to_deploy if _strategy(a) != "colocate"],
+            [a for a in to_deploy if _strategy(a) == "colocate"],
+        ]
         new_records: list[dict[str, Any]] = []
         retired: list[str] = []
         created: list[Any] = []
         try:
-            for action in to_deploy:
-                record, handles = self._deploy_unit(action, bundle, config, plan, current, new_records)
-                created.extend(handles)
-                new_records.append(record)
-                report.placements[action.ref] = record["placement"]
+            for wave in waves:
+                started = [
+                    (action, *self._create_replicas(action, bundle, config, plan, current, new_records))
+                    for action in wave
+                ]
+                for _action, _generation, handles in started:
+                    created.extend(handles)
+                for action, generation, handles in started:
+                    placement = self._await_ready(action, handles)
+                    record = _record(
+                        action,
+                        generation=generation,
+                        actors=[p["actor"] for p in placement],
+                        placement=placement,
+                    )
+                    new_records.append(record)
+                    report.placements[action.ref] = placement
         except DeployError:
             import ray
 
@@ -202,6 +211,20 @@ class Deployment:
         if retired:
             self._call(self.control.retire.remote(retired, DRAIN_GRACE_S), "retire replaced actors")
         return report
+
+    def _with_liveness(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Records whose replicas are gone (a node lost for good, a restarted cluster) are marked
+        `missing`, so apply recreates them instead of calling them unchanged."""
+        import ray
+
+        for record in records.values():
+            for name in record.get("actors", []):
+                try:
+                    ray.get_actor(name, namespace=self.namespace)
+                except ValueError:
+                    record["status"] = "missing"
+                    break
+        return records
 
     def _nodes(self) -> list[NodeInfo]:
         import ray
@@ -235,7 +258,7 @@ class Deployment:
         if problems:
             raise DeployError("cannot place:\n  " + "\n  ".join(problems))
 
-    def _deploy_unit(
+    def _create_replicas(
         self,
         action: Action,
         bundle: SpecBundle,
@@ -243,13 +266,11 @@ class Deployment:
         plan: Plan,
         current: Mapping[str, Mapping[str, Any]],
         deployed_now: Sequence[Mapping[str, Any]],
-    ) -> tuple[dict[str, Any], list[Any]]:
+    ) -> tuple[int, list[Any]]:
         import ray
-        from ray.exceptions import GetTimeoutError, RayActorError
 
         assert action.desired is not None and action.desired.unit is not None
-        unit = action.desired.unit
-        actor = unit.actor
+        actor = action.desired.unit.actor
         generation = int((action.record or {}).get("generation", 0)) + 1
         affinity = None
         if actor.placement.strategy == "pack":
@@ -269,7 +290,15 @@ class Deployment:
             except (ValueError, TypeError) as exc:
                 raise DeployError(f"{action.ref}: Ray refused the actor options: {exc}") from None
             handles.append(handle)
-        pending = [h.where.remote() for h in handles]  # type: ignore[attr-defined]
+        return generation, handles
+
+    def _await_ready(self, action: Action, handles: Sequence[Any]) -> list[dict[str, Any]]:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        assert action.desired is not None and action.desired.unit is not None
+        actor = action.desired.unit.actor
+        pending = [h.where.remote() for h in handles]
         try:
             placement: list[dict[str, Any]] = ray.get(pending, timeout=READY_TIMEOUT_S)
         except GetTimeoutError:
@@ -281,9 +310,7 @@ class Deployment:
             ) from None
         except RayActorError as exc:
             raise DeployError(f"{action.ref}: a replica failed to start: {_first_line(exc)}") from None
-        return _record(
-            action, generation=generation, actors=[p["actor"] for p in placement], placement=placement
-        ), handles
+        return placement
 
     def _supervisor_node(
         self,
@@ -311,7 +338,7 @@ class Deployment:
             replicas = []
             for name in record.get("actors", []):
                 try:
-                    where: dict[str, Any] = ray.get(
+                    where: Any = ray.get(
                         ray.get_actor(name, namespace=self.namespace).where.remote(), timeout=5
                     )
                     replicas.append({**where, "health": "ok"})
@@ -402,6 +429,11 @@ def _record(
         "status": "ready",
         "updated_at": time.time(),
     }
+
+
+def _strategy(action: Action) -> str:
+    unit = action.desired.unit if action.desired is not None else None
+    return unit.actor.placement.strategy if unit is not None else "any"
 
 
 def _default_store_url(state: Path) -> str:
