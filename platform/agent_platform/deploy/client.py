@@ -76,6 +76,7 @@ class Deployment:
         start: bool,
         run_store_url: str | None = None,
         create: bool = True,
+        state_dir: Path | None = None,
     ) -> Deployment:
         import ray
 
@@ -89,7 +90,7 @@ class Deployment:
         if control is None:
             if not create:
                 raise DeployError(f"nothing is deployed in namespace {namespace!r} at {resolved}")
-            state = default_state_dir().resolve()
+            state = (state_dir or default_state_dir()).resolve()
             control = (
                 ray.remote(ControlPlane)
                 .options(
