@@ -72,6 +72,10 @@ class ModelSpec(SpecModel):
         default="error",
         description="scripted: when the script has no answer left, fail or synthesise a schema-valid one.",
     )
+    latency: Duration | None = Field(
+        default=None,
+        description="scripted: simulated time per call, for load tests and concurrency demos.",
+    )
 
     @model_validator(mode="after")
     def _provider_fields(self) -> Self:
@@ -86,6 +90,8 @@ class ModelSpec(SpecModel):
                 raise FieldError(f"provider '{self.provider}' needs the model 'name'", "provider")
             if self.script is not None:
                 raise FieldError("'script' applies only to provider 'scripted'", "script")
+            if self.latency is not None:
+                raise FieldError("'latency' applies only to provider 'scripted'", "latency")
         return self
 
 

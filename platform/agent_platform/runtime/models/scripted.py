@@ -53,6 +53,7 @@ The cursor lives in the provider instance: the runtime makes one provider per ru
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -332,10 +333,18 @@ class ScriptedProvider:
         return self._retry
 
     def fork(self) -> ScriptedProvider:
-        """A provider with fresh cursors over the same parsed script (one per run)."""
-        forked = ScriptedProvider(
-            self._spec, sleep=self._sleep, on_retry=self._on_retry, prefer=self._prefer, script=self._script
-        )
+        """A provider with fresh cursors over the same parsed script (one per run). Everything but
+        the cursors is shared: the script, the caches and the retry runner (stateless between
+        calls), so a fork costs one small object."""
+        forked = object.__new__(ScriptedProvider)
+        forked._spec = self._spec
+        forked._model = self._model
+        forked._script = self._script
+        forked._prefer = self._prefer
+        forked._sleep = self._sleep
+        forked._on_retry = self._on_retry
+        forked._retry = self._retry
+        forked._cursors = {}
         forked._caches = self._caches
         return forked
 
@@ -347,14 +356,21 @@ class ScriptedProvider:
         return None
 
     async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
-        attempts = 0
+        if self._spec.latency:  # simulated model time (load tests): never blocks the loop
+            await asyncio.sleep(self._spec.latency)
+        # The first attempt directly (answers are synchronous); the retry policy only on failure.
+        try:
+            return self._answer(request, 1)
+        except Exception as exc:
+            first = exc
+        attempts = 1
 
         async def attempt() -> ModelResult[T]:
             nonlocal attempts
             attempts += 1
             return self._answer(request, attempts)
 
-        return await self._retry.call(attempt)
+        return await self._retry.call_after(first, attempt)
 
     # --- internals ----------------------------------------------------------------------------
 
