@@ -35,7 +35,9 @@ demo: $(STAMP)
 	$(BIN)/platform run code-review-supervisor --local --trace --approve-all \
 		--input @examples/inputs/review-tasks.json
 
+# The run store tests start a throwaway PostgreSQL from Debian's packages (installed when missing).
 test: $(STAMP)
+	sh scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -71,13 +71,19 @@ def test_input_from_a_file_and_its_errors(specs: Path, tmp_path: Path) -> None:
     [
         (["a", "--local", "--input", '{"nope": 1}'], '"topic" is a required property'),
         (["b", "--local", "--input", "{}"], "no agent, pipeline or supervisor named 'b'"),
-        (["a", "--input", '{"topic": "x"}'], "use --local"),
+        (["a", "--local", "--detach", "--input", '{"topic": "x"}'], "--detach needs a deployment"),
         (["a", "--local", "--input", "[1]"], "inputs must be a JSON object"),
     ],
 )
 def test_usage_errors_exit_2_before_running(specs: Path, args: list[str], message: str) -> None:
     code, _, err = run(*args[:1], "-s", str(specs), *args[1:])
     assert code == 2 and message in err
+
+
+def test_a_run_without_local_needs_a_deployment(specs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    code, _, err = run("a", "--input", '{"topic": "x"}')
+    assert code == 1 and "no local Ray head is running (run `platform apply` first)" in err
 
 
 def test_invalid_specs_exit_1_with_located_errors(specs: Path) -> None:

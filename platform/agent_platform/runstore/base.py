@@ -1,0 +1,401 @@
+"""The durable run store: the interface, its types and errors, and URL handling.
+
+A run store keeps one `RunRecord` per run and the latest `Checkpoint` of each run, where every
+replica of a deployment can reach them (SQLite for one machine, PostgreSQL for a cluster). A Ray
+actor hosting a run calls `begin_attempt` (which returns a new *attempt number*, the run's fencing
+token), saves a checkpoint after every step with that number, and `finish`es the run. When the
+actor or its node dies, another replica calls `begin_attempt` again, resumes from
+`load_checkpoint`, and carries on; the dead replica, should it still be alive after all (a
+"zombie" cut off by a network partition), can no longer write: every write carrying an attempt
+lower than the stored one raises `StaleAttempt`.
+
+Everything is async (called from asyncio code inside actors); implementations run their blocking
+database calls on their own worker threads, never on the event loop. Values (inputs, results,
+checkpoint state) are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+RUN_STORE_URL_ENV = "PLATFORM_RUN_STORE"
+STATE_DIR_ENV = "PLATFORM_STATE_DIR"  # the same variable as the idempotency store's
+DEFAULT_STATE_DIR = ".platform"
+RUN_STORE_FILE = "runs.sqlite3"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life. How a finished run ended (max_iterations, timeout, ...) is in
+    its `result` (a `RunResult.to_json()`), not here."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+FINISHED_STATUSES: frozenset[RunStatus] = _FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run. `attempt` is 0 until the first `begin_attempt`; `owner` names the actor/node
+    running the current attempt; `result` is the finished run's `RunResult.to_json()`."""
+
+    run_id: str
+    unit: str  # "Kind/name"
+    inputs: Any = None  # JSON
+    status: RunStatus = RunStatus.PENDING
+    parent_run_id: str | None = None
+    attempt: int = 0
+    owner: str | None = None
+    result: Any = None  # JSON
+    error: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The latest saved state of a run: `seq` (the writer's step counter) and the attempt that
+    saved it."""
+
+    run_id: str
+    seq: int
+    attempt: int
+    state: dict[str, Any]
+    saved_at: datetime
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class RunStoreError(Exception):
+    """Base of every run store error."""
+
+
+class InvalidRunStoreUrl(RunStoreError, ValueError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = redact_url(url)
+        super().__init__(f"invalid run store URL {self.url!r}: {reason}")
+
+
+class RunNotFound(RunStoreError, LookupError):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} is not in the run store")
+
+
+class StaleAttempt(RunStoreError):
+    """A write from an attempt that is no longer the run's current one: another replica has taken
+    the run over (this one was presumed dead). The writer must stop working on the run."""
+
+    def __init__(self, run_id: str, attempt: int, current: int, operation: str) -> None:
+        self.run_id = run_id
+        self.attempt = attempt
+        self.current = current
+        super().__init__(
+            f"{operation} for run {run_id!r} rejected: attempt {attempt} is stale, the run is now on "
+            f"attempt {current} (another replica took it over; stop working on this run)"
+        )
+
+
+class AttemptNotStarted(RunStoreError):
+    """A write carrying an attempt number that `begin_attempt` never handed out."""
+
+    def __init__(self, run_id: str, attempt: int, current: int, operation: str) -> None:
+        self.run_id = run_id
+        self.attempt = attempt
+        self.current = current
+        super().__init__(
+            f"{operation} for run {run_id!r} rejected: attempt {attempt} was never begun "
+            f"(the run is on attempt {current}; call begin_attempt first)"
+        )
+
+
+class RunAlreadyFinished(RunStoreError):
+    """`begin_attempt`, `save_checkpoint` or a conflicting `finish` on a finished run."""
+
+    def __init__(self, run_id: str, status: RunStatus, operation: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"{operation} for run {run_id!r} rejected: the run has already finished ({status})")
+
+
+class CheckpointOutOfOrder(RunStoreError):
+    """A checkpoint whose seq is lower than the stored one within the same attempt."""
+
+    def __init__(self, run_id: str, attempt: int, seq: int, stored: int) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.stored = stored
+        super().__init__(
+            f"checkpoint for run {run_id!r} rejected: seq {seq} is behind the stored seq {stored} "
+            f"of the same attempt {attempt} (seq must not go backwards within an attempt)"
+        )
+
+
+class RunStoreUnavailable(RunStoreError):
+    """The database cannot be reached or opened. `url` has its password removed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = redact_url(url)
+        self.reason = scrub_secret(reason, url)
+        super().__init__(f"run store {self.url} is unavailable: {self.reason}")
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def dumps(value: Any, what: str) -> str:
+    """Compact JSON text; a clear error for values without a JSON form."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode("utf-8")  # lone surrogates cannot be stored
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-serialisable: {exc}") from exc
+    return text
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# --- URLs -------------------------------------------------------------------------------------
+
+_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&;\s]*")
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password (userinfo or a `password=` query parameter)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}{':***' if sep else ''}@{hostport}"
+    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _password(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        found = parts.password
+    except ValueError:
+        return None
+    if found:
+        return found
+    match = re.search(r"(?i)password=([^&;\s]+)", url)
+    return match.group(1) if match else None
+
+
+def scrub_secret(text: str, url: str) -> str:
+    """`text` (e.g. a driver's error message) with the URL's password masked, should the driver
+    have echoed it."""
+    password = _password(url)
+    if password:
+        text = text.replace(password, "***")
+        from urllib.parse import unquote
+
+        decoded = unquote(password)
+        if decoded != password:
+            text = text.replace(decoded, "***")
+    return text
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def default_run_store_url(state_dir: str | os.PathLike[str] | None = None) -> str:
+    """`sqlite:///<abs state dir>/runs.sqlite3`; the state dir defaults to `$PLATFORM_STATE_DIR`,
+    else `.platform`. Fine for one machine (several actors on one host share the file); a
+    cluster needs a PostgreSQL URL."""
+    base = Path(state_dir) if state_dir is not None else default_state_dir()
+    return f"sqlite://{(base / RUN_STORE_FILE).resolve()}"
+
+
+def run_store_url(explicit: str | None = None) -> str:
+    """The URL to use: `explicit`, else `$PLATFORM_RUN_STORE`, else `default_run_store_url()`."""
+    return explicit or os.environ.get(RUN_STORE_URL_ENV) or default_run_store_url()
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a `sqlite:///abs/path.db` or `sqlite:relative.db` URL."""
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/"):
+            raise InvalidRunStoreUrl(
+                url, "use sqlite:///absolute/path.db or sqlite:relative/path.db (no host part)"
+            )
+    elif url.startswith("sqlite:"):
+        rest = url[len("sqlite:") :]
+    else:
+        raise InvalidRunStoreUrl(url, "not a sqlite: URL")
+    rest = rest.split("?", 1)[0]
+    if not rest or rest.endswith("/") or rest == ":memory:":
+        raise InvalidRunStoreUrl(url, "it names no database file (an in-memory database cannot be shared)")
+    return Path(rest)
+
+
+def url_scheme(url: str) -> str:
+    scheme, sep, _ = url.partition(":")
+    if not sep:
+        raise InvalidRunStoreUrl(url, "expected sqlite:... or postgresql://...")
+    scheme = scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    if scheme == "sqlite":
+        return "sqlite"
+    raise InvalidRunStoreUrl(url, f"unsupported scheme {scheme!r} (expected sqlite or postgresql)")
+
+
+# --- the interface ----------------------------------------------------------------------------
+
+
+class RunStore(ABC):
+    """Durable run records and checkpoints (see the module docstring).
+
+    Fencing: `save_checkpoint` and `finish` carry the attempt number `begin_attempt` returned; one
+    lower than the stored attempt raises `StaleAttempt`, one never handed out raises
+    `AttemptNotStarted`. Every write is one transaction."""
+
+    url: str
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Connect (and create the schema) now. Raises RunStoreUnavailable."""
+
+    @abstractmethod
+    async def create_run(self, record: RunRecord) -> RunRecord:
+        """Store a new run and return it as stored (created_at/updated_at are the store's time).
+        Idempotent: when `record.run_id` exists, the stored record is returned unchanged."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None when there is none."""
+
+    @abstractmethod
+    async def list_runs(
+        self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally only those with `status` and/or `unit`."""
+
+    @abstractmethod
+    async def begin_attempt(self, run_id: str, owner: str) -> int:
+        """Start a new attempt at a pending or running run: increments `attempt`, sets the status
+        to running and the owner. Returns the new attempt number (the fencing token for this
+        attempt's writes). Raises RunNotFound, RunAlreadyFinished."""
+
+    @abstractmethod
+    async def finish(
+        self,
+        run_id: str,
+        attempt: int,
+        status: RunStatus | str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> RunRecord:
+        """Record the end of the run (`status` completed, failed or cancelled) and wake `wait`ers.
+        Repeating the same finish of the same attempt is a no-op (safe to retry); finishing a
+        finished run otherwise raises RunAlreadyFinished. Raises StaleAttempt for an old
+        attempt. A pending run (attempt 0) may be finished with attempt 0, e.g. cancelled."""
+
+    @abstractmethod
+    async def save_checkpoint(self, run_id: str, attempt: int, seq: int, state: dict[str, Any]) -> Checkpoint:
+        """Replace the run's checkpoint, atomically. Raises StaleAttempt (old attempt),
+        AttemptNotStarted, RunAlreadyFinished, CheckpointOutOfOrder (seq lower than the stored
+        seq of the same attempt; an equal seq overwrites, so a retried write is harmless)."""
+
+    @abstractmethod
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        """The latest checkpoint, or None when none was saved. Raises RunNotFound."""
+
+    @abstractmethod
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        """Return the run once it has finished. Raises TimeoutError after `timeout` seconds
+        (None: wait forever) and RunNotFound when the run does not exist (or is deleted)."""
+
+    @abstractmethod
+    async def delete_run(self, run_id: str) -> bool:
+        """Delete the run and its checkpoint. False when there was no such run."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads. The store cannot be used afterwards."""
+
+    async def __aenter__(self) -> RunStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+# --- shared checks (both backends apply the same rules) ---------------------------------------
+
+
+def check_finish_status(status: RunStatus | str) -> RunStatus:
+    try:
+        value = RunStatus(status)
+    except ValueError:
+        raise ValueError(f"unknown run status {status!r}") from None
+    if not value.finished:
+        raise ValueError(f"finish needs a final status (completed, failed or cancelled), not {value}")
+    return value
+
+
+def check_writer(run_id: str, attempt: int, current: int, operation: str) -> None:
+    if attempt < current:
+        raise StaleAttempt(run_id, attempt, current, operation)
+    if attempt > current:
+        raise AttemptNotStarted(run_id, attempt, current, operation)
+
+
+def check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    return limit
+
+
+def open_run_store(url: str | None = None) -> RunStore:
+    """A run store for `url` (see `run_store_url` for the default): `sqlite:///abs/path.db`,
+    `sqlite:relative.db`, `postgresql://user:pass@host:port/db` (or `postgres://`). Connects
+    lazily: an unreachable database raises RunStoreUnavailable on first use."""
+    resolved = run_store_url(url)
+    if url_scheme(resolved) == "sqlite":
+        from agent_platform.runstore.sqlite import SqliteRunStore
+
+        return SqliteRunStore(sqlite_path(resolved), url=resolved)
+    from agent_platform.runstore.postgres import PostgresRunStore
+
+    return PostgresRunStore(resolved)

@@ -1,0 +1,593 @@
+"""PostgreSQL (psycopg 3): the run store and the `key`-mode idempotency store for a cluster, where
+every node reaches one database.
+
+Blocking psycopg connections run on a few dedicated worker threads per store (one connection
+each, autocommit with explicit transactions); `wait` uses LISTEN/NOTIFY on its own async
+connection. The schema is created on first use (`CREATE TABLE IF NOT EXISTS` under a
+transaction-scoped advisory lock, so processes starting together do not race on the catalog).
+Tables are created in the connection's `search_path` schema: give `options=-csearch_path=...` in
+the URL to put them elsewhere.
+
+Fencing is row locking: every write locks the run's row (`SELECT ... FOR UPDATE`), checks the
+attempt, and writes, in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from agent_platform.runstore._pool import ThreadConnections
+from agent_platform.runstore.base import (
+    AttemptNotStarted,
+    Checkpoint,
+    CheckpointOutOfOrder,
+    RunAlreadyFinished,
+    RunNotFound,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    RunStoreUnavailable,
+    check_finish_status,
+    check_limit,
+    check_writer,
+    dumps,
+    loads,
+    redact_url,
+    utcnow,
+)
+from agent_platform.runtime.tools.idempotency import Claim, IdempotencyRecord, IdempotencyStore
+
+T = TypeVar("T")
+
+NOTIFY_CHANNEL = "runstore_finished"
+_SCHEMA_LOCK = 7_216_305_114  # pg_advisory_xact_lock key: serialises schema creation
+
+_RUN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runstore_runs (
+    id BIGINT GENERATED ALWAYS AS IDENTITY,
+    run_id TEXT PRIMARY KEY,
+    unit TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    parent_run_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    result TEXT,
+    error TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runstore_runs_created ON runstore_runs (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS runstore_runs_status ON runstore_runs (status, created_at DESC);
+CREATE INDEX IF NOT EXISTS runstore_runs_unit ON runstore_runs (unit, created_at DESC);
+CREATE INDEX IF NOT EXISTS runstore_runs_parent ON runstore_runs (parent_run_id);
+CREATE TABLE IF NOT EXISTS runstore_checkpoints (
+    run_id TEXT PRIMARY KEY REFERENCES runstore_runs (run_id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    saved_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+_IDEMPOTENCY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idempotency (
+    tool TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_progress', 'succeeded', 'failed')),
+    owner TEXT,
+    result TEXT,
+    error TEXT,
+    executions INTEGER NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    lease_expires_at TIMESTAMPTZ,
+    expires_at TIMESTAMPTZ,
+    PRIMARY KEY (tool, key_hash)
+);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+"""
+
+_COLUMNS = (
+    "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at"
+)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _opt_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        unit=row[1],
+        inputs=loads(row[2]),
+        status=RunStatus(row[3]),
+        parent_run_id=row[4],
+        attempt=row[5],
+        owner=row[6],
+        result=loads(row[7]),
+        error=row[8],
+        created_at=_utc(row[9]),
+        updated_at=_utc(row[10]),
+    )
+
+
+def _broken(conn: psycopg.Connection[Any], exc: BaseException) -> bool:
+    return bool(
+        conn.closed or conn.broken or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    )
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    if conn.closed or conn.broken:
+        return False
+    conn.execute("SELECT 1")
+    return True
+
+
+class _PgConnections:
+    """Worker threads with one psycopg connection each, the schema created once, driver errors
+    about the connection turned into RunStoreUnavailable (with the password removed)."""
+
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        pool_size: int,
+        connect_timeout_s: float,
+        idle_check_s: float,
+        name: str,
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        self.connect_timeout_s = connect_timeout_s
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._threads: ThreadConnections[psycopg.Connection[Any]] = ThreadConnections(
+            connect=self._connect,
+            close=lambda conn: conn.close(),
+            broken=_broken,
+            size=pool_size,
+            name=name,
+            alive=_alive,
+            idle_check_s=idle_check_s,
+        )
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        return {"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout_s))}
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.url, **self.connect_kwargs())
+        except psycopg.Error as exc:
+            raise RunStoreUnavailable(self.url, str(exc).strip()) from None
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            with self._schema_lock:
+                if not self._schema_ready:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                        for statement in filter(str.strip, self.schema.split(";")):
+                            conn.execute(sql.SQL(statement))
+                    self._schema_ready = True
+        except psycopg.Error as exc:
+            conn.close()
+            raise RunStoreUnavailable(self.url, f"cannot set up the schema: {str(exc).strip()}") from None
+        return conn
+
+    async def run(self, body: Callable[[psycopg.Connection[Any]], T], *, write: bool) -> T:
+        def call(conn: psycopg.Connection[Any]) -> T:
+            try:
+                if not write:
+                    return body(conn)
+                with conn.transaction():
+                    return body(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise RunStoreUnavailable(self.url, str(exc).strip()) from None
+
+        return await self._threads.run(call)
+
+    async def aclose(self) -> None:
+        await self._threads.aclose()
+
+
+class PostgresRunStore(RunStore):
+    """See the module docstring. `pool_size` connections (one per worker thread) serve concurrent
+    calls; a connection idle for `idle_check_s` is checked (`SELECT 1`) before it is used again."""
+
+    def __init__(
+        self, url: str, *, pool_size: int = 4, connect_timeout_s: float = 5.0, idle_check_s: float = 5.0
+    ) -> None:
+        self.url = url
+        self._db = _PgConnections(
+            url,
+            _RUN_SCHEMA,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            idle_check_s=idle_check_s,
+            name="runstore-pg",
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresRunStore({redact_url(self.url)!r})"
+
+    async def ping(self) -> None:
+        await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
+
+    @staticmethod
+    def _get(conn: psycopg.Connection[Any], run_id: str, *, lock: bool = False) -> RunRecord | None:
+        query = f"SELECT {_COLUMNS} FROM runstore_runs WHERE run_id = %s" + (" FOR UPDATE" if lock else "")
+        row = conn.execute(query.encode(), (run_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    @staticmethod
+    def _lock(conn: psycopg.Connection[Any], run_id: str) -> tuple[str, int]:
+        row = conn.execute(
+            "SELECT status, attempt FROM runstore_runs WHERE run_id = %s FOR UPDATE", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return row[0], row[1]
+
+    async def create_run(self, record: RunRecord) -> RunRecord:
+        inputs = dumps(record.inputs, "run inputs")
+        result = None if record.result is None else dumps(record.result, "run result")
+        status = RunStatus(record.status)
+        now = utcnow()
+
+        def body(conn: psycopg.Connection[Any]) -> RunRecord:
+            conn.execute(
+                f"INSERT INTO runstore_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (run_id) DO NOTHING".encode(),
+                (
+                    record.run_id,
+                    record.unit,
+                    inputs,
+                    status.value,
+                    record.parent_run_id,
+                    record.attempt,
+                    record.owner,
+                    result,
+                    record.error,
+                    now,
+                    now,
+                ),
+            )
+            stored = self._get(conn, record.run_id)
+            assert stored is not None
+            return stored
+
+        return await self._db.run(body, write=True)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self._db.run(lambda conn: self._get(conn, run_id), write=False)
+
+    async def list_runs(
+        self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        check_limit(limit)
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = %s")
+            params.append(RunStatus(status).value)
+        if unit is not None:
+            where.append("unit = %s")
+            params.append(unit)
+        query = f"SELECT {_COLUMNS} FROM runstore_runs"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY created_at DESC, id DESC LIMIT %s"
+        params.append(limit)
+
+        def body(conn: psycopg.Connection[Any]) -> list[RunRecord]:
+            return [_record(row) for row in conn.execute(query.encode(), params).fetchall()]
+
+        return await self._db.run(body, write=False)
+
+    async def begin_attempt(self, run_id: str, owner: str) -> int:
+        now = utcnow()
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            status, attempt = self._lock(conn, run_id)
+            if RunStatus(status).finished:
+                raise RunAlreadyFinished(run_id, RunStatus(status), "begin_attempt")
+            conn.execute(
+                "UPDATE runstore_runs SET attempt = %s, status = 'running', owner = %s, updated_at = %s "
+                "WHERE run_id = %s",
+                (attempt + 1, owner, now, run_id),
+            )
+            return attempt + 1
+
+        return await self._db.run(body, write=True)
+
+    async def finish(
+        self,
+        run_id: str,
+        attempt: int,
+        status: RunStatus | str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> RunRecord:
+        final = check_finish_status(status)
+        result_text = None if result is None else dumps(result, "run result")
+        now = utcnow()
+
+        def body(conn: psycopg.Connection[Any]) -> RunRecord:
+            stored = self._get(conn, run_id, lock=True)
+            if stored is None:
+                raise RunNotFound(run_id)
+            check_writer(run_id, attempt, stored.attempt, "finish")
+            if stored.finished:
+                if stored.status == final and stored.result == loads(result_text) and stored.error == error:
+                    return stored  # a retried finish
+                raise RunAlreadyFinished(run_id, stored.status, "finish")
+            conn.execute(
+                "UPDATE runstore_runs SET status = %s, result = %s, error = %s, updated_at = %s "
+                "WHERE run_id = %s",
+                (final.value, result_text, error, now, run_id),
+            )
+            conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, run_id))  # sent on commit
+            updated = self._get(conn, run_id)
+            assert updated is not None
+            return updated
+
+        return await self._db.run(body, write=True)
+
+    async def save_checkpoint(self, run_id: str, attempt: int, seq: int, state: dict[str, Any]) -> Checkpoint:
+        if not isinstance(state, dict):
+            raise TypeError(f"checkpoint state must be a dict, not {type(state).__name__}")
+        text = dumps(state, "checkpoint state")
+        saved_at = utcnow()
+
+        def body(conn: psycopg.Connection[Any]) -> Checkpoint:
+            status, current = self._lock(conn, run_id)
+            check_writer(run_id, attempt, current, "save_checkpoint")
+            if RunStatus(status).finished:
+                raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
+            if current == 0:
+                raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
+            row = conn.execute(
+                "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = %s", (run_id,)
+            ).fetchone()
+            if row is not None and row[0] == attempt and seq < row[1]:
+                raise CheckpointOutOfOrder(run_id, attempt, seq, row[1])
+            conn.execute(
+                "INSERT INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET "
+                "attempt = EXCLUDED.attempt, seq = EXCLUDED.seq, state = EXCLUDED.state, "
+                "saved_at = EXCLUDED.saved_at",
+                (run_id, attempt, seq, text, saved_at),
+            )
+            return Checkpoint(run_id=run_id, seq=seq, attempt=attempt, state=loads(text), saved_at=saved_at)
+
+        return await self._db.run(body, write=True)
+
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        def body(conn: psycopg.Connection[Any]) -> Checkpoint | None:
+            row = conn.execute(
+                "SELECT r.run_id, c.attempt, c.seq, c.state, c.saved_at FROM runstore_runs r "
+                "LEFT JOIN runstore_checkpoints c ON c.run_id = r.run_id WHERE r.run_id = %s",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            if row[1] is None:
+                return None
+            return Checkpoint(
+                run_id=run_id, attempt=row[1], seq=row[2], state=loads(row[3]), saved_at=_utc(row[4])
+            )
+
+        return await self._db.run(body, write=False)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        """LISTEN on a connection of its own, then read the run, then wake on each NOTIFY for it
+        (and re-read every 2 s regardless, as a safety net)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, **self._db.connect_kwargs()) as conn:
+                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}".encode())
+                while True:
+                    record = await self.get_run(run_id)
+                    if record is None:
+                        raise RunNotFound(run_id)
+                    if record.finished:
+                        return record
+                    slice_s = 2.0
+                    if deadline is not None:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            raise TimeoutError(
+                                f"run {run_id!r} did not finish within {timeout}s (status {record.status})"
+                            )
+                        slice_s = min(slice_s, remaining)
+                    async for notify in conn.notifies(timeout=slice_s):
+                        if notify.payload == run_id:
+                            break
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise RunStoreUnavailable(self.url, str(exc).strip()) from None
+
+    async def delete_run(self, run_id: str) -> bool:
+        def body(conn: psycopg.Connection[Any]) -> bool:
+            cursor = conn.execute("DELETE FROM runstore_runs WHERE run_id = %s", (run_id,))
+            if cursor.rowcount == 1:
+                conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, run_id))  # wake waiters
+                return True
+            return False
+
+        return await self._db.run(body, write=True)
+
+    async def close(self) -> None:
+        await self._db.aclose()
+
+
+# --- the idempotency store --------------------------------------------------------------------
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("idempotency store times must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+class PostgresIdempotencyStore(IdempotencyStore):
+    """`key`-mode tool-call records shared by a cluster, with the semantics of
+    `SqliteIdempotencyStore` (see `runtime/tools/idempotency.py`): a claim inserts the key
+    (`ON CONFLICT DO NOTHING`) or locks the existing row (`FOR UPDATE`) and decides under the
+    lock, so concurrent claimers on any node serialise per key."""
+
+    def __init__(
+        self, url: str, *, pool_size: int = 4, connect_timeout_s: float = 5.0, idle_check_s: float = 5.0
+    ) -> None:
+        self.url = url
+        self._db = _PgConnections(
+            url,
+            _IDEMPOTENCY_SCHEMA,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            idle_check_s=idle_check_s,
+            name="idempotency-pg",
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresIdempotencyStore({redact_url(self.url)!r})"
+
+    async def claim(
+        self, tool: str, key_hash: str, *, owner: str, now: datetime, lease_s: float, ttl_s: float | None
+    ) -> Claim:
+        t = _aware(now)
+        lease = t + timedelta(seconds=lease_s)
+
+        def body(conn: psycopg.Connection[Any]) -> Claim:
+            while True:
+                inserted = conn.execute(
+                    "INSERT INTO idempotency (tool, key_hash, status, owner, executions, created_at, "
+                    "updated_at, lease_expires_at, expires_at) "
+                    "VALUES (%s, %s, 'in_progress', %s, 1, %s, %s, %s, %s) "
+                    "ON CONFLICT (tool, key_hash) DO NOTHING RETURNING 1",
+                    (
+                        tool,
+                        key_hash,
+                        owner,
+                        t,
+                        t,
+                        lease,
+                        None if ttl_s is None else t + timedelta(seconds=ttl_s),
+                    ),
+                ).fetchone()
+                if inserted is not None:
+                    return Claim("claimed", lease_expires_at=lease)
+                row = conn.execute(
+                    "SELECT status, owner, result, lease_expires_at, expires_at, executions, created_at "
+                    "FROM idempotency WHERE tool = %s AND key_hash = %s FOR UPDATE",
+                    (tool, key_hash),
+                ).fetchone()
+                if row is not None:
+                    break  # else: purged between the two statements; insert again
+            status, holder, result, held_until, expires, executions, created = row
+            live = expires is None or expires > t
+            if live and status == "succeeded":
+                return Claim("succeeded", result_json=result)
+            if (
+                live
+                and status == "in_progress"
+                and holder != owner
+                and held_until is not None
+                and held_until > t
+            ):
+                return Claim("busy", lease_expires_at=_utc(held_until))
+            if not live:
+                executions, created = 0, t
+            expires_at = None if ttl_s is None else created + timedelta(seconds=ttl_s)
+            conn.execute(
+                "UPDATE idempotency SET status = 'in_progress', owner = %s, result = NULL, error = NULL, "
+                "executions = %s, created_at = %s, updated_at = %s, lease_expires_at = %s, expires_at = %s "
+                "WHERE tool = %s AND key_hash = %s",
+                (owner, executions + 1, created, t, lease, expires_at, tool, key_hash),
+            )
+            return Claim("claimed", lease_expires_at=lease)
+
+        return await self._db.run(body, write=True)
+
+    async def complete(
+        self, tool: str, key_hash: str, *, owner: str, result_json: str, now: datetime, ttl_s: float | None
+    ) -> bool:
+        t = _aware(now)
+        expires_at = None if ttl_s is None else t + timedelta(seconds=ttl_s)
+
+        def body(conn: psycopg.Connection[Any]) -> bool:
+            cursor = conn.execute(
+                "UPDATE idempotency SET status = 'succeeded', result = %s, error = NULL, "
+                "updated_at = %s, lease_expires_at = NULL, expires_at = %s "
+                "WHERE tool = %s AND key_hash = %s AND owner = %s AND status = 'in_progress'",
+                (result_json, t, expires_at, tool, key_hash, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._db.run(body, write=True)
+
+    async def fail(self, tool: str, key_hash: str, *, owner: str, error: str, now: datetime) -> None:
+        t = _aware(now)
+
+        def body(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "UPDATE idempotency SET status = 'failed', error = %s, updated_at = %s, lease_expires_at = NULL "
+                "WHERE tool = %s AND key_hash = %s AND owner = %s AND status = 'in_progress'",
+                (error[:2000], t, tool, key_hash, owner),
+            )
+
+        await self._db.run(body, write=True)
+
+    async def get(self, tool: str, key_hash: str) -> IdempotencyRecord | None:
+        def body(conn: psycopg.Connection[Any]) -> IdempotencyRecord | None:
+            row = conn.execute(
+                "SELECT tool, key_hash, status, owner, result, error, executions, created_at, updated_at, "
+                "lease_expires_at, expires_at FROM idempotency WHERE tool = %s AND key_hash = %s",
+                (tool, key_hash),
+            ).fetchone()
+            if row is None:
+                return None
+            return IdempotencyRecord(
+                tool=row[0],
+                key_hash=row[1],
+                status=row[2],
+                owner=row[3],
+                result_json=row[4],
+                error=row[5],
+                executions=row[6],
+                created_at=_utc(row[7]),
+                updated_at=_utc(row[8]),
+                lease_expires_at=_opt_utc(row[9]),
+                expires_at=_opt_utc(row[10]),
+            )
+
+        return await self._db.run(body, write=False)
+
+    async def purge_expired(self, now: datetime) -> int:
+        t = _aware(now)
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            cursor = conn.execute(
+                "DELETE FROM idempotency WHERE expires_at IS NOT NULL AND expires_at <= %s "
+                "AND NOT (status = 'in_progress' AND lease_expires_at > %s)",
+                (t, t),
+            )
+            return cursor.rowcount
+
+        return await self._db.run(body, write=True)
+
+    async def aclose(self) -> None:
+        await self._db.aclose()

@@ -1,0 +1,379 @@
+"""The SQLite run store: one file shared by every process on one machine (several Ray actors on
+one host). WAL mode (readers never block the writer), a busy timeout, and every write in a
+`BEGIN IMMEDIATE` transaction, which serialises writers across threads and processes; calls run
+on one dedicated worker thread per store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent_platform.runstore._pool import ThreadConnections
+from agent_platform.runstore.base import (
+    AttemptNotStarted,
+    Checkpoint,
+    CheckpointOutOfOrder,
+    RunAlreadyFinished,
+    RunNotFound,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    RunStoreUnavailable,
+    check_finish_status,
+    check_limit,
+    check_writer,
+    dumps,
+    loads,
+    utcnow,
+)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runstore_runs (
+    run_id TEXT PRIMARY KEY,
+    unit TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    parent_run_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    result TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runstore_runs_created ON runstore_runs (created_at);
+CREATE INDEX IF NOT EXISTS runstore_runs_status ON runstore_runs (status, created_at);
+CREATE INDEX IF NOT EXISTS runstore_runs_unit ON runstore_runs (unit, created_at);
+CREATE INDEX IF NOT EXISTS runstore_runs_parent ON runstore_runs (parent_run_id);
+CREATE TABLE IF NOT EXISTS runstore_checkpoints (
+    run_id TEXT PRIMARY KEY,
+    attempt INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    saved_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = (
+    "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at"
+)
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _time(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        unit=row[1],
+        inputs=loads(row[2]),
+        status=RunStatus(row[3]),
+        parent_run_id=row[4],
+        attempt=row[5],
+        owner=row[6],
+        result=loads(row[7]),
+        error=row[8],
+        created_at=_time(row[9]),
+        updated_at=_time(row[10]),
+    )
+
+
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class SqliteRunStore(RunStore):
+    """See the module docstring. `synchronous=NORMAL` by default (in WAL mode: durable across
+    process crashes, which is what losing an actor is; a power loss may drop the last commits
+    but never corrupts the file); pass `synchronous="FULL"` for durability across power loss."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        url: str | None = None,
+        busy_timeout_s: float = 30.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"unknown synchronous setting {synchronous!r}")
+        self.path = Path(path)
+        self.url = url or f"sqlite://{self.path.resolve()}"
+        self.busy_timeout_s = busy_timeout_s
+        self.synchronous = synchronous.upper()
+        self._pool: ThreadConnections[sqlite3.Connection] = ThreadConnections(
+            connect=self._connect,
+            close=lambda conn: conn.close(),
+            broken=lambda conn, exc: False,
+            size=1,
+            name=f"runstore-sqlite:{self.path.name}",
+        )
+
+    def __repr__(self) -> str:
+        return f"SqliteRunStore({str(self.path)!r})"
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise RunStoreUnavailable(self.url, f"cannot open {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self._set_up(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise RunStoreUnavailable(self.url, f"cannot set up {self.path}: {exc}") from exc
+        return conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL and the schema. Switching a fresh file to WAL needs a moment of exclusive access and
+        SQLite answers SQLITE_BUSY at once (the busy timeout does not cover it) when another process
+        opens the file at the same moment: retry with jittered backoff."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    async def _run(self, body: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        def call(conn: sqlite3.Connection) -> T:
+            try:
+                if not write:
+                    return body(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise RunStoreUnavailable(self.url, str(exc)) from exc
+
+        return await self._pool.run(call)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM runstore_runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    @staticmethod
+    def _require(conn: sqlite3.Connection, run_id: str) -> tuple[str, int]:
+        row = conn.execute("SELECT status, attempt FROM runstore_runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return row[0], row[1]
+
+    async def create_run(self, record: RunRecord) -> RunRecord:
+        inputs = dumps(record.inputs, "run inputs")
+        result = None if record.result is None else dumps(record.result, "run result")
+        status = RunStatus(record.status)
+        now = _epoch(utcnow())
+
+        def body(conn: sqlite3.Connection) -> RunRecord:
+            conn.execute(
+                f"INSERT OR IGNORE INTO runstore_runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.run_id,
+                    record.unit,
+                    inputs,
+                    status.value,
+                    record.parent_run_id,
+                    record.attempt,
+                    record.owner,
+                    result,
+                    record.error,
+                    now,
+                    now,
+                ),
+            )
+            stored = self._get(conn, record.run_id)
+            assert stored is not None
+            return stored
+
+        return await self._run(body, write=True)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self._run(lambda conn: self._get(conn, run_id), write=False)
+
+    async def list_runs(
+        self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        check_limit(limit)
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(RunStatus(status).value)
+        if unit is not None:
+            where.append("unit = ?")
+            params.append(unit)
+        sql = f"SELECT {_COLUMNS} FROM runstore_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+
+        def body(conn: sqlite3.Connection) -> list[RunRecord]:
+            return [_record(row) for row in conn.execute(sql, params).fetchall()]
+
+        return await self._run(body, write=False)
+
+    async def begin_attempt(self, run_id: str, owner: str) -> int:
+        now = _epoch(utcnow())
+
+        def body(conn: sqlite3.Connection) -> int:
+            status, attempt = self._require(conn, run_id)
+            if RunStatus(status).finished:
+                raise RunAlreadyFinished(run_id, RunStatus(status), "begin_attempt")
+            conn.execute(
+                "UPDATE runstore_runs SET attempt = ?, status = 'running', owner = ?, updated_at = ? "
+                "WHERE run_id = ?",
+                (attempt + 1, owner, now, run_id),
+            )
+            return attempt + 1
+
+        return await self._run(body, write=True)
+
+    async def finish(
+        self,
+        run_id: str,
+        attempt: int,
+        status: RunStatus | str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> RunRecord:
+        final = check_finish_status(status)
+        result_text = None if result is None else dumps(result, "run result")
+        now = _epoch(utcnow())
+
+        def body(conn: sqlite3.Connection) -> RunRecord:
+            stored = self._get(conn, run_id)
+            if stored is None:
+                raise RunNotFound(run_id)
+            check_writer(run_id, attempt, stored.attempt, "finish")
+            if stored.finished:
+                if stored.status == final and stored.result == loads(result_text) and stored.error == error:
+                    return stored  # a retried finish
+                raise RunAlreadyFinished(run_id, stored.status, "finish")
+            conn.execute(
+                "UPDATE runstore_runs SET status = ?, result = ?, error = ?, updated_at = ? WHERE run_id = ?",
+                (final.value, result_text, error, now, run_id),
+            )
+            updated = self._get(conn, run_id)
+            assert updated is not None
+            return updated
+
+        return await self._run(body, write=True)
+
+    async def save_checkpoint(self, run_id: str, attempt: int, seq: int, state: dict[str, Any]) -> Checkpoint:
+        if not isinstance(state, dict):
+            raise TypeError(f"checkpoint state must be a dict, not {type(state).__name__}")
+        text = dumps(state, "checkpoint state")
+        saved_at = utcnow()
+
+        def body(conn: sqlite3.Connection) -> Checkpoint:
+            status, current = self._require(conn, run_id)
+            check_writer(run_id, attempt, current, "save_checkpoint")
+            if RunStatus(status).finished:
+                raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
+            if current == 0:
+                raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
+            row = conn.execute(
+                "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is not None and row[0] == attempt and seq < row[1]:
+                raise CheckpointOutOfOrder(run_id, attempt, seq, row[1])
+            conn.execute(
+                "INSERT OR REPLACE INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, attempt, seq, text, _epoch(saved_at)),
+            )
+            return Checkpoint(run_id=run_id, seq=seq, attempt=attempt, state=loads(text), saved_at=saved_at)
+
+        return await self._run(body, write=True)
+
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        def body(conn: sqlite3.Connection) -> Checkpoint | None:
+            row = conn.execute(
+                "SELECT r.run_id, c.attempt, c.seq, c.state, c.saved_at FROM runstore_runs r "
+                "LEFT JOIN runstore_checkpoints c ON c.run_id = r.run_id WHERE r.run_id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            if row[1] is None:
+                return None
+            return Checkpoint(
+                run_id=run_id, attempt=row[1], seq=row[2], state=loads(row[3]), saved_at=_time(row[4])
+            )
+
+        return await self._run(body, write=False)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        """Polls with bounded backoff (5 ms doubling to 250 ms)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        delay = 0.005
+        while True:
+            record = await self.get_run(run_id)
+            if record is None:
+                raise RunNotFound(run_id)
+            if record.finished:
+                return record
+            if deadline is not None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"run {run_id!r} did not finish within {timeout}s (status {record.status})"
+                    )
+                await asyncio.sleep(min(delay, remaining))
+            else:
+                await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def delete_run(self, run_id: str) -> bool:
+        def body(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM runstore_checkpoints WHERE run_id = ?", (run_id,))
+            return conn.execute("DELETE FROM runstore_runs WHERE run_id = ?", (run_id,)).rowcount == 1
+
+        return await self._run(body, write=True)
+
+    async def close(self) -> None:
+        await self._pool.aclose()

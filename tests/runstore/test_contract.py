@@ -1,0 +1,367 @@
+"""The run store contract: every test runs against SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.runstore import workers
+
+from agent_platform.runstore import (
+    AttemptNotStarted,
+    CheckpointOutOfOrder,
+    RunAlreadyFinished,
+    RunNotFound,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    RunStoreUnavailable,
+    StaleAttempt,
+    open_run_store,
+)
+
+
+def spawn_pool(processes: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+
+
+async def new_run(store: RunStore, run_id: str = "run-1", unit: str = "Agent/a", **fields: Any) -> RunRecord:
+    return await store.create_run(RunRecord(run_id, unit, fields.pop("inputs", {"q": "hi"}), **fields))
+
+
+# --- create / get ----------------------------------------------------------------------------
+
+
+async def test_create_is_idempotent_and_returns_the_stored_run(store: RunStore) -> None:
+    created = await new_run(store, inputs={"q": "ünïcode", "n": [1, 2.5, None, True]}, parent_run_id="run-0")
+    assert created.status is RunStatus.PENDING and created.attempt == 0 and created.owner is None
+    assert created.inputs == {"q": "ünïcode", "n": [1, 2.5, None, True]} and created.parent_run_id == "run-0"
+    assert created.created_at.tzinfo is not None and created.created_at == created.updated_at
+    again = await store.create_run(RunRecord("run-1", "Agent/other", {"different": True}))
+    assert again == created
+    assert await store.get_run("run-1") == created
+    assert await store.get_run("run-missing") is None
+
+
+async def test_values_must_be_json(store: RunStore) -> None:
+    with pytest.raises(ValueError, match="run inputs is not JSON"):
+        await store.create_run(RunRecord("r", "Agent/a", {"x": object()}))
+    with pytest.raises(ValueError, match="not JSON"):
+        await store.create_run(RunRecord("r", "Agent/a", {"x": float("nan")}))
+    assert await store.get_run("r") is None
+
+
+# --- attempts and fencing --------------------------------------------------------------------
+
+
+async def test_begin_attempt_hands_out_increasing_fencing_tokens(store: RunStore) -> None:
+    await new_run(store)
+    assert await store.begin_attempt("run-1", "node-a/actor-1") == 1
+    record = await store.get_run("run-1")
+    assert record is not None and record.status is RunStatus.RUNNING and record.owner == "node-a/actor-1"
+    assert await store.begin_attempt("run-1", "node-b/actor-7") == 2  # resumed elsewhere
+    record = await store.get_run("run-1")
+    assert record is not None and record.attempt == 2 and record.owner == "node-b/actor-7"
+    assert record.updated_at >= record.created_at
+    with pytest.raises(RunNotFound, match="run-nope"):
+        await store.begin_attempt("run-nope", "x")
+
+
+async def test_a_stale_attempt_cannot_write(store: RunStore) -> None:
+    await new_run(store)
+    zombie = await store.begin_attempt("run-1", "replica-a")
+    await store.save_checkpoint("run-1", zombie, 1, {"step": 1})
+    current = await store.begin_attempt("run-1", "replica-b")  # replica-a was presumed dead
+
+    with pytest.raises(StaleAttempt) as caught:
+        await store.save_checkpoint("run-1", zombie, 2, {"step": "zombie"})
+    assert caught.value.attempt == 1 and caught.value.current == 2
+    assert "attempt 1 is stale" in str(caught.value) and "attempt 2" in str(caught.value)
+    with pytest.raises(StaleAttempt):
+        await store.finish("run-1", zombie, RunStatus.FAILED, error="zombie")
+    with pytest.raises(AttemptNotStarted, match="attempt 3 was never begun"):
+        await store.save_checkpoint("run-1", current + 1, 1, {})
+
+    checkpoint = await store.load_checkpoint("run-1")
+    assert checkpoint is not None and checkpoint.state == {"step": 1} and checkpoint.attempt == 1
+    record = await store.get_run("run-1")
+    assert record is not None and record.status is RunStatus.RUNNING and record.owner == "replica-b"
+
+    await store.save_checkpoint("run-1", current, 2, {"step": 2})
+    done = await store.finish("run-1", current, RunStatus.COMPLETED, {"outcome": "completed", "output": 42})
+    assert done.status is RunStatus.COMPLETED and done.result == {"outcome": "completed", "output": 42}
+    with pytest.raises(StaleAttempt):  # still fenced after the run finished
+        await store.finish("run-1", zombie, RunStatus.COMPLETED, {"output": "zombie"})
+    final = await store.get_run("run-1")
+    assert final is not None and final.result == {"outcome": "completed", "output": 42}
+
+
+async def test_finish_rules(store: RunStore) -> None:
+    await new_run(store)
+    attempt = await store.begin_attempt("run-1", "a")
+    with pytest.raises(ValueError, match="final status"):
+        await store.finish("run-1", attempt, RunStatus.RUNNING)
+    with pytest.raises(ValueError, match="unknown run status"):
+        await store.finish("run-1", attempt, "exploded")
+    failed = await store.finish("run-1", attempt, "failed", {"outcome": "max_iterations"}, error="gave up")
+    assert failed.status is RunStatus.FAILED and failed.error == "gave up" and failed.finished
+    retried = await store.finish("run-1", attempt, RunStatus.FAILED, {"outcome": "max_iterations"}, "gave up")
+    assert retried == failed  # a retried finish is harmless
+    with pytest.raises(RunAlreadyFinished, match="already finished"):
+        await store.finish("run-1", attempt, RunStatus.COMPLETED, {"outcome": "completed"})
+    with pytest.raises(RunAlreadyFinished):
+        await store.begin_attempt("run-1", "b")
+    with pytest.raises(RunAlreadyFinished):
+        await store.save_checkpoint("run-1", attempt, 9, {})
+    with pytest.raises(RunNotFound):
+        await store.finish("run-nope", 1, RunStatus.COMPLETED)
+
+    await new_run(store, "run-2")  # a pending run can be cancelled before any attempt
+    cancelled = await store.finish("run-2", 0, RunStatus.CANCELLED)
+    assert cancelled.status is RunStatus.CANCELLED and cancelled.attempt == 0
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+async def test_checkpoint_round_trip_and_overwrite(store: RunStore) -> None:
+    await new_run(store)
+    assert await store.load_checkpoint("run-1") is None
+    with pytest.raises(AttemptNotStarted):
+        await store.save_checkpoint("run-1", 0, 1, {})  # no attempt begun yet
+    with pytest.raises(RunNotFound):
+        await store.load_checkpoint("run-nope")
+    with pytest.raises(RunNotFound):
+        await store.save_checkpoint("run-nope", 1, 1, {})
+
+    attempt = await store.begin_attempt("run-1", "a")
+    state = {"messages": [{"role": "user", "content": "hé \x00 \n"}], "usage": {"in": 10**18}, "x": -0.5}
+    saved = await store.save_checkpoint("run-1", attempt, 1, state)
+    loaded = await store.load_checkpoint("run-1")
+    assert loaded is not None and loaded.state == state and loaded.seq == 1 and loaded.attempt == attempt
+    assert loaded.saved_at.tzinfo is not None
+    assert abs((loaded.saved_at - saved.saved_at).total_seconds()) < 0.001
+
+    await store.save_checkpoint("run-1", attempt, 2, {"step": 2})
+    await store.save_checkpoint("run-1", attempt, 2, {"step": "2 again"})  # same seq: a retried write
+    loaded = await store.load_checkpoint("run-1")
+    assert loaded is not None and loaded.seq == 2 and loaded.state == {"step": "2 again"}
+
+    with pytest.raises(CheckpointOutOfOrder, match="seq 1 is behind the stored seq 2"):
+        await store.save_checkpoint("run-1", attempt, 1, {"step": 1})
+    resumed = await store.begin_attempt("run-1", "b")
+    await store.save_checkpoint("run-1", resumed, 1, {"replayed": True})  # a new attempt may restart seq
+    loaded = await store.load_checkpoint("run-1")
+    assert loaded is not None and (loaded.seq, loaded.attempt, loaded.state) == (1, 2, {"replayed": True})
+
+    with pytest.raises(TypeError, match="must be a dict"):
+        await store.save_checkpoint("run-1", resumed, 3, [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="checkpoint state is not JSON"):
+        await store.save_checkpoint("run-1", resumed, 3, {"x": {1, 2}})
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+async def test_list_runs_newest_first_with_filters(store: RunStore) -> None:
+    units = ["Agent/a", "Agent/b", "Agent/a", "Pipeline/p", "Agent/a"]
+    for index, unit in enumerate(units):
+        await new_run(store, f"run-{index}", unit)
+    attempt = await store.begin_attempt("run-2", "x")
+    await store.finish("run-2", attempt, RunStatus.COMPLETED, {"ok": True})
+    await store.begin_attempt("run-4", "x")
+
+    assert [r.run_id for r in await store.list_runs()] == ["run-4", "run-3", "run-2", "run-1", "run-0"]
+    assert [r.run_id for r in await store.list_runs(unit="Agent/a")] == ["run-4", "run-2", "run-0"]
+    assert [r.run_id for r in await store.list_runs(status=RunStatus.PENDING)] == ["run-3", "run-1", "run-0"]
+    assert [r.run_id for r in await store.list_runs(status="completed")] == ["run-2"]
+    assert [r.run_id for r in await store.list_runs(status="running", unit="Agent/a")] == ["run-4"]
+    assert await store.list_runs(unit="Agent/none") == []
+    assert [r.run_id for r in await store.list_runs(limit=2)] == ["run-4", "run-3"]
+    with pytest.raises(ValueError):
+        await store.list_runs(limit=0)
+    with pytest.raises(ValueError):
+        await store.list_runs(status="bogus")
+
+
+# --- wait -------------------------------------------------------------------------------------
+
+
+async def test_wait_returns_when_another_task_finishes_the_run(store: RunStore) -> None:
+    await new_run(store)
+    attempt = await store.begin_attempt("run-1", "a")
+
+    async def finish_soon() -> None:
+        await asyncio.sleep(0.15)
+        await store.finish("run-1", attempt, RunStatus.COMPLETED, {"output": "done"})
+
+    finisher = asyncio.create_task(finish_soon())
+    started = time.monotonic()
+    record = await store.wait("run-1", timeout=10)
+    elapsed = time.monotonic() - started
+    await finisher
+    assert record.status is RunStatus.COMPLETED and record.result == {"output": "done"}
+    assert 0.1 < elapsed < 2.0
+    assert (await store.wait("run-1", timeout=0)).status is RunStatus.COMPLETED  # already finished
+
+
+async def test_wait_times_out_and_reports_missing_runs(store: RunStore) -> None:
+    await new_run(store)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.3s"):
+        await store.wait("run-1", timeout=0.3)
+    assert 0.25 < time.monotonic() - started < 2.0
+    with pytest.raises(RunNotFound):
+        await store.wait("run-nope", timeout=1)
+
+    async def delete_soon() -> None:
+        await asyncio.sleep(0.1)
+        await store.delete_run("run-1")
+
+    deleter = asyncio.create_task(delete_soon())
+    with pytest.raises(RunNotFound):
+        await store.wait("run-1", timeout=10)
+    await deleter
+
+
+async def test_wait_returns_when_another_process_finishes_the_run(store: RunStore, store_url: str) -> None:
+    await new_run(store)
+    loop = asyncio.get_running_loop()
+    with spawn_pool(1) as pool:
+        done = loop.run_in_executor(pool, workers.finish_later, store_url, "run-1", 0.3)
+        record = await store.wait("run-1", timeout=60)
+        await done
+    assert record.status is RunStatus.COMPLETED and record.result == {"by": "another process"}
+    assert record.owner is not None and record.owner.startswith("pid-")
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+async def test_delete_removes_the_run_and_its_checkpoint(store: RunStore) -> None:
+    await new_run(store)
+    await new_run(store, "run-2")
+    attempt = await store.begin_attempt("run-1", "a")
+    await store.save_checkpoint("run-1", attempt, 1, {"x": 1})
+    assert await store.delete_run("run-1") is True
+    assert await store.delete_run("run-1") is False
+    assert await store.get_run("run-1") is None
+    with pytest.raises(RunNotFound):
+        await store.load_checkpoint("run-1")
+    assert [r.run_id for r in await store.list_runs()] == ["run-2"]
+    recreated = await new_run(store)  # the id is free again, with no old checkpoint
+    assert recreated.attempt == 0 and await store.load_checkpoint("run-1") is None
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+async def test_an_unreachable_store_is_unavailable_without_leaking_the_password(
+    backend: str, tmp_path: Path
+) -> None:
+    password = "s3cr3t-Pa55"
+    if backend == "sqlite":
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a directory")
+        url = f"sqlite://{blocker}/runs.sqlite3"
+    else:
+        import socket
+
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        url = f"postgresql://platform:{password}@127.0.0.1:{port}/runs"
+    store = open_run_store(url)
+    with pytest.raises(RunStoreUnavailable) as caught:
+        await store.get_run("run-1")
+    message = str(caught.value)
+    assert password not in message and "is unavailable" in message
+    if backend == "postgres":
+        assert f"postgresql://platform:***@127.0.0.1:{port}/runs" in message
+    with pytest.raises(RunStoreUnavailable):  # still unavailable, still a clear error
+        await store.ping()
+    await store.close()
+
+
+# --- several processes, restarts --------------------------------------------------------------
+
+
+async def test_concurrent_writers_in_several_processes_lose_nothing(store: RunStore, store_url: str) -> None:
+    # nothing touched the database yet: the workers also race to create the schema and the shared run
+    processes, runs, steps, bumps = 4, 6, 4, 3
+    loop = asyncio.get_running_loop()
+    with spawn_pool(processes) as pool:
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, workers.write_runs, store_url, w, runs, steps, "shared", bumps)
+                for w in range(processes)
+            )
+        )
+    handed_out = sorted(a for got in results for a in got)
+    total = processes * bumps * steps
+    assert handed_out == list(range(1, total + 1))  # every increment kept, no token handed out twice
+    shared = await store.get_run("shared")
+    assert shared is not None and shared.attempt == total
+
+    finished = await store.list_runs(status=RunStatus.COMPLETED, unit="Agent/writer", limit=1000)
+    assert len(finished) == processes * runs
+    for record in finished:
+        worker, index = record.inputs["worker"], record.inputs["index"]
+        assert record.result == {"sum": worker * 1000 + index} and record.attempt == 1
+        checkpoint = await store.load_checkpoint(record.run_id)
+        assert checkpoint is not None and checkpoint.seq == steps
+        assert checkpoint.state == {"worker": worker, "seq": steps}
+
+
+async def test_everything_survives_reopening_the_store(store_url: str) -> None:
+    first = open_run_store(store_url)
+    await first.create_run(RunRecord("run-1", "Agent/a", {"q": 1}))
+    attempt = await first.begin_attempt("run-1", "a")
+    await first.save_checkpoint("run-1", attempt, 3, {"history": ["x", "y", "z"]})
+    await first.create_run(RunRecord("run-2", "Agent/a", {"q": 2}))
+    await first.close()
+
+    second = open_run_store(store_url)  # a restarted process
+    try:
+        record = await second.get_run("run-1")
+        assert record is not None and record.attempt == 1 and record.status is RunStatus.RUNNING
+        checkpoint = await second.load_checkpoint("run-1")
+        assert (
+            checkpoint is not None
+            and checkpoint.seq == 3
+            and checkpoint.state == {"history": ["x", "y", "z"]}
+        )
+        assert [r.run_id for r in await second.list_runs()] == ["run-2", "run-1"]
+        resumed = await second.begin_attempt("run-1", "b")
+        assert resumed == 2
+    finally:
+        await second.close()
+
+
+async def test_a_run_resumes_from_its_last_checkpoint_after_its_process_is_killed(
+    store: RunStore, store_url: str, tmp_path: Path
+) -> None:
+    await new_run(store)
+    marker = tmp_path / "crashed.json"
+    process = multiprocessing.get_context("spawn").Process(
+        target=workers.crash_mid_run, args=(store_url, "run-1", 3, str(marker))
+    )
+    process.start()
+    await asyncio.to_thread(process.join, 60)
+    assert process.exitcode == -9 and json.loads(marker.read_text()) == {"attempt": 1}
+
+    record = await store.get_run("run-1")
+    assert record is not None and record.status is RunStatus.RUNNING and record.attempt == 1  # presumed dead
+    attempt = await store.begin_attempt("run-1", "replica-2")
+    checkpoint = await store.load_checkpoint("run-1")
+    assert attempt == 2 and checkpoint is not None and checkpoint.seq == 3
+    assert checkpoint.state == {"done": [1, 2, 3]}
+    await store.save_checkpoint("run-1", attempt, 4, {"done": [1, 2, 3, 4]})
+    final = await store.finish("run-1", attempt, RunStatus.COMPLETED, {"outcome": "completed"})
+    assert final.attempt == 2 and final.owner == "replica-2"
