@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate_bench.py
 	$(BIN)/python bench/agent_step_bench.py
 	$(BIN)/python bench/guardrail_fp.py
+	$(BIN)/python bench/ray_bench.py
 
 schemas: $(STAMP)
 	$(BIN)/platform schema --out schemas/

@@ -190,9 +190,9 @@ def connect(address: str | None, namespace: str, *, start: bool) -> str:
     """Connect this process to the cluster (idempotent). Returns the address used."""
     import ray
 
+    if ray.is_initialized():  # already connected (tests, benchmarks, a driver embedding us)
+        return str(ray.get_runtime_context().gcs_address)
     resolved, _embedded = resolve_address(address, start=start)
-    if ray.is_initialized():
-        return resolved
     logging.getLogger("ray").setLevel(logging.WARNING)
     try:
         ray.init(
