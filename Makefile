@@ -34,6 +34,16 @@ demo: $(STAMP)
 	$(BIN)/platform run support-agent --local --trace --approve-all --input @examples/inputs/support.json
 	$(BIN)/platform run code-review-supervisor --local --trace --approve-all \
 		--input @examples/inputs/review-tasks.json
+	@# The same supervisor through a deployment: apply to an embedded local Ray (twice: the second
+	@# apply changes nothing), run through the actors (the output says which node and actor ran
+	@# each sub-agent, and the trace spans all of them), list the runs, then stop the local Ray.
+	$(BIN)/platform apply specs/ --approve-all
+	$(BIN)/platform apply specs/ --approve-all
+	$(BIN)/platform get
+	$(BIN)/platform run code-review-supervisor --trace --input @examples/inputs/review-tasks.json \
+		|| { $(BIN)/platform down; exit 1; }
+	$(BIN)/platform runs
+	$(BIN)/platform down
 
 # The run store tests start a throwaway PostgreSQL from Debian's packages (installed when missing).
 test: $(STAMP)

@@ -78,12 +78,11 @@ class Deployment:
         create: bool = True,
         state_dir: Path | None = None,
     ) -> Deployment:
-        import ray
-
         try:
             resolved = connect(address, namespace, start=start)
         except ClusterError as exc:
             raise DeployError(str(exc)) from None
+        import ray  # after connect(): it sets Ray's auth mode, read when Ray is imported
         control: Any = None
         with contextlib.suppress(ValueError):
             control = ray.get_actor(CONTROL_PLANE, namespace=namespace)

@@ -27,6 +27,7 @@ from agent_platform.runtime.tools.idempotency import default_state_dir as state_
 DEFAULT_NAMESPACE = "agent-platform"
 HEAD_FILE = "ray-head.json"
 HEAD_START_TIMEOUT_S = 90.0
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
 
 class ClusterError(RuntimeError):
@@ -112,7 +113,12 @@ def start_head(base: Path | None = None, *, num_cpus: int | None = None) -> Head
         command.append(f"--num-cpus={num_cpus}")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, AUTH_MODE_ENV: "token"},
         )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
@@ -188,11 +194,17 @@ def resolve_address(address: str | None, *, start: bool) -> tuple[str, bool]:
 
 def connect(address: str | None, namespace: str, *, start: bool) -> str:
     """Connect this process to the cluster (idempotent). Returns the address used."""
+    loaded = sys.modules.get("ray")
+    if loaded is not None and loaded.is_initialized():  # already connected (tests, benchmarks)
+        return str(loaded.get_runtime_context().gcs_address)
+    resolved, embedded = resolve_address(address, start=start)
+    if embedded:
+        # The embedded head requires Ray's token (~/.ray/auth_token, made by `ray start` when
+        # missing): a head reachable from the network must not run code for anyone. Set before
+        # Ray is imported: it reads its configuration once.
+        os.environ[AUTH_MODE_ENV] = "token"
     import ray
 
-    if ray.is_initialized():  # already connected (tests, benchmarks, a driver embedding us)
-        return str(ray.get_runtime_context().gcs_address)
-    resolved, _embedded = resolve_address(address, start=start)
     logging.getLogger("ray").setLevel(logging.WARNING)
     try:
         ray.init(

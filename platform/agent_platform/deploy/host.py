@@ -17,13 +17,14 @@ import os
 import random
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent_platform.compile.plan import SpecRef, SupervisorUnit
 from agent_platform.deploy.bundle import SpecBundle
+from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.engine import Runtime, _input_schema, _tasks_of
 from agent_platform.runtime.inputs import InputError, check_inputs
 from agent_platform.runtime.outcomes import Outcome, RunResult
@@ -120,12 +121,58 @@ class Router:
         )
 
 
+@dataclass
+class Durable:
+    """A run's place in the run store: its fencing attempt and the next checkpoint number."""
+
+    store: Any
+    attempt: int
+    seq: int = 0
+
+
+class Superseded(Exception):
+    """This replica's attempt was fenced out: another replica resumed the run."""
+
+
 class RayRuntime(Runtime):
-    """The runtime core with hand-offs to other units going to their actors."""
+    """The runtime core with hand-offs to other units going to their actors, and a checkpoint
+    of every agent run after every step."""
+
+    checkpoints_enabled = True
 
     def __init__(self, *args: Any, router: Router, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.router = router
+        self._model_names = {id(m.spec): name for name, m in self.plan.models.items()}
+
+    async def checkpoint(self, state: RunState, snapshot: Callable[[], AgentCheckpoint]) -> None:
+        from agent_platform.runstore import StaleAttempt
+
+        durable: Durable | None = state.resources.get(Durable)
+        if durable is None:
+            return
+        checkpoint = snapshot()
+        for key, provider in state.resources.items():
+            cursors = getattr(provider, "cursors", None)
+            if callable(cursors) and key in self._model_names:
+                checkpoint.model_cursors[self._model_names[key]] = cursors()
+        durable.seq += 1
+        try:
+            await durable.store.save_checkpoint(
+                state.run_id, durable.attempt, durable.seq, checkpoint.to_json()
+            )
+        except StaleAttempt as exc:
+            raise Superseded(str(exc)) from None
+
+    def restore_models(self, state: RunState, checkpoint: AgentCheckpoint) -> None:
+        """Put each scripted model of the run back where the checkpoint left it."""
+        for name, cursors in checkpoint.model_cursors.items():
+            model = self.plan.models.get(name)
+            if model is not None:
+                provider = self.provider(model, run=state)
+                restore = getattr(provider, "restore", None)
+                if callable(restore):
+                    restore(cursors)
 
     async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
         if ref not in self.plan.units or isinstance(self.plan.units[ref], SupervisorUnit):
@@ -232,7 +279,7 @@ class UnitHost:
         return result
 
     async def _run(self, request: RunRequest) -> RunResult:
-        from agent_platform.runstore import RunRecord, RunStatus
+        from agent_platform.runstore import RunRecord, RunStatus, StaleAttempt
 
         ref = _ref(request.unit)
         unit = self.plan.units.get(ref)
@@ -256,6 +303,13 @@ class UnitHost:
             return _result_from_json(record.result)
         attempt = await store.begin_attempt(request.run_id, self.actor_name)
         state = RunState(request.run_id, request.unit)
+        state.resources[Durable] = Durable(store, attempt)
+        saved = await store.load_checkpoint(request.run_id)
+        if saved is not None:  # another replica ran part of this run: continue from its last step
+            checkpoint = AgentCheckpoint.from_json(saved.state)
+            state.resources[Durable].seq = saved.seq
+            state.resources["resume_from"] = checkpoint
+            self.runtime.restore_models(state, checkpoint)
         try:
             if isinstance(unit, SupervisorUnit):
                 tasks = _tasks_of(request.inputs)
@@ -271,7 +325,10 @@ class UnitHost:
         if placements:
             result.details["placements"] = placements
         status = RunStatus.COMPLETED if result.ok else RunStatus.FAILED
-        await store.finish(request.run_id, attempt, status, result=result.to_json(), error=result.error)
+        try:
+            await store.finish(request.run_id, attempt, status, result=result.to_json(), error=result.error)
+        except StaleAttempt as exc:  # a zombie: the run belongs to a newer attempt now
+            return RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=f"superseded: {exc}")
         return result
 
 
