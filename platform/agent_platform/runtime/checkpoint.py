@@ -1,0 +1,94 @@
+"""Checkpoints of an agent run: what a replica needs to continue a run another one started.
+
+After every step the agent loop hands its state to `Services.checkpoint`; the in-process runtime
+ignores it, the Ray host writes it to the run store (fenced by the attempt). On resume the host
+puts the loaded checkpoint in `RunState.resume_from` and the loop continues from it: the
+conversation (Messages-API blocks), the trajectory, the counters (iterations, tool calls,
+sub-runs, so sub-run ids and idempotency keys come out the same), usage and cost, and the
+position of each scripted model in its script (a deterministic replay resumes where it was).
+
+Not restored: guardrail windows (loop detection starts a fresh window after a resume) and the
+working-memory token estimate of messages (re-estimated)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_platform.runtime.messages import Block, Message, TextBlock, ToolResultBlock, ToolUseBlock
+from agent_platform.runtime.models.base import Usage
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A stored checkpoint this version cannot read."""
+
+
+def block_from_api(data: Mapping[str, Any]) -> Block:
+    kind = data.get("type")
+    if kind == "text":
+        return TextBlock(str(data["text"]))
+    if kind == "tool_use":
+        return ToolUseBlock(str(data["id"]), str(data["name"]), dict(data["input"]))
+    if kind == "tool_result":
+        return ToolResultBlock(
+            str(data["tool_use_id"]), str(data["content"]), bool(data.get("is_error", False))
+        )
+    raise CheckpointError(f"unknown content block type {kind!r}")
+
+
+def message_from_api(data: Mapping[str, Any]) -> Message:
+    role = data.get("role")
+    if role not in ("user", "assistant"):
+        raise CheckpointError(f"unknown message role {role!r}")
+    content = data.get("content")
+    blocks = [TextBlock(content)] if isinstance(content, str) else [block_from_api(b) for b in content or []]
+    return Message(role, blocks)
+
+
+@dataclass
+class AgentCheckpoint:
+    messages: list[Message]
+    trajectory: list[dict[str, Any]]
+    iterations: int
+    tool_calls: int
+    sub_runs: int
+    usage: Usage
+    cost_usd: float
+    model_cursors: dict[str, dict[str, int]] = field(default_factory=dict)  # model name -> key -> position
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "messages": [m.to_api() for m in self.messages],
+            "trajectory": self.trajectory,
+            "iterations": self.iterations,
+            "tool_calls": self.tool_calls,
+            "sub_runs": self.sub_runs,
+            "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
+            "cost_usd": self.cost_usd,
+            "model_cursors": self.model_cursors,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AgentCheckpoint:
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"checkpoint version {data.get('version')!r}, expected {CHECKPOINT_VERSION}"
+            )
+        usage = data.get("usage") or {}
+        return cls(
+            messages=[message_from_api(m) for m in data.get("messages", [])],
+            trajectory=list(data.get("trajectory", [])),
+            iterations=int(data.get("iterations", 0)),
+            tool_calls=int(data.get("tool_calls", 0)),
+            sub_runs=int(data.get("sub_runs", 0)),
+            usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
+            cost_usd=float(data.get("cost_usd", 0.0)),
+            model_cursors={
+                str(k): {str(a): int(b) for a, b in v.items()}
+                for k, v in (data.get("model_cursors") or {}).items()
+            },
+        )
