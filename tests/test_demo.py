@@ -105,11 +105,19 @@ def test_the_makefile_demo_runs_these_commands() -> None:
     recipe = makefile.split("\ndemo: $(STAMP)\n", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
     assert "PLATFORM_STATE_DIR" in makefile.split("\ndemo: $(STAMP)\n", 1)[0].rsplit("\n\n", 1)[1]
     assert "platform validate specs/" in recipe and "platform plan specs/" in recipe
-    runs = [line.split() for line in recipe.splitlines() if " run " in line]
+    runs = [line.split() for line in recipe.splitlines() if " run " in line and "--local" in line]
     assert [words[2] for words in runs] == [unit for unit, _, _ in DEMO_RUNS.values()]
     for words, (_, input_file, flags) in zip(runs, DEMO_RUNS.values(), strict=True):
         assert {"--local", "--trace", *flags} <= set(words)
         assert f"@examples/inputs/{input_file}" in words
+    # Then the same supervisor through a deployment on an embedded Ray, which is stopped at the end.
+    commands = [" ".join(line.split()[:2]) for line in recipe.splitlines() if "/platform " in line]
+    deployed = commands[commands.index("$(BIN)/platform apply") :]
+    assert deployed[:2] == ["$(BIN)/platform apply"] * 2, "apply twice: the second changes nothing"
+    assert "$(BIN)/platform run" in deployed and deployed[-1] == "$(BIN)/platform down"
+    assert "code-review-supervisor" in next(
+        line for line in recipe.splitlines() if " run code-review" in line and "--local" not in line
+    )
 
 
 def test_ingestion_pipeline(demo: dict[str, DemoRun]) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,9 +72,85 @@ class AgentRun:
         )
 
 
+def new_call_id() -> str:
+    """An id for a tool_use block when the provider gave none (`toolu_` + 24 random hex digits)."""
+    return "toolu_" + os.urandom(12).hex()
+
+
 def _json(value: Any) -> str:
     """Compact JSON of tool results and answers (pydantic-core: several times faster than json)."""
     return to_json(value, fallback=str).decode()
+
+
+_PLAIN_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+# Method calls a template may make that read their object and nothing else.
+_PURE_METHODS = frozenset(
+    {
+        "items", "keys", "values", "get", "upper", "lower", "strip", "lstrip", "rstrip", "title",
+        "capitalize", "startswith", "endswith", "split", "replace", "join", "count",
+    }
+)  # fmt: skip
+
+
+def _plain(value: Any) -> bool:
+    """JSON-like data of exactly the builtin types (no subclasses, tuples or objects): its repr
+    identifies it, types included, so equal reprs render equally."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
+class _PromptCache:
+    """Rendered (system prompt, task message) per distinct inputs, for instructions whose output
+    depends on nothing but the inputs: no call but `range()` and read-only methods, no `random`
+    filter, no `lipsum` (checked on the template's syntax tree, and the words must not occur at
+    all). Keyed on `repr(inputs)` for inputs of plain builtin types only, so e.g. a tuple and a
+    list, or 1 and 1.0 and True, never share an entry. Bounded (oldest entry dropped)."""
+
+    __slots__ = ("_entries",)
+    MAX_ENTRIES = 256
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, str]] = {}
+
+    @staticmethod
+    def safe_for(source: str) -> bool:
+        if "random" in source or "lipsum" in source:
+            return False
+        try:
+            from jinja2 import nodes
+
+            from agent_platform.validate.templates import template_environment
+
+            tree = template_environment().parse(source)
+        except Exception:  # a template that does not parse fails at render time, every time
+            return False
+        for call in tree.find_all(nodes.Call):
+            target = call.node
+            if isinstance(target, nodes.Name) and target.name == "range":
+                continue
+            if isinstance(target, nodes.Getattr) and target.attr in _PURE_METHODS:
+                continue
+            return False
+        return True
+
+    @staticmethod
+    def key(inputs: dict[str, Any]) -> str | None:
+        return repr(inputs) if _plain(inputs) else None
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        return self._entries.get(key)
+
+    def put(self, key: str, prompts: tuple[str, str]) -> None:
+        entries = self._entries
+        if len(entries) >= self.MAX_ENTRIES:
+            del entries[next(iter(entries))]
+        entries[key] = prompts
 
 
 class StopRun(Exception):
@@ -92,6 +168,8 @@ class AgentLoopExecutor:
         self.allowed = frozenset(t.name for t in unit.tools)
         self._decision_model: type[BaseModel] | None = None
         self.guards = GuardrailSet.from_bindings(unit.guardrails)
+        self._prompt_cache = _PromptCache() if _PromptCache.safe_for(unit.instructions) else None
+        self._budgeted = unit.limits.max_total_tokens is not None or unit.limits.max_cost_usd is not None
 
     # --- the decision model (built once per executor, shared by its runs) ---------------------
 
@@ -131,8 +209,7 @@ class AgentLoopExecutor:
         result = RunResult(state.run_id, str(self.unit.ref), Outcome.MAX_ITERATIONS)
         try:
             async with asyncio.timeout(self.unit.limits.timeout):
-                system = self._system_prompt(inputs)
-                task = self._task_message(inputs)
+                system, task = self._prompts(inputs)
                 if run.guards.applies("input"):
                     checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
                     if checked.blocked:
@@ -162,53 +239,60 @@ class AgentLoopExecutor:
     async def _loop(self, run: AgentRun, system: str, result: RunResult) -> None:
         limits = self.unit.limits
         decision_model = self.decision_model()
+        tracing = self.services.tracing
+        state = run.state
         for _ in range(limits.max_iterations):
-            self._check_budgets(run.state)
-            run.state.iterations += 1
-            with self.services.tracing.iteration_span(run.state.iterations):
-                if await self._step(run, system, decision_model, result):
-                    return
+            self._check_budgets(state)
+            state.iterations += 1
+            if tracing.enabled:
+                with tracing.iteration_span(state.iterations):
+                    if await self._step(run, system, decision_model, result):
+                        return
+            elif await self._step(run, system, decision_model, result):
+                return
 
     async def _step(
         self, run: AgentRun, system: str, decision_model: type[BaseModel], result: RunResult
     ) -> bool:
         """One iteration: decide, guard, act. True when the run has its final answer."""
-        assert self.unit.model is not None
-        await self._before_model_call(run, system)
+        model = self.unit.model
+        assert model is not None
+        state = run.state
+        memory = run.memory
+        if memory is not None:
+            await self._before_model_call(run, system)
         answer = await self.services.complete(
-            self.unit.model,
+            model,
             system=system,
             messages=run.messages,
             response_model=decision_model,
             key=self.unit.name,
-            run=run.state,
+            run=state,
         )
-        if run.memory is not None:
-            run.memory.record_usage(answer.usage.input_tokens, system=system)
+        if memory is not None:
+            memory.record_usage(answer.usage.input_tokens, system=system)
         decision = answer.output
         dumped = decision.model_dump(mode="json", exclude_unset=True)
         kind, name, payload = action_of_dump(dumped)
         thought: str = getattr(decision, "thought", "")
-        call_id = answer.response_id or f"toolu_{uuid.uuid4().hex[:24]}"
+        call_id = answer.response_id or new_call_id()
         # The model called the decision tool: record exactly that, then answer it.
-        run.append(
-            Message(
-                "assistant",
-                [
-                    *([TextBlock(thought)] if thought else []),
-                    ToolUseBlock(call_id, decision_model.__name__, dumped),
-                ],
-            )
-        )
-        step: dict[str, Any] = {"iteration": run.state.iterations, "action": kind, "name": name}
+        tool_use = ToolUseBlock(call_id, decision_model.__name__, dumped)
+        run.append(Message("assistant", [TextBlock(thought), tool_use] if thought else [tool_use]))
+        step: dict[str, Any] = {"iteration": state.iterations, "action": kind, "name": name}
         run.trajectory.append(step)
-        verdict = await self._guard_action(run, kind, name, payload, call_id)
-        if verdict is not None:  # blocked: the model is told why and may choose again
-            step["blocked"] = verdict
-            run.append(Message("user", [ToolResultBlock(call_id, verdict, is_error=True)]))
-            return False
+        guards = run.guards
+        if (kind == "tool" and name not in self.allowed) or guards.applies("action"):
+            verdict = await self._guard_action(run, kind, name, payload, call_id)
+            if verdict is not None:  # blocked: the model is told why and may choose again
+                step["blocked"] = verdict
+                run.append(Message("user", [ToolResultBlock(call_id, verdict, is_error=True)]))
+                return False
         if kind == "final_answer":
-            output, rejection = await self._guard_output(run, payload)
+            if guards.applies("output"):
+                output, rejection = await self._guard_output(run, payload)
+            else:
+                output, rejection = payload, None
             if rejection is None:
                 result.outcome, result.output = Outcome.COMPLETED, output
                 return True
@@ -221,7 +305,7 @@ class AgentLoopExecutor:
             content, is_error = await self._delegate(run, name, payload)
         step["error" if is_error else "ok"] = True
         run.append(Message("user", [ToolResultBlock(call_id, content, is_error=is_error)]))
-        self._check_budgets(run.state)
+        self._check_budgets(state)
         return False
 
     # --- actions ----------------------------------------------------------------------------
@@ -235,8 +319,11 @@ class AgentLoopExecutor:
         outcome = await self.services.call_tool(name, arguments, run=run.state, allowed=self.allowed)
         if outcome.is_error:
             return outcome.error or "the tool failed", True
-        text = outcome.output if isinstance(outcome.output, str) else _json(outcome.output)
-        return await self._guard_tool_output(run, name, text)
+        output = outcome.output
+        text = output if isinstance(output, str) else _json(output)
+        if run.guards.applies("tool_output"):
+            return await self._guard_tool_output(run, name, text)
+        return wrap_tool_output(text, tool_name=name), False
 
     async def _delegate(self, run: AgentRun, agent: str, task: dict[str, Any]) -> tuple[str, bool]:
         sub = await self.services.run_unit(SpecRef("Agent", agent), task, parent=run.state)
@@ -245,6 +332,23 @@ class AgentLoopExecutor:
         return _json(sub.output), False
 
     # --- prompts ----------------------------------------------------------------------------
+
+    def _prompts(self, inputs: dict[str, Any]) -> tuple[str, str]:
+        """(system prompt, task message) for `inputs`. Both are pure functions of the inputs when
+        the instructions template is (`_PromptCache`), so they are rendered once per distinct
+        inputs and reused; otherwise rendered every run."""
+        cache = self._prompt_cache
+        key = cache.key(inputs) if cache is not None else None
+        if key is not None:
+            assert cache is not None
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+        prompts = self._system_prompt(inputs), self._task_message(inputs)
+        if key is not None:
+            assert cache is not None
+            cache.put(key, prompts)
+        return prompts
 
     def _system_prompt(self, inputs: dict[str, Any]) -> str:
         context = {
@@ -270,6 +374,8 @@ class AgentLoopExecutor:
     # --- budgets ----------------------------------------------------------------------------
 
     def _check_budgets(self, state: RunState) -> None:
+        if not self._budgeted:
+            return
         limits = self.unit.limits
         if limits.max_total_tokens is not None and state.usage.total_tokens >= limits.max_total_tokens:
             raise StopRun(

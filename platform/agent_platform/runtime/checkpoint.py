@@ -44,7 +44,9 @@ def message_from_api(data: Mapping[str, Any]) -> Message:
     if role not in ("user", "assistant"):
         raise CheckpointError(f"unknown message role {role!r}")
     content = data.get("content")
-    blocks = [TextBlock(content)] if isinstance(content, str) else [block_from_api(b) for b in content or []]
+    blocks: list[Block] = (
+        [TextBlock(content)] if isinstance(content, str) else [block_from_api(b) for b in content or []]
+    )
     return Message(role, blocks)
 
 

@@ -142,14 +142,17 @@ class Runtime:
         run: RunState,
     ) -> ModelResult[BaseModel]:
         provider = self.provider(model, run=run)
-        spec = model.spec
-        with self._tracing.model_span(
-            spec.provider, spec.name or model.ref, key, max_tokens=spec.max_tokens
-        ) as span:
-            result = await provider.complete(
-                ModelRequest(system=system, messages=messages, response_model=response_model, key=key)
-            )
-            self._tracing.record_model_result(span, result)
+        request = ModelRequest(system=system, messages=messages, response_model=response_model, key=key)
+        tracing = self._tracing
+        if tracing.enabled:
+            spec = model.spec
+            with tracing.model_span(
+                spec.provider, spec.name or model.ref, key, max_tokens=spec.max_tokens
+            ) as span:
+                result = await provider.complete(request)
+                tracing.record_model_result(span, result)
+        else:  # nothing to record: no span attributes computed
+            result = await provider.complete(request)
         run.add_model_result(result)
         return result
 
@@ -157,16 +160,20 @@ class Runtime:
         self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
     ) -> ToolOutcome:
         run.tool_calls += 1
-        with self._tracing.tool_span(name, f"{run.run_id}:{run.tool_calls}") as span:
+        tracing = self._tracing
+        if tracing.enabled:
+            with tracing.tool_span(name, f"{run.run_id}:{run.tool_calls}") as span:
+                result = await self.tools.call(name, arguments, run_id=run.run_id, allowed=allowed)
+                tracing.record_tool_result(
+                    span,
+                    attempts=result.attempts,
+                    cached=result.cached,
+                    idempotent_replay=result.from_idempotency_store,
+                    error=result.error.for_model() if result.error is not None else None,
+                )
+        else:  # nothing to record: no span attributes computed
             result = await self.tools.call(name, arguments, run_id=run.run_id, allowed=allowed)
-            self._tracing.record_tool_result(
-                span,
-                attempts=result.attempts,
-                cached=result.cached,
-                idempotent_replay=result.from_idempotency_store,
-                error=result.error.for_model() if result.error is not None else None,
-            )
-        if result.is_error:
+        if result.error is not None:
             return ToolOutcome(None, True, result.content(), attempts=result.attempts)
         return ToolOutcome(result.output, cached=result.cached, attempts=result.attempts)
 

@@ -6,7 +6,7 @@ another actor). Run state is explicit and per run: nothing is kept between runs.
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +21,8 @@ from agent_platform.spec.kinds import ModelSpec
 
 
 def new_run_id() -> str:
-    return f"run-{uuid.uuid4().hex[:16]}"
+    """`run-` and 16 random hex digits."""
+    return "run-" + os.urandom(8).hex()
 
 
 @dataclass

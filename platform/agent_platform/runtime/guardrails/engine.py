@@ -189,7 +189,10 @@ class GuardrailSet:
         return cls(built)
 
     def fresh(self) -> GuardrailSet:
-        """The same guardrails with new per-run state (call once per run)."""
+        """The same guardrails with new per-run state (call once per run). An empty set has no
+        state: it is its own fresh copy."""
+        if not self.guardrails:
+            return self
         return GuardrailSet([g.fresh() for g in self.guardrails])
 
     def for_stage(self, stage: Stage) -> tuple[Guardrail, ...]:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
-import secrets
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,18 +79,24 @@ _ANY_LT_RE = re.compile(f"[{_LT_CHARS}]")
 
 def new_nonce() -> str:
     """A fresh 128-bit random boundary id (32 hex digits)."""
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # = secrets.token_hex(16), without its two calls
 
 
 def escape_boundary(content: str, nonce: str) -> str:
     """`content` with every boundary-marker look-alike escaped and the nonce removed, so that
     wrapping it with `nonce` yields exactly one opening and one closing marker."""
+    # ASCII text without "<" holds no marker and normalises to itself: nothing to escape.
+    escaped = content if content.isascii() and "<" not in content else _escape_markers(content)
+    if nonce and nonce.lower() in escaped.lower():
+        escaped = re.sub(re.escape(nonce), "[boundary-id]", escaped, flags=re.IGNORECASE)
+    return escaped
+
+
+def _escape_markers(content: str) -> str:
     escaped = _MARKER_RE.sub(lambda m: "&lt;" + m.group(0)[1:], content)
     if _NORMALISED_MARKER_RE.search(_normalise_for_markers(escaped)):
         # A marker spelt with look-alike letters the pattern above does not list: escape every "<".
         escaped = _ANY_LT_RE.sub("&lt;", escaped)
-    if nonce and nonce.lower() in escaped.lower():
-        escaped = re.sub(re.escape(nonce), "[boundary-id]", escaped, flags=re.IGNORECASE)
     return escaped
 
 
@@ -98,15 +104,18 @@ def _normalise_for_markers(text: str) -> str:
     return normalise(text).text if not text.isascii() else text
 
 
+@lru_cache(maxsize=1024)
+def _tool_attribute(tool_name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.:\-]", "_", tool_name)
+    return f' tool="{safe}"'
+
+
 def wrap_tool_output(content: str, *, tool_name: str | None = None, nonce: str | None = None) -> str:
     """`content` inside a fresh unforgeable boundary (see the module docstring). `nonce` is for
     tests only; by default a new random one is drawn for every call."""
     nonce = nonce or new_nonce()
     body = escape_boundary(content, nonce)
-    tool = ""
-    if tool_name:
-        safe = re.sub(r"[^A-Za-z0-9_.:\-]", "_", tool_name)
-        tool = f' tool="{safe}"'
+    tool = _tool_attribute(tool_name) if tool_name else ""
     return f'<{BOUNDARY_TAG} id="{nonce}"{tool}>\n{body}\n</{BOUNDARY_TAG} id="{nonce}">'
 
 

@@ -234,6 +234,17 @@ class RetryRunner:
             if self._policy.max_attempts <= 1 or not self.should_retry(exc):
                 raise
             first = exc
+        return await self._retry(first, attempt)
+
+    async def call_after(self, first: Exception, attempt: Callable[[], Awaitable[R]]) -> R:
+        """`call` for a caller that made the first attempt itself (without a coroutine) and saw it
+        fail with `first`: re-raises it when it is not retried, else retries with `attempt` exactly
+        as `call` would have."""
+        if self._policy.max_attempts <= 1 or not self.should_retry(first):
+            raise first
+        return await self._retry(first, attempt)
+
+    async def _retry(self, first: Exception, attempt: Callable[[], Awaitable[R]]) -> R:
         await self._sleep(self._planned(1, first))
 
         from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt

@@ -348,6 +348,14 @@ class ScriptedProvider:
         forked._caches = self._caches
         return forked
 
+    def cursors(self) -> dict[str, int]:
+        """How far this provider is in its script, per key (saved in run checkpoints)."""
+        return dict(self._cursors)
+
+    def restore(self, cursors: Mapping[str, int]) -> None:
+        """Continue from saved positions (a run resumed on another replica)."""
+        self._cursors = dict(cursors)
+
     def remaining(self, key: str) -> int:
         """Entries left for `key` (not counting the `*` fallback)."""
         return len(self._script.entries.get(key, ())) - self._cursors.get(key, 0)

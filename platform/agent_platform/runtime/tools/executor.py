@@ -36,6 +36,7 @@ module importing OpenTelemetry. Keep it cheap: it runs on the hot path.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -70,6 +71,7 @@ from agent_platform.runtime.tools.idempotency import (
 )
 from agent_platform.runtime.tools.registry import (
     ArgumentsNotSerializable,
+    PythonTool,
     Tool,
     ToolArguments,
     ToolRegistry,
@@ -150,6 +152,26 @@ class _Entry:
     unavailable: ToolUnavailable | None = None
     keyed: bool = False
     warned_uncacheable: bool = False
+    # Set for an inline sync Python tool with no breaker, cache, idempotency key or approval: its
+    # first attempt is a plain call (see `ToolExecutor.call`).
+    direct_func: Callable[..., Any] | None = None
+
+
+_PLAIN_TYPES: frozenset[type] = frozenset({dict, list, str, int, float, bool, type(None)})
+
+
+def _json_output(entry: _Entry, result: Any) -> Any:
+    """A tool's result as JSON data, checked against its output schema."""
+    try:
+        output = to_jsonable_python(result)
+    except PydanticSerializationError as exc:
+        raise ToolOutputInvalid(entry.name, [f"the result has no JSON form: {exc}"]) from None
+    output_check = entry.output_check
+    if output_check is not None:
+        errors = output_check.errors(output)
+        if errors:
+            raise ToolOutputInvalid(entry.name, errors)
+    return output
 
 
 class ToolExecutor:
@@ -208,6 +230,16 @@ class ToolExecutor:
                 entry.lease_s = spec.timeout * policy.max_attempts + max_total_backoff(policy) + 10.0
             if spec.output_schema is not None:
                 entry.output_check = _SchemaCheck(spec.output_schema)
+            if (
+                type(tool) is PythonTool
+                and tool.runs_inline
+                and not tool.is_async
+                and entry.breaker is None
+                and entry.cache is None
+                and not entry.keyed
+                and not spec.requires_approval
+            ):
+                entry.direct_func = tool.func
         except Exception as exc:
             reason = f"invalid policy: {type(exc).__name__}: {exc}"
             log.warning("tool %s unavailable: %s", binding.name, reason)
@@ -296,6 +328,21 @@ class ToolExecutor:
         attempts = _Attempts()
         try:
             arguments = entry.tool.validate(raw_arguments)
+            direct = entry.direct_func
+            if direct is not None:
+                # What `_execute` does for this tool, minus the machinery it does not need: the
+                # first attempt is a plain call on the loop; only a failure enters the retry policy.
+                attempts.count = 1
+                try:
+                    result = direct(*arguments.args, **arguments.kwargs)
+                    if type(result) not in _PLAIN_TYPES and inspect.isawaitable(result):
+                        result = await result
+                    output = _json_output(entry, result)
+                except Exception as exc:
+                    output = await self._retry_after(entry, arguments, attempts, exc)
+                return ToolResult(
+                    tool_name, output, duration_s=clock.monotonic() - started, attempts=attempts.count
+                )
             if entry.keyed:
                 output, replayed = await self._call_keyed(entry, arguments, run_id, attempts)
                 return ToolResult(
@@ -408,13 +455,14 @@ class ToolExecutor:
             )
         return outcome.output, replayed
 
-    async def _execute(self, entry: _Entry, arguments: ToolArguments, attempts: _Attempts) -> Any:
-        """Breaker -> timeout -> call -> JSON output -> output schema, retried per the policy."""
+    def _attempt(
+        self, entry: _Entry, arguments: ToolArguments, attempts: _Attempts
+    ) -> Callable[[], Awaitable[Any]]:
+        """One attempt: breaker -> timeout -> call -> JSON output -> output schema."""
         tool = entry.tool
         breaker = entry.breaker
         timeout = entry.spec.timeout
         name = entry.name
-        output_check = entry.output_check
 
         async def attempt() -> Any:
             attempts.count += 1
@@ -430,14 +478,7 @@ class ToolExecutor:
                         if scope.expired():
                             raise ToolTimeout(name, timeout) from None
                         raise
-                try:
-                    output = to_jsonable_python(result)
-                except PydanticSerializationError as exc:
-                    raise ToolOutputInvalid(name, [f"the result has no JSON form: {exc}"]) from None
-                if output_check is not None:
-                    errors = output_check.errors(output)
-                    if errors:
-                        raise ToolOutputInvalid(name, errors)
+                output = _json_output(entry, result)
             except BaseException as exc:
                 if breaker is not None:
                     breaker.record(trial, exc)
@@ -446,6 +487,11 @@ class ToolExecutor:
                 breaker.record_success(trial)
             return output
 
+        return attempt
+
+    async def _execute(self, entry: _Entry, arguments: ToolArguments, attempts: _Attempts) -> Any:
+        """Breaker -> timeout -> call -> JSON output -> output schema, retried per the policy."""
+        attempt = self._attempt(entry, arguments, attempts)
         retry = entry.retry
         assert retry is not None
         try:
@@ -455,7 +501,20 @@ class ToolExecutor:
         except ToolError:
             raise
         except Exception as exc:
-            raise ToolFailed(name, exc, classify(exc)) from exc
+            raise ToolFailed(entry.name, exc, classify(exc)) from exc
+
+    async def _retry_after(
+        self, entry: _Entry, arguments: ToolArguments, attempts: _Attempts, first: Exception
+    ) -> Any:
+        """`_execute` after a first attempt the caller made itself failed with `first`."""
+        retry = entry.retry
+        assert retry is not None
+        try:
+            return await retry.run_after(first, self._attempt(entry, arguments, attempts))
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise ToolFailed(entry.name, exc, classify(exc)) from exc
 
     async def aclose(self) -> None:
         """Close HTTP clients and the store this executor opened."""

@@ -162,7 +162,18 @@ class RetryRunner:
         except Exception as exc:
             if self.max_attempts <= 1 or not self.should_retry(exc):
                 raise
-            first: BaseException | None = exc
+            first = exc
+        return await self._retry(first, attempt)
+
+    async def run_after(self, first: Exception, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`run` for a caller that made the first attempt itself and saw it fail with `first`:
+        re-raises it when it is not retried, else retries with `attempt` exactly as `run` would."""
+        if self.max_attempts <= 1 or not self.should_retry(first):
+            raise first
+        return await self._retry(first, attempt)
+
+    async def _retry(self, failed: Exception, attempt: Callable[[], Awaitable[T]]) -> T:
+        first: BaseException | None = failed
 
         async def replay_then_attempt() -> T:
             nonlocal first
