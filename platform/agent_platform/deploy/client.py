@@ -83,6 +83,7 @@ class Deployment:
         except ClusterError as exc:
             raise DeployError(str(exc)) from None
         import ray  # after connect(): it sets Ray's auth mode, read when Ray is imported
+
         control: Any = None
         with contextlib.suppress(ValueError):
             control = ray.get_actor(CONTROL_PLANE, namespace=namespace)

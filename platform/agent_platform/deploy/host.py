@@ -346,6 +346,8 @@ def _node_info() -> dict[str, Any]:
     try:
         import ray
 
+        if not ray.is_initialized():  # a host used outside Ray (tests): never start a Ray here
+            raise RuntimeError("not in Ray")
         context = ray.get_runtime_context()
         node_id = context.get_node_id()
         ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]

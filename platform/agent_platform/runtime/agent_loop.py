@@ -23,6 +23,7 @@ from pydantic_core import to_json
 
 from agent_platform.compile.compiler import build_output_model
 from agent_platform.compile.plan import AgentLoopUnit, SpecRef
+from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.decision import ActionChoice, action_of_dump, build_decision_model
 from agent_platform.runtime.guardrails import (
     GuardContext,
@@ -53,6 +54,18 @@ class AgentRun:
     @property
     def messages(self) -> list[Message]:
         return self.memory.messages if self.memory is not None else self.plain_messages
+
+    def checkpoint(self) -> AgentCheckpoint:
+        state = self.state
+        return AgentCheckpoint(
+            messages=list(self.messages),
+            trajectory=list(self.trajectory),
+            iterations=state.iterations,
+            tool_calls=state.tool_calls,
+            sub_runs=state.sub_runs,
+            usage=state.usage,
+            cost_usd=state.cost_usd,
+        )
 
     def append(self, message: Message) -> None:
         if self.memory is not None:
@@ -170,6 +183,8 @@ class AgentLoopExecutor:
         self.guards = GuardrailSet.from_bindings(unit.guardrails)
         self._prompt_cache = _PromptCache() if _PromptCache.safe_for(unit.instructions) else None
         self._budgeted = unit.limits.max_total_tokens is not None or unit.limits.max_cost_usd is not None
+        # Hosts with a run store (the Ray backend) checkpoint every step; in-process runs do not.
+        self._checkpoints = bool(getattr(services, "checkpoints_enabled", False))
 
     # --- the decision model (built once per executor, shared by its runs) ---------------------
 
@@ -210,12 +225,18 @@ class AgentLoopExecutor:
         try:
             async with asyncio.timeout(self.unit.limits.timeout):
                 system, task = self._prompts(inputs)
-                if run.guards.applies("input"):
-                    checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
-                    if checked.blocked:
-                        raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
-                    task = checked.content if checked.content is not None else task
-                run.append(Message.user(task))
+                resume: AgentCheckpoint | None = (
+                    state.resources.get("resume_from") if state.resources else None
+                )
+                if resume is not None:  # another replica ran part of this run: continue from it
+                    self._restore(run, resume)
+                else:
+                    if run.guards.applies("input"):
+                        checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
+                        if checked.blocked:
+                            raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
+                        task = checked.content if checked.content is not None else task
+                    run.append(Message.user(task))
                 await self._loop(run, system, result)
         except TimeoutError:
             result.outcome = Outcome.TIMEOUT
@@ -241,7 +262,8 @@ class AgentLoopExecutor:
         decision_model = self.decision_model()
         tracing = self.services.tracing
         state = run.state
-        for _ in range(limits.max_iterations):
+        durable = self._checkpoints
+        for _ in range(limits.max_iterations - state.iterations):
             self._check_budgets(state)
             state.iterations += 1
             if tracing.enabled:
@@ -250,6 +272,19 @@ class AgentLoopExecutor:
                         return
             elif await self._step(run, system, decision_model, result):
                 return
+            if durable:  # after every step: a replica that dies loses at most the step it was in
+                await self.services.checkpoint(state, run.checkpoint)
+
+    @staticmethod
+    def _restore(run: AgentRun, checkpoint: AgentCheckpoint) -> None:
+        state = run.state
+        for message in checkpoint.messages:
+            run.append(message)
+        run.trajectory = list(checkpoint.trajectory)
+        run.trajectory.append({"iteration": checkpoint.iterations, "action": "resumed"})
+        state.iterations, state.tool_calls = checkpoint.iterations, checkpoint.tool_calls
+        state.sub_runs = checkpoint.sub_runs
+        state.usage, state.cost_usd = checkpoint.usage, checkpoint.cost_usd
 
     async def _step(
         self, run: AgentRun, system: str, decision_model: type[BaseModel], result: RunResult

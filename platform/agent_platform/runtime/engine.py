@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from agent_platform.compile.plan import (
     SupervisorUnit,
 )
 from agent_platform.runtime.agent_loop import AgentLoopExecutor
+from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.inputs import InputError, check_inputs
 from agent_platform.runtime.messages import Message
@@ -103,6 +104,11 @@ class Runtime:
             await provider.aclose()
 
     # --- Services -----------------------------------------------------------------------------
+
+    checkpoints_enabled = False  # in-process runs are not durable (the Ray host's runtime is)
+
+    async def checkpoint(self, state: RunState, snapshot: Callable[[], AgentCheckpoint]) -> None:
+        return None
 
     @property
     def tracing(self) -> Tracing:

@@ -7,8 +7,9 @@ another actor). Run state is explicit and per run: nothing is kept between runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -18,6 +19,9 @@ from agent_platform.runtime.models.base import ModelProvider, ModelResult, Usage
 from agent_platform.runtime.outcomes import RunResult
 from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec
+
+if TYPE_CHECKING:
+    from agent_platform.runtime.checkpoint import AgentCheckpoint
 
 
 def new_run_id() -> str:
@@ -88,6 +92,10 @@ class Services(Protocol):
 
     async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
         """Run an agent or pipeline as a sub-run (a delegate, a pipeline step)."""
+        ...
+
+    async def checkpoint(self, state: RunState, snapshot: Callable[[], AgentCheckpoint]) -> None:
+        """Persist an agent run's state after a step (called only when `checkpoints_enabled`)."""
         ...
 
     async def complete(

@@ -1,0 +1,159 @@
+"""Durable runs at the host level (no Ray needed): every run has a record; every agent step is
+checkpointed; a replica that dies mid-run is replaced by another that resumes from the last
+checkpoint, repeats no recorded side effect, and fences the dead one out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_platform.deploy.bundle import SpecBundle
+from agent_platform.deploy.host import HostConfig, RunRequest, UnitHost
+from agent_platform.runstore import RunStatus, open_run_store
+
+PLUGIN = '''
+import asyncio
+import os
+import sqlite3
+
+from agent_platform.runtime.tools.idempotency import current_idempotency_key
+
+GATE = {"hold": None, "entered": None}
+
+
+async def record(item: str) -> dict:
+    """Record a side effect.
+
+    Args:
+        item: What to record.
+    """
+    if GATE["hold"] == item:
+        GATE["entered"] = item
+        await asyncio.sleep(3600)  # the replica "dies" here, before the effect: the test cancels it
+    with sqlite3.connect(os.path.join(os.path.dirname(__file__), "effects.db")) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT, item TEXT)")
+        db.execute("INSERT INTO effects VALUES (?, ?)", (current_idempotency_key(), item))
+    return {"recorded": item}
+'''
+
+SPECS = textwrap.dedent(
+    """\
+    apiVersion: agents.platform/v1
+    kind: Model
+    metadata: {name: m}
+    spec: {provider: scripted, script: script.json, on_script_exhausted: error}
+    ---
+    apiVersion: agents.platform/v1
+    kind: Tool
+    metadata: {name: record}
+    spec:
+      description: Record a side effect.
+      python: durableplug:record
+      side_effects: true
+      timeout: 1s  # the claim of a dead replica's call lapses 11 s later (timeout + 10 s)
+      idempotency: {mode: key}
+    ---
+    apiVersion: agents.platform/v1
+    kind: Agent
+    metadata: {name: worker}
+    spec:
+      model: m
+      instructions: Record a, b, c and d.
+      output: {type: object, properties: {answer: {type: string}}, required: [answer]}
+      tools: [record]
+    """
+)
+
+SCRIPT = {
+    "responses": {
+        "worker": [
+            *({"action": {"action": "record", "arguments": {"item": i}}} for i in "abcd"),
+            {"action": {"action": "final_answer", "answer": {"answer": "recorded a-d"}}},
+        ]
+    }
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[SpecBundle, HostConfig, Path]:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "durableplug.py").write_text(PLUGIN)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "all.yaml").write_text(SPECS)
+    (tmp_path / "specs" / "script.json").write_text(json.dumps(SCRIPT))
+    bundle = SpecBundle.from_files([tmp_path / "specs" / "all.yaml"], [tmp_path / "plugins"])
+    config = HostConfig(namespace="test", state_dir=str(tmp_path / "state"))
+    return bundle, config, tmp_path
+
+
+def effects(root: Path) -> list[str]:
+    with sqlite3.connect(root / "plugins" / "effects.db") as db:
+        return [item for (item,) in db.execute("SELECT item FROM effects ORDER BY rowid")]
+
+
+async def test_a_finished_run_is_recorded_and_a_repeated_call_returns_it(project: Any) -> None:
+    bundle, config, root = project
+    host = UnitHost(bundle, "Agent/worker", 0, 1, config)
+    first = await host.run(RunRequest("run-1", "Agent/worker", {}))
+    assert first.ok and first.output == {"answer": "recorded a-d"}
+    again = await host.run(RunRequest("run-1", "Agent/worker", {}))
+    assert again.ok and again.output == first.output
+    assert effects(root) == list("abcd"), "the repeated call ran nothing"
+    store = open_run_store(host.config.run_store_url or f"sqlite://{root}/state/runs.sqlite3")
+    record = await store.get_run("run-1")
+    checkpoint = await store.load_checkpoint("run-1")
+    await store.close()
+    assert record is not None and record.status is RunStatus.COMPLETED and record.attempt == 1
+    assert checkpoint is not None and checkpoint.seq == 4, "one checkpoint per step before the answer"
+
+
+async def test_a_replica_lost_mid_run_is_resumed_from_its_checkpoint(project: Any) -> None:
+    bundle, config, root = project
+    dying = UnitHost(bundle, "Agent/worker", 0, 1, config)
+    plugin = __import__("durableplug")
+    plugin.GATE["hold"] = "c"  # the first replica hangs inside its third side effect
+    task = asyncio.create_task(dying.run(RunRequest("run-2", "Agent/worker", {})))
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if plugin.GATE["entered"] == "c":
+            break
+    task.cancel()  # the replica dies (its actor or node is gone)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    plugin.GATE["hold"] = None
+
+    survivor = UnitHost(bundle, "Agent/worker", 1, 1, config)
+    result = await survivor.run(RunRequest("run-2", "Agent/worker", {}))
+    assert result.ok and result.output == {"answer": "recorded a-d"}
+    steps = [(s["action"], s.get("name")) for s in result.details["trajectory"]]
+    assert ("resumed", None) in steps, steps
+    assert steps.index(("resumed", None)) == 2, "resumed after the 2 checkpointed steps"
+    assert result.iterations == 5, "the resumed replica made only the steps left"
+    # a and b were recorded before the loss, c was claimed but never done (the survivor waits for
+    # the dead replica's claim to lapse, then does it), d after: each side effect exactly once.
+    assert effects(root) == list("abcd")
+
+    store = open_run_store(f"sqlite://{root}/state/runs.sqlite3")
+    record = await store.get_run("run-2")
+    await store.close()
+    assert record is not None and record.attempt == 2 and record.owner == survivor.actor_name
+
+
+async def test_a_zombie_replica_cannot_overwrite_the_resumed_run(project: Any) -> None:
+    from agent_platform.runstore import StaleAttempt
+
+    bundle, config, root = project
+    host = UnitHost(bundle, "Agent/worker", 0, 1, config)
+    await host.run(RunRequest("run-3", "Agent/worker", {}))
+    store = open_run_store(f"sqlite://{root}/state/runs.sqlite3")
+    try:
+        with pytest.raises(StaleAttempt):
+            await store.save_checkpoint("run-3", 0, 99, {"version": 1})
+    finally:
+        await store.close()
