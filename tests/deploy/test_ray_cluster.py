@@ -49,6 +49,22 @@ def record(item: str) -> dict:
     return {"recorded": item}
 
 
+def where(tag: str) -> dict:
+    """Say where this call ran (node and process), and remember it in a file.
+
+    Args:
+        tag: A label.
+    """
+    import json
+
+    import ray
+
+    found = {"tag": tag, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    with open(os.path.join(os.path.dirname(__file__), "where.jsonl"), "a") as file:
+        file.write(json.dumps(found) + "\\n")
+    return found
+
+
 def echo(text: str) -> str:
     """Echo the text.
 
@@ -65,6 +81,10 @@ SCRIPT = {
             {"action": {"action": "record", "arguments": {"item": "b"}}},
             {"action": {"action": "record", "arguments": {"item": "c"}}},
             {"action": {"action": "final_answer", "answer": {"answer": "recorded a, b, c"}}},
+        ],
+        "prober": [
+            {"action": {"action": "where", "arguments": {"tag": "isolated"}}},
+            {"action": {"action": "final_answer", "answer": {"answer": "probed"}}},
         ],
         "helper": [
             {"action": {"action": "echo", "arguments": {"text": "hi"}}},
@@ -125,6 +145,26 @@ def specs(
           runtime:
             resources: {{num_cpus: 0.1}}
             placement: {helper_placement}
+        ---
+        apiVersion: agents.platform/v1
+        kind: Tool
+        metadata: {{name: where}}
+        spec:
+          description: Where did this run?
+          python: sideplug:where
+          isolation: {{mode: task, resources: {{num_cpus: 0.5, custom: {{cpu_node: 0.5}}}}}}
+        ---
+        apiVersion: agents.platform/v1
+        kind: Agent
+        metadata: {{name: prober}}
+        spec:
+          model: m
+          instructions: Probe.
+          output: {{type: object, properties: {{answer: {{type: string}}}}, required: [answer]}}
+          tools: [where]
+          runtime:
+            resources: {{num_cpus: 0.1}}
+            placement: {{node_resources: [gpu_node]}}
         ---
         apiVersion: agents.platform/v1
         kind: Supervisor
@@ -223,6 +263,19 @@ def test_supervisor_run_crosses_nodes_in_one_trace(deployment: Deployment, proje
         assert parent["name"].startswith("task "), parent["name"]
         assert span["resource"]["platform.actor"] != roots[0]["resource"]["platform.actor"]
     assert all(s["parent_span_id"] in by_id for s in spans if s["parent_span_id"])
+
+
+def test_an_isolated_tool_runs_as_a_ray_task_where_its_resources_are(
+    deployment: Deployment, project: Path, ray_cluster: Any
+) -> None:
+    result = deployment.run("Agent/prober", {})
+    assert result.ok, result.error
+    ids = node_ids(ray_cluster)
+    assert result.details["placement"]["node_id"] == ids["gpu"], "the agent runs on the gpu node"
+    calls = [json.loads(line) for line in (project / "plugins" / "where.jsonl").read_text().splitlines()]
+    assert calls[-1]["tag"] == "isolated" and calls[-1]["node_id"] == ids["cpu"], (
+        "its tool ran as a task on the node with the tool's custom resource"
+    )
 
 
 def test_unsatisfiable_placement_is_reported_not_pending(

@@ -212,14 +212,25 @@ class UnitHost:
             service_name="agent-platform",
             resource_attributes={"platform.actor": self.actor_name, "platform.unit": unit},
         )
+        from agent_platform.deploy.isolated import isolating
+        from agent_platform.runstore import open_idempotency_store, url_scheme
         from agent_platform.runtime.engine import tune_gc_for_runs
 
+        # Tool-call records live where every replica can read them: beside the runs in
+        # PostgreSQL on a cluster; in the state directory's SQLite file on one machine.
+        shared = (
+            config.run_store_url
+            if config.run_store_url and url_scheme(config.run_store_url) == "postgresql"
+            else None
+        )
         self.runtime = RayRuntime(
             self.plan,
             plugin_paths=[Path(p) for p in bundle.plugin_paths],
             tracing=self.tracing,
             approve_all=config.approve_all,
             router=Router(config.namespace),
+            idempotency_store=open_idempotency_store(shared) if shared else None,
+            wrap_tool=isolating(bundle.plugin_paths),
         )
         self._store: Any = None
         self._in_flight = 0

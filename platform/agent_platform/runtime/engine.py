@@ -24,6 +24,7 @@ from agent_platform.compile.plan import (
     ResolvedModel,
     SpecRef,
     SupervisorUnit,
+    ToolBinding,
 )
 from agent_platform.runtime.agent_loop import AgentLoopExecutor
 from agent_platform.runtime.checkpoint import AgentCheckpoint
@@ -37,6 +38,8 @@ from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
 from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError, check_tasks
 from agent_platform.runtime.tools import ToolExecutor, ToolRegistry
 from agent_platform.runtime.tools.executor import ApprovalRequest
+from agent_platform.runtime.tools.idempotency import IdempotencyStore
+from agent_platform.runtime.tools.registry import Tool
 from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec
 
@@ -54,6 +57,8 @@ class Runtime:
         tracing: Tracing | None = None,
         clock: Clock | None = None,
         approve_all: bool = False,
+        idempotency_store: IdempotencyStore | None = None,
+        wrap_tool: Callable[[ToolBinding, Tool], Tool] | None = None,
     ) -> None:
         self.plan = plan
         self._tracing = tracing or Tracing.disabled()
@@ -61,7 +66,13 @@ class Runtime:
         self.registry = ToolRegistry(plugin_paths)
         approver = self._auto_approve if approve_all else None
         self.tools = ToolExecutor(
-            plan.tools, self.registry, clock=self.clock, on_event=self._tool_event, approver=approver
+            plan.tools,
+            self.registry,
+            clock=self.clock,
+            on_event=self._tool_event,
+            approver=approver,
+            idempotency_store=idempotency_store,
+            wrap_tool=wrap_tool,
         )
         self._shared_providers: dict[int, ModelProvider] = {}
         self._executors: dict[SpecRef, Any] = {}

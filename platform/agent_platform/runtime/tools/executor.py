@@ -186,8 +186,12 @@ class ToolExecutor:
         idempotency_store: IdempotencyStore | None = None,
         on_event: EventHook | None = None,
         approver: Approver | None = None,
+        wrap_tool: Callable[[ToolBinding, Tool], Tool] | None = None,
     ) -> None:
         self.registry = registry
+        # A host may run some tools elsewhere (the Ray backend: `isolation: task` tools as Ray
+        # tasks); the executor's policies (timeout, retries, breaker, idempotency) still apply.
+        self.wrap_tool = wrap_tool
         self.clock: Clock = clock or SystemClock()
         self._store = idempotency_store
         self._owns_store = False
@@ -203,6 +207,8 @@ class ToolExecutor:
     def _build(self, binding: ToolBinding) -> _Entry:
         spec = binding.spec
         tool = self.registry.load_binding(binding)
+        if self.wrap_tool is not None:
+            tool = self.wrap_tool(binding, tool)
         entry = _Entry(binding.name, tool, spec)
         try:
             policy = effective_retry_policy(spec)
