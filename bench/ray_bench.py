@@ -219,6 +219,7 @@ def main() -> None:
     started = time.perf_counter()
     runtime_env = {"env_vars": {"OTEL_SDK_DISABLED": "true"}} if os.environ.get("BENCH_NO_TRACING") else None
     ray.init(
+        address="local",  # always a fresh local Ray, never one left running on the machine
         num_cpus=4,
         logging_level="WARNING",
         log_to_driver=False,

@@ -110,7 +110,9 @@ async def test_a_finished_run_is_recorded_and_a_repeated_call_returns_it(project
     checkpoint = await store.load_checkpoint("run-1")
     await store.close()
     assert record is not None and record.status is RunStatus.COMPLETED and record.attempt == 1
-    assert checkpoint is not None and checkpoint.seq == 4, "one checkpoint per step before the answer"
+    # Checkpoints are written behind the run (the last may be dropped once the run finishes).
+    assert checkpoint is not None and 1 <= checkpoint.seq <= 4
+    assert checkpoint.state["iterations"] == checkpoint.seq, "checkpoint n is the state after step n"
 
 
 async def test_a_replica_lost_mid_run_is_resumed_from_its_checkpoint(project: Any) -> None:
@@ -155,5 +157,43 @@ async def test_a_zombie_replica_cannot_overwrite_the_resumed_run(project: Any) -
     try:
         with pytest.raises(StaleAttempt):
             await store.save_checkpoint("run-3", 0, 99, {"version": 1})
+    finally:
+        await store.close()
+
+
+async def test_checkpoints_of_many_runs_are_group_committed_and_stale_writers_stopped(tmp_path: Path) -> None:
+    from agent_platform.deploy.host import CheckpointWriter, Superseded
+    from agent_platform.runstore import RunRecord
+
+    store = open_run_store(f"sqlite://{tmp_path}/runs.db")
+    try:
+        for i in range(50):
+            await store.create_run(RunRecord(run_id=f"r{i}", unit="Agent/x"))
+            await store.begin_attempt(f"r{i}", "replica-0")
+        writer = CheckpointWriter(store)
+        for step in range(1, 4):  # 3 steps of 50 concurrent runs
+            for i in range(50):
+                writer.submit(f"r{i}", 1, step, lambda i=i, step=step: {"run": i, "step": step})
+            await asyncio.sleep(0)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if (await store.load_checkpoint("r49") or None) and (await store.load_checkpoint("r49")).seq == 3:  # type: ignore[union-attr]
+                break
+        assert writer.batches < 50 * 3 / 10, f"{writer.batches} transactions for 150 checkpoints"
+        assert [(await store.load_checkpoint(f"r{i}")).state for i in (0, 49)] == [  # type: ignore[union-attr]
+            {"run": 0, "step": 3},
+            {"run": 49, "step": 3},
+        ]
+        await store.begin_attempt("r7", "replica-1")  # another replica resumed r7
+        writer.submit("r7", 1, 4, lambda: {"stale": True})
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            try:
+                writer.submit("r7", 1, 5, lambda: {"stale": True})
+            except Superseded:
+                break
+        else:
+            pytest.fail("the fenced-out writer was never told")
+        assert (await store.load_checkpoint("r7")).state == {"run": 7, "step": 3}  # type: ignore[union-attr]
     finally:
         await store.close()

@@ -20,6 +20,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -334,6 +335,19 @@ class RunStore(ABC):
         """Replace the run's checkpoint, atomically. Raises StaleAttempt (old attempt),
         AttemptNotStarted, RunAlreadyFinished, CheckpointOutOfOrder (seq lower than the stored
         seq of the same attempt; an equal seq overwrites, so a retried write is harmless)."""
+
+    async def save_checkpoints(
+        self, items: Sequence[tuple[str, int, int, dict[str, Any]]]
+    ) -> list[Checkpoint | RunStoreError]:
+        """Many runs' checkpoints (run_id, attempt, seq, state) at once; per item, the saved
+        checkpoint or the error that refused it. Stores may commit them together."""
+        results: list[Checkpoint | RunStoreError] = []
+        for run_id, attempt, seq, state in items:
+            try:
+                results.append(await self.save_checkpoint(run_id, attempt, seq, state))
+            except RunStoreError as exc:
+                results.append(exc)
+        return results
 
     @abstractmethod
     async def load_checkpoint(self, run_id: str) -> Checkpoint | None:

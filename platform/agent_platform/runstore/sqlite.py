@@ -9,8 +9,9 @@ import asyncio
 import os
 import random
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from agent_platform.runstore.base import (
     RunRecord,
     RunStatus,
     RunStore,
+    RunStoreError,
     RunStoreUnavailable,
     check_finish_status,
     check_limit,
@@ -35,6 +37,16 @@ from agent_platform.runstore.base import (
 )
 
 T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller went away (cancelled): the write is committed all the same
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runstore_runs (
@@ -123,6 +135,12 @@ class SqliteRunStore(RunStore):
             size=1,
             name=f"runstore-sqlite:{self.path.name}",
         )
+        # Group commit: writes queued while one transaction commits go in the next one together
+        # (one lock acquisition and one commit for many runs' writes).
+        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._writes_lock = threading.Lock()
+        self._draining = False
+        self.commits = 0
 
     def __repr__(self) -> str:
         return f"SqliteRunStore({str(self.path)!r})"
@@ -164,24 +182,65 @@ class SqliteRunStore(RunStore):
                 delay = min(delay * 2, 0.25)
 
     async def _run(self, body: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        def call(conn: sqlite3.Connection) -> T:
-            try:
-                if not write:
-                    return body(conn)
-                conn.execute("BEGIN IMMEDIATE")
+        if not write:
+
+            def read(conn: sqlite3.Connection) -> T:
                 try:
-                    result = body(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+                    return body(conn)
+                except sqlite3.OperationalError as exc:
+                    raise RunStoreUnavailable(self.url, str(exc)) from exc
+
+            return await self._pool.run(read)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._writes_lock:
+            self._writes.append((body, future))
+            start = not self._draining
+            self._draining = True
+        if start:
+            drain = asyncio.ensure_future(self._pool.run(self._drain))
+            drain.add_done_callback(self._drain_failed)
+        return await future
+
+    def _drain_failed(self, drain: asyncio.Future[None]) -> None:
+        error = None if drain.cancelled() else drain.exception()
+        if error is None:
+            return
+        with self._writes_lock:  # the store is closed or the thread could not connect
+            pending, self._writes, self._draining = self._writes, [], False
+        for _, future in pending:
+            _settle(future, None, error)
+
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        """On the store's thread: commit queued writes, each in a savepoint of one transaction
+        (a body that raises is rolled back alone and gets its error), until none are queued."""
+        while True:
+            with self._writes_lock:
+                batch, self._writes = self._writes, []
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes: list[tuple[Any, BaseException | None]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for body, _ in batch:
+                    conn.execute("SAVEPOINT write")
+                    try:
+                        outcomes.append((body(conn), None))
+                    except sqlite3.OperationalError:
+                        raise  # the database itself failed: the whole batch fails
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO write")
+                        outcomes.append((None, exc))
+                    conn.execute("RELEASE write")
                 conn.execute("COMMIT")
-                return result
+                self.commits += 1
             except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise RunStoreUnavailable(self.url, str(exc)) from exc
-
-        return await self._pool.run(call)
+                failure = RunStoreUnavailable(self.url, str(exc))
+                outcomes = [(None, failure)] * len(batch)
+            for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
@@ -302,30 +361,57 @@ class SqliteRunStore(RunStore):
 
         return await self._run(body, write=True)
 
+    def _save_one(
+        self, conn: sqlite3.Connection, run_id: str, attempt: int, seq: int, text: str, saved_at: datetime
+    ) -> Checkpoint:
+        status, current = self._require(conn, run_id)
+        check_writer(run_id, attempt, current, "save_checkpoint")
+        if RunStatus(status).finished:
+            raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
+        if current == 0:
+            raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
+        row = conn.execute(
+            "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is not None and row[0] == attempt and seq < row[1]:
+            raise CheckpointOutOfOrder(run_id, attempt, seq, row[1])
+        conn.execute(
+            "INSERT OR REPLACE INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (run_id, attempt, seq, text, _epoch(saved_at)),
+        )
+        return Checkpoint(run_id=run_id, seq=seq, attempt=attempt, state=loads(text), saved_at=saved_at)
+
     async def save_checkpoint(self, run_id: str, attempt: int, seq: int, state: dict[str, Any]) -> Checkpoint:
         if not isinstance(state, dict):
             raise TypeError(f"checkpoint state must be a dict, not {type(state).__name__}")
         text = dumps(state, "checkpoint state")
         saved_at = utcnow()
+        return await self._run(
+            lambda conn: self._save_one(conn, run_id, attempt, seq, text, saved_at), write=True
+        )
 
-        def body(conn: sqlite3.Connection) -> Checkpoint:
-            status, current = self._require(conn, run_id)
-            check_writer(run_id, attempt, current, "save_checkpoint")
-            if RunStatus(status).finished:
-                raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
-            if current == 0:
-                raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
-            row = conn.execute(
-                "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            if row is not None and row[0] == attempt and seq < row[1]:
-                raise CheckpointOutOfOrder(run_id, attempt, seq, row[1])
-            conn.execute(
-                "INSERT OR REPLACE INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run_id, attempt, seq, text, _epoch(saved_at)),
-            )
-            return Checkpoint(run_id=run_id, seq=seq, attempt=attempt, state=loads(text), saved_at=saved_at)
+    async def save_checkpoints(
+        self, items: Sequence[tuple[str, int, int, dict[str, Any]]]
+    ) -> list[Checkpoint | RunStoreError]:
+        """One transaction for many runs' checkpoints (group commit); each is fenced on its own
+        (a savepoint each: a stale one is refused, the others are written)."""
+        prepared = [
+            (run_id, attempt, seq, dumps(state, "checkpoint state")) for run_id, attempt, seq, state in items
+        ]
+        saved_at = utcnow()
+
+        def body(conn: sqlite3.Connection) -> list[Checkpoint | RunStoreError]:
+            results: list[Checkpoint | RunStoreError] = []
+            for run_id, attempt, seq, text in prepared:
+                conn.execute("SAVEPOINT checkpoint")
+                try:
+                    results.append(self._save_one(conn, run_id, attempt, seq, text, saved_at))
+                except RunStoreError as exc:
+                    conn.execute("ROLLBACK TO checkpoint")
+                    results.append(exc)
+                conn.execute("RELEASE checkpoint")
+            return results
 
         return await self._run(body, write=True)
 
