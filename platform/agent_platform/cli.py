@@ -128,6 +128,24 @@ def validate(
         raise typer.Exit(EXIT_INVALID)
 
 
+def compile_or_exit(paths: list[Path], options):  # type: ignore[no-untyped-def]
+    """Validate and compile with the structured-output models built, or print the diagnostics
+    and exit 1: (the validation report, the Plan)."""
+    from agent_platform.compile import build_output_models, compile_specs
+    from agent_platform.validate import validate_paths
+
+    report = validate_paths(paths, options)
+    if not report.ok:
+        _print_diagnostics(report, OutputFormat.text, hints=False)
+        raise typer.Exit(EXIT_INVALID)
+    compiled = compile_specs(report.specs)
+    build_output_models(compiled, report.diagnostics)
+    if report.diagnostics.has_errors:
+        _print_diagnostics(report, OutputFormat.text, hints=False)
+        raise typer.Exit(EXIT_INVALID)
+    return report, compiled
+
+
 @app.command()
 def plan(
     paths: PathsArg,
@@ -139,18 +157,8 @@ def plan(
     import json
 
     from agent_platform import render
-    from agent_platform.compile import build_output_models, compile_specs
-    from agent_platform.validate import validate_paths
 
-    report = validate_paths(paths, _options(plugin_path, import_plugins))
-    if not report.ok:
-        _print_diagnostics(report, OutputFormat.text, hints=False)
-        raise typer.Exit(EXIT_INVALID)
-    compiled = compile_specs(report.specs)
-    build_output_models(compiled, report.diagnostics)
-    if report.diagnostics.has_errors:
-        _print_diagnostics(report, OutputFormat.text, hints=False)
-        raise typer.Exit(EXIT_INVALID)
+    _, compiled = compile_or_exit(paths, _options(plugin_path, import_plugins))
     if format is PlanFormat.json:
         typer.echo(json.dumps(render.plan_json(compiled), indent=2))
     else:

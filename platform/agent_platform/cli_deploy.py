@@ -16,13 +16,12 @@ import typer
 
 from agent_platform.cli import (
     EXIT_INVALID,
-    OutputFormat,
     PathsArg,
     PlanFormat,
     PluginPathOpt,
     _options,
-    _print_diagnostics,
     app,
+    compile_or_exit,
 )
 
 AddressOpt = Annotated[
@@ -50,21 +49,11 @@ def _deploy_errors(command: str) -> Iterator[None]:
 
 
 def _compile(paths: list[Path], plugin_path: list[Path] | None) -> tuple[Any, Any, Any]:
-    from agent_platform.compile import build_output_models, compile_specs
     from agent_platform.deploy.bundle import SpecBundle
-    from agent_platform.validate import validate_paths
     from agent_platform.validate.plugins import default_plugin_paths
 
     options = _options(plugin_path, False)
-    report = validate_paths(paths, options)
-    if not report.ok:
-        _print_diagnostics(report, OutputFormat.text, hints=False)
-        raise typer.Exit(EXIT_INVALID)
-    plan = compile_specs(report.specs)
-    build_output_models(plan, report.diagnostics)
-    if report.diagnostics.has_errors:
-        _print_diagnostics(report, OutputFormat.text, hints=False)
-        raise typer.Exit(EXIT_INVALID)
+    report, plan = compile_or_exit(paths, options)
     roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
     bundle = SpecBundle.from_files(report.files, [p for p in roots if Path(p).exists()])
     return report, plan, bundle
