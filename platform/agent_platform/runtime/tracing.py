@@ -798,6 +798,22 @@ def build_resource(service_name: str = "agent-platform", attributes: Attributes 
     return resource
 
 
+# The SDK's default queue (2,048 spans) overflows within a second on a host running many agent
+# runs (~30 spans per 10-step run), and an overflowing queue drops spans. A larger queue and
+# batch keep every span at the price of memory bounded by the queue (~1-2 KB per span).
+SPAN_QUEUE_SIZE: Final = 65_536
+SPAN_BATCH_SIZE: Final = 2_048
+
+
+def batched_processor(exporter: SpanExporter) -> BatchSpanProcessor:
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=SPAN_QUEUE_SIZE,
+        max_export_batch_size=SPAN_BATCH_SIZE,
+        schedule_delay_millis=500,
+    )
+
+
 def configure_tracing(
     *,
     console: bool = False,
@@ -839,13 +855,13 @@ def configure_tracing(
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(service_name=service_name)))
         names.append("console")
     if jsonl_path is not None:
-        provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter(jsonl_path)))
+        provider.add_span_processor(batched_processor(JsonlSpanExporter(jsonl_path)))
         names.append(f"jsonl:{jsonl_path}")
     if otlp if otlp is not None else otlp_configured_by_env():
         # Imported only when used: the exporter pulls in protobuf and an HTTP client.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(batched_processor(OTLPSpanExporter()))
         names.append("otlp")
     for processor in extra_processors:
         provider.add_span_processor(processor)
