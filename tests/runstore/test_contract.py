@@ -365,3 +365,21 @@ async def test_a_run_resumes_from_its_last_checkpoint_after_its_process_is_kille
     await store.save_checkpoint("run-1", attempt, 4, {"done": [1, 2, 3, 4]})
     final = await store.finish("run-1", attempt, RunStatus.COMPLETED, {"outcome": "completed"})
     assert final.attempt == 2 and final.owner == "replica-2"
+
+
+# --- start: create + attempt + checkpoint in one call -------------------------------------------
+
+
+async def test_start_creates_takes_an_attempt_and_returns_the_checkpoint(store: RunStore) -> None:
+    first = await store.start(RunRecord("run-s", "Agent/a", {"q": 1}), "replica-0")
+    assert first.attempt == 1 and first.checkpoint is None and first.record.unit == "Agent/a"
+    await store.save_checkpoint("run-s", 1, 3, {"step": 3})
+    resumed = await store.start(RunRecord("run-s", "Agent/a", {"q": 1}), "replica-1")
+    assert resumed.attempt == 2 and resumed.checkpoint is not None and resumed.checkpoint.state == {"step": 3}
+    with pytest.raises(StaleAttempt):
+        await store.save_checkpoint("run-s", 1, 4, {"step": 4})  # the first replica is fenced out
+    await store.finish("run-s", 2, RunStatus.COMPLETED, result={"ok": True})
+    done = await store.start(RunRecord("run-s", "Agent/a", {"q": 1}), "replica-2")
+    assert done.attempt is None and done.record.result == {"ok": True}
+    record = await store.get_run("run-s")
+    assert record is not None and record.attempt == 2 and record.owner == "replica-1"

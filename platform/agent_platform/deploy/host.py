@@ -357,22 +357,28 @@ class UnitHost:
                 error=f"{request.unit} is not in this deployment",
             )
         store = await self._run_store()
-        record = await store.create_run(
+        started = await store.start(
             RunRecord(
                 run_id=request.run_id,
                 unit=request.unit,
                 inputs=dict(request.inputs),
                 parent_run_id=request.parent_run_id,
-            )
+            ),
+            self.actor_name,
         )
-        if record.status in (RunStatus.COMPLETED, RunStatus.FAILED) and record.result is not None:
-            return _result_from_json(record.result)
-        attempt = await store.begin_attempt(request.run_id, self.actor_name)
+        if started.attempt is None:  # finished before (a retried hand-off): its stored answer
+            record = started.record
+            if record.result is not None:
+                return _result_from_json(record.result)
+            return RunResult(
+                request.run_id, request.unit, Outcome.FAILED, error=record.error or "the run ended"
+            )
+        attempt = started.attempt
         state = RunState(request.run_id, request.unit)
         if self._checkpoints is None:
             self._checkpoints = CheckpointWriter(store)
         state.resources[Durable] = Durable(self._checkpoints, attempt)
-        saved = await store.load_checkpoint(request.run_id)
+        saved = started.checkpoint
         if saved is not None:  # another replica ran part of this run: continue from its last step
             checkpoint = AgentCheckpoint.from_json(saved.state)
             state.resources[Durable].seq = saved.seq

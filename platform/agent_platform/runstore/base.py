@@ -95,6 +95,16 @@ class Checkpoint:
 # --- errors -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a replica needs to run a run: its record, the attempt it now holds (None when the run
+    had already finished: `record.result` is the answer) and the checkpoint to resume from."""
+
+    record: RunRecord
+    attempt: int | None
+    checkpoint: Checkpoint | None
+
+
 class RunStoreError(Exception):
     """Base of every run store error."""
 
@@ -335,6 +345,15 @@ class RunStore(ABC):
         """Replace the run's checkpoint, atomically. Raises StaleAttempt (old attempt),
         AttemptNotStarted, RunAlreadyFinished, CheckpointOutOfOrder (seq lower than the stored
         seq of the same attempt; an equal seq overwrites, so a retried write is harmless)."""
+
+    async def start(self, record: RunRecord, owner: str) -> Started:
+        """Create the run if new, take a new attempt unless it has finished, and load its last
+        checkpoint. Stores may do this in one transaction."""
+        stored = await self.create_run(record)
+        if stored.finished:
+            return Started(stored, None, None)
+        attempt = await self.begin_attempt(record.run_id, owner)
+        return Started(stored, attempt, await self.load_checkpoint(record.run_id))
 
     async def save_checkpoints(
         self, items: Sequence[tuple[str, int, int, dict[str, Any]]]

@@ -28,6 +28,7 @@ from agent_platform.runstore.base import (
     RunStore,
     RunStoreError,
     RunStoreUnavailable,
+    Started,
     check_finish_status,
     check_limit,
     check_writer,
@@ -260,6 +261,38 @@ class SqliteRunStore(RunStore):
         return row[0], row[1]
 
     async def create_run(self, record: RunRecord) -> RunRecord:
+        return await self._run(self._create_body(record), write=True)
+
+    async def start(self, record: RunRecord, owner: str) -> Started:
+        """create_run + begin_attempt + load_checkpoint in one transaction (one round trip)."""
+        create = self._create_body(record)
+        now = _epoch(utcnow())
+
+        def body(conn: sqlite3.Connection) -> Started:
+            stored = create(conn)
+            if stored.finished:
+                return Started(stored, None, None)
+            attempt = self._begin(conn, record.run_id, owner, now)
+            row = conn.execute(
+                "SELECT attempt, seq, state, saved_at FROM runstore_checkpoints WHERE run_id = ?",
+                (record.run_id,),
+            ).fetchone()
+            checkpoint = (
+                None
+                if row is None
+                else Checkpoint(
+                    run_id=record.run_id,
+                    attempt=row[0],
+                    seq=row[1],
+                    state=loads(row[2]),
+                    saved_at=_time(row[3]),
+                )
+            )
+            return Started(stored, attempt, checkpoint)
+
+        return await self._run(body, write=True)
+
+    def _create_body(self, record: RunRecord) -> Callable[[sqlite3.Connection], RunRecord]:
         inputs = dumps(record.inputs, "run inputs")
         result = None if record.result is None else dumps(record.result, "run result")
         status = RunStatus(record.status)
@@ -286,7 +319,7 @@ class SqliteRunStore(RunStore):
             assert stored is not None
             return stored
 
-        return await self._run(body, write=True)
+        return body
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self._run(lambda conn: self._get(conn, run_id), write=False)
@@ -314,21 +347,19 @@ class SqliteRunStore(RunStore):
 
         return await self._run(body, write=False)
 
+    def _begin(self, conn: sqlite3.Connection, run_id: str, owner: str, now: float) -> int:
+        status, attempt = self._require(conn, run_id)
+        if RunStatus(status).finished:
+            raise RunAlreadyFinished(run_id, RunStatus(status), "begin_attempt")
+        conn.execute(
+            "UPDATE runstore_runs SET attempt = ?, status = 'running', owner = ?, updated_at = ? WHERE run_id = ?",
+            (attempt + 1, owner, now, run_id),
+        )
+        return attempt + 1
+
     async def begin_attempt(self, run_id: str, owner: str) -> int:
         now = _epoch(utcnow())
-
-        def body(conn: sqlite3.Connection) -> int:
-            status, attempt = self._require(conn, run_id)
-            if RunStatus(status).finished:
-                raise RunAlreadyFinished(run_id, RunStatus(status), "begin_attempt")
-            conn.execute(
-                "UPDATE runstore_runs SET attempt = ?, status = 'running', owner = ?, updated_at = ? "
-                "WHERE run_id = ?",
-                (attempt + 1, owner, now, run_id),
-            )
-            return attempt + 1
-
-        return await self._run(body, write=True)
+        return await self._run(lambda conn: self._begin(conn, run_id, owner, now), write=True)
 
     async def finish(
         self,
