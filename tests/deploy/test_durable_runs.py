@@ -197,3 +197,28 @@ async def test_checkpoints_of_many_runs_are_group_committed_and_stale_writers_st
         assert (await store.load_checkpoint("r7")).state == {"run": 7, "step": 3}  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+def test_a_checkpoint_writer_keeps_working_across_event_loops(tmp_path: Path) -> None:
+    """A host used from successive event loops (tests, a restarted loop) must not keep a wake-up
+    event bound to a closed loop."""
+    from agent_platform.deploy.host import CheckpointWriter
+    from agent_platform.runstore import RunRecord
+
+    store = open_run_store(f"sqlite://{tmp_path}/runs.db")
+    writer = CheckpointWriter(store)
+
+    async def one_step(run_id: str) -> int:
+        await store.create_run(RunRecord(run_id=run_id, unit="Agent/x"))
+        attempt = await store.begin_attempt(run_id, "replica-0")
+        writer.submit(run_id, attempt, 1, lambda: {"step": 1})
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            saved = await store.load_checkpoint(run_id)
+            if saved is not None:
+                return saved.seq
+        return 0
+
+    assert asyncio.run(one_step("loop-1")) == 1
+    assert asyncio.run(one_step("loop-2")) == 1, "the second loop's checkpoint was written"
+    asyncio.run(store.close())

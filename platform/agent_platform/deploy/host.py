@@ -161,9 +161,11 @@ class CheckpointWriter:
         if run_id in self._superseded:
             raise Superseded(f"run {run_id} was resumed elsewhere (attempt {attempt} is stale)")
         self._pending[run_id] = (attempt, seq, state)
-        self._wake.set()
         if self._task is None or self._task.done():
+            # (Re)started on the running loop; its event belongs to that loop.
+            self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._wake.set()
 
     def discard(self, run_id: str) -> None:
         """The run is finishing: its last snapshot is moot."""

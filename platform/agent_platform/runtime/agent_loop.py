@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,9 +85,14 @@ class AgentRun:
         )
 
 
+# Tool-use ids need to be unique within a conversation, not secret: a PRNG seeded once from the
+# OS is enough, where a getrandom() syscall per step measured ~25 µs on a loaded VM.
+_IDS = random.Random()
+
+
 def new_call_id() -> str:
     """An id for a tool_use block when the provider gave none (`toolu_` + 24 random hex digits)."""
-    return "toolu_" + os.urandom(12).hex()
+    return f"toolu_{_IDS.getrandbits(96):024x}"
 
 
 def _json(value: Any) -> str:

@@ -6,7 +6,7 @@ another actor). Run state is explicit and per run: nothing is kept between runs.
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,9 +24,12 @@ if TYPE_CHECKING:
     from agent_platform.runtime.checkpoint import AgentCheckpoint
 
 
+_IDS = random.Random()
+
+
 def new_run_id() -> str:
-    """`run-` and 16 random hex digits."""
-    return "run-" + os.urandom(8).hex()
+    """`run-` and 16 random hex digits (unique, not secret: see `new_call_id`)."""
+    return f"run-{_IDS.getrandbits(64):016x}"
 
 
 @dataclass
