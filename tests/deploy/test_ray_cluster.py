@@ -278,6 +278,42 @@ def test_an_isolated_tool_runs_as_a_ray_task_where_its_resources_are(
     )
 
 
+def test_a_restarted_control_plane_keeps_the_deployment_and_resumes_unfinished_runs(
+    deployment: Deployment, ray_cluster: Any
+) -> None:
+    import asyncio
+
+    import ray
+
+    from agent_platform.deploy.host import CONTROL_PLANE
+    from agent_platform.runstore import RunRecord, RunStatus, open_run_store
+
+    url = deployment.settings()["run_store_url"]
+
+    async def orphan() -> None:  # submitted, then the control plane driving it died
+        store = open_run_store(url)
+        try:
+            await store.create_run(RunRecord(run_id="run-orphaned", unit="Agent/helper", inputs={}))
+        finally:
+            await store.close()
+
+    asyncio.run(orphan())
+    before = deployment.records()
+    ray.kill(ray.get_actor(CONTROL_PLANE, namespace=deployment.namespace), no_restart=False)
+    again = Deployment.connect(ray_cluster.address, deployment.namespace, start=False, create=False)
+    assert again.records() == before, "the deployment survived the restart"
+
+    async def finished() -> Any:
+        store = open_run_store(url)
+        try:
+            return await store.wait("run-orphaned", timeout=60)
+        finally:
+            await store.close()
+
+    record = asyncio.run(finished())
+    assert record.status is RunStatus.COMPLETED and record.result["output"] == {"answer": "helped"}
+
+
 def test_unsatisfiable_placement_is_reported_not_pending(
     deployment: Deployment, project: Path, tmp_path: Path
 ) -> None:

@@ -56,10 +56,24 @@ class ControlPlane:
         tmp.write_text(json.dumps({"records": self.records}, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.state_file)  # atomic: a crash leaves the old or the new state
 
-    def ping(self) -> dict[str, Any]:
+    async def ping(self) -> dict[str, Any]:
+        """Every command's first call. The first ping after a (re)start also resubmits the
+        top-level runs the run store shows unfinished (a restart lost the calls driving them)."""
         import ray
 
+        if not self._recovered:
+            self._spawn(self._recover_logged())
         return {"node_id": ray.get_runtime_context().get_node_id(), "records": len(self.records)}
+
+    async def _recover_logged(self) -> None:
+        try:
+            resumed = await self.recover()
+        except Exception as exc:  # the store is down: the next ping tries again
+            self._recovered = False
+            log.error("could not resume unfinished runs: %s", exc)
+            return
+        if resumed:
+            log.warning("resubmitted %d unfinished run(s): %s", len(resumed), ", ".join(resumed[:10]))
 
     def settings(self) -> dict[str, Any]:
         """Deployment-wide settings fixed by the first apply (every command then uses these)."""
