@@ -222,3 +222,42 @@ def test_a_checkpoint_writer_keeps_working_across_event_loops(tmp_path: Path) ->
     assert asyncio.run(one_step("loop-1")) == 1
     assert asyncio.run(one_step("loop-2")) == 1, "the second loop's checkpoint was written"
     asyncio.run(store.close())
+
+
+async def test_a_zombie_replica_finishing_late_is_superseded_and_callers_get_the_real_result(
+    project: Any,
+) -> None:
+    from agent_platform.deploy.host import Router
+    from agent_platform.runtime.outcomes import Outcome
+
+    bundle, config, root = project
+    zombie = UnitHost(bundle, "Agent/worker", 0, 1, config)
+    survivor = UnitHost(bundle, "Agent/worker", 1, 1, config)
+    plugin = __import__("durableplug")  # after the hosts imported this test's copy of it
+    plugin.GATE["hold"], plugin.GATE["entered"] = "b", None
+    late = asyncio.create_task(zombie.run(RunRequest("run-z", "Agent/worker", {})))
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if plugin.GATE["entered"] == "b":
+            break
+    plugin.GATE["hold"] = None  # the zombie stays stuck in its call; a survivor takes the run over
+    won = await survivor.run(RunRequest("run-z", "Agent/worker", {}))
+    assert won.ok
+    # The zombie's stuck call times out (1 s) and it carries on: its next checkpoint is refused,
+    # it stops, and its finish is refused too.
+    lost = await late
+    assert lost.outcome is Outcome.CANCELLED and (lost.error or "").startswith("superseded"), lost.error
+    store = open_run_store(f"sqlite://{root}/state/runs.sqlite3")
+    try:
+        record = await store.get_run("run-z")
+        assert record is not None and record.status is RunStatus.COMPLETED and record.attempt == 2
+    finally:
+        await store.close()
+    router = Router("test", f"sqlite://{root}/state/runs.sqlite3")
+    from agent_platform.runtime.outcomes import RunResult
+
+    answer = await router._result_of(
+        RunRequest("run-z", "Agent/worker", {}),
+        RunResult("run-z", "Agent/worker", Outcome.CANCELLED, error="superseded: attempt 1 is stale"),
+    )
+    assert answer.ok and answer.output == won.output, "the caller gets the run's real result"

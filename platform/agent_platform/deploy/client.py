@@ -381,7 +381,7 @@ class Deployment:
 
     def run(self, unit: str, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
         request = RunRequest(run_id or new_run_id(), unit, dict(inputs))
-        router = Router(self.namespace)
+        router = Router(self.namespace, self.settings()["run_store_url"])
         try:
             return asyncio.run(router.call(request))
         except Exception as exc:

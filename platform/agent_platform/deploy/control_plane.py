@@ -34,7 +34,7 @@ class ControlPlane:
         self.state_file = Path(state_file)
         self.run_store_url = run_store_url
         self.records: dict[str, dict[str, Any]] = self._load()
-        self.router = Router(namespace)
+        self.router = Router(namespace, run_store_url)
         self._background: set[asyncio.Task[Any]] = set()
         self._recovered = False
 

@@ -36,6 +36,7 @@ from agent_platform.runtime.tracing import TracingHandle, configure_tracing, ext
 log = logging.getLogger(__name__)
 
 CONTROL_PLANE = "platform-control-plane"
+SUPERSEDED = "superseded"
 ROUTE_TTL_S = 2.0
 HANDOFF_ATTEMPTS = 8
 
@@ -68,10 +69,13 @@ class Router:
 
     Replica choice: fewest calls in flight from this process, ties broken at random. A replica
     that died (after Ray's own restarts and task retries gave up) is dropped from the cached
-    routes and the call goes to another one."""
+    routes and the call goes to another one. A run whose replica answers that it was superseded
+    (another replica took the run over) is waited for in the run store: the caller gets the
+    run's real result, not the loser's."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, store_url: str | None = None) -> None:
         self.namespace = namespace
+        self.store_url = store_url
         self._routes: dict[str, tuple[float, list[str]]] = {}
         self._in_flight: dict[str, int] = {}
         self._handles: dict[str, Any] = {}
@@ -96,7 +100,6 @@ class Router:
         return handle
 
     async def call(self, request: RunRequest) -> RunResult:
-        import ray
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
         last_error = ""
@@ -109,6 +112,8 @@ class Router:
             try:
                 handle = self._handle(name)
                 result: RunResult = await handle.run.remote(request)
+                if result.outcome is Outcome.CANCELLED and (result.error or "").startswith(SUPERSEDED):
+                    return await self._result_of(request, result)
                 return result
             except (ActorDiedError, ActorUnavailableError, RayActorError, ValueError) as exc:
                 # ValueError: the named actor is gone (replaced by a newer generation).
@@ -117,11 +122,24 @@ class Router:
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
             finally:
                 self._in_flight[name] -= 1
-            del ray
         raise HandoffFailed(
             f"{request.unit}: no replica could take run {request.run_id} after {HANDOFF_ATTEMPTS} attempts "
             f"({last_error})"
         )
+
+    async def _result_of(self, request: RunRequest, superseded: RunResult) -> RunResult:
+        if self.store_url is None:
+            return superseded
+        from agent_platform.runstore import open_run_store
+
+        store = open_run_store(self.store_url)
+        try:
+            record = await store.wait(request.run_id, timeout=None)
+        finally:
+            await store.close()
+        if record.result is None:
+            return RunResult(request.run_id, request.unit, Outcome.FAILED, error=record.error)
+        return _result_from_json(record.result)
 
 
 @dataclass
@@ -284,7 +302,7 @@ class UnitHost:
             plugin_paths=[Path(p) for p in bundle.plugin_paths],
             tracing=self.tracing,
             approve_all=config.approve_all,
-            router=Router(config.namespace),
+            router=Router(config.namespace, self._store_url()),
             idempotency_store=open_idempotency_store(shared) if shared else None,
             wrap_tool=isolating(bundle.plugin_paths),
         )
@@ -321,12 +339,16 @@ class UnitHost:
 
     # --- runs ---------------------------------------------------------------------------------
 
+    def _store_url(self) -> str:
+        from agent_platform.runstore import default_run_store_url
+
+        return self.config.run_store_url or default_run_store_url(Path(self.config.state_dir))
+
     async def _run_store(self) -> Any:
         if self._store is None:
-            from agent_platform.runstore import default_run_store_url, open_run_store
+            from agent_platform.runstore import open_run_store
 
-            url = self.config.run_store_url or default_run_store_url(Path(self.config.state_dir))
-            self._store = open_run_store(url)
+            self._store = open_run_store(self._store_url())
         return self._store
 
     async def run(self, request: RunRequest) -> RunResult:
@@ -405,7 +427,7 @@ class UnitHost:
         try:
             await store.finish(request.run_id, attempt, status, result=result.to_json(), error=result.error)
         except StaleAttempt as exc:  # a zombie: the run belongs to a newer attempt now
-            return RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=f"superseded: {exc}")
+            return RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=f"{SUPERSEDED}: {exc}")
         return result
 
 
