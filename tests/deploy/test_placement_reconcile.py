@@ -133,6 +133,11 @@ SPECS = textwrap.dedent(
     kind: Agent
     metadata: {name: alone}
     spec: {model: m, instructions: Think., runtime: {replicas: REPLICAS}}
+    ---
+    apiVersion: agents.platform/v1
+    kind: Agent
+    metadata: {name: boss}
+    spec: {model: m, instructions: Delegate., delegates: [alone]}
     """
 )
 
@@ -184,3 +189,14 @@ def test_removed_specs_are_orphans_until_pruned_and_missing_actors_are_recreated
     assert kept["Agent/old"] == "orphan" and kept["Agent/alone"] == "update"
     pruned = {a.ref: a.kind for a in reconcile(state, current, prune=True)}  # type: ignore[arg-type]
     assert pruned["Agent/old"] == "delete"
+
+
+def test_scaling_a_delegate_does_not_replace_the_agents_that_use_it(tmp_path: Path) -> None:
+    before = records(desired(tmp_path))
+    after = desired(tmp_path, replicas=3)
+    actions = {a.ref: a for a in reconcile(after, before, prune=False)}  # type: ignore[arg-type]
+    assert actions["Agent/alone"].kind == "update"
+    assert [c.summary for c in actions["Agent/alone"].diff.changes] == [
+        "runtime.replicas scaled up from 1 to 3"
+    ]
+    assert actions["Agent/boss"].kind == "unchanged", "its delegate's replicas are not its behaviour"

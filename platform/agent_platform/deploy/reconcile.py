@@ -7,6 +7,7 @@ effective hash covers its dependencies transitively. Applying the same specs twi
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -51,10 +52,12 @@ def desired_state(specs: SpecSet, plan: Plan) -> dict[str, DesiredSpec]:
     from agent_platform.deploy.diff import snapshot_of
 
     own: dict[str, str] = {}
+    behaviour: dict[str, str] = {}
     desired: dict[str, DesiredSpec] = {}
     for typed in specs.specs:
         ref = str(SpecRef(typed.kind, typed.name))
         own[ref] = spec_hash(typed)
+        behaviour[ref] = _behaviour_hash(snapshot_of(typed))
         desired[ref] = DesiredSpec(
             ref=ref,
             kind=typed.kind,
@@ -71,9 +74,17 @@ def desired_state(specs: SpecSet, plan: Plan) -> dict[str, DesiredSpec]:
         spec.depends_on = sorted(closure - {ref})
         sha = hashlib.sha256()
         for dep in sorted(closure):
-            sha.update(f"{dep}={own.get(dep, '?')};".encode())
+            # A unit's own hash covers all of it; a dependency counts by what it does, not by
+            # where it runs (a delegate scaled up does not replace its supervisor).
+            sha.update(f"{dep}={own.get(dep, '?') if dep == ref else behaviour.get(dep, '?')};".encode())
         spec.effective_hash = sha.hexdigest()[:16]
     return desired
+
+
+def _behaviour_hash(snapshot: Mapping[str, Any]) -> str:
+    spec = {k: v for k, v in (snapshot.get("spec") or {}).items() if k != "runtime"}
+    payload = json.dumps({**snapshot, "spec": spec}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _closure(ref: str, graph: Mapping[str, list[str]]) -> set[str]:
