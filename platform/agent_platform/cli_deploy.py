@@ -229,6 +229,10 @@ def run_deployed(
     with _deploy_errors("run"):
         deployment = Deployment.connect(address, namespace, start=False, create=False)
         unit = deployment.resolve(name)
+        problem = deployment.input_problem(unit, inputs)
+        if problem is not None:  # like --local: refused before anything runs, a usage error
+            typer.echo(f"platform run: {problem}", err=True)
+            raise typer.Exit(2)
         if detach:
             typer.echo(deployment.submit(unit, inputs))
             return

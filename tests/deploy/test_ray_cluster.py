@@ -278,6 +278,13 @@ def test_an_isolated_tool_runs_as_a_ray_task_where_its_resources_are(
     )
 
 
+def test_wrong_inputs_are_refused_before_a_run_starts(deployment: Deployment) -> None:
+    problem = deployment.input_problem("Supervisor/boss", {"tasks": [{"task_id": "x", "task_type": "wrok"}]})
+    assert problem is not None and "unknown task_type 'wrok'" in problem and "did you mean 'work'" in problem
+    assert deployment.input_problem("Supervisor/boss", {"tasks": []}) is None
+    assert "tasks" in (deployment.input_problem("Supervisor/boss", {}) or "")
+
+
 def test_a_restarted_control_plane_keeps_the_deployment_and_resumes_unfinished_runs(
     deployment: Deployment, ray_cluster: Any
 ) -> None:

@@ -379,6 +379,17 @@ class Deployment:
 
     # --- runs ------------------------------------------------------------------------------------
 
+    def input_problem(self, unit: str, inputs: Mapping[str, Any]) -> str | None:
+        """What a replica of `unit` would refuse in `inputs` before running (None: they are fine)."""
+        import ray
+
+        actors = self.records().get(unit, {}).get("actors") or []
+        if not actors:
+            raise DeployError(f"{unit} has no replicas")
+        handle = ray.get_actor(actors[0], namespace=self.namespace)
+        problem: str | None = self._call(handle.check_inputs.remote(unit, dict(inputs)), "check the inputs")
+        return problem
+
     def run(self, unit: str, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
         request = RunRequest(run_id or new_run_id(), unit, dict(inputs))
         router = Router(self.namespace, self.settings()["run_store_url"])

@@ -326,6 +326,21 @@ class UnitHost:
             "pid": os.getpid(),
         }
 
+    def check_inputs(self, unit: str, inputs: Mapping[str, Any]) -> str | None:
+        """Why `inputs` would be refused before the run starts (None when they are fine): the
+        same checks as `platform run --local`, for the CLI to report as a usage error."""
+        found = self.plan.units.get(_ref(unit))
+        if found is None:
+            return f"{unit} is not in this deployment"
+        try:
+            if isinstance(found, SupervisorUnit):
+                check_tasks(found, _tasks_of(inputs))
+            else:
+                check_inputs(_input_schema(found), dict(inputs), unit=unit)
+        except (InputError, TaskError) as exc:
+            return str(exc)
+        return None
+
     async def drain(self, timeout: float) -> int:
         """Wait until no call is in flight (or `timeout`); returns the calls still running."""
         deadline = time.monotonic() + timeout
