@@ -162,9 +162,21 @@ def specs(
           instructions: Probe.
           output: {{type: object, properties: {{answer: {{type: string}}}}, required: [answer]}}
           tools: [where]
+          delegates: [sidekick]
           runtime:
             resources: {{num_cpus: 0.1}}
             placement: {{node_resources: [gpu_node]}}
+        ---
+        apiVersion: agents.platform/v1
+        kind: Agent
+        metadata: {{name: sidekick}}
+        spec:
+          model: m
+          instructions: Help the prober.
+          tools: [echo]
+          runtime:
+            resources: {{num_cpus: 0.1}}
+            placement: colocate
         ---
         apiVersion: agents.platform/v1
         kind: Supervisor
@@ -226,6 +238,8 @@ def test_apply_places_actors_where_specs_say(deployment: Deployment, project: Pa
     assert helper_nodes == {ids["gpu"]}, "node_resources: [gpu_node] pins to the gpu node"
     boss_nodes = {p["node_id"] for p in result.placements["Supervisor/boss"]}
     assert boss_nodes == {ids["cpu"]}, "node_labels zone=c pins to the labelled node"
+    sidekick_nodes = {p["node_id"] for p in result.placements["Agent/sidekick"]}
+    assert sidekick_nodes == {ids["gpu"]}, "colocate follows the agent that delegates to it"
     worker_nodes = {p["node_id"] for p in result.placements["Agent/worker"]}
     assert len(worker_nodes) == 3, f"spread puts 3 replicas on 3 nodes, got {worker_nodes}"
 

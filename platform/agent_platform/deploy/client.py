@@ -277,7 +277,7 @@ class Deployment:
         if actor.placement.strategy == "pack":
             affinity = pick_pack_node(actor, self._nodes())
         elif actor.placement.strategy == "colocate":
-            affinity = self._supervisor_node(plan, action.ref, current, deployed_now)
+            affinity = self._caller_node(plan, action.ref, current, deployed_now)
         handles = []
         for replica in range(actor.replicas):
             name = actor_name(action.ref, generation, replica)
@@ -313,19 +313,24 @@ class Deployment:
             raise DeployError(f"{action.ref}: a replica failed to start: {_first_line(exc)}") from None
         return placement
 
-    def _supervisor_node(
+    def _caller_node(
         self,
         plan: Plan,
         ref: str,
         current: Mapping[str, Mapping[str, Any]],
         deployed_now: Sequence[Mapping[str, Any]],
     ) -> str | None:
+        """The node of the unit that hands work to `ref` (a supervisor routing to it first, else an
+        agent delegating to it or a pipeline calling it): `colocate` follows that caller."""
         records = {**current, **{r["ref"]: r for r in deployed_now}}
-        for unit in plan.units.values():
-            if isinstance(unit, SupervisorUnit) and any(str(r.target) == ref for r in unit.routes):
-                placement = (records.get(str(unit.ref)) or {}).get("placement") or []
-                if placement:
-                    return str(placement[0]["node_id"])
+        callers = sorted(
+            (u for u in plan.units.values() if ref in {str(d) for d in plan.graph.get(u.ref, [])}),
+            key=lambda u: (not isinstance(u, SupervisorUnit), str(u.ref)),
+        )
+        for unit in callers:
+            placement = (records.get(str(unit.ref)) or {}).get("placement") or []
+            if placement:
+                return str(placement[0]["node_id"])
         return None
 
     # --- get / delete -----------------------------------------------------------------------------
