@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from agent_platform.deploy.placement import (
 )
 from agent_platform.deploy.reconcile import Action, desired_state, reconcile
 from agent_platform.runtime.outcomes import RunResult
+from agent_platform.runtime.services import new_run_id
 from agent_platform.runtime.tools.idempotency import default_state_dir
 from agent_platform.validate.references import SpecSet
 
@@ -51,10 +51,6 @@ class ApplyReport:
         for action in self.actions:
             counts[action.kind] = counts.get(action.kind, 0) + 1
         return counts
-
-
-def new_run_id() -> str:
-    return f"run-{uuid.uuid4().hex[:16]}"
 
 
 class Deployment:

@@ -91,7 +91,7 @@ def running_head(base: Path | None = None) -> HeadInfo | None:
     return head
 
 
-def start_head(base: Path | None = None, *, num_cpus: int | None = None) -> HeadInfo:
+def start_head(base: Path | None = None) -> HeadInfo:
     """Start an embedded Ray head that outlives this process."""
     directory = base or state_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -109,8 +109,6 @@ def start_head(base: Path | None = None, *, num_cpus: int | None = None) -> Head
         "--include-dashboard=false",
         "--block",
     ]
-    if num_cpus is not None:
-        command.append(f"--num-cpus={num_cpus}")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,

@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +125,6 @@ class ControlPlane:
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
 
-    def retiring(self) -> int:
-        return len(self._background)
-
     # --- detached runs --------------------------------------------------------------------------
 
     async def submit(self, request: RunRequest) -> str:
@@ -181,6 +177,3 @@ class ControlPlane:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def now(self) -> float:
-        return time.time()

@@ -26,11 +26,11 @@ from typing import Any
 from agent_platform.compile.plan import SpecRef, SupervisorUnit
 from agent_platform.deploy.bundle import SpecBundle
 from agent_platform.runtime.checkpoint import AgentCheckpoint
-from agent_platform.runtime.engine import Runtime, _input_schema, _tasks_of
-from agent_platform.runtime.inputs import InputError, check_inputs
+from agent_platform.runtime.engine import Runtime
+from agent_platform.runtime.inputs import InputError
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.services import RunState
-from agent_platform.runtime.supervisor import TaskError, check_tasks
+from agent_platform.runtime.supervisor import TaskError
 from agent_platform.runtime.tracing import TracingHandle, configure_tracing, extract_context, inject_context
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Router:
             await store.close()
         if record.result is None:
             return RunResult(request.run_id, request.unit, Outcome.FAILED, error=record.error)
-        return _result_from_json(record.result)
+        return RunResult.from_json(record.result)
 
 
 @dataclass
@@ -309,7 +309,6 @@ class UnitHost:
         self._store: Any = None
         self._checkpoints: CheckpointWriter | None = None
         self._in_flight = 0
-        self._idle = asyncio.Event()
         self._node = _node_info()
         tune_gc_for_runs()
 
@@ -333,10 +332,7 @@ class UnitHost:
         if found is None:
             return f"{unit} is not in this deployment"
         try:
-            if isinstance(found, SupervisorUnit):
-                check_tasks(found, _tasks_of(inputs))
-            else:
-                check_inputs(_input_schema(found), dict(inputs), unit=unit)
+            self.runtime.prepare_inputs(found, inputs)
         except (InputError, TaskError) as exc:
             return str(exc)
         return None
@@ -408,7 +404,7 @@ class UnitHost:
         if started.attempt is None:  # finished before (a retried hand-off): its stored answer
             record = started.record
             if record.result is not None:
-                return _result_from_json(record.result)
+                return RunResult.from_json(record.result)
             return RunResult(
                 request.run_id, request.unit, Outcome.FAILED, error=record.error or "the run ended"
             )
@@ -424,12 +420,7 @@ class UnitHost:
             state.resources["resume_from"] = checkpoint
             self.runtime.restore_models(state, checkpoint)
         try:
-            if isinstance(unit, SupervisorUnit):
-                tasks = _tasks_of(request.inputs)
-                check_tasks(unit, tasks)
-                inputs: dict[str, Any] = {"tasks": tasks}
-            else:
-                inputs = check_inputs(_input_schema(unit), dict(request.inputs), unit=request.unit)
+            inputs = self.runtime.prepare_inputs(unit, request.inputs)
         except (InputError, TaskError) as exc:
             result = RunResult(request.run_id, request.unit, Outcome.FAILED, error=str(exc))
         else:
@@ -468,23 +459,3 @@ def _node_info() -> dict[str, Any]:
     except Exception:  # outside Ray (tests of the class itself)
         node_id, ip = "local", socket.gethostname()
     return {"node_id": node_id, "node_ip": ip}
-
-
-def _result_from_json(data: Mapping[str, Any]) -> RunResult:
-    from agent_platform.runtime.models.base import Usage
-
-    usage = data.get("usage") or {}
-    return RunResult(
-        run_id=str(data["run_id"]),
-        unit=str(data["unit"]),
-        outcome=Outcome(data["outcome"]),
-        output=data.get("output"),
-        error=data.get("error"),
-        usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
-        cost_usd=float(data.get("cost_usd", 0.0)),
-        iterations=int(data.get("iterations", 0)),
-        tool_calls=int(data.get("tool_calls", 0)),
-        duration_s=float(data.get("duration_s", 0.0)),
-        trace_id=data.get("trace_id"),
-        details=dict(data.get("details") or {}),
-    )

@@ -35,10 +35,6 @@ class NodeInfo:
     available: Mapping[str, float]
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def is_head(self) -> bool:
-        return "node:__internal_head__" in self.resources
-
     @classmethod
     def from_ray(cls, raw: Mapping[str, Any], available: Mapping[str, float] | None = None) -> NodeInfo:
         return cls(

@@ -100,14 +100,18 @@ class Runtime:
         """Run a unit to completion. Raises InputError / TaskError before anything runs when the
         inputs are wrong; every other failure is a RunResult with a typed outcome."""
         unit = self.unit(name)
-        state = RunState(run_id or new_run_id(), str(unit.ref))
+        checked = self.prepare_inputs(unit, inputs)
+        return await self._run(unit, checked, state=RunState(run_id or new_run_id(), str(unit.ref)))
+
+    @staticmethod
+    def prepare_inputs(unit: AnyUnit, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The inputs a unit runs with (schema defaults applied; a supervisor's task list parsed
+        and checked against its routes). Raises InputError / TaskError: nothing has run."""
         if isinstance(unit, SupervisorUnit):
             tasks = _tasks_of(inputs)
             check_tasks(unit, tasks)
-            return await self._run(unit, {"tasks": tasks}, state)
-        return await self._run(
-            unit, check_inputs(_input_schema(unit), dict(inputs), unit=str(unit.ref)), state
-        )
+            return {"tasks": tasks}
+        return check_inputs(_input_schema(unit), dict(inputs), unit=str(unit.ref))
 
     async def aclose(self) -> None:
         await self.tools.aclose()

@@ -3,6 +3,7 @@ supervisor's on_error policy) never parse messages."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -44,6 +45,25 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.outcome.ok
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunResult:
+        """The inverse of `to_json` (a result stored in the run store, sent between hosts)."""
+        usage = data.get("usage") or {}
+        return cls(
+            run_id=str(data["run_id"]),
+            unit=str(data["unit"]),
+            outcome=Outcome(data["outcome"]),
+            output=data.get("output"),
+            error=data.get("error"),
+            usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
+            cost_usd=float(data.get("cost_usd", 0.0)),
+            iterations=int(data.get("iterations", 0)),
+            tool_calls=int(data.get("tool_calls", 0)),
+            duration_s=float(data.get("duration_s", 0.0)),
+            trace_id=data.get("trace_id"),
+            details=dict(data.get("details") or {}),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
