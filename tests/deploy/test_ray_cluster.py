@@ -374,10 +374,18 @@ def test_update_shows_semantic_diff_and_replaces_replicas(
     assert worker.kind == "update"
     assert [c.summary for c in worker.diff.changes] == ["runtime.replicas scaled down from 3 to 2"]
     old = deployment.records()["Agent/worker"]
+    in_flight: list[Any] = []  # a run (about 2.3 s of side effects) running on the old replicas
+    runner = threading.Thread(target=lambda: in_flight.append(deployment.run("Agent/worker", {})))
+    runner.start()
+    time.sleep(0.5)
     applied = apply(deployment, project, spec_dir)
     assert len(applied.placements["Agent/worker"]) == 2
     new = deployment.records()["Agent/worker"]
     assert new["generation"] == old["generation"] + 1 and set(new["actors"]).isdisjoint(old["actors"])
+    runner.join(timeout=60)
+    assert in_flight and in_flight[0].ok, "the replaced replica finished the run it was running"
+    assert in_flight[0].details["placement"]["actor"] in old["actors"]
+    assert all(s["action"] != "resumed" for s in in_flight[0].details["trajectory"]), "not cut and resumed"
     result = deployment.run("Agent/worker", {})
     assert result.ok and result.details["placement"]["actor"] in new["actors"]
     apply(deployment, project)  # back to 3 replicas for the tests below
