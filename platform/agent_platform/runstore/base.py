@@ -420,6 +420,27 @@ def check_limit(limit: int) -> int:
     return limit
 
 
+def list_runs_query(
+    columns: str, status: RunStatus | str | None, unit: str | None, limit: int, *, mark: str, newest: str
+) -> tuple[str, list[Any]]:
+    """The `list_runs` SELECT for a dialect: `mark` is its parameter placeholder, `newest` the
+    column that orders runs created in the same instant."""
+    check_limit(limit)
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append(f"status = {mark}")
+        params.append(RunStatus(status).value)
+    if unit is not None:
+        where.append(f"unit = {mark}")
+        params.append(unit)
+    query = f"SELECT {columns} FROM runstore_runs"
+    if where:
+        query += " WHERE " + " AND ".join(where)
+    query += f" ORDER BY created_at DESC, {newest} DESC LIMIT {mark}"
+    return query, [*params, limit]
+
+
 def open_run_store(url: str | None = None) -> RunStore:
     """A run store for `url` (see `run_store_url` for the default): `sqlite:///abs/path.db`,
     `sqlite:relative.db`, `postgresql://user:pass@host:port/db` (or `postgres://`). Connects

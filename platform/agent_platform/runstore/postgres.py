@@ -34,9 +34,9 @@ from agent_platform.runstore.base import (
     RunStore,
     RunStoreUnavailable,
     check_finish_status,
-    check_limit,
     check_writer,
     dumps,
+    list_runs_query,
     loads,
     redact_url,
     utcnow,
@@ -277,20 +277,7 @@ class PostgresRunStore(RunStore):
     async def list_runs(
         self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
-        check_limit(limit)
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = %s")
-            params.append(RunStatus(status).value)
-        if unit is not None:
-            where.append("unit = %s")
-            params.append(unit)
-        query = f"SELECT {_COLUMNS} FROM runstore_runs"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY created_at DESC, id DESC LIMIT %s"
-        params.append(limit)
+        query, params = list_runs_query(_COLUMNS, status, unit, limit, mark="%s", newest="id")
 
         def body(conn: psycopg.Connection[Any]) -> list[RunRecord]:
             return [_record(row) for row in conn.execute(query.encode(), params).fetchall()]

@@ -30,9 +30,9 @@ from agent_platform.runstore.base import (
     RunStoreUnavailable,
     Started,
     check_finish_status,
-    check_limit,
     check_writer,
     dumps,
+    list_runs_query,
     loads,
     utcnow,
 )
@@ -327,20 +327,7 @@ class SqliteRunStore(RunStore):
     async def list_runs(
         self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
-        check_limit(limit)
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(RunStatus(status).value)
-        if unit is not None:
-            where.append("unit = ?")
-            params.append(unit)
-        sql = f"SELECT {_COLUMNS} FROM runstore_runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        params.append(limit)
+        sql, params = list_runs_query(_COLUMNS, status, unit, limit, mark="?", newest="rowid")
 
         def body(conn: sqlite3.Connection) -> list[RunRecord]:
             return [_record(row) for row in conn.execute(sql, params).fetchall()]
