@@ -1,0 +1,194 @@
+"""The vector store interface every backend implements, its errors, and the factory.
+
+Contract (tests/memory/contract.py holds the suite both backends pass):
+
+- Collections are created by `ensure_collection(name, dimensions)`; calling it again with the same
+  dimensions is a no-op, with other dimensions it raises `DimensionMismatch` (a collection never
+  silently mixes embedders).
+- `upsert` returns only after the store has durably written the items (a committed transaction,
+  a batch with no per-object errors). Within a namespace, content is unique by `content_hash`: an
+  item whose hash is already stored under another id is reported in `WriteAck.duplicates` and not
+  written again; an item with an existing id replaces it.
+- `search` looks in exactly one namespace (exact match). Expired items (`expires_at <= now`) are
+  never returned, even before `purge_expired` deleted them. `alpha` weighs vector against
+  full-text relevance (1.0: vector only; 0.0: text only); `filters` are equality filters on
+  top-level `metadata` keys. Hits come best first, at most `k`.
+- Every failure is a `VectorStoreError` naming the backend, the (redacted) location, the
+  collection and the operation; driver exceptions never escape.
+
+Vectors are float32 numpy arrays of shape (n, dimensions), one row per item, in item order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import numpy.typing as npt
+
+from agent_platform.memory.items import CollectionInfo, MemoryItem, SearchHit, WriteAck
+
+Vectors = npt.NDArray[np.float32]
+
+
+class VectorStoreError(Exception):
+    """A store operation failed. `str()` reads `pgvector at postgresql://host/db: collection
+    'docs': search: <what went wrong>`."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        backend: str,
+        location: str,
+        collection: str | None = None,
+        operation: str | None = None,
+    ) -> None:
+        self.detail = detail
+        self.backend = backend
+        self.location = location
+        self.collection = collection
+        self.operation = operation
+        where = f"{backend} at {location}"
+        if collection is not None:
+            where += f": collection '{collection}'"
+        if operation is not None:
+            where += f": {operation}"
+        super().__init__(f"{where}: {detail}")
+
+
+class StoreUnavailable(VectorStoreError):
+    """The store cannot be reached (down, refused, authentication failed)."""
+
+
+class StoreTimeout(VectorStoreError):
+    """The store did not answer in time; a write may or may not have happened."""
+
+
+class DimensionMismatch(VectorStoreError):
+    """Vectors do not have the collection's dimensions (another embedder wrote it)."""
+
+
+class InvalidStoreUrl(VectorStoreError):
+    """The URL does not name a store this backend can open."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and traces."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class VectorStore(ABC):
+    """One connection to one store; several collections. Async; blocking drivers run off the
+    event loop. Usable as an async context manager (closes on exit)."""
+
+    backend: str
+    location: str  # redacted URL or path, for messages
+
+    @abstractmethod
+    async def ensure_collection(self, collection: str, dimensions: int) -> None: ...
+
+    @abstractmethod
+    async def upsert(self, collection: str, items: Sequence[MemoryItem], vectors: Vectors) -> WriteAck: ...
+
+    @abstractmethod
+    async def search(
+        self,
+        collection: str,
+        *,
+        namespace: str,
+        vector: Vectors | None,
+        text: str | None = None,
+        k: int = 5,
+        alpha: float = 1.0,
+        filters: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> list[SearchHit]:
+        """`vector` is one row (shape (dimensions,) or (1, dimensions)); None with alpha 0 for a
+        text-only search."""
+
+    @abstractmethod
+    async def get(self, collection: str, ids: Sequence[str]) -> list[MemoryItem]:
+        """The items with these ids that exist, in the order of `ids`."""
+
+    @abstractmethod
+    async def list_items(
+        self,
+        collection: str,
+        *,
+        namespace: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[MemoryItem]:
+        """Items newest first (then by id), optionally in one namespace."""
+
+    @abstractmethod
+    async def namespaces(self, collection: str) -> list[str]: ...
+
+    @abstractmethod
+    async def delete(
+        self,
+        collection: str,
+        *,
+        namespace: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Deletes the items with these ids (within `namespace` when given), or every item of
+        `namespace` when `ids` is None. At least one of the two is required. Returns how many
+        were deleted."""
+
+    @abstractmethod
+    async def purge_expired(self, collection: str, now: datetime) -> int: ...
+
+    @abstractmethod
+    async def collections(self) -> list[CollectionInfo]: ...
+
+    @abstractmethod
+    async def drop_collection(self, collection: str) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> VectorStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def open_vector_store(backend: str, url: str | None, *, state_dir: Path | None = None) -> VectorStore:
+    """The store a Memory spec's `store` names. pgvector with no URL is the embedded PostgreSQL
+    server under `state_dir` (started on first use). Imports the backend's driver lazily."""
+    if backend == "pgvector":
+        from agent_platform.memory.stores.pgvector import PgVectorStore
+
+        if url is None:
+            from agent_platform.memory.stores.embedded import ensure_embedded_server
+
+            url = ensure_embedded_server(state_dir)
+        return PgVectorStore(url)
+    if backend == "weaviate":
+        if url is None:
+            raise InvalidStoreUrl(
+                "the weaviate backend needs a URL (it has no embedded mode)", backend="weaviate", location="?"
+            )
+        from agent_platform.memory.stores.weaviate import WeaviateStore
+
+        return WeaviateStore(url)
+    raise InvalidStoreUrl(f"unknown backend {backend!r}", backend=backend, location=url or "?")
