@@ -781,8 +781,9 @@ async def test_upsert_requests_duplicates_and_object_errors(fake: FakeWeaviate) 
         )
         ack = await store.upsert("docs", [a_dup, a_new, b_one, b_dup, a_old], rows)
 
-    assert ack.duplicates == {a_dup.id: "old", "b-dup": b_one.id}
-    assert ack.written == [a_new.id, b_one.id, "old"]
+    # a_old is stored already, unchanged: a duplicate of itself, not rewritten.
+    assert ack.duplicates == {a_dup.id: "old", "b-dup": b_one.id, "old": "old"}
+    assert ack.written == [a_new.id, b_one.id]
     [tenants_request] = fake.grpc.named("TenantsGet")
     assert sorted(tenants_request.names.values) == ["tenant_3da", "tenant_3db"]
     [lookup] = fake.grpc.named("Search")  # only the tenant that exists is asked for hashes
@@ -792,8 +793,8 @@ async def test_upsert_requests_duplicates_and_object_errors(fake: FakeWeaviate) 
     )
 
     sent = {obj.uuid: obj for batch in fake.grpc.named("BatchObjects") for obj in batch.objects}
-    assert set(sent) == {generate_uuid5(i) for i in (a_new.id, b_one.id, "old")}
-    for item, row in [(a_new, rows[1]), (b_one, rows[2]), (a_old, rows[4])]:
+    assert set(sent) == {generate_uuid5(i) for i in (a_new.id, b_one.id)}
+    for item, row in [(a_new, rows[1]), (b_one, rows[2])]:
         obj = sent[generate_uuid5(item.id)]
         assert (obj.collection, obj.tenant) == ("Memory_docs", tenant_name(item.namespace))
         [vector] = obj.vectors

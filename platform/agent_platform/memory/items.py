@@ -93,8 +93,8 @@ def _now() -> datetime:
 
 
 class MemoryItem(BaseModel):
-    """One remembered thing. `id` is unique within a collection; `content_hash` is unique within
-    a namespace (writing the same content twice to one namespace stores it once)."""
+    """One remembered thing. `id` and `content_hash` are each unique within a namespace (writing
+    the same content twice to one namespace stores it once)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -140,7 +140,8 @@ class SearchHit(BaseModel):
     """An item a search returned. `score` is the store's relevance in [0, 1]: for a pure vector
     search the cosine similarity clipped at 0; for a hybrid search the relative-score fusion
     `alpha * vector + (1 - alpha) * text`, each normalised to [0, 1] over the candidates.
-    `vector_score` is the raw cosine similarity where the store computed one."""
+    `vector_score` is the raw cosine similarity where the store computed one; `text_score` the
+    backend's raw full-text rank (ts_rank_cd, BM25: comparable within one search only)."""
 
     model_config = ConfigDict(frozen=True)
 

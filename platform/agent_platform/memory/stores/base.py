@@ -6,12 +6,18 @@ Contract (tests/memory/contract.py holds the suite both backends pass):
   dimensions is a no-op, with other dimensions it raises `DimensionMismatch` (a collection never
   silently mixes embedders).
 - `upsert` returns only after the store has durably written the items (a committed transaction,
-  a batch with no per-object errors). Within a namespace, content is unique by `content_hash`: an
-  item whose hash is already stored under another id is reported in `WriteAck.duplicates` and not
-  written again; an item with an existing id replaces it.
+  a batch with no per-object errors). Ids are unique within a namespace (the same id in two
+  namespaces is two items). Within a namespace, content is unique by `content_hash`: an item whose
+  hash is already stored under another id is reported in `WriteAck.duplicates` (id -> stored id)
+  and not written; an item stored before with the same id and hash is reported as a duplicate of
+  itself (id -> id) and not rewritten, so a retried or repeated write is visibly a no-op; an item
+  with an existing id and new content replaces it.
+- `get` and `list_items` return expired items until `purge_expired` deletes them (for audits and
+  `platform memory ls`); `search` never does.
 - `search` looks in exactly one namespace (exact match). Expired items (`expires_at <= now`) are
   never returned, even before `purge_expired` deleted them. `alpha` weighs vector against
-  full-text relevance (1.0: vector only; 0.0: text only); `filters` are equality filters on
+  full-text relevance (1.0: vector only; 0.0: text only; the text matches any of its words);
+  `filters` are equality filters on
   top-level `metadata` keys. Hits come best first, at most `k`.
 - Every failure is a `VectorStoreError` naming the backend, the (redacted) location, the
   collection and the operation; driver exceptions never escape.

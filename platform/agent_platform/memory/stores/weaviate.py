@@ -1015,14 +1015,15 @@ class WeaviateStore(VectorStore):
                 for digest, item_id in pairs:
                     stored.setdefault((tenant, digest), item_id)
 
+            already = set(stored.items())  # (tenant, hash) -> id pairs stored before this call
             duplicates: dict[str, str] = {}
             writes: dict[str, dict[str, int]] = {}  # tenant -> item id -> row (the last write wins)
             written: dict[str, None] = {}
             for row, item in enumerate(items):
                 tenant = tenant_name(item.namespace)
                 holder = stored.setdefault((tenant, item.content_hash), item.id)
-                if holder != item.id:
-                    duplicates[item.id] = holder
+                if holder != item.id or ((tenant, item.content_hash), item.id) in already:
+                    duplicates[item.id] = holder  # an unchanged item written again: itself
                     continue
                 writes.setdefault(tenant, {})[item.id] = row
                 written[item.id] = None
