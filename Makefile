@@ -31,6 +31,9 @@ demo: $(STAMP)
 	$(BIN)/platform plan specs/
 	$(BIN)/platform run ingest-documents --local --trace --input @examples/inputs/ingest.json
 	$(BIN)/platform run researcher --local --trace --input @examples/inputs/research.json
+	@# What the researcher recalled: the ingested handbook in the embedded pgvector server, ranked.
+	$(BIN)/platform memory ls
+	$(BIN)/platform memory search research-memory "how should retries handle side effects" --layer knowledge
 	$(BIN)/platform run support-agent --local --trace --approve-all --input @examples/inputs/support.json
 	$(BIN)/platform run code-review-supervisor --local --trace --approve-all \
 		--input @examples/inputs/review-tasks.json
@@ -58,6 +61,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/validate_bench.py
 	$(BIN)/python bench/agent_step_bench.py
+	$(BIN)/python bench/memory_bench.py
 	$(BIN)/python bench/guardrail_fp.py
 	$(BIN)/python bench/ray_bench.py
 

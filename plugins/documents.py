@@ -12,6 +12,9 @@ offline and deterministically:
   and fully reproducible across processes and machines. Swap in a real embedder for semantic search.
 - `store_vectors` appends records to `<state dir>/vectors/<collection>.jsonl`, skipping ids that
   are already stored.
+- `chunks_to_memory` turns chunk batches into items for a pipeline `memory` step, which embeds
+  them with the Memory spec's embedder (all-MiniLM-L6-v2 by default) and stores them in its vector
+  store: the path the example pipeline takes.
 """
 
 from __future__ import annotations
@@ -363,6 +366,68 @@ def chunk_text(
     chunks = [chunk for doc in documents for chunk in chunk_document(doc.id, doc.text, size, overlap)]
     batches = [chunks[i : i + batch_size] for i in range(0, len(chunks), batch_size)]
     return ChunkBatches(document_count=len(documents), chunk_count=len(chunks), batches=batches)
+
+
+# --- to memory --------------------------------------------------------------------------------
+
+
+class MemoryItemInput(BaseModel):
+    """One item for a pipeline `memory` step."""
+
+    id: str
+    content: str
+    metadata: dict[str, str | int]
+
+
+class MemoryBatches(BaseModel):
+    item_count: int
+    batches: list[list[MemoryItemInput]]
+
+
+class TitledDocument(BaseModel):
+    """The part of an extracted document `chunks_to_memory` uses (other fields are ignored)."""
+
+    id: str
+    title: str = ""
+
+
+def chunks_to_memory(
+    batches: list[list[Chunk]], documents: list[TitledDocument] | None = None
+) -> MemoryBatches:
+    """Turn chunk batches into memory items, batch for batch.
+
+    The item id is the chunk's stable id, so ingesting a document again replaces its chunks instead
+    of adding copies; the content starts with the document's title (when known), which helps
+    retrieval of chunks that do not repeat it.
+
+    Args:
+        batches: Chunk batches, as chunk_text returns them.
+        documents: The extracted documents, for their titles.
+
+    Returns:
+        The items in the same batches and order.
+    """
+    titles = {doc.id: doc.title for doc in documents or []}
+    out: list[list[MemoryItemInput]] = []
+    for batch in batches:
+        items = []
+        for chunk in batch:
+            title = titles.get(chunk.document_id, "")
+            items.append(
+                MemoryItemInput(
+                    id=chunk.id,
+                    content=f"{title}: {chunk.text}" if title else chunk.text,
+                    metadata={
+                        "document_id": chunk.document_id,
+                        "chunk": chunk.index,
+                        "start": chunk.start,
+                        "end": chunk.end,
+                        **({"title": title} if title else {}),
+                    },
+                )
+            )
+        out.append(items)
+    return MemoryBatches(item_count=sum(len(b) for b in out), batches=out)
 
 
 # --- embed ------------------------------------------------------------------------------------

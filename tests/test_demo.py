@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +90,18 @@ def run_demo(name: str, state_dir: Path) -> DemoRun:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DemoRun]]:
-    """The four demo runs, once per module, sharing one state directory like `make demo`."""
-    state_dir = tmp_path_factory.mktemp("demo-state")
-    yield {name: run_demo(name, state_dir) for name in DEMO_RUNS}
+    """The four demo runs, once per module, sharing one state directory like `make demo`. Not under
+    pytest's tmp dir: as root, the embedded pgvector server runs as its own user, who must reach
+    its data directory. The server the runs started is stopped at the end (`platform down` does
+    that in `make demo`)."""
+    from agent_platform.memory.stores.embedded import stop_embedded_server
+
+    state_dir = Path(tempfile.mkdtemp(prefix="demo-state-"))
+    try:
+        yield {name: run_demo(name, state_dir) for name in DEMO_RUNS}
+    finally:
+        stop_embedded_server(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _completed(run: DemoRun) -> None:
@@ -123,14 +133,14 @@ def test_the_makefile_demo_runs_these_commands() -> None:
 def test_ingestion_pipeline(demo: dict[str, DemoRun]) -> None:
     run = demo["ingest"]
     _completed(run)
-    assert run.result["details"]["steps_completed"] == ["extract", "chunk", "embed", "store"]
+    assert run.result["details"]["steps_completed"] == ["extract", "chunk", "prepare", "store"]
     output = run.result["output"]
-    assert output["collection"] == "demo-handbook"
+    assert output["memory"] == "research-memory" and output["namespace"] == "tenant=default"
     assert output["documents"] == 3
     assert output["chunks"] > 3  # chunk_size 200: the longer documents span several chunks
     assert output["stored"] == output["chunks"] and output["skipped"] == 0
-    assert (run.state_dir / "vectors" / "demo-handbook.jsonl").is_file()
-    for step in ("extract", "chunk", "embed", "store"):
+    assert (run.state_dir / "pgvector").is_dir()  # the embedded server's data
+    for step in ("extract", "chunk", "prepare", "store"):
         assert f"step {step}" in run.tree
 
 
@@ -161,6 +171,14 @@ def test_research_agent(demo: dict[str, DemoRun]) -> None:
         "https://example.org/articles/idempotency-keys",
         "https://example.org/articles/backoff-jitter",
     }
+    # It started from what the ingestion run stored: the retries runbook ranks first, fenced off
+    # as untrusted data; and it left an episode of this run.
+    memory = run.result["details"]["memory"]
+    recalled = memory["recalled"]
+    assert recalled and recalled[0]["id"].startswith("retries-runbook#")
+    assert all(r["layer"] == "knowledge" and r["trust"] == "untrusted" for r in recalled)
+    assert memory["episode"]
+    assert "memory recall" in run.tree and "memory episode" in run.tree
 
 
 def test_support_agent(demo: dict[str, DemoRun]) -> None:

@@ -23,6 +23,8 @@ from plugins import code, documents, search, support
 from plugins.documents import DocumentSource, EmbeddedChunk
 from pydantic import BaseModel, ValidationError, create_model
 
+from agent_platform.spec.kinds import MEMORY_WRITE_INPUT_SCHEMA
+
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 
@@ -486,7 +488,6 @@ def test_the_ingestion_pipeline_chain_produces_what_its_step_schemas_declare(tmp
     )
     inputs: dict[str, Any] = {
         "documents": [{"id": "a", "path": str(tmp_path / "a.md")}, {"id": "b", "text": "Short note. " * 30}],
-        "collection": "demo",
     }
     assert_valid(pipeline["inputs"], inputs)
 
@@ -501,19 +502,18 @@ def test_the_ingestion_pipeline_chain_produces_what_its_step_schemas_declare(tmp
         [documents.TextDocument(**d) for d in extracted], size=200, overlap=40, batch_size=4
     ).model_dump()
     assert_valid(spec("Tool", "chunk-text")["output_schema"], chunked)
-    embedded = [
-        [e.model_dump() for e in documents.embed_chunks([documents.Chunk(**c) for c in batch], 384)]
-        for batch in chunked["batches"]
-    ]
-    assert_valid(steps["embed"]["output"], embedded)
-    stored = [
-        run(
-            documents.store_vectors("demo", [EmbeddedChunk(**r) for r in batch], state_dir=str(tmp_path))
-        ).model_dump()
-        for batch in embedded
-    ]
-    assert_valid(steps["store"]["output"], stored)
-    assert sum(s["stored"] for s in stored) == chunked["chunk_count"] > 2
+    prepared = documents.chunks_to_memory(
+        [[documents.Chunk(**c) for c in batch] for batch in chunked["batches"]],
+        [documents.TitledDocument(**d) for d in extracted],
+    ).model_dump()
+    assert_valid(spec("Tool", "chunks-to-memory")["output_schema"], prepared)
+    assert prepared["item_count"] == chunked["chunk_count"] > 2
+    # Each batch is what the `memory` step takes as its items.
+    for batch in prepared["batches"]:
+        assert_valid(MEMORY_WRITE_INPUT_SCHEMA, {"items": batch})
+    first = prepared["batches"][0][0]
+    assert first["id"] == "a#0000" and first["content"].startswith("Retries: ")
+    assert first["metadata"]["document_id"] == "a" and first["metadata"]["title"] == "Retries"
 
 
 def test_tool_outputs_match_their_declared_output_schemas(

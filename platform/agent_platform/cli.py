@@ -251,6 +251,12 @@ def run(
             "--approve-all", help="Approve every tool that requires approval (offline demos, tests)."
         ),
     ] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant", help="Whose data the run works on: scopes its long-term memory (default: 'default')."
+        ),
+    ] = None,
     plugin_path: PluginPathOpt = None,
 ) -> None:
     """Run a unit and print its result as JSON (exit 0 when it completed, 1 when it did not).
@@ -269,7 +275,9 @@ def run(
     if not local:
         from agent_platform.cli_deploy import run_deployed
 
-        run_deployed(name, inputs, address=address, namespace=namespace, detach=detach, trace=trace)
+        run_deployed(
+            name, inputs, address=address, namespace=namespace, detach=detach, trace=trace, tenant=tenant
+        )
         return
     if detach:
         raise typer.BadParameter("--detach needs a deployment (drop --local)", param_hint="--detach")
@@ -297,7 +305,7 @@ def run(
 
     async def go() -> RunResult:
         try:
-            return await runtime.run(name, inputs)
+            return await runtime.run(name, inputs, tenant=tenant)
         finally:
             await runtime.aclose()
 
@@ -318,7 +326,7 @@ def run(
 
 
 # The deployment commands register themselves on `app` (they import Ray only when they run).
-from agent_platform import cli_deploy  # noqa: E402, F401
+from agent_platform import cli_deploy, cli_memory  # noqa: E402, F401
 
 
 def main() -> None:

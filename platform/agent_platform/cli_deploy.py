@@ -188,8 +188,9 @@ def down(
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
 ) -> None:
-    """Stop the embedded local Ray head (and everything deployed on it). With --address: delete
-    every spec deployed in the namespace and its control plane, leaving the cluster up."""
+    """Stop the embedded local Ray head (and everything deployed on it) and the embedded pgvector
+    server. With --address: delete every spec deployed in the namespace and its control plane,
+    leaving the cluster up."""
     import os
 
     from agent_platform.deploy.cluster import stop_head
@@ -216,10 +217,21 @@ def down(
             for state in (default_state_dir() / "control-plane").glob("*.json"):
                 state.unlink(missing_ok=True)
     typer.echo(f"stopped the local Ray head at {head.address}" if head else "no local Ray head is running")
+    from agent_platform.memory.stores.embedded import stop_embedded_server
+
+    if stop_embedded_server():
+        typer.echo("stopped the embedded pgvector server")
 
 
 def run_deployed(
-    name: str, inputs: dict[str, Any], *, address: str | None, namespace: str, detach: bool, trace: bool
+    name: str,
+    inputs: dict[str, Any],
+    *,
+    address: str | None,
+    namespace: str,
+    detach: bool,
+    trace: bool,
+    tenant: str | None = None,
 ) -> None:
     """`platform run NAME` without --local: through the deployment."""
     from agent_platform.deploy.apply_render import placement_text
@@ -234,9 +246,9 @@ def run_deployed(
             typer.echo(f"platform run: {problem}", err=True)
             raise typer.Exit(2)
         if detach:
-            typer.echo(deployment.submit(unit, inputs))
+            typer.echo(deployment.submit(unit, inputs, tenant=tenant))
             return
-        result = deployment.run(unit, inputs)
+        result = deployment.run(unit, inputs, tenant=tenant)
     typer.echo(result_json(result))
     typer.echo("")
     typer.echo(placement_text(result))

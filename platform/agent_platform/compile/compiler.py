@@ -149,6 +149,9 @@ class Compiler:
             self._model(spec.name)
         for spec in self.specs.of_kind("Tool"):
             self._tool(spec.name)
+        for spec in self.specs.of_kind("Memory"):
+            assert isinstance(spec.model, MemoryDocument)
+            self.plan.memories[spec.name] = spec.model.spec
         return self.plan
 
     def _unit_deps(self, spec: TypedSpec) -> list[SpecRef]:
@@ -185,6 +188,7 @@ class Compiler:
             tools=[self._tool(t) for t in agent.tools],
             delegates=list(agent.delegates),
             memory=memory,
+            remember=frozenset(agent.remember),
             guardrails=[self._guardrail(g) for g in agent.guardrails],
             limits=agent.limits,
         )
@@ -202,6 +206,8 @@ class Compiler:
                     target=(
                         self._model(step.llm.model, spec).ref
                         if step.llm is not None
+                        else step.memory.name
+                        if step.memory is not None
                         else str(getattr(step, kind))
                     ),
                     input=step.input,
@@ -212,6 +218,7 @@ class Compiler:
                     model=self._model(step.llm.model, spec) if step.llm is not None else None,
                     prompt=step.llm.prompt if step.llm is not None else None,
                     system=step.llm.system if step.llm is not None else None,
+                    memory=step.memory,
                 )
             )
         kinds = Counter(s.target_kind for s in steps)

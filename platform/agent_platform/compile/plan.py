@@ -13,6 +13,7 @@ from agent_platform.spec.kinds import (
     GuardrailSpec,
     MapSpec,
     MemorySpec,
+    MemoryWrite,
     ModelSpec,
     ToolSpec,
 )
@@ -102,6 +103,7 @@ class AgentLoopUnit(Unit):
     tools: list[ToolBinding] = field(default_factory=list)
     delegates: list[str] = field(default_factory=list)
     memory: tuple[str, MemorySpec] | None = None
+    remember: frozenset[str] = frozenset()  # tools whose results go to episodic memory
     guardrails: list[GuardrailBinding] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
 
@@ -109,7 +111,7 @@ class AgentLoopUnit(Unit):
 @dataclass(frozen=True)
 class StepPlan:
     name: str
-    target_kind: str  # tool | agent | pipeline | llm
+    target_kind: str  # tool | agent | pipeline | llm | memory
     target: str  # the referenced name, or the model's ref for llm steps
     input: dict[str, Any]
     map: MapSpec | None
@@ -119,6 +121,7 @@ class StepPlan:
     model: ResolvedModel | None = None
     prompt: str | None = None
     system: str | None = None
+    memory: MemoryWrite | None = None
 
 
 @dataclass
@@ -158,6 +161,7 @@ class Plan:
     units: dict[SpecRef, AnyUnit] = field(default_factory=dict)
     tools: dict[str, ToolBinding] = field(default_factory=dict)
     models: dict[str, ResolvedModel] = field(default_factory=dict)
+    memories: dict[str, MemorySpec] = field(default_factory=dict)
     # Every spec's dependencies (including non-unit kinds), for `plan` and for deploy order.
     graph: dict[SpecRef, list[SpecRef]] = field(default_factory=dict)
 

@@ -391,18 +391,22 @@ class Deployment:
         problem: str | None = self._call(handle.check_inputs.remote(unit, dict(inputs)), "check the inputs")
         return problem
 
-    def run(self, unit: str, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
-        request = RunRequest(run_id or new_run_id(), unit, dict(inputs))
+    def run(
+        self, unit: str, inputs: Mapping[str, Any], *, run_id: str | None = None, tenant: str | None = None
+    ) -> RunResult:
+        request = RunRequest(run_id or new_run_id(), unit, dict(inputs), tenant=tenant)
         router = Router(self.namespace, self.settings()["run_store_url"])
         try:
             return asyncio.run(router.call(request))
         except Exception as exc:
             raise DeployError(f"run {request.run_id} of {unit} failed: {_first_line(exc)}") from None
 
-    def submit(self, unit: str, inputs: Mapping[str, Any], *, run_id: str | None = None) -> str:
+    def submit(
+        self, unit: str, inputs: Mapping[str, Any], *, run_id: str | None = None, tenant: str | None = None
+    ) -> str:
         from agent_platform.runstore import RunRecord, open_run_store
 
-        request = RunRequest(run_id or new_run_id(), unit, dict(inputs))
+        request = RunRequest(run_id or new_run_id(), unit, dict(inputs), tenant=tenant)
 
         async def record() -> None:
             store = open_run_store(self.settings()["run_store_url"])

@@ -48,7 +48,7 @@ _BUDGET_KEYS = frozenset({"max_total_tokens", "max_cost_usd", "max_tool_calls"})
 _DURATION_KEYS = frozenset(
     {"timeout", "task_timeout", "reset_after", "ttl", "retention", "recency_half_life", "initial", "max"}
 )
-_STEP_TARGETS = ("tool", "agent", "pipeline", "llm")
+_STEP_TARGETS = ("tool", "agent", "pipeline", "llm", "memory")
 _ROUTE_TARGETS = ("agent", "pipeline")
 
 
@@ -261,6 +261,8 @@ def _describe_target(target: tuple[str, Any]) -> str:
     kind, value = target
     if kind == "llm":
         return "an llm call"
+    if kind == "memory" and isinstance(value, dict):
+        return f"a write to memory {_fmt(value.get('name'))} ({value.get('layer', 'knowledge')})"
     return f"{kind} {_fmt(value)}"
 
 

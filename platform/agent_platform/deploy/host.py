@@ -58,6 +58,7 @@ class RunRequest:
     inputs: Mapping[str, Any]
     parent_run_id: str | None = None
     trace_carrier: Mapping[str, str] = field(default_factory=dict)
+    tenant: str | None = None  # the namespace of the run's long-term memory (RunState.tenant)
 
 
 class HandoffFailed(RuntimeError):
@@ -253,7 +254,9 @@ class RayRuntime(Runtime):
             return await super().run_unit(ref, inputs, parent=parent)
         parent.sub_runs += 1  # the same deterministic sub-run ids as in-process
         run_id = f"{parent.run_id}/{ref.name}-{parent.sub_runs}"
-        request = RunRequest(run_id, str(ref), dict(inputs), parent.run_id, inject_context())
+        request = RunRequest(
+            run_id, str(ref), dict(inputs), parent.run_id, inject_context(), tenant=parent.tenant
+        )
         try:
             result = await self.router.call(request)
         except HandoffFailed as exc:
@@ -409,7 +412,7 @@ class UnitHost:
                 request.run_id, request.unit, Outcome.FAILED, error=record.error or "the run ended"
             )
         attempt = started.attempt
-        state = RunState(request.run_id, request.unit)
+        state = RunState(request.run_id, request.unit, tenant=request.tenant)
         if self._checkpoints is None:
             self._checkpoints = CheckpointWriter(store)
         state.resources[Durable] = Durable(self._checkpoints, attempt)

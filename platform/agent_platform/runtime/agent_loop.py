@@ -36,6 +36,7 @@ from agent_platform.runtime.memory.working import CompactionError, WorkingMemory
 from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agent_platform.runtime.models.base import ModelError
 from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform.runtime.recall import AgentMemory
 from agent_platform.runtime.rendering import TemplateRenderError, render
 from agent_platform.runtime.services import RunState, Services
 from agent_platform.runtime.tokens import TokenCounter
@@ -50,6 +51,7 @@ class AgentRun:
     memory: WorkingMemory | None = None
     plain_messages: list[Message] = field(default_factory=list)
     trajectory: list[dict[str, Any]] = field(default_factory=list)  # what was decided and what came of it
+    memory_details: dict[str, Any] = field(default_factory=dict)  # long-term memory: recalled, written
 
     @property
     def messages(self) -> list[Message]:
@@ -190,6 +192,12 @@ class AgentLoopExecutor:
         self._budgeted = unit.limits.max_total_tokens is not None or unit.limits.max_cost_usd is not None
         # Hosts with a run store (the Ray backend) checkpoint every step; in-process runs do not.
         self._checkpoints = bool(getattr(services, "checkpoints_enabled", False))
+        memory = unit.memory[1] if unit.memory is not None else None
+        self._long_term = (
+            AgentMemory(unit, services)
+            if memory is not None and (memory.episodic is not None or memory.knowledge is not None)
+            else None
+        )
 
     # --- the decision model (built once per executor, shared by its runs) ---------------------
 
@@ -241,6 +249,10 @@ class AgentLoopExecutor:
                         if checked.blocked:
                             raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
                         task = checked.content if checked.content is not None else task
+                    if self._long_term is not None:
+                        recalled = await self._long_term.recall(state, task, run.guards, run.memory_details)
+                        if recalled:
+                            task = f"{task}\n\n{recalled}"
                     run.append(Message.user(task))
                 await self._loop(run, system, result)
         except TimeoutError:
@@ -260,6 +272,10 @@ class AgentLoopExecutor:
         result.details["trajectory"] = run.trajectory
         if result.outcome is Outcome.MAX_ITERATIONS and result.error is None:
             result.error = f"no final answer within max_iterations ({self.unit.limits.max_iterations})"
+        if self._long_term is not None:
+            task_text = self._task_message(inputs)
+            await self._long_term.record_episode(state, task_text, result, run.memory_details)
+            result.details["memory"] = run.memory_details
         return result
 
     async def _loop(self, run: AgentRun, system: str, result: RunResult) -> None:
@@ -360,6 +376,8 @@ class AgentLoopExecutor:
         if outcome.is_error:
             return outcome.error or "the tool failed", True
         output = outcome.output
+        if self._long_term is not None and name in self.unit.remember:
+            await self._long_term.remember_tool_result(run.state, name, arguments, output, run.memory_details)
         text = output if isinstance(output, str) else _json(output)
         if run.guards.applies("tool_output"):
             return await self._guard_tool_output(run, name, text)

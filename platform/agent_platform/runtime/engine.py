@@ -26,6 +26,8 @@ from agent_platform.compile.plan import (
     SupervisorUnit,
     ToolBinding,
 )
+from agent_platform.memory.manager import MemoryManager
+from agent_platform.memory.registry import MemoryRegistry
 from agent_platform.runtime.agent_loop import AgentLoopExecutor
 from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.clock import Clock, SystemClock
@@ -59,6 +61,7 @@ class Runtime:
         approve_all: bool = False,
         idempotency_store: IdempotencyStore | None = None,
         wrap_tool: Callable[[ToolBinding, Tool], Tool] | None = None,
+        memories: MemoryRegistry | None = None,
     ) -> None:
         self.plan = plan
         self._tracing = tracing or Tracing.disabled()
@@ -74,6 +77,7 @@ class Runtime:
             idempotency_store=idempotency_store,
             wrap_tool=wrap_tool,
         )
+        self.memories = memories if memories is not None else MemoryRegistry(plan.memories)
         self._shared_providers: dict[int, ModelProvider] = {}
         self._executors: dict[SpecRef, Any] = {}
         self._input_models: dict[SpecRef, type[BaseModel] | None] = {}
@@ -96,12 +100,24 @@ class Runtime:
             raise UnknownUnit(f"no agent, pipeline or supervisor named {name!r} (known: {names})")
         return found
 
-    async def run(self, name: str, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
+    async def run(
+        self,
+        name: str,
+        inputs: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        tenant: str | None = None,
+    ) -> RunResult:
         """Run a unit to completion. Raises InputError / TaskError before anything runs when the
-        inputs are wrong; every other failure is a RunResult with a typed outcome."""
+        inputs are wrong; every other failure is a RunResult with a typed outcome. `tenant` scopes
+        long-term memory (see `RunState.tenant`)."""
         unit = self.unit(name)
         checked = self.prepare_inputs(unit, inputs)
-        return await self._run(unit, checked, state=RunState(run_id or new_run_id(), str(unit.ref)))
+        state = RunState(run_id or new_run_id(), str(unit.ref), tenant=tenant)
+        return await self._run(unit, checked, state=state)
+
+    def memory(self, name: str) -> MemoryManager:
+        return self.memories.manager(name)
 
     @staticmethod
     def prepare_inputs(unit: AnyUnit, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,6 +133,7 @@ class Runtime:
         await self.tools.aclose()
         for provider in self._shared_providers.values():
             await provider.aclose()
+        await self.memories.close()
 
     # --- Services -----------------------------------------------------------------------------
 
@@ -170,6 +187,8 @@ class Runtime:
             with tracing.model_span(
                 spec.provider, spec.name or model.ref, key, max_tokens=spec.max_tokens
             ) as span:
+                if tracing.capture_content:  # opt-in: what the model was sent
+                    tracing.capture_prompt(span, system, messages)
                 result = await provider.complete(request)
                 tracing.record_model_result(span, result)
         else:  # nothing to record: no span attributes computed
@@ -222,7 +241,9 @@ class Runtime:
                 parent.run_id, str(ref), Outcome.FAILED, error=f"{ref} is not a runnable agent or pipeline"
             )
         parent.sub_runs += 1  # sibling sub-runs get distinct ids (idempotency keys build on them)
-        state = RunState(f"{parent.run_id}/{ref.name}-{parent.sub_runs}", str(ref), parent=parent)
+        state = RunState(
+            f"{parent.run_id}/{ref.name}-{parent.sub_runs}", str(ref), parent=parent, tenant=parent.tenant
+        )
         try:
             checked = check_inputs(_input_schema(unit), inputs, unit=str(ref))
         except InputError as exc:

@@ -14,10 +14,13 @@ import jsonschema_rs
 
 from agent_platform.compile.compiler import build_output_model
 from agent_platform.compile.plan import PipelineUnit, SpecRef, StepPlan
+from agent_platform.memory.items import Provenance
+from agent_platform.memory.manager import MemoryEntry
 from agent_platform.runtime.messages import Message
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.rendering import TemplateRenderError, render, render_value
 from agent_platform.runtime.services import RunState, Services
+from agent_platform.spec.kinds import MEMORY_WRITE_INPUT_SCHEMA
 
 
 class StepFailed(Exception):
@@ -160,7 +163,65 @@ class PipelineExecutor:
                     input=arguments,
                 )
             return sub.output
+        if step.target_kind == "memory":
+            return await self._memory(step, arguments, context, run, where=where, item=item)
         return await self._llm(step, context, run, where=where)
+
+    async def _memory(
+        self,
+        step: StepPlan,
+        arguments: dict[str, Any],
+        context: dict[str, Any],
+        run: RunState,
+        *,
+        where: str,
+        item: tuple[int, int] | None,
+    ) -> dict[str, Any]:
+        """A memory step: embed and store `items` in a memory layer (idempotent: an item without
+        an id is identified by its namespace and content, so a retried step stores nothing twice)."""
+        write = step.memory
+        assert write is not None
+        index, total = item if item is not None else (None, None)
+        try:
+            problems = _schema_errors(MEMORY_WRITE_INPUT_SCHEMA, arguments)
+        except ValueError as exc:  # not JSON data at all (e.g. a template yielded a method)
+            problems = [str(exc)]
+        if problems:
+            raise StepFailed(
+                step.name, "input does not match a memory write: " + "; ".join(problems),
+                item=index, of=total, input=arguments,
+            )  # fmt: skip
+        tenant = render(write.tenant, context, where=f"{where}.memory.tenant") if write.tenant else run.tenant
+        entries = [
+            MemoryEntry(
+                content=entry["content"],
+                kind="document" if write.layer == "knowledge" else "fact",
+                provenance=Provenance(
+                    source="pipeline",
+                    pipeline=self.unit.name,
+                    run_id=run.run_id,
+                    document_id=(entry.get("metadata") or {}).get("document_id"),
+                ),
+                importance=entry.get("importance", 0.5),
+                metadata=entry.get("metadata") or {},
+                id=entry.get("id"),
+            )
+            for entry in arguments["items"]
+        ]
+        try:
+            manager = self.services.memory(write.name)
+            namespace = manager.namespace(write.layer, agent=write.agent, tenant=tenant)
+            ack = await manager.write(write.layer, entries, agent=write.agent, tenant=tenant)
+        except Exception as exc:  # a store or embedder failure, located by its message
+            raise StepFailed(step.name, str(exc), item=index, of=total, input=arguments) from exc
+        return {
+            "memory": write.name,
+            "layer": write.layer,
+            "namespace": namespace,
+            "written": len(ack.written),
+            "duplicates": len(ack.duplicates),
+            "ids": [*ack.written, *ack.duplicates.values()],
+        }
 
     async def _llm(self, step: StepPlan, context: dict[str, Any], run: RunState, *, where: str) -> Any:
         assert step.model is not None and step.prompt is not None and step.output_schema is not None

@@ -21,6 +21,7 @@ from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec
 
 if TYPE_CHECKING:
+    from agent_platform.memory.manager import MemoryManager
     from agent_platform.runtime.checkpoint import AgentCheckpoint
 
 
@@ -44,6 +45,9 @@ class RunState:
     iterations: int = 0
     sub_runs: int = 0
     parent: RunState | None = None
+    # Whose data the run works on: the namespace of its long-term memory (sub-runs inherit it).
+    # Set by the caller that authenticated the request, never by the model.
+    tenant: str | None = None
     # Objects that live exactly as long as this run (e.g. its forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)
 
@@ -95,6 +99,10 @@ class Services(Protocol):
 
     async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
         """Run an agent or pipeline as a sub-run (a delegate, a pipeline step)."""
+        ...
+
+    def memory(self, name: str) -> MemoryManager:
+        """The long-term layers of the Memory spec `name` (episodic, knowledge)."""
         ...
 
     async def checkpoint(self, state: RunState, snapshot: Callable[[], AgentCheckpoint]) -> None:

@@ -115,6 +115,14 @@ AP_COMPACTION_TOKENS_AFTER: Final = "agent_platform.compaction.tokens_after"
 AP_COMPACTION_MESSAGES_BEFORE: Final = "agent_platform.compaction.messages_before"
 AP_COMPACTION_MESSAGES_AFTER: Final = "agent_platform.compaction.messages_after"
 AP_COMPACTION_MODEL: Final = "agent_platform.compaction.model"
+AP_MEMORY_NAME: Final = "agent_platform.memory.name"
+AP_MEMORY_OPERATION: Final = "agent_platform.memory.operation"
+AP_MEMORY_CANDIDATES: Final = "agent_platform.memory.candidates"
+AP_MEMORY_SHOWN: Final = "agent_platform.memory.items"
+AP_MEMORY_FENCED: Final = "agent_platform.memory.fenced"
+AP_MEMORY_DUPLICATES: Final = "agent_platform.memory.duplicates"
+AP_MEMORY_TOKENS: Final = "agent_platform.memory.tokens"
+AP_MEMORY_BUDGET: Final = "agent_platform.memory.token_budget"
 AP_PIPELINE_NAME: Final = "agent_platform.pipeline.name"
 AP_STEP_NAME: Final = "agent_platform.step.name"
 AP_STEP_INDEX: Final = "agent_platform.step.index"
@@ -642,6 +650,48 @@ class Tracing:
         span.set_attribute(AP_COMPACTION_TOKENS_AFTER, tokens_after)
         if messages_after is not None:
             span.set_attribute(AP_COMPACTION_MESSAGES_AFTER, messages_after)
+
+    # -- long-term memory -------------------------------------------------------------------
+
+    def memory_span(self, operation: str, memory: str) -> SpanScope:
+        """A long-term memory operation of an agent run: `recall`, `remember` or `episode`."""
+        if self._tracer is None:
+            return _NULL_SCOPE
+        attrs: dict[str, AttributeValue] = {AP_MEMORY_NAME: memory, AP_MEMORY_OPERATION: operation}
+        return _SpanScope(
+            self._tracer, f"memory {operation}", SpanKind.INTERNAL, attrs, None, self._fast, True
+        )
+
+    def record_recall(
+        self,
+        span: Span,
+        *,
+        candidates: int,
+        shown: int,
+        fenced: int,
+        duplicates: int,
+        tokens: int,
+        budget: int,
+    ) -> None:
+        if not span.is_recording():
+            return
+        span.set_attributes(
+            {
+                AP_MEMORY_CANDIDATES: candidates,
+                AP_MEMORY_SHOWN: shown,
+                AP_MEMORY_FENCED: fenced,
+                AP_MEMORY_DUPLICATES: duplicates,
+                AP_MEMORY_TOKENS: tokens,
+                AP_MEMORY_BUDGET: budget,
+            }
+        )
+
+    def memory_error(self, span: Span, message: str) -> None:
+        """A store or embedder failure the run went on without (the span is marked as an error)."""
+        if not span.is_recording():
+            return
+        span.set_status(Status(StatusCode.ERROR, message))
+        span.add_event("memory.error", {"message": message})
 
     # -- guardrails -------------------------------------------------------------------------
 

@@ -259,6 +259,12 @@ class MemorySpec(SpecModel):
     episodic: VectorLayer | None = None
     knowledge: VectorLayer | None = None
     ranking: Ranking = Field(default_factory=Ranking)
+    context_tokens: int = Field(
+        default=1500,
+        ge=0,
+        description="Token budget of the episodic and knowledge items shown to an agent when a run "
+        "starts (0: retrieve nothing).",
+    )
 
     @model_validator(mode="after")
     def _at_least_one_layer(self) -> Self:
@@ -411,6 +417,11 @@ class AgentSpec(SpecModel):
     tools: list[ResourceName] = Field(default_factory=list)
     delegates: list[ResourceName] = Field(default_factory=list, description="Agents it may hand work to.")
     memory: ResourceName | None = None
+    remember: list[ResourceName] = Field(
+        default_factory=list,
+        description="Tools whose results are written to the agent's episodic memory (as facts "
+        "with the tool's provenance and the layer's trust level).",
+    )
     guardrails: list[ResourceName] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits, description="When the loop must stop.")
     runtime: RuntimeSpec = Field(
@@ -438,6 +449,57 @@ class LlmCall(SpecModel):
     system: str | None = None
 
 
+class MemoryWrite(SpecModel):
+    """A step that embeds and stores items in a memory layer (e.g. ingested documents into
+    knowledge). Its input is `items`: a list of {content, id?, importance?, metadata?}."""
+
+    name: ResourceName = Field(description="The Memory spec to write to.")
+    layer: Literal["episodic", "knowledge"] = "knowledge"
+    agent: ResourceName | None = Field(
+        default=None,
+        description="Write into this agent's namespace (needed when the layer is namespaced by agent).",
+    )
+    tenant: str | None = Field(
+        default=None, description="Template for the tenant to write for; default: the run's tenant."
+    )
+
+
+MEMORY_WRITE_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["items"],
+    "additionalProperties": False,
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["content"],
+                "properties": {
+                    "content": {"type": "string", "minLength": 1},
+                    "id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "importance": {"type": "number", "minimum": 0, "maximum": 1},
+                    "metadata": {"type": "object"},
+                },
+            },
+        }
+    },
+}
+MEMORY_WRITE_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["memory", "layer", "namespace", "written", "duplicates", "ids"],
+    "properties": {
+        "memory": {"type": "string"},
+        "layer": {"type": "string"},
+        "namespace": {"type": "string"},
+        "written": {"type": "integer", "minimum": 0},
+        "duplicates": {"type": "integer", "minimum": 0},
+        "ids": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+_STEP_TARGETS = ("tool", "agent", "pipeline", "llm", "memory")
+
+
 class PipelineStep(SpecModel):
     name: StepName = Field(description="Referenced later as `steps.<name>.output`.")
     description: str = ""
@@ -445,6 +507,7 @@ class PipelineStep(SpecModel):
     agent: ResourceName | None = None
     pipeline: ResourceName | None = None
     llm: LlmCall | None = None
+    memory: MemoryWrite | None = None
     input: dict[str, Any] = Field(
         default_factory=dict,
         description="Arguments; string values are Jinja2 templates over `inputs`, earlier "
@@ -456,10 +519,10 @@ class PipelineStep(SpecModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
-        chosen = [k for k in ("tool", "agent", "pipeline", "llm") if getattr(self, k) is not None]
+        chosen = [k for k in _STEP_TARGETS if getattr(self, k) is not None]
         if len(chosen) != 1:
             found = ", ".join(chosen) if chosen else "none"
-            message = f"a step needs exactly one of tool, agent, pipeline, llm (found: {found})"
+            message = f"a step needs exactly one of tool, agent, pipeline, llm, memory (found: {found})"
             raise FieldError(message, *chosen[1:2])
         if self.llm is not None and self.output is None:
             raise ValueError("an llm step needs an 'output' schema (structured output)")
@@ -467,7 +530,7 @@ class PipelineStep(SpecModel):
 
     @property
     def target_kind(self) -> str:
-        for kind in ("tool", "agent", "pipeline", "llm"):
+        for kind in _STEP_TARGETS:
             if getattr(self, kind) is not None:
                 return kind
         raise AssertionError("validated step without a target")

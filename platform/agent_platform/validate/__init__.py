@@ -14,6 +14,7 @@ from agent_platform.load import DEFAULT_LIMITS, Document, LoadLimits, load_paths
 from agent_platform.validate.checks import (
     check_agent_templates,
     check_guardrails,
+    check_memory_steps,
     check_models,
     check_pipeline,
     check_plugins,
@@ -65,6 +66,7 @@ def validate_documents(
     for pipeline in specs.of_kind("Pipeline"):
         check_pipeline(specs, pipeline, diags)
     check_models(specs, diags)
+    check_memory_steps(specs, diags)
     check_guardrails(specs, diags)
     roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
     check_plugins(specs, PluginResolver(roots, options.import_plugins), diags)

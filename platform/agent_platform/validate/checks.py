@@ -10,7 +10,10 @@ from typing import Any
 
 from agent_platform.diagnostics import Diagnostics, did_you_mean
 from agent_platform.spec.kinds import (
+    MEMORY_WRITE_INPUT_SCHEMA,
+    MEMORY_WRITE_OUTPUT_SCHEMA,
     AgentDocument,
+    AgentSpec,
     GuardrailDocument,
     MemoryDocument,
     ModelDocument,
@@ -97,6 +100,8 @@ def _target_output_schema(specs: SpecSet, step: Any) -> dict[str, Any] | None:
     if step.pipeline is not None and (pipe := specs.get("Pipeline", step.pipeline)) is not None:
         assert isinstance(pipe.model, PipelineDocument)
         return pipe.model.spec.output
+    if step.memory is not None:
+        return MEMORY_WRITE_OUTPUT_SCHEMA
     return None
 
 
@@ -111,6 +116,8 @@ def input_schema_of_step(specs: SpecSet, step: Any) -> dict[str, Any] | None:
     if step.pipeline is not None and (pipe := specs.get("Pipeline", step.pipeline)) is not None:
         assert isinstance(pipe.model, PipelineDocument)
         return pipe.model.spec.inputs
+    if step.memory is not None:
+        return MEMORY_WRITE_INPUT_SCHEMA
     return None
 
 
@@ -193,6 +200,8 @@ def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
             _check_templates_at(diags, spec, (*base, "llm", "prompt"), step.llm.prompt, scope)
             if step.llm.system is not None:
                 _check_templates_at(diags, spec, (*base, "llm", "system"), step.llm.system, scope)
+        if step.memory is not None and step.memory.tenant is not None:
+            _check_templates_at(diags, spec, (*base, "memory", "tenant"), step.memory.tenant, scope)
         _check_step_agreement(specs, spec, index, scope, diags)
         earlier[step.name] = output_schema_of_step(specs, step)
     if pipeline.returns is not None:
@@ -394,6 +403,7 @@ def check_models(specs: SpecSet, diags: Diagnostics) -> None:
                     ("spec", "limits", "max_cost_usd"),
                     "a cost budget needs the model's pricing (set pricing on the Model)",
                 )
+        _check_remember(spec, agent, specs, diags)
         if agent.memory is not None and (memory := specs.get("Memory", agent.memory)) is not None:
             assert isinstance(memory.model, MemoryDocument)
             working = memory.model.spec.working
@@ -407,6 +417,57 @@ def check_models(specs: SpecSet, diags: Diagnostics) -> None:
                         f"memory '{agent.memory}' keeps up to {working.max_tokens} tokens but the model's "
                         f"context window is {model.context_window}",
                     )
+
+
+def _check_remember(spec: TypedSpec, agent: AgentSpec, specs: SpecSet, diags: Diagnostics) -> None:
+    """`remember` names tools of the agent and needs a memory with an episodic layer."""
+    for index, tool in enumerate(agent.remember):
+        if tool not in agent.tools:
+            _error(
+                diags,
+                "remember-unknown-tool",
+                spec,
+                ("spec", "remember", index),
+                f"'{tool}' is not one of the agent's tools ({', '.join(agent.tools) or 'none'})",
+            )
+    if not agent.remember:
+        return
+    memory = specs.get("Memory", agent.memory) if agent.memory is not None else None
+    if agent.memory is None or (
+        memory is not None and isinstance(memory.model, MemoryDocument) and memory.model.spec.episodic is None
+    ):
+        _error(
+            diags,
+            "remember-without-episodic",
+            spec,
+            ("spec", "remember"),
+            "remembering tool results needs a memory with an episodic layer"
+            + (f" ('{agent.memory}' has none)" if agent.memory is not None else " (the agent has no memory)"),
+        )
+
+
+def check_memory_steps(specs: SpecSet, diags: Diagnostics) -> None:
+    """A memory step names a layer its memory has, and an agent where the layer is per agent."""
+    for spec in specs.of_kind("Pipeline"):
+        assert isinstance(spec.model, PipelineDocument)
+        for index, step in enumerate(spec.model.spec.steps):
+            write = step.memory
+            if write is None or (memory := specs.get("Memory", write.name)) is None:
+                continue
+            assert isinstance(memory.model, MemoryDocument)
+            layer = getattr(memory.model.spec, write.layer)
+            path: Path_ = ("spec", "steps", index, "memory")
+            if layer is None:
+                _error(
+                    diags, "memory-layer-missing", spec, (*path, "layer"),
+                    f"memory '{write.name}' has no {write.layer} layer",
+                )  # fmt: skip
+            elif "agent" in layer.namespace_by and write.agent is None:
+                _error(
+                    diags, "memory-namespace-agent", spec, path,
+                    f"memory '{write.name}' {write.layer} is namespaced by agent: name the agent "
+                    "whose namespace this step writes (memory.agent)",
+                )  # fmt: skip
 
 
 def _check_script(spec: TypedSpec, model: ModelSpec, path: Path_, diags: Diagnostics) -> None:

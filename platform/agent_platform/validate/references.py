@@ -101,6 +101,10 @@ def references(spec: TypedSpec) -> Iterator[Reference]:
                 yield Reference((*base, "pipeline"), "Pipeline", step.pipeline)
             if step.llm is not None and isinstance(step.llm.model, str):
                 yield Reference((*base, "llm", "model"), "Model", step.llm.model)
+            if step.memory is not None:
+                yield Reference((*base, "memory", "name"), "Memory", step.memory.name)
+                if step.memory.agent is not None:
+                    yield Reference((*base, "memory", "agent"), "Agent", step.memory.agent)
         for i, name in enumerate(model.spec.guardrails):
             yield Reference(("spec", "guardrails", i), "Guardrail", name)
     elif isinstance(model, SupervisorDocument):
