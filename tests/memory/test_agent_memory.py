@@ -268,3 +268,13 @@ async def test_an_unreachable_store_does_not_fail_the_run(
     assert "episode_error" in memory
     spans = {s.name: s for s in world.tracing.finished_spans()}
     assert spans["memory recall"].status.status_code.name == "ERROR"
+
+
+def test_the_recall_query_is_the_text_of_the_inputs() -> None:
+    from agent_platform.runtime.recall import query_text
+
+    task = 'Task inputs:\n{"topic": "retry storms", "options": {"depth": 2, "focus": ["jitter", "caps"]}}'
+    assert query_text(task) == "retry storms\njitter\ncaps"
+    assert query_text("Task inputs:\n{not json") == "Task inputs:\n{not json"
+    assert query_text('Task inputs:\n{"n": 3}') == 'Task inputs:\n{"n": 3}'
+    assert len(query_text("x" * 10_000)) == 2000

@@ -71,7 +71,7 @@ class AgentMemory:
         with tracing.memory_span("recall", manager.name) as span:
             try:
                 context = await manager.get_context(
-                    task, manager.spec.context_tokens, agent=self.unit.name, tenant=state.tenant
+                    query_text(task), manager.spec.context_tokens, agent=self.unit.name, tenant=state.tenant
                 )
             except Exception as exc:  # the run goes on without long-term memory
                 details["recall_error"] = f"{type(exc).__name__}: {exc}"
@@ -184,7 +184,7 @@ class AgentMemory:
                 ack = await manager.record_episode(
                     agent=self.unit.name,
                     run_id=state.run_id,
-                    task=task,
+                    task=query_text(task),
                     outcome=result.outcome.value,
                     summary=_clip(summary, RESULT_SUMMARY_CHARS),
                     tenant=state.tenant,
@@ -209,6 +209,33 @@ class AgentMemory:
                 tracing.memory_error(span, errors[-1])
                 return
             details.setdefault(key, []).extend(ack.written)
+
+
+QUERY_MAX_CHARS = 2000
+
+
+def query_text(task: str) -> str:
+    """What to search memory for, from a task message: the text values of its inputs (field names
+    and JSON punctuation only dilute an embedding), or the message itself when it is not JSON."""
+    _, _, body = task.partition("Task inputs:\n")
+    try:
+        inputs = json.loads(body)
+    except ValueError:
+        return _clip(task.strip(), QUERY_MAX_CHARS)
+    texts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(inputs)
+    return _clip("\n".join(texts) or task.strip(), QUERY_MAX_CHARS)
 
 
 def _clip(text: str, limit: int) -> str:
