@@ -120,7 +120,7 @@ async def test_a_replica_lost_mid_run_is_resumed_from_its_checkpoint(project: An
     dying = UnitHost(bundle, "Agent/worker", 0, 1, config)
     plugin = __import__("durableplug")
     plugin.GATE["hold"] = "c"  # the first replica hangs inside its third side effect
-    task = asyncio.create_task(dying.run(RunRequest("run-2", "Agent/worker", {})))
+    task = asyncio.create_task(dying.run(RunRequest("run-2", "Agent/worker", {}, tenant="acme")))
     for _ in range(500):
         await asyncio.sleep(0.01)
         if plugin.GATE["entered"] == "c":
@@ -145,6 +145,7 @@ async def test_a_replica_lost_mid_run_is_resumed_from_its_checkpoint(project: An
     record = await store.get_run("run-2")
     await store.close()
     assert record is not None and record.attempt == 2 and record.owner == survivor.actor_name
+    assert record.tenant == "acme", "the run stays its tenant's when another replica resumes it"
 
 
 async def test_a_zombie_replica_cannot_overwrite_the_resumed_run(project: Any) -> None:

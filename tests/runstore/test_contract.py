@@ -49,6 +49,17 @@ async def test_create_is_idempotent_and_returns_the_stored_run(store: RunStore) 
     assert await store.get_run("run-missing") is None
 
 
+async def test_the_tenant_a_run_was_started_for_is_kept(store: RunStore) -> None:
+    """A recovered run resumes for its tenant (its long-term memory namespace), not the default."""
+    await new_run(store, "run-t", tenant="acme")
+    await new_run(store, "run-none")
+    assert (await store.get_run("run-t")).tenant == "acme"  # type: ignore[union-attr]
+    assert (await store.get_run("run-none")).tenant is None  # type: ignore[union-attr]
+    started = await store.start(RunRecord(run_id="run-s", unit="Agent/a", tenant="initech"), "actor-1")
+    assert started.record.tenant == "initech"
+    assert {r.run_id: r.tenant for r in await store.list_runs()}["run-t"] == "acme"
+
+
 async def test_values_must_be_json(store: RunStore) -> None:
     with pytest.raises(ValueError, match="run inputs is not JSON"):
         await store.create_run(RunRecord("r", "Agent/a", {"x": object()}))

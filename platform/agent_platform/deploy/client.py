@@ -411,7 +411,9 @@ class Deployment:
         async def record() -> None:
             store = open_run_store(self.settings()["run_store_url"])
             try:
-                await store.create_run(RunRecord(run_id=request.run_id, unit=unit, inputs=dict(inputs)))
+                await store.create_run(
+                    RunRecord(run_id=request.run_id, unit=unit, inputs=dict(inputs), tenant=tenant)
+                )
             finally:
                 await store.close()
 

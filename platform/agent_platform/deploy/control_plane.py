@@ -144,7 +144,12 @@ class ControlPlane:
         store = open_run_store(self.run_store_url)
         try:
             await store.create_run(
-                RunRecord(run_id=request.run_id, unit=request.unit, inputs=dict(request.inputs))
+                RunRecord(
+                    run_id=request.run_id,
+                    unit=request.unit,
+                    inputs=dict(request.inputs),
+                    tenant=request.tenant,
+                )
             )
             attempt = await store.begin_attempt(request.run_id, CONTROL_PLANE)
             await store.finish(request.run_id, attempt, RunStatus.FAILED, error=error)
@@ -170,7 +175,9 @@ class ControlPlane:
             await store.close()
         for record in pending:
             if record.unit in self.records:
-                self._spawn(self._drive(RunRequest(record.run_id, record.unit, record.inputs)))
+                self._spawn(
+                    self._drive(RunRequest(record.run_id, record.unit, record.inputs, tenant=record.tenant))
+                )
         return [r.run_id for r in pending]
 
     def _spawn(self, coro: Any) -> None:

@@ -401,6 +401,7 @@ class UnitHost:
                 unit=request.unit,
                 inputs=dict(request.inputs),
                 parent_run_id=request.parent_run_id,
+                tenant=request.tenant,
             ),
             self.actor_name,
         )
@@ -412,7 +413,9 @@ class UnitHost:
                 request.run_id, request.unit, Outcome.FAILED, error=record.error or "the run ended"
             )
         attempt = started.attempt
-        state = RunState(request.run_id, request.unit, tenant=request.tenant)
+        # The tenant the run was started for is authoritative (a recovered request may lack it).
+        tenant = started.record.tenant if started.record.tenant is not None else request.tenant
+        state = RunState(request.run_id, request.unit, tenant=tenant)
         if self._checkpoints is None:
             self._checkpoints = CheckpointWriter(store)
         state.resources[Durable] = Durable(self._checkpoints, attempt)

@@ -74,6 +74,7 @@ class RunRecord:
     error: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    tenant: str | None = None  # whose data the run works on (RunState.tenant): kept for resumes
 
     @property
     def finished(self) -> bool:

@@ -61,8 +61,11 @@ CREATE TABLE IF NOT EXISTS runstore_runs (
     result TEXT,
     error TEXT,
     created_at TIMESTAMPTZ NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL
+    updated_at TIMESTAMPTZ NOT NULL,
+    tenant TEXT
 );
+-- Stores created before runs carried a tenant.
+ALTER TABLE runstore_runs ADD COLUMN IF NOT EXISTS tenant TEXT;
 CREATE INDEX IF NOT EXISTS runstore_runs_created ON runstore_runs (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS runstore_runs_status ON runstore_runs (status, created_at DESC);
 CREATE INDEX IF NOT EXISTS runstore_runs_unit ON runstore_runs (unit, created_at DESC);
@@ -95,7 +98,8 @@ CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 """
 
 _COLUMNS = (
-    "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at"
+    "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at, "
+    "tenant"
 )
 
 
@@ -120,6 +124,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         error=row[8],
         created_at=_utc(row[9]),
         updated_at=_utc(row[10]),
+        tenant=row[11],
     )
 
 
@@ -249,7 +254,7 @@ class PostgresRunStore(RunStore):
 
         def body(conn: psycopg.Connection[Any]) -> RunRecord:
             conn.execute(
-                f"INSERT INTO runstore_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"INSERT INTO runstore_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (run_id) DO NOTHING".encode(),
                 (
                     record.run_id,
@@ -263,6 +268,7 @@ class PostgresRunStore(RunStore):
                     record.error,
                     now,
                     now,
+                    record.tenant,
                 ),
             )
             stored = self._get(conn, record.run_id)

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS runstore_runs (
     result TEXT,
     error TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    tenant TEXT
 );
 CREATE INDEX IF NOT EXISTS runstore_runs_created ON runstore_runs (created_at);
 CREATE INDEX IF NOT EXISTS runstore_runs_status ON runstore_runs (status, created_at);
@@ -77,7 +78,8 @@ CREATE TABLE IF NOT EXISTS runstore_checkpoints (
 """
 
 _COLUMNS = (
-    "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at"
+    "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at, "
+    "tenant"
 )
 
 
@@ -102,6 +104,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         error=row[8],
         created_at=_time(row[9]),
         updated_at=_time(row[10]),
+        tenant=row[11],
     )
 
 
@@ -175,6 +178,9 @@ class SqliteRunStore(RunStore):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(runstore_runs)")}
+                if "tenant" not in columns:  # a store created before runs carried a tenant
+                    conn.execute("ALTER TABLE runstore_runs ADD COLUMN tenant TEXT")
                 return
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or time.monotonic() + delay > deadline:
@@ -300,7 +306,7 @@ class SqliteRunStore(RunStore):
 
         def body(conn: sqlite3.Connection) -> RunRecord:
             conn.execute(
-                f"INSERT OR IGNORE INTO runstore_runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO runstore_runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.run_id,
                     record.unit,
@@ -313,6 +319,7 @@ class SqliteRunStore(RunStore):
                     record.error,
                     now,
                     now,
+                    record.tenant,
                 ),
             )
             stored = self._get(conn, record.run_id)
