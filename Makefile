@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 # The demo runs every example offline: the models are scripted (specs/scripts/demo.jsonl), the
-# tools are the bundled plugins. State (vectors, tickets, idempotency store) goes to
-# DEMO_STATE_DIR, not the repository's .platform/. Re-running is safe and needs no clean-up:
-# each run has a fresh run id, so the idempotency store replays nothing across runs (it would
-# within a retried or resumed run); store-vectors skips chunk ids already in the collection
-# (second run: stored 0, skipped 6), and the support agent opens one new ticket per run.
+# tools are the bundled plugins, the embedder is the installed all-MiniLM-L6-v2. State (the
+# embedded pgvector server's data, tickets, idempotency store) goes to DEMO_STATE_DIR, not the
+# repository's .platform/. Re-running is safe and needs no clean-up: each run has a fresh run id,
+# so the idempotency store replays nothing across runs (it would within a retried or resumed
+# run); the ingestion stores nothing twice (second run: stored 0, skipped 6), the researcher
+# recalls the handbook and its earlier episodes, and the support agent opens one new ticket per
+# run. `platform down` at the end stops the local Ray head and the embedded pgvector server.
 demo: DEMO_STATE_DIR ?= .platform/demo
 demo: export PLATFORM_STATE_DIR = $(DEMO_STATE_DIR)
 demo: $(STAMP)

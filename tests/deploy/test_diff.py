@@ -595,6 +595,21 @@ def test_pipeline_steps_removed_and_reordered() -> None:
     assert (change.marker, change.summary) == ("-", "step 'search' removed (calls tool 'web-search')")
 
 
+def test_a_memory_step_is_described_by_its_memory_and_layer() -> None:
+    before = BASE[("Pipeline", "digest")]
+    after = copy.deepcopy(before)
+    after["spec"]["steps"].append(
+        {"name": "keep", "memory": {"name": "kb", "layer": "knowledge"}, "input": {"items": "{{ x }}"}}
+    )
+    change = _one(diff_specs(before, after))
+    assert change.summary == "step 'keep' added (calls memory 'kb' (knowledge layer))"
+    retargeted = copy.deepcopy(after)
+    retargeted["spec"]["steps"][-1]["memory"]["layer"] = "episodic"
+    assert _summaries(diff_specs(after, retargeted)) == [
+        "step 'keep' retargeted from memory 'kb' (knowledge layer) to memory 'kb' (episodic layer)"
+    ]
+
+
 def test_supervisor_routes() -> None:
     diff = _diff(
         "Supervisor",

@@ -262,7 +262,7 @@ def _describe_target(target: tuple[str, Any]) -> str:
     if kind == "llm":
         return "an llm call"
     if kind == "memory" and isinstance(value, dict):
-        return f"a write to memory {_fmt(value.get('name'))} ({value.get('layer', 'knowledge')})"
+        return f"memory {_fmt(value.get('name'))} ({value.get('layer', 'knowledge')} layer)"
     return f"{kind} {_fmt(value)}"
 
 
