@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import platform as _platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -274,6 +275,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
     finally:
         stop_embedded_server(state)
+        shutil.rmtree(state, ignore_errors=True)
     texts = 512 if args.quick else 2048
     print(f"embedder: {texts:,} texts ...", flush=True)
     row = await bench_embedder(texts)
