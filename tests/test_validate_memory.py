@@ -152,3 +152,36 @@ def test_memory_step_layers_are_checked_by_the_schema_and_the_cross_checks(layer
             assert any("namespaced by agent" in e for e in errors)
         elif layer not in ("knowledge", "episodic"):
             assert errors, layer
+
+
+def _memory(layer: str) -> str:
+    return f"""\
+    apiVersion: agents.platform/v1
+    kind: Memory
+    metadata: {{name: extra}}
+    spec:
+      knowledge: {layer}
+    """
+
+
+def test_a_local_embedder_must_be_an_installed_model_with_its_dimensions(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, _memory("{embedder: {provider: local, model: bge-large}}"))
+    assert any("no local embedder 'bge-large' (installed: all-MiniLM-L6-v2" in e for e in errors)
+    errors = _errors(tmp_path, _memory("{embedder: {dimensions: 768}}"))
+    assert any("all-MiniLM-L6-v2 returns 384-dimensional vectors, not 768" in e for e in errors)
+    errors = _errors(tmp_path, _memory("{embedder: {base_url: 'http://x:1/v1'}}"))
+    assert any("'base_url' applies to provider openai, not local" in e for e in errors)
+
+
+def test_pgvector_takes_at_most_2000_dimensions(tmp_path: Path) -> None:
+    big = "{embedder: {provider: openai, model: text-embedding-3-large, base_url: 'http://x:1/v1', dimensions: 3072}}"
+    errors = _errors(tmp_path, _memory(big))
+    assert any("pgvector indexes at most 2000 dimensions; the embedder makes 3072" in e for e in errors)
+    assert _errors(tmp_path, _memory(big.replace("3072", "1536"))) == []
+
+
+def test_an_api_key_variable_is_for_weaviate(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, _memory("{store: {backend: pgvector, api_key_env: PG_KEY}}"))
+    assert any("api_key_env applies to the weaviate backend" in e for e in errors)
+    weaviate = "{store: {backend: weaviate, url: 'http://w:8080', api_key_env: WEAVIATE_API_KEY}}"
+    assert _errors(tmp_path, _memory(weaviate)) == []

@@ -47,7 +47,7 @@ class MemoryRegistry:
         self._state_dir = state_dir
         self._clock = clock
         self._managers: dict[str, MemoryManager] = {}
-        self._stores: dict[tuple[str, str | None], VectorStore] = {}
+        self._stores: dict[tuple[str, str | None, str | None], VectorStore] = {}
         self._embedders: dict[str, Embedder] = {}
 
     def __contains__(self, name: str) -> bool:
@@ -70,10 +70,12 @@ class MemoryRegistry:
         from agent_platform.memory.stores.base import open_vector_store
 
         url = store_url(spec)
-        key = (spec.backend, url)
+        key = (spec.backend, url, spec.api_key_env)
         store = self._stores.get(key)
         if store is None:
-            store = open_vector_store(spec.backend, url, state_dir=self._state_dir)
+            store = open_vector_store(
+                spec.backend, url, state_dir=self._state_dir, api_key_env=spec.api_key_env
+            )
             self._stores[key] = store
         return store
 

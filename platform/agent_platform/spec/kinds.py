@@ -206,10 +206,18 @@ class VectorStore(SpecModel):
     backend: Literal["pgvector", "weaviate"] = "pgvector"
     url: str | None = Field(default=None, description="Default for pgvector: the embedded server.")
     url_env: EnvVarName | None = Field(default=None, description="Read the URL from this variable.")
-    collection: ResourceName | None = Field(default=None, description="Default: the memory's name.")
+    collection: ResourceName | None = Field(default=None, description="Default: `<memory name>-<layer>`.")
+    api_key_env: EnvVarName | None = Field(
+        default=None, description="Weaviate: the variable holding the API key (never in the YAML)."
+    )
 
     @model_validator(mode="after")
     def _weaviate_needs_url(self) -> Self:
+        if self.api_key_env is not None and self.backend != "weaviate":
+            raise FieldError(
+                "api_key_env applies to the weaviate backend (put pgvector credentials in url_env)",
+                "api_key_env",
+            )
         if self.url is not None and self.url_env is not None:
             raise FieldError("give either url or url_env, not both", "url_env")
         if self.backend == "weaviate" and self.url is None and self.url_env is None:
@@ -221,6 +229,12 @@ class VectorStore(SpecModel):
         return self
 
 
+# The models the `local` provider ships (installed with the project), and their dimensions.
+LOCAL_EMBEDDERS: dict[str, int] = {"all-MiniLM-L6-v2": 384, "sentence-transformers/all-MiniLM-L6-v2": 384}
+# pgvector's HNSW index takes vectors of at most this many dimensions.
+PGVECTOR_MAX_DIMENSIONS = 2000
+
+
 class Embedder(SpecModel):
     provider: Literal["local", "openai"] = "local"
     model: NonEmptyStr = "all-MiniLM-L6-v2"
@@ -228,6 +242,27 @@ class Embedder(SpecModel):
     api_key_env: EnvVarName | None = None
     dimensions: int = Field(default=384, ge=1)
     batch_size: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _local_model_exists(self) -> Self:
+        if self.provider != "local":
+            return self
+        if self.model not in LOCAL_EMBEDDERS:
+            known = ", ".join(sorted(LOCAL_EMBEDDERS))
+            raise FieldError(
+                f"no local embedder '{self.model}' (installed: {known}); "
+                "for another model use provider: openai with a base_url",
+                "model",
+            )
+        if self.dimensions != LOCAL_EMBEDDERS[self.model]:
+            raise FieldError(
+                f"{self.model} returns {LOCAL_EMBEDDERS[self.model]}-dimensional vectors, not {self.dimensions}",
+                "dimensions",
+            )
+        for field in ("base_url", "api_key_env"):
+            if getattr(self, field) is not None:
+                raise FieldError(f"'{field}' applies to provider openai, not local", field)
+        return self
 
 
 _NAMESPACES: tuple[Literal["agent", "tenant"], ...] = ("agent", "tenant")
@@ -243,6 +278,16 @@ class VectorLayer(SpecModel):
     trust: Literal["trusted", "untrusted"] = Field(
         default="untrusted", description="Untrusted items pass the injection guard when retrieved."
     )
+
+    @model_validator(mode="after")
+    def _store_fits_embedder(self) -> Self:
+        if self.store.backend == "pgvector" and self.embedder.dimensions > PGVECTOR_MAX_DIMENSIONS:
+            raise FieldError(
+                f"pgvector indexes at most {PGVECTOR_MAX_DIMENSIONS} dimensions; the embedder makes "
+                f"{self.embedder.dimensions} (set the embedder's dimensions lower, if it supports that)",
+                "embedder",
+            )
+        return self
 
 
 class Ranking(SpecModel):

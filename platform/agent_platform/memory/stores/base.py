@@ -178,7 +178,9 @@ class VectorStore(ABC):
         await self.close()
 
 
-def open_vector_store(backend: str, url: str | None, *, state_dir: Path | None = None) -> VectorStore:
+def open_vector_store(
+    backend: str, url: str | None, *, state_dir: Path | None = None, api_key_env: str | None = None
+) -> VectorStore:
     """The store a Memory spec's `store` names. pgvector with no URL is the embedded PostgreSQL
     server under `state_dir` (started on first use). Imports the backend's driver lazily."""
     if backend == "pgvector":
@@ -196,5 +198,5 @@ def open_vector_store(backend: str, url: str | None, *, state_dir: Path | None =
             )
         from agent_platform.memory.stores.weaviate import WeaviateStore
 
-        return WeaviateStore(url)
+        return WeaviateStore(url, api_key_env=api_key_env)
     raise InvalidStoreUrl(f"unknown backend {backend!r}", backend=backend, location=url or "?")
