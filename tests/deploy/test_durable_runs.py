@@ -100,6 +100,7 @@ def effects(root: Path) -> list[str]:
 async def test_a_finished_run_is_recorded_and_a_repeated_call_returns_it(project: Any) -> None:
     bundle, config, root = project
     host = UnitHost(bundle, "Agent/worker", 0, 1, config)
+    assert await host.warm_up() == []  # no long-term memory to prepare
     first = await host.run(RunRequest("run-1", "Agent/worker", {}))
     assert first.ok and first.output == {"answer": "recorded a-d"}
     again = await host.run(RunRequest("run-1", "Agent/worker", {}))

@@ -105,7 +105,7 @@ def final(answer: str) -> dict[str, Any]:
 class World:
     def __init__(self, root: Path, url: str, *, guardrails: str = "[]") -> None:
         self.root = root
-        (root / "plug").mkdir(exist_ok=True)
+        (root / "plug").mkdir(parents=True, exist_ok=True)
         (root / "plug" / "__init__.py").write_text("")
         (root / "plug" / "tools.py").write_text(PLUGIN)
         (root / "specs.yaml").write_text(specs(url, uuid.uuid4().hex[:10], guardrails=guardrails))
@@ -278,3 +278,20 @@ def test_the_recall_query_is_the_text_of_the_inputs() -> None:
     assert query_text("Task inputs:\n{not json") == "Task inputs:\n{not json"
     assert query_text('Task inputs:\n{"n": 3}') == 'Task inputs:\n{"n": 3}'
     assert len(query_text("x" * 10_000)) == 2000
+
+
+async def test_warm_up_prepares_memory_before_the_first_run(world: World, tmp_path: Path) -> None:
+    runtime = world.runtime()
+    try:
+        assert await runtime.warm_up("a") == []
+        assert sorted(runtime.memory("mem").ready_layers()) == ["episodic", "knowledge"]
+        assert await runtime.warm_up("ingest") == []  # a pipeline has no recall to prepare
+    finally:
+        await runtime.aclose()
+    down = World(tmp_path / "down", "postgresql://u:pw@127.0.0.1:9/x?connect_timeout=2")
+    runtime = down.runtime()
+    try:
+        (problem,) = await runtime.warm_up("a")
+        assert problem.startswith("memory 'mem': StoreUnavailable: pgvector at postgresql://u:***@")
+    finally:
+        await runtime.aclose()

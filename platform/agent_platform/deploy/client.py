@@ -298,6 +298,8 @@ class Deployment:
         pending = [h.where.remote() for h in handles]
         try:
             placement: list[dict[str, Any]] = ray.get(pending, timeout=READY_TIMEOUT_S)
+            for handle in handles:  # fire and forget: the first run should not load the model
+                handle.warm_up.remote()
         except GetTimeoutError:
             ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
             raise DeployError(

@@ -328,6 +328,11 @@ class UnitHost:
             "pid": os.getpid(),
         }
 
+    async def warm_up(self) -> list[str]:
+        """Loads what this replica's first run would otherwise wait for (its agent's embedder
+        model, vector store connections). Called by `apply` without waiting for it."""
+        return await self.runtime.warm_up(self.unit_name)
+
     def check_inputs(self, unit: str, inputs: Mapping[str, Any]) -> str | None:
         """Why `inputs` would be refused before the run starts (None when they are fine): the
         same checks as `platform run --local`, for the CLI to report as a usage error."""

@@ -176,6 +176,16 @@ class MemoryManager:
                 found.ready = True
             return found
 
+    async def warm_up(self) -> None:
+        """Does now what the first run would otherwise wait for: connect to the stores, create
+        the collections, load the embedders' models."""
+        for name in self.layer_names():
+            layer = await self._layer(name)
+            await layer.embedder.warm_up()
+
+    def ready_layers(self) -> list[LayerName]:
+        return [name for name, layer in self._layers.items() if layer.ready]
+
     def namespace(self, layer: LayerName, *, agent: str | None = None, tenant: str | None = None) -> str:
         """The namespace key of `layer` for a run of `agent` for `tenant`, after the layer's
         `namespace_by` (a part not in it is shared; a run without a tenant is tenant 'default')."""

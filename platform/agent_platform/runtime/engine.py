@@ -119,6 +119,22 @@ class Runtime:
     def memory(self, name: str) -> MemoryManager:
         return self.memories.manager(name)
 
+    async def warm_up(self, name: str) -> list[str]:
+        """Prepares the long-term memory a unit's runs will recall (model loaded, stores connected),
+        so its first run does not pay for that. Returns what could not be prepared; a run would
+        meet the same problem and report it itself."""
+        unit = self.unit(name)
+        if not isinstance(unit, AgentLoopUnit) or unit.memory is None:
+            return []
+        memory_name, spec = unit.memory
+        if spec.episodic is None and spec.knowledge is None:
+            return []
+        try:
+            await self.memory(memory_name).warm_up()
+        except Exception as exc:
+            return [f"memory '{memory_name}': {type(exc).__name__}: {exc}"]
+        return []
+
     @staticmethod
     def prepare_inputs(unit: AnyUnit, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """The inputs a unit runs with (schema defaults applied; a supervisor's task list parsed
