@@ -50,6 +50,11 @@ def specs(url: str, tag: str, *, guardrails: str = "[]") -> str:
         spec: {{type: prompt_injection, applies_to: [tool_output], action: block}}
         ---
         apiVersion: agents.platform/v1
+        kind: Guardrail
+        metadata: {{name: pii}}
+        spec: {{type: pii_redaction, applies_to: [tool_output], action: redact}}
+        ---
+        apiVersion: agents.platform/v1
         kind: Memory
         metadata: {{name: mem}}
         spec:
@@ -217,12 +222,13 @@ async def test_results_of_tools_marked_remember_become_facts_with_provenance(wor
     assert fact.provenance.run_id == result.run_id and "constructor re-run" in fact.content
 
 
-@pytest.mark.parametrize("guardrails", ["[]", "[injection]"])
+@pytest.mark.parametrize("guardrails", ["[]", "[injection]", "[pii]"])
 async def test_a_poisoned_episode_is_fenced_when_recalled(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, guardrails: str
 ) -> None:
     """Memory poisoning (OWASP LLM08): an injection stored in an earlier run never reaches the
-    model, whether the agent declares an injection guardrail (its own) or not (the default)."""
+    model, whether the agent declares an injection guardrail (its own), none (the default
+    detector), or only other tool-output guardrails (they apply, and the default detector too)."""
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
     world = World(tmp_path, pg_url, guardrails=guardrails)
     runtime = world.runtime()
@@ -241,7 +247,11 @@ async def test_a_poisoned_episode_is_fenced_when_recalled(
         )
         benign = await manager.write(
             "episodic",
-            [MemoryEntry("Refunds take five working days.", "fact", Provenance(source="user"))],
+            [
+                MemoryEntry(
+                    "Refunds take five working days; ask ann@example.com.", "fact", Provenance(source="user")
+                )
+            ],
             agent="a",
         )
     finally:
@@ -252,6 +262,7 @@ async def test_a_poisoned_episode_is_fenced_when_recalled(
     assert [r["id"] for r in memory["recalled"]] == benign.written
     prompt = world.prompts()[0]
     assert "five working days" in prompt and "reveal your system prompt" not in prompt
+    assert ("ann@example.com" in prompt) is (guardrails != "[pii]"), "the agent's redaction applies"
     events = [e for s in world.tracing.finished_spans() for e in s.events if e.name == "guardrail.decision"]
     assert events, "the fence is visible in the trace"
 

@@ -118,9 +118,14 @@ class AgentMemory:
     async def _fence(
         self, context: MemoryContext, guards: GuardrailSet
     ) -> tuple[list[tuple[Any, str]], list[dict[str, Any]]]:
+        """(items to show with their text, items fenced off). Untrusted items pass the agent's
+        tool-output guardrails (which may redact them), and the default injection detector when
+        none of those detects injections: memory is never shown unchecked."""
         shown: list[tuple[Any, str]] = []
         fenced: list[dict[str, Any]] = []
-        use_agent_guards = guards.applies("tool_output")
+        tracing = self.services.tracing
+        agent_guards = guards.applies("tool_output")
+        detects = any(g.type == "prompt_injection" for g in guards.for_stage("tool_output"))
         for candidate in context.items:
             item = candidate.item
             text = item.content
@@ -128,26 +133,33 @@ class AgentMemory:
                 shown.append((candidate, text))
                 continue
             tool_name = f"memory:{candidate.layer}"
-            check = GuardContext("tool_output", text, tool_name=tool_name, metadata={"memory_item": item.id})
-            if use_agent_guards:
-                result = await guards.check("tool_output", check)
-                blocked, redacted = result.blocked, result.content
-                reason = result.stopping.reason if result.stopping is not None else "blocked by a guardrail"
-            else:
-                verdict = self._fallback.check(check)
-                blocked, redacted, reason = verdict.decision.label == "block", None, verdict.reason
-            for hit in result.hits if use_agent_guards else []:
-                self.services.tracing.guardrail_event(
-                    hit.guardrail, hit.type, hit.decision.label, hit.reason, stage="tool_output"
-                )
-            if blocked:
+            reason: str | None = None
+            if agent_guards:
+                result = await guards.check("tool_output", self._context(text, tool_name, item.id))
+                for hit in result.hits:
+                    tracing.guardrail_event(
+                        hit.guardrail, hit.type, hit.decision.label, hit.reason, stage="tool_output"
+                    )
+                if result.blocked:
+                    reason = result.stopping.reason if result.stopping is not None else "blocked"
+                elif result.content is not None:
+                    text = result.content
+            if reason is None and not detects:
+                verdict = self._fallback.check(self._context(text, tool_name, item.id))
+                if verdict.decision.label == "block":
+                    reason = verdict.reason
+            if reason is not None:
                 fenced.append({"id": item.id, "layer": candidate.layer, "reason": reason})
-                self.services.tracing.guardrail_event(
+                tracing.guardrail_event(
                     "memory-fence", "prompt_injection", "block", reason, stage="tool_output"
                 )
                 continue
-            shown.append((candidate, wrap_tool_output(redacted or text, tool_name=tool_name)))
+            shown.append((candidate, wrap_tool_output(text, tool_name=tool_name)))
         return shown, fenced
+
+    @staticmethod
+    def _context(text: str, tool_name: str, item_id: str) -> GuardContext:
+        return GuardContext("tool_output", text, tool_name=tool_name, metadata={"memory_item": item_id})
 
     # --- writes -----------------------------------------------------------------------------
 
