@@ -8,7 +8,8 @@ Runs on the embedded pgvector server (a throwaway data directory, stopped at the
 
 1. Inserts: `PgVectorStore.upsert` in batches of 500 (one transaction each, HNSW index and
    full-text index maintained as rows arrive), against the baseline of a bare psycopg
-   `COPY` of the same rows into an unindexed table on the same server: items/s and the ratio.
+   `COPY` of the same rows into an unindexed table on the same server: items/s and the ratio;
+   and items/s with 4 concurrent writers (as a pipeline's memory step maps), on a tenth as many.
 2. Queries: top-5 vector searches in one namespace, p50/p95 latency, with recall@5 against exact
    search (numpy brute force over the same vectors); the baseline is that exact numpy search's
    own latency. Also hybrid (vector + full text) latency.
@@ -136,6 +137,22 @@ async def bench_store(url: str, n: int, queries: int, rng: np.random.Generator) 
             await store.upsert(collection, items[i : i + batch], vectors[i : i + batch])
         insert_s = time.perf_counter() - started
 
+        # Writers at once (a pipeline's `memory` step maps with concurrency): a tenth of the items
+        # again, into a second collection, split between 4 concurrent upsert streams.
+        extra = f"{collection}-c"
+        await store.ensure_collection(extra, DIM)
+        share = max(batch, n // 40)
+
+        async def writer(w: int) -> None:
+            lo = w * share
+            for i in range(lo, lo + share, batch):
+                await store.upsert(extra, items[i : i + batch], vectors[i : i + batch])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(w) for w in range(4)))
+        concurrent_s = time.perf_counter() - started
+        await store.drop_collection(extra)
+
         # Baseline: COPY the same vectors and texts into a bare table (no indexes, no dedupe).
         with psycopg.connect(url, autocommit=True) as conn:
             register_vector(conn)
@@ -179,6 +196,7 @@ async def bench_store(url: str, n: int, queries: int, rng: np.random.Generator) 
     return {
         "items": n,
         "insert_items_per_s": n / insert_s,
+        "insert_4_writers_items_per_s": 4 * share / concurrent_s,
         "baseline_copy_items_per_s": n / copy_s,
         "insert_ratio_vs_copy": copy_s / insert_s,
         "query_p50_ms": statistics.median(vector_ms),
@@ -266,7 +284,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             results["store"].append(row)
             print(
                 f"  insert {row['insert_items_per_s']:,.0f} items/s "
-                f"(bare COPY {row['baseline_copy_items_per_s']:,.0f}/s; ratio {row['insert_ratio_vs_copy']:.2f})\n"
+                f"(bare COPY {row['baseline_copy_items_per_s']:,.0f}/s; ratio {row['insert_ratio_vs_copy']:.2f}); "
+                f"4 concurrent writers {row['insert_4_writers_items_per_s']:,.0f} items/s\n"
                 f"  top-5 vector query p50 {row['query_p50_ms']:.2f} ms, p95 {row['query_p95_ms']:.2f} ms "
                 f"(exact numpy p50 {row['exact_numpy_p50_ms']:.2f} ms; ratio {row['query_ratio_vs_exact']:.2f}); "
                 f"recall@5 {row['recall_at_5']:.3f}\n"
