@@ -27,6 +27,7 @@ Vectors are float32 numpy arrays of shape (n, dimensions), one row per item, in 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -93,6 +94,16 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def check_search_arguments(namespace: str, k: int, alpha: float) -> None:
+    """The caller's mistakes every backend refuses with a ValueError before any I/O."""
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError("search needs exactly one namespace")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be at least 1, not {k!r}")
+    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
 
 
 class VectorStore(ABC):

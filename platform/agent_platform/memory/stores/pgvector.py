@@ -64,6 +64,7 @@ from agent_platform.memory.stores.base import (
     Vectors,
     VectorStore,
     VectorStoreError,
+    check_search_arguments,
     redact_url,
 )
 from agent_platform.runstore._pool import ThreadConnections
@@ -827,12 +828,7 @@ class PgVectorStore(VectorStore):
         now: datetime | None = None,
     ) -> list[SearchHit]:
         operation = "search"
-        if not isinstance(namespace, str) or not namespace:
-            raise ValueError("search needs exactly one namespace")
-        if k < 1:
-            raise ValueError("k must be at least 1")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError("alpha must be between 0 and 1")
+        check_search_arguments(namespace, k, alpha)
         moment = _aware(now)
         query_text = _any_word_query(text) if text is not None else ""
         use_text = bool(query_text) and alpha < 1.0

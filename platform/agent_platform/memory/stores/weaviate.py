@@ -102,6 +102,7 @@ from agent_platform.memory.stores.base import (
     Vectors,
     VectorStore,
     VectorStoreError,
+    check_search_arguments,
     redact_url,
 )
 
@@ -1093,12 +1094,7 @@ class WeaviateStore(VectorStore):
         now: datetime | None = None,
     ) -> list[SearchHit]:
         operation = "search"
-        if not isinstance(namespace, str) or not namespace:
-            raise ValueError("search needs exactly one namespace")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, not {k}")
-        if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-            raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
+        check_search_arguments(namespace, k, alpha)
         has_text = bool(text and text.strip())
         query = _query_vector(vector) if vector is not None else None
         if query is None and (alpha > 0.0 or not has_text):
