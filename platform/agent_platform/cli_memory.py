@@ -9,7 +9,6 @@ server is started when a memory on it is first used and stopped by `platform dow
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,6 +47,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 def _with_memories(
     specs: list[Path] | None, plugin_path: list[Path] | None, work: Callable[[MemoryRegistry], Awaitable[T]]
 ) -> T:
+    import asyncio
+
     from agent_platform.memory.manager import MemoryUsageError
     from agent_platform.memory.registry import MemoryRegistry
     from agent_platform.memory.stores.base import VectorStoreError
