@@ -56,13 +56,19 @@ class ControlPlane:
         os.replace(tmp, self.state_file)  # atomic: a crash leaves the old or the new state
 
     async def ping(self) -> dict[str, Any]:
-        """Every command's first call. The first ping after a (re)start also resubmits the
-        top-level runs the run store shows unfinished (a restart lost the calls driving them)."""
+        """Every command's first call."""
         import ray
 
+        self._kick_recovery()
+        return {"node_id": ray.get_runtime_context().get_node_id(), "records": len(self.records)}
+
+    def _kick_recovery(self) -> None:
+        """The first call after a (re)start resubmits the top-level runs the run store shows
+        unfinished (a restart lost the calls driving them). Any call does, not only `ping`: a
+        command's ping may have reached the instance that a restart then replaced, and routers
+        ask for routes all the time."""
         if not self._recovered:
             self._spawn(self._recover_logged())
-        return {"node_id": ray.get_runtime_context().get_node_id(), "records": len(self.records)}
 
     async def _recover_logged(self) -> None:
         try:
@@ -83,7 +89,8 @@ class ControlPlane:
             "trace_file": str(Path(self.state_dir) / "traces.jsonl"),
         }
 
-    def list_records(self) -> dict[str, dict[str, Any]]:
+    async def list_records(self) -> dict[str, dict[str, Any]]:
+        self._kick_recovery()
         return self.records
 
     def put(self, records: list[dict[str, Any]]) -> None:
@@ -96,7 +103,8 @@ class ControlPlane:
             self.records.pop(ref, None)
         self._save()
 
-    def routes(self, unit: str) -> list[str]:
+    async def routes(self, unit: str) -> list[str]:
+        self._kick_recovery()
         record = self.records.get(unit)
         if record is None or record.get("status") != "ready":
             return []
