@@ -415,6 +415,20 @@ def check_writer(run_id: str, attempt: int, current: int, operation: str) -> Non
         raise AttemptNotStarted(run_id, attempt, current, operation)
 
 
+def check_checkpoint_write(
+    run_id: str, attempt: int, seq: int, status: str, current: int, stored: Sequence[int] | None
+) -> None:
+    """May `attempt` save checkpoint `seq` of a run in `status` whose current attempt is `current`,
+    given the (attempt, seq) of the checkpoint stored now (None when there is none)?"""
+    check_writer(run_id, attempt, current, "save_checkpoint")
+    if RunStatus(status).finished:
+        raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
+    if current == 0:
+        raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
+    if stored is not None and stored[0] == attempt and seq < stored[1]:
+        raise CheckpointOutOfOrder(run_id, attempt, seq, stored[1])
+
+
 def check_limit(limit: int) -> int:
     if limit < 1:
         raise ValueError("limit must be at least 1")

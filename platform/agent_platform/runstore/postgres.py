@@ -24,15 +24,14 @@ from psycopg import sql
 
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
-    AttemptNotStarted,
     Checkpoint,
-    CheckpointOutOfOrder,
     RunAlreadyFinished,
     RunNotFound,
     RunRecord,
     RunStatus,
     RunStore,
     RunStoreUnavailable,
+    check_checkpoint_write,
     check_finish_status,
     check_writer,
     dumps,
@@ -347,16 +346,10 @@ class PostgresRunStore(RunStore):
 
         def body(conn: psycopg.Connection[Any]) -> Checkpoint:
             status, current = self._lock(conn, run_id)
-            check_writer(run_id, attempt, current, "save_checkpoint")
-            if RunStatus(status).finished:
-                raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
-            if current == 0:
-                raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
-            row = conn.execute(
+            stored = conn.execute(
                 "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = %s", (run_id,)
             ).fetchone()
-            if row is not None and row[0] == attempt and seq < row[1]:
-                raise CheckpointOutOfOrder(run_id, attempt, seq, row[1])
+            check_checkpoint_write(run_id, attempt, seq, status, current, stored)
             conn.execute(
                 "INSERT INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET "

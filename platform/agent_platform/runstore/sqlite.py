@@ -18,9 +18,7 @@ from typing import Any, TypeVar
 
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
-    AttemptNotStarted,
     Checkpoint,
-    CheckpointOutOfOrder,
     RunAlreadyFinished,
     RunNotFound,
     RunRecord,
@@ -29,6 +27,7 @@ from agent_platform.runstore.base import (
     RunStoreError,
     RunStoreUnavailable,
     Started,
+    check_checkpoint_write,
     check_finish_status,
     check_writer,
     dumps,
@@ -390,16 +389,10 @@ class SqliteRunStore(RunStore):
         self, conn: sqlite3.Connection, run_id: str, attempt: int, seq: int, text: str, saved_at: datetime
     ) -> Checkpoint:
         status, current = self._require(conn, run_id)
-        check_writer(run_id, attempt, current, "save_checkpoint")
-        if RunStatus(status).finished:
-            raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
-        if current == 0:
-            raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
-        row = conn.execute(
+        stored = conn.execute(
             "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = ?", (run_id,)
         ).fetchone()
-        if row is not None and row[0] == attempt and seq < row[1]:
-            raise CheckpointOutOfOrder(run_id, attempt, seq, row[1])
+        check_checkpoint_write(run_id, attempt, seq, status, current, stored)
         conn.execute(
             "INSERT OR REPLACE INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
             "VALUES (?, ?, ?, ?, ?)",
