@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent_platform.processes import pid_alive
 from agent_platform.runtime.tools.idempotency import default_state_dir as state_dir
 
 DEFAULT_NAMESPACE = "agent-platform"
@@ -64,16 +65,6 @@ def reachable(address: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_head(base: Path | None = None) -> HeadInfo | None:
     path = head_file(base)
     try:
@@ -86,7 +77,7 @@ def read_head(base: Path | None = None) -> HeadInfo | None:
 def running_head(base: Path | None = None) -> HeadInfo | None:
     """The embedded head recorded under the state directory, if it is still up."""
     head = read_head(base)
-    if head is None or not _pid_alive(head.pid) or not reachable(head.address):
+    if head is None or not pid_alive(head.pid) or not reachable(head.address):
         return None
     return head
 
@@ -144,7 +135,7 @@ def stop_head(base: Path | None = None, *, timeout: float = 45.0) -> HeadInfo | 
     path = head_file(base)
     if head is None:
         return None
-    if _pid_alive(head.pid):
+    if pid_alive(head.pid):
         _terminate(head.pid, timeout=timeout)
     path.unlink(missing_ok=True)
     return head
@@ -157,7 +148,7 @@ def _terminate(pid: int, *, timeout: float = 45.0) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):

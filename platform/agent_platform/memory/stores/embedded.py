@@ -39,6 +39,7 @@ from urllib.parse import quote
 import psycopg
 
 from agent_platform.memory.stores.base import StoreUnavailable
+from agent_platform.processes import pid_alive
 from agent_platform.runtime.tools.idempotency import default_state_dir
 
 DATA_DIR_NAME = "pgvector"
@@ -78,16 +79,6 @@ def data_dir(state_dir: Path | None = None) -> Path:
     return ((state_dir or default_state_dir()) / DATA_DIR_NAME).expanduser().resolve()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by another user (the server user, when we are not root)
-    return True
-
-
 def _read_postmaster(pgdata: Path) -> _Postmaster | None:
     """The running server of this data directory, or None. A `postmaster.pid` still being written
     (start-up) or left behind by a crashed server reads as None or as not ready."""
@@ -108,7 +99,7 @@ def _read_postmaster(pgdata: Path) -> _Postmaster | None:
         )
     except ValueError:
         return None
-    return postmaster if _pid_alive(postmaster.pid) else None
+    return postmaster if pid_alive(postmaster.pid) else None
 
 
 def _url(postmaster: _Postmaster, database: str) -> str:

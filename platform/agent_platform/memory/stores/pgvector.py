@@ -99,19 +99,8 @@ TEXT_RANK_BUDGET = 1000
 _ANALYZE_AFTER_ROWS = 1000
 _ANALYZE_GROWTH = 0.2
 
-_COLUMNS = (
-    "id",
-    "namespace",
-    "kind",
-    "content",
-    "content_hash",
-    "importance",
-    "trust",
-    "provenance",
-    "metadata",
-    "created_at",
-    "expires_at",
-)
+# Every MemoryItem field, in the model's order (`_item` reads rows by position).
+_COLUMNS = tuple(MemoryItem.model_fields)
 
 
 def table_name(collection: str) -> str:

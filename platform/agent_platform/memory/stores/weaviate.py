@@ -152,19 +152,7 @@ _BM25_EXPLAIN = re.compile(
 )
 
 # Properties read back to rebuild an item (`meta_pairs` is only for filtering).
-_ITEM_PROPERTIES = [
-    "item_id",
-    "namespace",
-    "kind",
-    "content",
-    "content_hash",
-    "importance",
-    "trust",
-    "provenance",
-    "metadata",
-    "created_at",
-    "expires_at",
-]
+_ITEM_PROPERTIES = ["item_id", *list(MemoryItem.model_fields)[1:]]  # `id` is reserved in Weaviate
 
 
 def _keyword(name: str) -> Property:
