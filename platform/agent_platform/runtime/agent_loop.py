@@ -36,7 +36,7 @@ from agent_platform.runtime.memory.working import CompactionError, WorkingMemory
 from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agent_platform.runtime.models.base import ModelError
 from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.recall import AgentMemory
+from agent_platform.runtime.recall import TASK_INPUTS_PREFIX, AgentMemory
 from agent_platform.runtime.rendering import TemplateRenderError, render
 from agent_platform.runtime.services import RunState, Services
 from agent_platform.runtime.tokens import TokenCounter
@@ -235,6 +235,7 @@ class AgentLoopExecutor:
         started = time.perf_counter()
         run = AgentRun(state, self.guards.fresh(), self._working_memory(state))
         result = RunResult(state.run_id, str(self.unit.ref), Outcome.MAX_ITERATIONS)
+        episode_task: str | None = None
         try:
             async with asyncio.timeout(self.unit.limits.timeout):
                 system, task = self._prompts(inputs)
@@ -243,12 +244,10 @@ class AgentLoopExecutor:
                 )
                 if resume is not None:  # another replica ran part of this run: continue from it
                     self._restore(run, resume)
+                    if self._long_term is not None:  # the episode records the task as guarded
+                        episode_task = await self._guarded_task(run, task, inputs)
                 else:
-                    if run.guards.applies("input"):
-                        checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
-                        if checked.blocked:
-                            raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
-                        task = checked.content if checked.content is not None else task
+                    task = episode_task = await self._guarded_task(run, task, inputs)
                     if self._long_term is not None:
                         recalled = await self._long_term.recall(state, task, run.guards, run.memory_details)
                         if recalled:
@@ -273,10 +272,20 @@ class AgentLoopExecutor:
         if result.outcome is Outcome.MAX_ITERATIONS and result.error is None:
             result.error = f"no final answer within max_iterations ({self.unit.limits.max_iterations})"
         if self._long_term is not None:
-            task_text = self._task_message(inputs)
-            await self._long_term.record_episode(state, task_text, result, run.memory_details)
+            # Not for a run its input guardrail stopped: what it was asked must not be stored.
+            if episode_task is not None:
+                await self._long_term.record_episode(state, episode_task, result, run.memory_details)
             result.details["memory"] = run.memory_details
         return result
+
+    async def _guarded_task(self, run: AgentRun, task: str, inputs: dict[str, Any]) -> str:
+        """The task message after the input guardrails (redacted); StopRun when they block it."""
+        if not run.guards.applies("input"):
+            return task
+        checked = await self._guard(run, "input", GuardContext("input", task, data=inputs))
+        if checked.blocked:
+            raise StopRun(Outcome.GUARDRAIL_HALT, checked.message_for_model())
+        return checked.content if checked.content is not None else task
 
     async def _loop(self, run: AgentRun, system: str, result: RunResult) -> None:
         limits = self.unit.limits
@@ -427,7 +436,7 @@ class AgentLoopExecutor:
         )
 
     def _task_message(self, inputs: dict[str, Any]) -> str:
-        return "Task inputs:\n" + json.dumps(inputs, indent=2, default=str, ensure_ascii=False)
+        return TASK_INPUTS_PREFIX + json.dumps(inputs, indent=2, default=str, ensure_ascii=False)
 
     # --- budgets ----------------------------------------------------------------------------
 

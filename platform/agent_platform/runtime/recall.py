@@ -224,12 +224,15 @@ class AgentMemory:
 
 
 QUERY_MAX_CHARS = 2000
+# How the agent loop opens its task message (the inputs as JSON follow): the recall query is read
+# back from the message rather than the inputs, so an input guardrail's redaction holds.
+TASK_INPUTS_PREFIX = "Task inputs:\n"
 
 
 def query_text(task: str) -> str:
     """What to search memory for, from a task message: the text values of its inputs (field names
     and JSON punctuation only dilute an embedding), or the message itself when it is not JSON."""
-    _, _, body = task.partition("Task inputs:\n")
+    _, _, body = task.partition(TASK_INPUTS_PREFIX)
     try:
         inputs = json.loads(body)
     except ValueError:
