@@ -367,3 +367,19 @@ async def test_a_run_its_input_guardrail_blocked_leaves_no_episode(
     )
     assert result.outcome is Outcome.GUARDRAIL_HALT
     assert "episode" not in result.details["memory"]
+
+
+async def test_a_remembered_tool_result_is_stored_as_the_guardrails_left_it(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    world = World(tmp_path, pg_url, guardrails="[pii]")
+    world.script = {"a": [call("lookup", query="contact ann@example.com"), final("done")]}
+    result = await world.run("a", {"topic": "actors"})
+    (fact_id,) = result.details["memory"]["remembered"]
+    runtime = world.runtime()
+    try:
+        (fact,) = [i for i in await runtime.memory("mem").list_items("episodic") if i.id == fact_id]
+    finally:
+        await runtime.aclose()
+    assert "constructor re-run" in fact.content and "ann@example.com" not in fact.content

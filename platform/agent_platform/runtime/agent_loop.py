@@ -385,11 +385,16 @@ class AgentLoopExecutor:
         if outcome.is_error:
             return outcome.error or "the tool failed", True
         output = outcome.output
-        if self._long_term is not None and name in self.unit.remember:
-            await self._long_term.remember_tool_result(run.state, name, arguments, output, run.memory_details)
         text = output if isinstance(output, str) else _json(output)
         if run.guards.applies("tool_output"):
-            return await self._guard_tool_output(run, name, text)
+            result = await self._guard(run, "tool_output", GuardContext("tool_output", text, tool_name=name))
+            if result.blocked:
+                return result.message_for_model(), True
+            text = result.content if result.content is not None else text
+        if self._long_term is not None and name in self.unit.remember:  # remembered as guarded
+            await self._long_term.remember_tool_result(
+                run.state, name, arguments, text, run.guards, run.memory_details
+            )
         return wrap_tool_output(text, tool_name=name), False
 
     async def _delegate(self, run: AgentRun, agent: str, task: dict[str, Any]) -> tuple[str, bool]:
@@ -543,15 +548,6 @@ class AgentLoopExecutor:
         )
         result = await self._guard(run, "action", context)
         return result.message_for_model() if result.blocked else None
-
-    async def _guard_tool_output(self, run: AgentRun, name: str, text: str) -> tuple[str, bool]:
-        """Guardrails on a tool's output, then the unforgeable boundary around whatever remains."""
-        if run.guards.applies("tool_output"):
-            result = await self._guard(run, "tool_output", GuardContext("tool_output", text, tool_name=name))
-            if result.blocked:
-                return result.message_for_model(), True
-            text = result.content if result.content is not None else text
-        return wrap_tool_output(text, tool_name=name), False
 
     async def _guard_output(self, run: AgentRun, output: Any) -> tuple[Any, str | None]:
         """Guardrails on the final answer -> (the answer, possibly redacted; why it was rejected)."""

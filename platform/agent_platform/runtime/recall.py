@@ -164,12 +164,25 @@ class AgentMemory:
     # --- writes -----------------------------------------------------------------------------
 
     async def remember_tool_result(
-        self, state: RunState, tool: str, arguments: dict[str, Any], output: Any, details: dict[str, Any]
+        self,
+        state: RunState,
+        tool: str,
+        arguments: dict[str, Any],
+        text: str,
+        guards: GuardrailSet,
+        details: dict[str, Any],
     ) -> None:
+        """`text`: the tool's output as the agent's tool-output guardrails left it (a blocked
+        output is not remembered). The arguments the model chose pass the same guardrails
+        before they are stored: what a memory keeps is what the run was allowed to see."""
         if self.manager is None or not self.episodic or tool not in self.unit.remember:
             return
-        text = output if isinstance(output, str) else json.dumps(output, default=str, ensure_ascii=False)
         args = json.dumps(arguments, default=str, ensure_ascii=False, sort_keys=True)
+        if guards.applies("tool_output"):
+            checked = await guards.check("tool_output", GuardContext("tool_output", args, tool_name=tool))
+            if checked.blocked:
+                return
+            args = checked.content if checked.content is not None else args
         entry = MemoryEntry(
             content=_clip(f"{tool}({args}) returned: {text}", FACT_MAX_CHARS),
             kind="fact",
