@@ -26,7 +26,6 @@ with the injection guard before they reach a model.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from agent_platform.memory.items import (
     WriteAck,
     content_hash,
 )
+from agent_platform.runtime.tokens import estimate_tokens
 
 if TYPE_CHECKING:
     from agent_platform.memory.embedders import Embedder
@@ -59,16 +59,10 @@ DEFAULT_TENANT = "default"
 HYBRID_ALPHA = 0.75
 # Candidates fetched per layer for every item finally wanted: room for de-duplication and ranking.
 OVERFETCH = 3
-# Characters per token of the estimate used to fit items into a budget (see runtime.tokens).
-_CHARS_PER_TOKEN = 4
 
 
 class MemoryUsageError(Exception):
     """A memory operation cannot be done as asked (unknown layer, missing namespace part)."""
-
-
-def estimate_tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / _CHARS_PER_TOKEN))
 
 
 @dataclass(frozen=True)
@@ -215,29 +209,6 @@ class MemoryManager:
                 vectors[key] = (await layer.embedder.embed([query]))[0]
         return vectors
 
-    async def search(
-        self,
-        layer: LayerName,
-        query: str,
-        *,
-        namespace: str,
-        k: int | None = None,
-        alpha: float = HYBRID_ALPHA,
-    ) -> list[SearchHit]:
-        """The store's hits for `query` in one namespace (no ranking by recency or importance;
-        expired items excluded)."""
-        found = await self._layer(layer)
-        vector = (await found.embedder.embed([query]))[0]
-        return await found.store.search(
-            found.collection,
-            namespace=namespace,
-            vector=vector,
-            text=query,
-            k=k or found.spec.top_k,
-            alpha=alpha,
-            now=datetime.fromtimestamp(self._clock(), UTC),
-        )
-
     async def get_context(
         self,
         query: str,
@@ -299,7 +270,7 @@ class MemoryManager:
                         recency,
                         hit.item.importance,
                         score,
-                        estimate_tokens(hit.item.content),
+                        max(1, estimate_tokens(hit.item.content)),
                     )
                 )
         scored.sort(key=lambda c: (-c.score, c.item.id))

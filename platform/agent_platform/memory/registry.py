@@ -50,9 +50,6 @@ class MemoryRegistry:
         self._stores: dict[tuple[str, str | None, str | None], VectorStore] = {}
         self._embedders: dict[str, Embedder] = {}
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.specs
-
     def manager(self, name: str) -> MemoryManager:
         found = self._managers.get(name)
         if found is None:
