@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from agent_platform.memory.items import Provenance
 from agent_platform.memory.manager import MemoryContext, MemoryEntry
 from agent_platform.runtime.guardrails import GuardContext, wrap_tool_output
-from agent_platform.runtime.guardrails.injection import DEFAULT_PATTERNS, PromptInjectionGuard, _detector
+from agent_platform.runtime.guardrails.injection import PromptInjectionGuard
+from agent_platform.spec.kinds import PromptInjectionGuardrail
 
 if TYPE_CHECKING:
     from agent_platform.compile.plan import AgentLoopUnit
@@ -39,7 +40,9 @@ RESULT_SUMMARY_CHARS = 1500
 
 
 def _default_guard() -> PromptInjectionGuard:
-    return PromptInjectionGuard("memory-injection-default", _detector(DEFAULT_PATTERNS), action="block")
+    """The injection guardrail a spec gets with the defaults (all default patterns, block)."""
+    spec = PromptInjectionGuardrail(type="prompt_injection", applies_to=["tool_output"], action="block")
+    return PromptInjectionGuard.from_spec("memory-injection-default", spec)
 
 
 class AgentMemory:
