@@ -11,10 +11,9 @@ and an Agent whose script makes 10 model calls per run (9 tool calls, then the f
 
 1. Per step: N runs one after the other with a zero-latency model, tracing off and on, against a
    hand-written asyncio loop making the same calls (median of several rounds, interleaved).
-2. Concurrency: 1,000 and 10,000 runs at once with a model that sleeps 50 ms per call (the
-   scripted provider has no latency option: the benchmark's Runtime subclass overrides
-   `provider()` to wrap the scripted provider in one that sleeps, then delegates). The ideal wall
-   time is 10 x 50 ms = 0.5 s.
+2. Concurrency: 1,000 and 10,000 runs at once of the same agent on a model that sleeps 50 ms per
+   call (the scripted provider's own `latency` option, awaited with asyncio.sleep). The ideal
+   wall time is 10 x 50 ms = 0.5 s.
 
 Exit 0 whatever the timings; exit 1 only when a run does not complete as scripted (a benchmark
 of a failing run measures the error path). See bench/README.md for what each figure means.
@@ -46,11 +45,9 @@ import yaml
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from agent_platform.compile import compile_specs
-from agent_platform.compile.plan import Plan, ResolvedModel
+from agent_platform.compile.plan import Plan
 from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.models.base import ModelProvider, ModelRequest, ModelResult, T
 from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.services import RunState
 from agent_platform.runtime.tracing import Tracing, TracingHandle, configure_tracing
 from agent_platform.validate import ValidationOptions, validate_paths
 
@@ -107,6 +104,11 @@ metadata: {name: bench-model}
 spec: {provider: scripted, script: script.yaml, on_script_exhausted: error}
 ---
 apiVersion: agents.platform/v1
+kind: Model
+metadata: {name: bench-slow-model}
+spec: {provider: scripted, script: script.yaml, on_script_exhausted: error, latency: 50ms}
+---
+apiVersion: agents.platform/v1
 kind: Tool
 metadata: {name: echo}
 spec:
@@ -147,13 +149,20 @@ def _script_entries(tool_steps: int) -> list[dict[str, Any]]:
 def build_world(root: Path) -> Plan:
     """Plugin, specs and script in `root`; validated and compiled. Agent `a` makes STEPS model
     calls (TOOL_STEPS tool calls, then the final answer); agent `one` answers at once (for the
-    fixed per-run cost)."""
+    fixed per-run cost); agent `slow` is `a` on a model with 50 ms latency (the concurrency part)."""
     plug = root / "benchplug"
     plug.mkdir(parents=True, exist_ok=True)
     (plug / "__init__.py").write_text("")
     (plug / "tools.py").write_text(PLUGIN)
-    (root / "specs.yaml").write_text(SPECS + AGENT.replace("NAME", "a") + AGENT.replace("NAME", "one"))
-    script = {"responses": {"a": _script_entries(TOOL_STEPS), "one": _script_entries(0)}}
+    slow = AGENT.replace("NAME", "slow").replace("model: bench-model", "model: bench-slow-model")
+    (root / "specs.yaml").write_text(SPECS + AGENT.replace("NAME", "a") + AGENT.replace("NAME", "one") + slow)
+    script = {
+        "responses": {
+            "a": _script_entries(TOOL_STEPS),
+            "one": _script_entries(0),
+            "slow": _script_entries(TOOL_STEPS),
+        }
+    }
     (root / "script.yaml").write_text(yaml.safe_dump(script, sort_keys=False))
     report = validate_paths([root / "specs.yaml"], ValidationOptions(plugin_paths=[root]))
     if not report.ok:
@@ -162,53 +171,6 @@ def build_world(root: Path) -> Plan:
             print(f"  {diagnostic}")
         sys.exit(1)
     return compile_specs(report.specs)
-
-
-# --- the 50 ms model ----------------------------------------------------------------------------
-
-
-class SleepingProvider:
-    """A model with latency: sleeps, then delegates to the scripted provider the runtime chose."""
-
-    __slots__ = ("_inner", "_latency_s")
-
-    def __init__(self, inner: ModelProvider, latency_s: float) -> None:
-        self._inner = inner
-        self._latency_s = latency_s
-
-    @property
-    def spec(self) -> Any:
-        return self._inner.spec
-
-    @property
-    def is_scripted(self) -> bool:
-        return True
-
-    async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
-        await asyncio.sleep(self._latency_s)
-        return await self._inner.complete(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class LatencyRuntime(Runtime):
-    """The real Runtime; only `provider()` is overridden, to wrap the per-run scripted provider
-    (the engine has no latency hook). The wrapper is cached with the run like the fork is."""
-
-    def __init__(self, plan: Plan, *, latency_s: float, **kwargs: Any) -> None:
-        super().__init__(plan, **kwargs)
-        self.latency_s = latency_s
-
-    def provider(self, model: ResolvedModel, *, run: RunState | None = None) -> ModelProvider:
-        if run is None:
-            return SleepingProvider(super().provider(model), self.latency_s)
-        resources = run.resources  # per run, like the engine's forked scripted provider
-        key = ("bench-latency", id(model.spec))
-        wrapped = resources.get(key)
-        if wrapped is None:
-            wrapped = resources[key] = SleepingProvider(super().provider(model, run=run), self.latency_s)
-        return wrapped
 
 
 # --- the bare baseline ------------------------------------------------------------------------
@@ -518,13 +480,11 @@ async def _concurrent(launch: Callable[[], Awaitable[Any]], n: int) -> dict[str,
 async def bench_concurrent(plan: Plan, root: Path, n: int, *, traced: bool = False) -> dict[str, Any]:
     """n runs of the real runtime at once, the model sleeping LATENCY_S per call."""
     handle = configure_tracing(memory=True) if traced else None
-    runtime = LatencyRuntime(
-        plan, latency_s=LATENCY_S, plugin_paths=[root], tracing=handle or Tracing.disabled()
-    )
-    _check(await runtime.run("a", INPUTS), STEPS)  # warm-up
+    runtime = Runtime(plan, plugin_paths=[root], tracing=handle or Tracing.disabled())
+    _check(await runtime.run("slow", INPUTS), STEPS)  # warm-up
     if handle is not None:
         _clear(handle)
-    row = await _concurrent(lambda: runtime.run("a", INPUTS), n)
+    row = await _concurrent(lambda: runtime.run("slow", INPUTS), n)
     await runtime.aclose()
     if handle is not None:
         handle.shutdown()
@@ -676,10 +636,7 @@ def print_concurrent(rows: list[dict[str, Any]]) -> None:
         f"\n2. Concurrent runs: {STEPS}-step agent, model sleeps {LATENCY_S * 1000:g} ms per call "
         f"(ideal {IDEAL_S:g} s), all started at once"
     )
-    print(
-        "   (the engine has no latency hook: the bench's Runtime subclass overrides provider() to"
-        " wrap the per-run\n   scripted provider in one that awaits asyncio.sleep(0.05) and then delegates)"
-    )
+    print("   (agent `slow`: the same agent on a scripted model with `latency: 50ms`)")
     print(
         f"   {'runs':>7} {'':<22} {'wall':>7} {'x ideal':>8} {'steps/s':>9} {'cpu µs/step':>12}"
         f" {'heap/run':>10} {'RSS/run':>10} {'gc (gen2)':>13}  target"

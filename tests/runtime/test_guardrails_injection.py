@@ -55,6 +55,20 @@ def test_nonce_is_fresh_and_unpredictable() -> None:
     assert all(len(n) == 32 for n in nonces)  # 128 bits
 
 
+def test_boundary_ids_drawn_from_the_bulk_pool_are_never_handed_out_twice_even_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agent_platform.runtime.guardrails.injection import new_nonce
+
+    def draw(_: int) -> list[str]:
+        return [new_nonce() for _ in range(500)]  # many refills of the 64-id pool per thread
+
+    with ThreadPoolExecutor(8) as pool:
+        drawn = [n for batch in pool.map(draw, range(8)) for n in batch]
+    assert len(drawn) == 4000 and len(set(drawn)) == 4000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", n) for n in drawn)
+
+
 def test_content_cannot_close_or_forge_the_boundary() -> None:
     guessed = "0123456789abcdef0123456789abcdef"
     attack = (

@@ -196,7 +196,7 @@ class Runtime:
         run: RunState,
     ) -> ModelResult[BaseModel]:
         provider = self.provider(model, run=run)
-        request = ModelRequest(system=system, messages=messages, response_model=response_model, key=key)
+        request = ModelRequest(system, messages, response_model, key)
         tracing = self._tracing
         if tracing.enabled:
             spec = model.spec

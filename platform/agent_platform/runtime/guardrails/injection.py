@@ -2,8 +2,8 @@
 
 1. **An unforgeable boundary** (`wrap_tool_output`). Every tool output shown to the model is wrapped
    as ``<tool_output id="NONCE" tool="NAME">…</tool_output id="NONCE">`` where NONCE is a fresh
-   128-bit random value (`secrets.token_hex(16)`) per wrapping, generated after the content exists,
-   so the content cannot know it. Inside the content, anything that looks like a boundary marker —
+   128-bit random value per wrapping from the OS CSPRNG (read in bulk, each value handed out once and
+   never shown to anything before its wrapping), so the content cannot know it. Inside the content, anything that looks like a boundary marker —
    ``<tool_output``, ``</tool_output``, also with fullwidth/small-form ``<`` look-alikes, zero-width
    characters or whitespace inside it, in any case — is escaped (its ``<`` becomes ``&lt;``), and the
    nonce itself can never appear. So the content cannot close the boundary or open a fake one: the
@@ -77,9 +77,20 @@ _NORMALISED_MARKER_RE = re.compile(r"<\s*/?\s*tool[_\-\s]?output", re.IGNORECASE
 _ANY_LT_RE = re.compile(f"[{_LT_CHARS}]")
 
 
+# Boundary ids read from the OS CSPRNG 64 at a time: one getrandom() per step measured ~1 µs on a
+# loaded VM. `list.pop` is atomic under the GIL, so no id is handed out twice, even across threads.
+_NONCE_BATCH = 64
+_nonces: list[str] = []
+
+
 def new_nonce() -> str:
-    """A fresh 128-bit random boundary id (32 hex digits)."""
-    return os.urandom(16).hex()  # = secrets.token_hex(16), without its two calls
+    """A fresh 128-bit random boundary id (32 hex digits), as `secrets.token_hex(16)` makes."""
+    try:
+        return _nonces.pop()
+    except IndexError:
+        pool = os.urandom(16 * _NONCE_BATCH).hex()
+        _nonces.extend(pool[i : i + 32] for i in range(32, len(pool), 32))
+        return pool[:32]
 
 
 def escape_boundary(content: str, nonce: str) -> str:

@@ -5,7 +5,7 @@ retry policies) can tell a rate limit from a bad key from a malformed answer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -15,8 +15,11 @@ from agent_platform.spec.kinds import ModelSpec
 T = TypeVar("T", bound=BaseModel)
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
+    """Tokens of one or more model calls. Immutable; a NamedTuple because the agent loop makes two
+    per step and a frozen dataclass costs ~1 µs to build (its __init__ goes through
+    object.__setattr__). `+` adds field-wise (it is not tuple concatenation)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -24,7 +27,9 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def __add__(self, other: Usage) -> Usage:
+    def __add__(self, other: tuple[object, ...]) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
         return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
 
 

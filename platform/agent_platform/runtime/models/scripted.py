@@ -412,7 +412,8 @@ class ScriptedProvider:
             assert entry.response is not None
             text = entry.response
             try:
-                output = model.model_validate_json(text, strict=True)
+                # The validator itself: what model_validate_json calls, minus its wrapper (~0.7 µs).
+                output = model.__pydantic_validator__.validate_json(text, strict=True)
             except ValidationError as exc:
                 hint = (
                     f" (an `error:` entry must be one of: {', '.join(ERROR_KINDS)})"

@@ -425,7 +425,7 @@ class PythonTool(Tool):
             except ValueError:  # Python values jsonschema_rs cannot read (enums, datetimes...):
                 deferred = True  # checked below on the validated arguments' JSON form instead
         try:
-            model = self._model.model_validate(raw)
+            model = self._model.__pydantic_validator__.validate_python(raw)  # = model_validate, unwrapped
         except ValidationError as exc:
             errors.extend(_format_pydantic_errors(exc))
             raise ToolArgumentsInvalid(self.name, errors) from None
