@@ -476,8 +476,41 @@ def test_tune_gc_for_runs_raises_the_young_threshold_and_freezes_startup_objects
     before = gc.get_threshold()
     try:
         tune_gc_for_runs()
-        assert gc.get_threshold() == (50_000, 20, 100)
+        assert gc.get_threshold() == (200_000, 20, 100)
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_runs_leave_no_reference_cycles_behind(world: World) -> None:
+    """What `tune_gc_for_runs` relies on: a run's objects are freed by reference counting alone,
+    so the cycle collector never has garbage of ours to find (only live runs to walk)."""
+    import gc
+
+    specs = agent("a", extra="delegates: [b]\n") + agent("b")
+    script = {
+        "a": [
+            call("lookup", query="ray"),
+            call("lookup", query="explode"),
+            delegate("b", topic="t"),
+            final(),
+        ],
+        "b": [call("lookup", query="sub"), final("b")],
+    }
+    (world.root / "specs.yaml").write_text(BASE + specs)
+    (world.root / "script.yaml").write_text(yaml.safe_dump({"responses": script}))
+    report = validate_paths([world.root / "specs.yaml"], ValidationOptions(plugin_paths=[world.root]))
+    runtime = Runtime(compile_specs(report.specs), plugin_paths=[world.root])
+    try:
+        await runtime.run("a", {"topic": "warm-up"})  # first-use caches are not garbage
+        gc.collect()
+        gc.disable()
+        try:
+            results = [await runtime.run("a", {"topic": f"t{i}"}) for i in range(20)]
+            del results
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
+    finally:
+        await runtime.aclose()

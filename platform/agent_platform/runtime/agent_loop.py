@@ -450,7 +450,9 @@ class AgentLoopExecutor:
         )
 
     def _task_message(self, inputs: dict[str, Any]) -> str:
-        return TASK_INPUTS_PREFIX + json.dumps(inputs, indent=2, default=str, ensure_ascii=False)
+        # pydantic-core, not json.dumps: with `indent`, json falls back to its pure-Python encoder,
+        # whose recursive closures leave reference cycles behind for the collector at every run.
+        return TASK_INPUTS_PREFIX + to_json(inputs, indent=2, fallback=str).decode()
 
     # --- budgets ----------------------------------------------------------------------------
 
