@@ -4,6 +4,7 @@ product's deterministic offline model), real plugin tools, real guardrails and r
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -483,12 +484,53 @@ def test_tune_gc_for_runs_raises_the_young_threshold_and_freezes_startup_objects
         gc.set_threshold(*before)
 
 
-async def test_runs_leave_no_reference_cycles_behind(world: World) -> None:
+PIPELINE_AND_SUPERVISOR = """\
+---
+apiVersion: agents.platform/v1
+kind: Pipeline
+metadata: {name: p}
+spec:
+  inputs: {type: object, properties: {queries: {type: array, items: {type: string}}}, required: [queries]}
+  steps:
+    - {name: each, tool: lookup, map: {over: "{{ inputs.queries }}", as: q, concurrency: 2}, input: {query: "{{ q }}"}}
+---
+apiVersion: agents.platform/v1
+kind: Supervisor
+metadata: {name: s}
+spec:
+  routes: {research: {agent: a}}
+  concurrency: 2
+  on_error: collect
+"""
+
+
+def _agent_inputs(i: int) -> dict[str, Any]:
+    return {"topic": f"topic {i}"}  # distinct inputs: no cached prompt, every run renders its own
+
+
+def _pipeline_inputs(i: int) -> dict[str, Any]:
+    return {"queries": [f"x{i}", f"y{i}"]}
+
+
+def _supervisor_inputs(i: int) -> dict[str, Any]:
+    return {
+        "tasks": [
+            {"task_id": f"t{k}", "task_type": "research", "payload": {"topic": f"{i}.{k}"}} for k in range(3)
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("unit", "inputs"), [("a", _agent_inputs), ("p", _pipeline_inputs), ("s", _supervisor_inputs)]
+)
+async def test_runs_leave_no_reference_cycles_behind(
+    world: World, unit: str, inputs: Callable[[int], dict[str, Any]]
+) -> None:
     """What `tune_gc_for_runs` relies on: a run's objects are freed by reference counting alone,
-    so the cycle collector never has garbage of ours to find (only live runs to walk)."""
+    so the cycle collector has no garbage of ours to find, only live runs to walk."""
     import gc
 
-    specs = agent("a", extra="delegates: [b]\n") + agent("b")
+    specs = agent("a", extra="delegates: [b]\n") + agent("b") + PIPELINE_AND_SUPERVISOR
     script = {
         "a": [
             call("lookup", query="ray"),
@@ -501,14 +543,16 @@ async def test_runs_leave_no_reference_cycles_behind(world: World) -> None:
     (world.root / "specs.yaml").write_text(BASE + specs)
     (world.root / "script.yaml").write_text(yaml.safe_dump({"responses": script}))
     report = validate_paths([world.root / "specs.yaml"], ValidationOptions(plugin_paths=[world.root]))
+    assert report.ok, [str(d) for d in report.diagnostics.errors]
     runtime = Runtime(compile_specs(report.specs), plugin_paths=[world.root])
     try:
-        await runtime.run("a", {"topic": "warm-up"})  # first-use caches are not garbage
+        first = await runtime.run(unit, inputs(0))  # first-use caches are not garbage
+        assert first.outcome is Outcome.COMPLETED, first.error
         gc.collect()
         gc.disable()
         try:
-            results = [await runtime.run("a", {"topic": f"t{i}"}) for i in range(20)]
-            del results
+            for i in range(1, 11):
+                assert (await runtime.run(unit, inputs(i))).outcome is Outcome.COMPLETED
             assert gc.collect() == 0
         finally:
             gc.enable()
