@@ -904,3 +904,29 @@ def test_property_deterministic_whatever_the_key_order(a: dict[str, Any], b: dic
     first = diff_specs(a, b)
     assert to_json(first) == to_json(diff_specs(reversed_keys(a), reversed_keys(b)))
     assert render_text(first) == render_text(diff_specs(copy.deepcopy(a), copy.deepcopy(b)))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "summary"),
+    [
+        ("properties", {}, "output field 'summary' properties"),
+        ("required", [], "output field 'summary' required"),
+    ],
+)
+def test_an_empty_properties_or_required_that_appears_is_still_reported(
+    key: str, value: Any, summary: str
+) -> None:
+    # Found by the property test: `{}` and an absent key read the same, but the spec (and its hash,
+    # so apply replaces the actors) changed, and an update must never show an empty diff.
+    before = {
+        "kind": "Agent",
+        "name": "x",
+        "spec": {"output": {"type": "object", "properties": {"summary": {"type": "string"}}}},
+    }
+    after = copy.deepcopy(before)
+    after["spec"]["output"]["properties"]["summary"][key] = value
+    diff = diff_specs(before, after)
+    assert [c.summary for c in diff.changes] == [f"{summary} added: {json.dumps(value)}"]
+    assert [c.summary for c in diff_specs(after, before).changes] == [
+        f"{summary} removed (was {json.dumps(value)})"
+    ]

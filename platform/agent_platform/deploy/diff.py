@@ -692,7 +692,13 @@ class _Differ:
         old_req, new_req = _string_set(old.get("required", [])), _string_set(new.get("required", []))
         skip = ["type"]
         appeared: set[str] = set()
-        if isinstance(old_props, dict) and isinstance(new_props, dict):
+        # An empty `properties`/`required` that appeared or went away changes no field: it is left
+        # to the generic comparison below, which still reports it (the spec, and its hash, changed).
+        if (
+            isinstance(old_props, dict)
+            and isinstance(new_props, dict)
+            and _keyed_alike(old, new, "properties")
+        ):
             skip.append("properties")
             for name in sorted(set(old_props) | set(new_props)):
                 full = f"{field_name}.{name}" if field_name else name
@@ -721,7 +727,7 @@ class _Differ:
                 else:
                     self.schema(prop_parts, base, full, old_props[name], new_props[name], role=role)
         old_req_list, new_req_list = old.get("required", []), new.get("required", [])
-        if old_req is not None and new_req is not None:
+        if old_req is not None and new_req is not None and _keyed_alike(old, new, "required"):
             skip.append("required")
             req_parts = (*parts, "required")
             for name in sorted(old_req ^ new_req):
@@ -755,6 +761,11 @@ class _Differ:
         else:
             skip.remove("type")
         self.generic_dict(parts, label, old, new, in_schema=True, skip=skip)
+
+
+def _keyed_alike(old: dict[str, Any], new: dict[str, Any], key: str) -> bool:
+    """Both schemas have `key`, or neither, or what one has is not empty (then its entries tell)."""
+    return (key in old) == (key in new) or bool(old.get(key) or new.get(key))
 
 
 def _string_set(value: Any) -> set[str] | None:
