@@ -3,6 +3,7 @@
     .venv/bin/python bench/ray_bench.py            # full run (about 2 minutes)
     .venv/bin/python bench/ray_bench.py --quick    # fewer runs and tasks
     .venv/bin/python bench/ray_bench.py --json out.json
+    .venv/bin/python bench/ray_bench.py --breakdown  # no Ray: where a hosted run's time goes
 
 It starts its own local Ray (4 logical CPUs), applies generated specs through the real
 `Deployment` (validate -> compile -> control plane -> unit actors) and measures, in one run:
@@ -16,6 +17,11 @@ It starts its own local Ray (4 logical CPUs), applies generated specs through th
    model sleeps 50 ms per call, 10 calls per task, over 1, 2 and 4 replicas. The ideal is 0.5 s
    (every task runs at once); the reference is 0.8 s for 1,000 ten-step runs over 2 actors with
    each run inside its actor, and the aim is within 1.5x of that.
+
+`--breakdown` measures instead, without Ray, 1,000 concurrent runs of that sub-agent in one
+`UnitHost` (one replica's work), adding one layer at a time: the bare runtime core, + run records
+(run store: the record created and started, then finished), + a checkpoint after every step,
++ spans exported to JSON lines. Wall time and CPU time (all threads) of each.
 
 Exit 0 whatever the timings; exit 1 only when a run does not complete."""
 
@@ -197,16 +203,86 @@ def fanout(namespace: str, tasks: int) -> float:
     return asyncio.run(go())
 
 
+BREAKDOWN_LEVELS = ("core", "records", "checkpoints", "spans")
+
+
+def breakdown_level(root: Path, level: str, runs: int, rounds: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for `runs` concurrent runs of the worker in one host, median of rounds."""
+    from agent_platform.deploy.host import HostConfig, RunRequest, UnitHost
+
+    _, _, bundle = compiled(root)
+    state = root / f"breakdown-{level}"
+    config = HostConfig(
+        namespace="bench",
+        state_dir=str(state),
+        trace_file=str(state / "traces.jsonl") if level == "spans" else None,
+    )
+    if level != "spans":
+        os.environ["OTEL_SDK_DISABLED"] = "true"
+    try:
+        host = UnitHost(bundle, "Agent/worker", 0, 1, config)
+    finally:
+        os.environ.pop("OTEL_SDK_DISABLED", None)
+    # Read when the agent's executor is built (by the first run).
+    host.runtime.checkpoints_enabled = level in ("checkpoints", "spans")
+
+    async def one(run_id: str) -> Any:
+        if level == "core":
+            return await host.runtime.run("worker", {})
+        return await host.run(RunRequest(run_id, "Agent/worker", {}))
+
+    async def go() -> tuple[float, float]:
+        await asyncio.gather(*(one(f"warm-{i}") for i in range(100)))
+        walls, cpus = [], []
+        for round_ in range(rounds):
+            wall, cpu = time.perf_counter(), time.process_time()
+            results = await asyncio.gather(*(one(f"run-{round_}-{i}") for i in range(runs)))
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+            failed = [r.error for r in results if not r.ok]
+            if failed:
+                sys.exit(f"breakdown ({level}) run failed: {failed[0]}")
+        host.tracing.force_flush()
+        return statistics.median(walls), statistics.median(cpus)
+
+    return asyncio.run(go())
+
+
+def breakdown(rounds: int) -> dict[str, Any]:
+    runs = 1_000
+    root = Path(tempfile.mkdtemp(prefix="ray-bench-breakdown-"))
+    write_project(root, 1)
+    print(f"ray_bench --breakdown: Python {_platform.python_version()}, {os.cpu_count()} CPUs, no Ray")
+    print(f"{runs} concurrent runs of the fan-out's sub-agent in one host (10 steps, 50 ms model):")
+    figures: dict[str, Any] = {}
+    previous = None
+    for level in BREAKDOWN_LEVELS:
+        wall, cpu = breakdown_level(root, level, runs, rounds)
+        figures[f"breakdown_{level}_s"] = wall
+        figures[f"breakdown_{level}_cpu_s"] = cpu
+        added = "" if previous is None else f"   (+{(cpu - previous) / runs * 1e6:6.0f} us CPU per run)"
+        label = "bare runtime core" if level == "core" else f"+ {level}"
+        print(f"   {label:<20} {wall:6.2f}s wall  {cpu:6.2f}s CPU{added}")
+        previous = cpu
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--breakdown", action="store_true", help="the host-level breakdown, without Ray")
     args = parser.parse_args()
     runs = 100 if args.quick else 300
     tasks = 1_000
     rounds = 1 if args.quick else 3
+    if args.breakdown:
+        figures = breakdown(rounds)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+        return
 
     import ray
 

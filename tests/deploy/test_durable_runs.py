@@ -122,10 +122,15 @@ async def test_a_replica_lost_mid_run_is_resumed_from_its_checkpoint(project: An
     plugin = __import__("durableplug")
     plugin.GATE["hold"] = "c"  # the first replica hangs inside its third side effect
     task = asyncio.create_task(dying.run(RunRequest("run-2", "Agent/worker", {}, tenant="acme")))
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if plugin.GATE["entered"] == "c":
-            break
+    store = open_run_store(f"sqlite://{root}/state/runs.sqlite3")
+    try:
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            saved = await store.load_checkpoint("run-2") if plugin.GATE["entered"] == "c" else None
+            if saved is not None and saved.seq == 2:  # written behind the run: wait for it
+                break
+    finally:
+        await store.close()
     task.cancel()  # the replica dies (its actor or node is gone)
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -263,3 +268,145 @@ async def test_a_zombie_replica_finishing_late_is_superseded_and_callers_get_the
         RunResult("run-z", "Agent/worker", Outcome.CANCELLED, error="superseded: attempt 1 is stale"),
     )
     assert answer.ok and answer.output == won.output, "the caller gets the run's real result"
+
+
+def test_the_checkpoint_encoder_writes_what_to_json_does_encoding_each_message_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent_platform.runtime.checkpoint import AgentCheckpoint, CheckpointEncoder
+    from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+    from agent_platform.runtime.models.base import Usage
+
+    def plain(checkpoint: AgentCheckpoint) -> str:
+        return json.dumps(checkpoint.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+    encoded: list[Message] = []
+    to_api = Message.to_api
+    monkeypatch.setattr(Message, "to_api", lambda m: (encoded.append(m), to_api(m))[1])
+    encoder = CheckpointEncoder()
+    messages = [Message.user("task: ünïcode")]
+    for step in range(1, 6):
+        messages.append(Message("assistant", [ToolUseBlock(f"c{step}", "Decision", {"n": step})]))
+        messages.append(Message("user", [ToolResultBlock(f"c{step}", f"result {step}")]))
+        checkpoint = AgentCheckpoint(
+            list(messages), [{"iteration": step}], step, step, 0, Usage(step, step), 0.5, {"m": {"k": step}}
+        )
+        encoded.clear()
+        text = encoder.encode(checkpoint)
+        assert encoded == messages[-3 if step == 1 else -2 :], "only the new messages are encoded"
+        assert text == plain(checkpoint), f"step {step}"
+    # Compaction: the head becomes a new summary message; the kept messages are the same objects.
+    messages = [Message("user", [TextBlock("summary")]), *messages[-4:]]
+    checkpoint = AgentCheckpoint(list(messages), [], 6, 5, 0, Usage(0, 0), 0.0)
+    encoded.clear()
+    text = encoder.encode(checkpoint)
+    assert encoded == messages[:1] and text == plain(checkpoint)
+    assert len(encoder._texts) == 5, "messages the conversation dropped are forgotten"
+    loaded = AgentCheckpoint.from_json(json.loads(text))
+    assert [m.to_api() for m in loaded.messages] == [to_api(m) for m in messages]
+
+
+class FakeCheckpointStore:
+    """Records the batches a CheckpointWriter commits; fails the first `fail` of them."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.batches: list[list[tuple[str, int, int, Any]]] = []
+        self.saved: dict[str, tuple[int, Any]] = {}
+
+    async def save_checkpoints(self, items: list[tuple[str, int, int, Any]]) -> list[None]:
+        from agent_platform.runstore import RunStoreUnavailable
+
+        await asyncio.sleep(0)
+        if self.fail:
+            self.fail -= 1
+            raise RunStoreUnavailable("sqlite:///x.db", "disk I/O error")
+        self.batches.append(items)
+        for run_id, _, seq, state in items:
+            self.saved[run_id] = (seq, state)
+        return [None] * len(items)
+
+
+async def wait_for(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail("the condition was never met")
+
+
+async def test_a_checkpoint_batch_is_capped_and_every_run_is_written() -> None:
+    from agent_platform.deploy.host import CheckpointWriter
+
+    store = FakeCheckpointStore()
+    writer = CheckpointWriter(store, batch=64)
+    for i in range(300):
+        writer.submit(f"r{i}", 1, 1, lambda i=i: {"run": i})
+    await wait_for(lambda: len(store.saved) == 300)
+    assert max(len(b) for b in store.batches) <= 64
+    assert store.saved["r299"] == (1, {"run": 299}) and writer.written == 300
+
+
+async def test_a_checkpoint_batch_the_store_failed_is_written_again_with_the_latest_snapshot() -> None:
+    from agent_platform.deploy.host import CheckpointWriter
+
+    store = FakeCheckpointStore(fail=2)
+    writer = CheckpointWriter(store)
+    writer.submit("kept", 1, 1, lambda: {"step": 1})
+    writer.submit("finished", 1, 1, lambda: {"step": 1})
+    await wait_for(lambda: writer.failures >= 1)
+    writer.submit("kept", 1, 2, lambda: {"step": 2})  # a newer snapshot replaces the failed one
+    writer.discard("finished")  # the run ended meanwhile: its snapshot is moot
+    await wait_for(lambda: "kept" in store.saved)
+    assert writer.failures == 2, "each failure is counted (and logged)"
+    assert store.saved == {"kept": (2, {"step": 2})}
+    assert [[item[0] for item in b] for b in store.batches] == [["kept"]]
+
+
+async def test_a_batch_of_runs_streams_each_result_once_within_the_units_concurrency(project: Any) -> None:
+    bundle, config, root = project
+    host = UnitHost(bundle, "Agent/worker", 0, 1, config)
+    first = await host.run(RunRequest("b-0", "Agent/worker", {}))
+    host._max_concurrency = 1
+    peak = 0
+    run = host.run
+
+    async def tracked(request: RunRequest) -> Any:
+        nonlocal peak
+        peak = max(peak, host._in_flight + 1)
+        return await run(request)
+
+    host.run = tracked  # type: ignore[method-assign]
+    requests = [RunRequest(f"b-{i}", "Agent/worker", {}) for i in range(3)]
+    answered: list[int] = []
+    async for chunk in host.run_batch(requests):
+        assert chunk, "a chunk holds what finished"
+        for index, result in chunk:
+            assert not isinstance(result, BaseException)
+            assert result.ok and result.run_id == requests[index].run_id
+            answered.append(index)
+            if index == 0:
+                assert result.output == first.output, "a finished run answers with its stored result"
+    assert sorted(answered) == [0, 1, 2]
+    assert peak == 1, "no more runs at once than the unit's max_concurrency"
+    assert effects(root) == list("abcd") * 3, "b-0 ran once"
+
+
+async def test_a_run_of_a_batch_that_raised_is_answered_with_a_picklable_error(project: Any) -> None:
+    import pickle
+
+    from agent_platform.deploy.host import HandoffFailed
+    from agent_platform.runstore import RunStoreUnavailable
+
+    bundle, config, _ = project
+    host = UnitHost(bundle, "Agent/worker", 0, 1, config)
+
+    async def broken_store() -> Any:
+        raise RunStoreUnavailable("postgresql://u:secret@db/x", "connection refused")
+
+    host._run_store = broken_store  # type: ignore[method-assign]
+    chunks = [chunk async for chunk in host.run_batch([RunRequest("e-1", "Agent/worker", {})])]
+    [(index, error)] = [item for chunk in chunks for item in chunk]
+    assert index == 0 and isinstance(error, HandoffFailed)
+    assert "RunStoreUnavailable" in str(error) and "secret" not in str(error)
+    assert str(pickle.loads(pickle.dumps(error))) == str(error), "it crosses Ray back to the caller"

@@ -394,3 +394,97 @@ async def test_start_creates_takes_an_attempt_and_returns_the_checkpoint(store: 
     assert done.attempt is None and done.record.result == {"ok": True}
     record = await store.get_run("run-s")
     assert record is not None and record.attempt == 2 and record.owner == "replica-1"
+
+
+async def test_start_of_a_new_run_returns_it_as_created_and_stores_it_running(store: RunStore) -> None:
+    record = RunRecord("run-n", "Agent/a", {"q": [1, 2]}, parent_run_id="parent-1", tenant="acme")
+    started = await store.start(record, "replica-0")
+    stored = await store.get_run("run-n")
+    assert stored is not None and started.attempt == 1 and started.checkpoint is None
+    created = started.record
+    assert (created.status, created.attempt, created.owner) == (RunStatus.PENDING, 0, None), "as created"
+    assert (created.inputs, created.parent_run_id, created.tenant) == ({"q": [1, 2]}, "parent-1", "acme")
+    assert created.created_at == stored.created_at
+    assert (stored.status, stored.attempt, stored.owner) == (RunStatus.RUNNING, 1, "replica-0")
+    assert (stored.inputs, stored.parent_run_id, stored.tenant) == ({"q": [1, 2]}, "parent-1", "acme")
+    finished = await store.finish("run-n", 1, RunStatus.COMPLETED, {"output": 1})
+    assert finished == await store.get_run("run-n"), "finish returns the record as stored"
+    assert (finished.inputs, finished.owner, finished.tenant, finished.result) == (
+        {"q": [1, 2]},
+        "replica-0",
+        "acme",
+        {"output": 1},
+    )
+
+
+async def test_save_checkpoints_fences_each_run_on_its_own(store: RunStore) -> None:
+    from agent_platform.runstore import JsonText
+
+    for run_id in ("ok", "stale", "behind", "done"):
+        await new_run(store, run_id)
+        await store.begin_attempt(run_id, "replica-0")
+    await store.begin_attempt("stale", "replica-1")  # attempt 2 took it over
+    await store.save_checkpoint("behind", 1, 5, {"step": 5})
+    await store.finish("done", 1, RunStatus.COMPLETED)
+    results = await store.save_checkpoints(
+        [
+            ("ok", 1, 1, JsonText('{"step":1,"text":"é"}')),  # already serialised: stored as is
+            ("stale", 1, 1, {"step": 1}),
+            ("behind", 1, 4, {"step": 4}),
+            ("done", 1, 1, {"step": 1}),
+            ("missing", 1, 1, {"step": 1}),
+            ("behind", 1, 5, {"step": "5 again"}),  # an equal seq overwrites (a retried write)
+        ]
+    )
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "StaleAttempt",
+        "CheckpointOutOfOrder",
+        "RunAlreadyFinished",
+        "RunNotFound",
+        "NoneType",
+    ]
+    saved = await store.load_checkpoint("ok")
+    assert saved is not None and saved.state == {"step": 1, "text": "é"} and saved.seq == 1
+    assert await store.load_checkpoint("stale") is None
+    behind = await store.load_checkpoint("behind")
+    assert behind is not None and behind.state == {"step": "5 again"}
+    assert await store.save_checkpoints([("stale", 2, 1, {"step": 1})]) == [None], (
+        "a new attempt restarts seq"
+    )
+    with pytest.raises(TypeError):
+        await store.save_checkpoints([("ok", 1, 2, ["not", "a", "dict"])])  # type: ignore[list-item]
+
+
+async def test_a_failed_group_commit_is_reported_to_every_write_in_it(tmp_path: Path) -> None:
+    """SQLite commits the writes queued together in one transaction: when it fails, each of them
+    fails (none is acknowledged without being stored)."""
+    import sqlite3
+
+    from agent_platform.runstore.sqlite import SqliteRunStore
+
+    path = tmp_path / "runs.sqlite3"
+    store = SqliteRunStore(path, busy_timeout_s=0.05)
+    try:
+        await store.start(RunRecord("old", "Agent/a", {}), "replica-0")
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock, longer than the timeout
+        try:
+            outcomes = await asyncio.gather(
+                store.start(RunRecord("new", "Agent/a", {}), "replica-0"),
+                store.finish("old", 1, RunStatus.COMPLETED),
+                store.save_checkpoints([("old", 1, 1, {"step": 1})]),
+                return_exceptions=True,
+            )
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert [type(o) for o in outcomes] == [RunStoreUnavailable] * 3, outcomes
+        assert await store.get_run("new") is None
+        old = await store.get_run("old")
+        assert (
+            old is not None and old.status is RunStatus.RUNNING and await store.load_checkpoint("old") is None
+        )
+        await store.finish("old", 1, RunStatus.COMPLETED)  # and the store works again
+    finally:
+        await store.close()

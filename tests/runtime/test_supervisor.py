@@ -149,3 +149,24 @@ async def test_dispatch_exception_is_the_tasks_failure() -> None:
 def test_task_json_errors(data: dict[str, Any], message: str) -> None:
     with pytest.raises(TaskError, match=message):
         Task.from_json(data, 0)
+
+
+async def test_with_enough_concurrency_every_task_is_in_flight_at_once() -> None:
+    """A fan-out of 1,000 tasks with concurrency 1,000 dispatches all of them before any returns
+    (the hand-offs then go out together, in one batch per replica)."""
+    everyone = asyncio.Event()
+    arrived = 0
+
+    async def dispatch(target: SpecRef, payload: Mapping[str, Any], task: Task) -> RunResult:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 1000:
+            everyone.set()
+        await everyone.wait()  # would wait forever if a worker waited for another task to finish
+        return RunResult("r", str(target), Outcome.COMPLETED)
+
+    tasks = [Task(f"t{i}", "test_generation") for i in range(1000)]
+    big = unit(concurrency=1000)
+    big.max_queue = 1000
+    result = await asyncio.wait_for(SupervisorExecutor(big, dispatch).run(tasks), timeout=60)
+    assert result.outcome is Outcome.COMPLETED and arrived == 1000

@@ -197,6 +197,21 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+class JsonText(str):
+    """A checkpoint state already serialised as compact JSON text by its producer (which encodes
+    a run's successive checkpoints incrementally, see `runtime.checkpoint.CheckpointEncoder`):
+    stored as it is, not encoded again."""
+
+
+def state_text(state: dict[str, Any] | JsonText) -> str:
+    """The stored text of a checkpoint state."""
+    if isinstance(state, JsonText):
+        return state
+    if not isinstance(state, dict):
+        raise TypeError(f"checkpoint state must be a dict, not {type(state).__name__}")
+    return dumps(state, "checkpoint state")
+
+
 # --- URLs -------------------------------------------------------------------------------------
 
 _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&;\s]*")
@@ -342,7 +357,9 @@ class RunStore(ABC):
         attempt. A pending run (attempt 0) may be finished with attempt 0, e.g. cancelled."""
 
     @abstractmethod
-    async def save_checkpoint(self, run_id: str, attempt: int, seq: int, state: dict[str, Any]) -> Checkpoint:
+    async def save_checkpoint(
+        self, run_id: str, attempt: int, seq: int, state: dict[str, Any] | JsonText
+    ) -> Checkpoint:
         """Replace the run's checkpoint, atomically. Raises StaleAttempt (old attempt),
         AttemptNotStarted, RunAlreadyFinished, CheckpointOutOfOrder (seq lower than the stored
         seq of the same attempt; an equal seq overwrites, so a retried write is harmless)."""
@@ -357,16 +374,22 @@ class RunStore(ABC):
         return Started(stored, attempt, await self.load_checkpoint(record.run_id))
 
     async def save_checkpoints(
-        self, items: Sequence[tuple[str, int, int, dict[str, Any]]]
-    ) -> list[Checkpoint | RunStoreError]:
-        """Many runs' checkpoints (run_id, attempt, seq, state) at once; per item, the saved
-        checkpoint or the error that refused it. Stores may commit them together."""
-        results: list[Checkpoint | RunStoreError] = []
+        self, items: Sequence[tuple[str, int, int, dict[str, Any] | JsonText]]
+    ) -> list[RunStoreError | None]:
+        """Many runs' checkpoints (run_id, attempt, seq, state) at once, each fenced on its own;
+        per item, None when it was saved or the error that refused it (the same rules as
+        `save_checkpoint`). Stores may commit them together. A failure of the store itself
+        (RunStoreUnavailable) is raised: then none of them may have been saved."""
+        results: list[RunStoreError | None] = []
         for run_id, attempt, seq, state in items:
             try:
-                results.append(await self.save_checkpoint(run_id, attempt, seq, state))
+                await self.save_checkpoint(run_id, attempt, seq, state)
+            except RunStoreUnavailable:
+                raise
             except RunStoreError as exc:
                 results.append(exc)
+            else:
+                results.append(None)
         return results
 
     @abstractmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -25,11 +25,13 @@ from psycopg import sql
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
     Checkpoint,
+    JsonText,
     RunAlreadyFinished,
     RunNotFound,
     RunRecord,
     RunStatus,
     RunStore,
+    RunStoreError,
     RunStoreUnavailable,
     check_checkpoint_write,
     check_finish_status,
@@ -38,6 +40,7 @@ from agent_platform.runstore.base import (
     list_runs_query,
     loads,
     redact_url,
+    state_text,
     utcnow,
 )
 from agent_platform.runtime.tools.idempotency import Claim, IdempotencyRecord, IdempotencyStore
@@ -338,26 +341,59 @@ class PostgresRunStore(RunStore):
 
         return await self._db.run(body, write=True)
 
-    async def save_checkpoint(self, run_id: str, attempt: int, seq: int, state: dict[str, Any]) -> Checkpoint:
-        if not isinstance(state, dict):
-            raise TypeError(f"checkpoint state must be a dict, not {type(state).__name__}")
-        text = dumps(state, "checkpoint state")
+    def _save_one(
+        self,
+        conn: psycopg.Connection[Any],
+        run_id: str,
+        attempt: int,
+        seq: int,
+        text: str,
+        saved_at: datetime,
+    ) -> None:
+        status, current = self._lock(conn, run_id)
+        stored = conn.execute(
+            "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = %s", (run_id,)
+        ).fetchone()
+        check_checkpoint_write(run_id, attempt, seq, status, current, stored)
+        conn.execute(
+            "INSERT INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET "
+            "attempt = EXCLUDED.attempt, seq = EXCLUDED.seq, state = EXCLUDED.state, "
+            "saved_at = EXCLUDED.saved_at",
+            (run_id, attempt, seq, text, saved_at),
+        )
+
+    async def save_checkpoint(
+        self, run_id: str, attempt: int, seq: int, state: dict[str, Any] | JsonText
+    ) -> Checkpoint:
+        text = state_text(state)
+        saved_at = utcnow()
+        await self._db.run(
+            lambda conn: self._save_one(conn, run_id, attempt, seq, text, saved_at), write=True
+        )
+        return Checkpoint(run_id=run_id, seq=seq, attempt=attempt, state=loads(text), saved_at=saved_at)
+
+    async def save_checkpoints(
+        self, items: Sequence[tuple[str, int, int, dict[str, Any] | JsonText]]
+    ) -> list[RunStoreError | None]:
+        """One transaction for many runs' checkpoints (group commit), each fenced on its own in a
+        savepoint. Run rows are locked in run_id order, so two batches naming the same runs (a
+        zombie's and its successor's) cannot deadlock."""
+        prepared = sorted(
+            (run_id, index, attempt, seq, state_text(state))
+            for index, (run_id, attempt, seq, state) in enumerate(items)
+        )
         saved_at = utcnow()
 
-        def body(conn: psycopg.Connection[Any]) -> Checkpoint:
-            status, current = self._lock(conn, run_id)
-            stored = conn.execute(
-                "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = %s", (run_id,)
-            ).fetchone()
-            check_checkpoint_write(run_id, attempt, seq, status, current, stored)
-            conn.execute(
-                "INSERT INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET "
-                "attempt = EXCLUDED.attempt, seq = EXCLUDED.seq, state = EXCLUDED.state, "
-                "saved_at = EXCLUDED.saved_at",
-                (run_id, attempt, seq, text, saved_at),
-            )
-            return Checkpoint(run_id=run_id, seq=seq, attempt=attempt, state=loads(text), saved_at=saved_at)
+        def body(conn: psycopg.Connection[Any]) -> list[RunStoreError | None]:
+            results: list[RunStoreError | None] = [None] * len(prepared)
+            for run_id, index, attempt, seq, text in prepared:
+                try:
+                    with conn.transaction():
+                        self._save_one(conn, run_id, attempt, seq, text, saved_at)
+                except RunStoreError as exc:
+                    results[index] = exc
+            return results
 
         return await self._db.run(body, write=True)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
     Checkpoint,
+    JsonText,
     RunAlreadyFinished,
     RunNotFound,
     RunRecord,
@@ -33,6 +34,7 @@ from agent_platform.runstore.base import (
     dumps,
     list_runs_query,
     loads,
+    state_text,
     utcnow,
 )
 
@@ -46,6 +48,21 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        _settle(future, result, error)
+
+
+def _settle_threadsafe(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Settle futures from the store's thread: one wake-up per event loop, not one per write (a
+    group commit of 1,000 runs' writes would otherwise write to the loop's self-pipe 1,000 times)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+    for item in settled:
+        by_loop.setdefault(item[0].get_loop(), []).append(item)
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, items)
 
 
 _SCHEMA = """
@@ -74,6 +91,17 @@ CREATE TABLE IF NOT EXISTS runstore_checkpoints (
     state TEXT NOT NULL,
     saved_at REAL NOT NULL
 ) WITHOUT ROWID;
+"""
+
+# A checkpoint write in one statement when it is allowed in the usual way: the run is running on
+# this attempt, and the stored checkpoint is of an earlier attempt or not ahead of this one.
+_SAVE_CHECKPOINT = """
+INSERT INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at)
+SELECT run_id, ?, ?, ?, ? FROM runstore_runs
+WHERE run_id = ? AND attempt = ? AND attempt > 0 AND status = 'running'
+ON CONFLICT (run_id) DO UPDATE SET
+    attempt = excluded.attempt, seq = excluded.seq, state = excluded.state, saved_at = excluded.saved_at
+WHERE excluded.attempt <> runstore_checkpoints.attempt OR excluded.seq >= runstore_checkpoints.seq
 """
 
 _COLUMNS = (
@@ -213,8 +241,7 @@ class SqliteRunStore(RunStore):
             return
         with self._writes_lock:  # the store is closed or the thread could not connect
             pending, self._writes, self._draining = self._writes, [], False
-        for _, future in pending:
-            _settle(future, None, error)
+        _settle_threadsafe([(future, None, error) for _, future in pending])
 
     def _drain(self, conn: sqlite3.Connection) -> None:
         """On the store's thread: commit queued writes, each in a savepoint of one transaction
@@ -245,8 +272,12 @@ class SqliteRunStore(RunStore):
                     conn.execute("ROLLBACK")
                 failure = RunStoreUnavailable(self.url, str(exc))
                 outcomes = [(None, failure)] * len(batch)
-            for (_, future), (result, error) in zip(batch, outcomes, strict=True):
-                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+            _settle_threadsafe(
+                [
+                    (future, result, error)
+                    for (_, future), (result, error) in zip(batch, outcomes, strict=True)
+                ]
+            )
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
@@ -269,11 +300,46 @@ class SqliteRunStore(RunStore):
         return await self._run(self._create_body(record), write=True)
 
     async def start(self, record: RunRecord, owner: str) -> Started:
-        """create_run + begin_attempt + load_checkpoint in one transaction (one round trip)."""
-        create = self._create_body(record)
+        """create_run + begin_attempt + load_checkpoint in one transaction (one round trip). A new
+        run (the usual case) is inserted already on its first attempt: one statement, and no
+        checkpoint to look for."""
+        inputs = dumps(record.inputs, "run inputs")
+        create = self._create_body(record, inputs)
         now = _epoch(utcnow())
+        fresh = record.status is RunStatus.PENDING and record.result is None
 
         def body(conn: sqlite3.Connection) -> Started:
+            if fresh:
+                inserted = conn.execute(
+                    f"INSERT OR IGNORE INTO runstore_runs ({_COLUMNS}) "
+                    "VALUES (?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?, ?)",
+                    (
+                        record.run_id,
+                        record.unit,
+                        inputs,
+                        record.parent_run_id,
+                        record.attempt + 1,
+                        owner,
+                        record.error,
+                        now,
+                        now,
+                        record.tenant,
+                    ),
+                ).rowcount
+                if inserted:
+                    created = RunRecord(
+                        run_id=record.run_id,
+                        unit=record.unit,
+                        inputs=loads(inputs),
+                        parent_run_id=record.parent_run_id,
+                        attempt=record.attempt,
+                        owner=record.owner,
+                        error=record.error,
+                        created_at=_time(now),
+                        updated_at=_time(now),
+                        tenant=record.tenant,
+                    )
+                    return Started(created, record.attempt + 1, None)
             stored = create(conn)
             if stored.finished:
                 return Started(stored, None, None)
@@ -297,8 +363,11 @@ class SqliteRunStore(RunStore):
 
         return await self._run(body, write=True)
 
-    def _create_body(self, record: RunRecord) -> Callable[[sqlite3.Connection], RunRecord]:
-        inputs = dumps(record.inputs, "run inputs")
+    def _create_body(
+        self, record: RunRecord, inputs: str | None = None
+    ) -> Callable[[sqlite3.Connection], RunRecord]:
+        if inputs is None:
+            inputs = dumps(record.inputs, "run inputs")
         result = None if record.result is None else dumps(record.result, "run result")
         status = RunStatus(record.status)
         now = _epoch(utcnow())
@@ -367,68 +436,69 @@ class SqliteRunStore(RunStore):
         now = _epoch(utcnow())
 
         def body(conn: sqlite3.Connection) -> RunRecord:
+            # The usual case in one statement: the current attempt finishes its unfinished run.
+            row = conn.execute(
+                "UPDATE runstore_runs SET status = ?, result = ?, error = ?, updated_at = ? "
+                "WHERE run_id = ? AND attempt = ? AND status IN ('pending', 'running') "
+                f"RETURNING {_COLUMNS}",
+                (final.value, result_text, error, now, run_id, attempt),
+            ).fetchone()
+            if row is not None:
+                return _record(row)
             stored = self._get(conn, run_id)
             if stored is None:
                 raise RunNotFound(run_id)
             check_writer(run_id, attempt, stored.attempt, "finish")
-            if stored.finished:
-                if stored.status == final and stored.result == loads(result_text) and stored.error == error:
-                    return stored  # a retried finish
-                raise RunAlreadyFinished(run_id, stored.status, "finish")
-            conn.execute(
-                "UPDATE runstore_runs SET status = ?, result = ?, error = ?, updated_at = ? WHERE run_id = ?",
-                (final.value, result_text, error, now, run_id),
-            )
-            updated = self._get(conn, run_id)
-            assert updated is not None
-            return updated
+            # The attempt is current, so the run has finished already.
+            if stored.status == final and stored.result == loads(result_text) and stored.error == error:
+                return stored  # a retried finish
+            raise RunAlreadyFinished(run_id, stored.status, "finish")
 
         return await self._run(body, write=True)
 
     def _save_one(
-        self, conn: sqlite3.Connection, run_id: str, attempt: int, seq: int, text: str, saved_at: datetime
-    ) -> Checkpoint:
-        status, current = self._require(conn, run_id)
+        self, conn: sqlite3.Connection, run_id: str, attempt: int, seq: int, text: str, saved_at: float
+    ) -> None:
+        if conn.execute(_SAVE_CHECKPOINT, (attempt, seq, text, saved_at, run_id, attempt)).rowcount:
+            return
+        status, current = self._require(conn, run_id)  # why not: raise the error that says so
         stored = conn.execute(
             "SELECT attempt, seq FROM runstore_checkpoints WHERE run_id = ?", (run_id,)
         ).fetchone()
         check_checkpoint_write(run_id, attempt, seq, status, current, stored)
-        conn.execute(
+        conn.execute(  # allowed all the same (a pending run created with an attempt of its own)
             "INSERT OR REPLACE INTO runstore_checkpoints (run_id, attempt, seq, state, saved_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (run_id, attempt, seq, text, _epoch(saved_at)),
+            (run_id, attempt, seq, text, saved_at),
+        )
+
+    async def save_checkpoint(
+        self, run_id: str, attempt: int, seq: int, state: dict[str, Any] | JsonText
+    ) -> Checkpoint:
+        text = state_text(state)
+        saved_at = utcnow()
+        await self._run(
+            lambda conn: self._save_one(conn, run_id, attempt, seq, text, _epoch(saved_at)), write=True
         )
         return Checkpoint(run_id=run_id, seq=seq, attempt=attempt, state=loads(text), saved_at=saved_at)
 
-    async def save_checkpoint(self, run_id: str, attempt: int, seq: int, state: dict[str, Any]) -> Checkpoint:
-        if not isinstance(state, dict):
-            raise TypeError(f"checkpoint state must be a dict, not {type(state).__name__}")
-        text = dumps(state, "checkpoint state")
-        saved_at = utcnow()
-        return await self._run(
-            lambda conn: self._save_one(conn, run_id, attempt, seq, text, saved_at), write=True
-        )
-
     async def save_checkpoints(
-        self, items: Sequence[tuple[str, int, int, dict[str, Any]]]
-    ) -> list[Checkpoint | RunStoreError]:
-        """One transaction for many runs' checkpoints (group commit); each is fenced on its own
-        (a savepoint each: a stale one is refused, the others are written)."""
-        prepared = [
-            (run_id, attempt, seq, dumps(state, "checkpoint state")) for run_id, attempt, seq, state in items
-        ]
-        saved_at = utcnow()
+        self, items: Sequence[tuple[str, int, int, dict[str, Any] | JsonText]]
+    ) -> list[RunStoreError | None]:
+        """One transaction for many runs' checkpoints (group commit); each is fenced on its own (a
+        refused one has written nothing, the others are written)."""
+        prepared = [(run_id, attempt, seq, state_text(state)) for run_id, attempt, seq, state in items]
+        saved_at = _epoch(utcnow())
 
-        def body(conn: sqlite3.Connection) -> list[Checkpoint | RunStoreError]:
-            results: list[Checkpoint | RunStoreError] = []
+        def body(conn: sqlite3.Connection) -> list[RunStoreError | None]:
+            results: list[RunStoreError | None] = []
             for run_id, attempt, seq, text in prepared:
-                conn.execute("SAVEPOINT checkpoint")
                 try:
-                    results.append(self._save_one(conn, run_id, attempt, seq, text, saved_at))
+                    self._save_one(conn, run_id, attempt, seq, text, saved_at)
                 except RunStoreError as exc:
-                    conn.execute("ROLLBACK TO checkpoint")
                     results.append(exc)
-                conn.execute("RELEASE checkpoint")
+                else:
+                    results.append(None)
             return results
 
         return await self._run(body, write=True)

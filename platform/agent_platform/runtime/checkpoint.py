@@ -12,6 +12,7 @@ working-memory token estimate of messages (re-estimated)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,11 @@ class AgentCheckpoint:
         return {
             "version": CHECKPOINT_VERSION,
             "messages": [m.to_api() for m in self.messages],
+            **self._rest(),
+        }
+
+    def _rest(self) -> dict[str, Any]:
+        return {
             "trajectory": self.trajectory,
             "iterations": self.iterations,
             "tool_calls": self.tool_calls,
@@ -94,3 +100,41 @@ class AgentCheckpoint:
                 for k, v in (data.get("model_cursors") or {}).items()
             },
         )
+
+
+def _dumps(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text.encode("utf-8")  # lone surrogates cannot be stored: fail here, not in the store
+    return text
+
+
+_HEAD = f'{{"version":{CHECKPOINT_VERSION},"messages":['
+
+
+class CheckpointEncoder:
+    """The compact JSON text of one run's successive checkpoints (`to_json()`, serialised),
+    encoding each message once rather than the whole conversation at every step (which is
+    quadratic over a run).
+
+    Messages are never changed once a step has appended them; working-memory compaction replaces
+    the head of the conversation with a new summary message and keeps the other messages as they
+    were. So each message's text is kept by identity (with the message, so its id cannot be
+    reused while kept) for as long as the latest checkpoint holds it."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[Message, str]] = {}
+
+    def encode(self, checkpoint: AgentCheckpoint) -> str:
+        known = self._texts
+        kept: dict[int, tuple[Message, str]] = {}
+        parts: list[str] = []
+        for message in checkpoint.messages:
+            entry = known.get(id(message))
+            if entry is None:
+                entry = (message, _dumps(message.to_api()))
+            kept[id(message)] = entry
+            parts.append(entry[1])
+        self._texts = kept
+        return f"{_HEAD}{','.join(parts)}],{_dumps(checkpoint._rest())[1:]}"
