@@ -309,7 +309,7 @@ class AgentLoopExecutor:
                         return
             elif await self._step(run, system, decision_model, result):
                 return
-            if durable:  # after every step: a replica that dies loses at most the step it was in
+            if durable:  # after every step (the host may thin them out under load, see CheckpointWriter)
                 await self.services.checkpoint(state, run.checkpoint)
 
     @staticmethod
