@@ -6,13 +6,25 @@ first attempt and forks, cached prompts, and the tool-output boundary."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry import context as otel_context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.sdk.trace import (
+    ConcurrentMultiSpanProcessor,
+    ReadableSpan,
+    SpanProcessor,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, StatusCode, TraceFlags
 
 from agent_platform.compile.plan import ToolBinding
 from agent_platform.runtime.agent_loop import _PromptCache
@@ -24,8 +36,10 @@ from agent_platform.runtime.models.base import ModelResult, ModelServerError, Us
 from agent_platform.runtime.tools import ToolExecutor, ToolOutputInvalid, ToolRegistry
 from agent_platform.runtime.tools.errors import ToolArgumentsInvalid, ToolFailed
 from agent_platform.runtime.tracing import (
+    MemorySpanExporter,
     Tracing,
     TracingHandle,
+    _InMemoryProcessor,
     configure_tracing,
     extract_context,
     inject_context,
@@ -84,6 +98,11 @@ def _comparable(span: ReadableSpan) -> dict[str, Any]:
     for event in data["events"]:
         event.pop("time_unix_nano")
         event["attributes"].pop("exception.stacktrace", None)  # line numbers differ
+    ctx = span.context
+    assert ctx is not None
+    data["context"] = (ctx.trace_flags, ctx.is_remote, ctx.is_valid, ctx.trace_state)
+    data["parent"] = span.parent is not None
+    data["dropped"] = (span.dropped_attributes, span.dropped_events, span.dropped_links)
     return data
 
 
@@ -102,8 +121,8 @@ def test_fast_spans_export_what_sdk_spans_export(tracing: TracingHandle) -> None
         slow = sdk.finished_spans()
     assert not any(isinstance(s, FastSpan) for s in slow)
     assert len(watching.started) == len(slow) == len(fast) == 8
-    # Everything below the root was a fast span, and it reads exactly like the SDK's.
-    assert [type(s).__name__ for s in fast].count("FastSpan") == 7
+    # Every span, the root too, was a fast span, and it reads exactly like the SDK's.
+    assert all(type(s) is FastSpan for s in fast)
     assert [_comparable(s) for s in fast] == [_comparable(s) for s in slow]
     assert _tree(fast) == _tree(slow)
     # One run is one trace, with real ids and parentage.
@@ -115,12 +134,73 @@ def test_fast_spans_export_what_sdk_spans_export(tracing: TracingHandle) -> None
     assert next(s for s in fast if s.name == "chat fast").kind is SpanKind.CLIENT
 
 
-def test_fast_spans_step_aside_when_they_could_differ(tracing: TracingHandle) -> None:
-    # A root span (no parent) is always the SDK's.
+def test_fast_spans_draw_the_ids_the_sdk_draws(tracing: TracingHandle) -> None:
+    """From the same random state, the same trace and span ids in the same order: identical
+    contexts (flags and trace state included) and parents."""
+    random.seed(7)
+    _workload(tracing)
+    fast = tracing.finished_spans()
+    with configure_tracing(memory=True, extra_processors=[_Watching()]) as sdk:
+        random.seed(7)
+        _workload(sdk)
+        slow = sdk.finished_spans()
+    assert [(s.name, s.context, s.parent) for s in fast] == [(s.name, s.context, s.parent) for s in slow]
+
+
+def test_fast_root_spans_follow_the_id_generator() -> None:
+    """A generator whose trace ids are not random: no random-trace-id flag, as the SDK sets it."""
+
+    class Counting(IdGenerator):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def generate_span_id(self) -> int:
+            self.n += 1
+            return self.n
+
+        def generate_trace_id(self) -> int:
+            self.n += 1
+            return self.n
+
+        def is_trace_id_random(self) -> bool:
+            return False
+
+    contexts = []
+    for processors in ((), (_Watching(),)):
+        exporter = MemorySpanExporter()
+        provider = TracerProvider(id_generator=Counting())
+        for processor in (_InMemoryProcessor(exporter), *processors):
+            provider.add_span_processor(processor)
+        handle = TracingHandle(provider, memory_exporter=exporter)
+        with handle.run_span("agent", "a", "r"), handle.tool_span("t", "c"):
+            pass
+        contexts.append([(s.context, s.parent, type(s) is FastSpan) for s in handle.finished_spans()])
+        handle.shutdown()
+    fast_spans, sdk_spans = contexts
+    assert [c[:2] for c in fast_spans] == [c[:2] for c in sdk_spans]
+    assert all(c[2] for c in fast_spans) and not any(c[2] for c in sdk_spans)
+    assert fast_spans[0][0].trace_flags == TraceFlags.SAMPLED
+
+
+def test_fast_spans_step_aside_when_they_could_differ(
+    tracing: TracingHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A root span is a fast one with the default sampler (root delegate ALWAYS_ON)...
     with tracing.iteration_span(1) as root:
         with tracing.tool_span("t", "c") as child:
             assert isinstance(child, FastSpan)
-        assert not isinstance(root, FastSpan)
+        assert isinstance(root, FastSpan)
+    # ... and the SDK's with any other root delegate (a sampled root's children are fast).
+    ratio = TracingHandle(TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0))))
+    with ratio.iteration_span(1) as root, ratio.tool_span("t", "c") as child:
+        assert not isinstance(root, FastSpan) and isinstance(child, FastSpan)
+    ratio.shutdown()
+    # Another runtime context than the contextvars one: the SDK (through the context API).
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", _OtherRuntimeContext())
+    with tracing.run_span("agent", "a", "r") as run, tracing.tool_span("t", "c") as child:
+        assert not isinstance(run, FastSpan) and not isinstance(child, FastSpan)
+        assert child.parent.span_id == run.get_span_context().span_id  # type: ignore[attr-defined]
+    monkeypatch.undo()
     # A processor added later, with an on_start, is noticed at the next span.
     watching = _Watching()
     tracing.provider.add_span_processor(watching)
@@ -135,6 +215,72 @@ def test_fast_spans_step_aside_when_they_could_differ(tracing: TracingHandle) ->
         assert not run.is_recording() and not child.is_recording()
         assert not isinstance(child, FastSpan)
     custom.shutdown()
+
+
+class _OtherRuntimeContext(ContextVarsRuntimeContext):
+    """A runtime context that is not OpenTelemetry's default one (it works the same)."""
+
+
+def test_fast_spans_reach_every_kind_of_processor() -> None:
+    """The batch processor's queue, the simple processor, a plain on_end and the concurrent
+    multi-processor all receive what they would from the SDK's spans; a processor added while a
+    span is open receives it when it ends, as the SDK's multi-processor would hand it over."""
+    simple, batched, late = InMemorySpanExporter(), InMemorySpanExporter(), InMemorySpanExporter()
+    ended: list[str] = []
+
+    class OnEnd(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            ended.append(span.name)
+
+    processors = [SimpleSpanProcessor(simple), BatchSpanProcessor(batched), OnEnd()]
+    with configure_tracing(memory=True, extra_processors=processors) as handle:
+        with handle.run_span("agent", "a", "r"):
+            with handle.tool_span("t", "c") as open_span:
+                handle.provider.add_span_processor(SimpleSpanProcessor(late))
+            assert isinstance(open_span, FastSpan)
+        handle.force_flush()
+        kept = [s.name for s in handle.finished_spans()]
+        assert kept == ["execute_tool t", "invoke_agent a"]
+        assert [s.name for s in simple.get_finished_spans()] == kept == ended
+        assert sorted(s.name for s in batched.get_finished_spans()) == sorted(kept)
+        assert [s.name for s in late.get_finished_spans()] == kept
+    concurrent = ConcurrentMultiSpanProcessor()
+    exporter = InMemorySpanExporter()
+    concurrent.add_span_processor(SimpleSpanProcessor(exporter))
+    handle = TracingHandle(TracerProvider(active_span_processor=concurrent))
+    with handle.run_span("agent", "a", "r") as run:
+        assert isinstance(run, FastSpan)
+    handle.force_flush()
+    assert [s.name for s in exporter.get_finished_spans()] == ["invoke_agent a"]
+    handle.shutdown()
+
+
+def test_the_memory_exporter_keeps_nothing_after_shutdown(tracing: TracingHandle) -> None:
+    with tracing.run_span("agent", "a", "r"), tracing.tool_span("t", "c"):
+        pass
+    assert len(tracing.finished_spans()) == 2
+    assert tracing.memory_exporter is not None
+    tracing.memory_exporter.clear()
+    assert tracing.finished_spans() == ()
+    with tracing.run_span("agent", "a", "r"):
+        pass
+    tracing.shutdown()
+    with tracing.run_span("agent", "a", "r"):  # a span ended after shutdown
+        pass
+    assert [s.name for s in tracing.finished_spans()] == ["invoke_agent a"]
+
+
+def test_a_scope_exited_in_another_context_is_logged_like_the_sdk(
+    tracing: TracingHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Restoring the context fails (the token is another context's): logged, not raised, as
+    OpenTelemetry's detach does; the span still ends and is exported."""
+    scope = tracing.iteration_span(1)
+    span = contextvars.copy_context().run(scope.__enter__)
+    assert isinstance(span, FastSpan)
+    scope.__exit__(None, None, None)
+    assert "Failed to detach context" in caplog.text
+    assert [s.name for s in tracing.finished_spans()] == ["iteration 1"]
 
 
 def test_fast_span_under_remote_parents(tracing: TracingHandle) -> None:
@@ -185,11 +331,7 @@ def test_span_limits_apply_to_fast_spans() -> None:
 
     provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2, max_events=1))
     handle = TracingHandle(provider)
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from agent_platform.runtime.tracing import _InMemoryProcessor
-
-    exporter = InMemorySpanExporter()
+    exporter = MemorySpanExporter()
     provider.add_span_processor(_InMemoryProcessor(exporter))
     with handle.run_span("agent", "a", "r"), handle.span("s") as span:
         assert isinstance(span, FastSpan)

@@ -11,9 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-import timeit
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -676,57 +674,3 @@ def test_span_tree_of_several_traces_and_rich(tracing: TracingHandle) -> None:
     console = Console(width=120, record=True, color_system=None)
     console.print(rich_span_tree(tracing.finished_spans()))
     assert "invoke_workflow b" in console.export_text()
-
-
-# --- overhead --------------------------------------------------------------------------------------------------
-
-
-def test_overhead_on_vs_off(capsys: pytest.CaptureFixture[str]) -> None:
-    """Printed, not asserted: timings on a shared CI machine are too noisy to gate on."""
-    on = configure_tracing(memory=True)
-    bare = configure_tracing()  # a provider with no exporter: the SDK's own cost
-    off = Tracing.disabled()
-    usage = result("scripted", Usage(10, 5))
-
-    def one_span(t: Tracing) -> Any:
-        def f() -> None:
-            with t.tool_span("search", "call-1"):
-                pass
-
-        return f
-
-    def one_step(t: Tracing) -> Any:
-        def f() -> None:
-            with t.iteration_span(1):
-                with t.model_span("scripted", "fast", "agent") as span:
-                    t.record_model_result(span, usage)
-                with t.tool_span("search", "call-1") as span:
-                    t.record_tool_result(span)
-
-        return f
-
-    def null() -> None:
-        with nullcontext():
-            pass
-
-    def measure(f: Any, n: int) -> float:
-        best = min(timeit.repeat(f, number=n, repeat=5))
-        if on.memory_exporter is not None:
-            on.memory_exporter.clear()
-        return best / n * 1e6
-
-    figures = {
-        "nullcontext": measure(null, 20_000),
-        "span off": measure(one_span(off), 20_000),
-        "span on (no exporter)": measure(one_span(bare), 2_000),
-        "span on (in-memory)": measure(one_span(on), 2_000),
-        "step off (3 spans)": measure(one_step(off), 10_000),
-        "step on (3 spans, in-memory)": measure(one_step(on), 1_000),
-    }
-    on.shutdown()
-    bare.shutdown()
-    with capsys.disabled():
-        print("\ntracing overhead (µs, best of 5):")
-        for label, micros in figures.items():
-            print(f"  {label:30s} {micros:8.2f}")
-    assert figures["span off"] < figures["span on (in-memory)"]

@@ -1,4 +1,4 @@
-"""Cheap child spans for the runtime's hot path, delivered to the SDK's own span processors.
+"""Cheap spans for the runtime's hot path, delivered to the SDK's own span processors.
 
 An OpenTelemetry SDK span costs ~30 µs here (sampler, `BoundedAttributes` cleaning every value
 under a lock, bounded event and link lists, two processor hooks, a copy into a `ReadableSpan` at
@@ -10,39 +10,59 @@ same spans for a fraction of that, when doing so cannot change what an exporter 
 * the sampler is `ParentBased` with its default delegates for sampled parents (`ALWAYS_ON`), and
   the parent span context is valid and sampled: the SDK would then record and sample the child,
   with the parent's trace id, trace state and random-trace-id flag, and no sampler attributes;
+  without a valid parent (a root span), the root delegate is `ALWAYS_ON` too (the default
+  sampler): the SDK would record and sample it, in a new trace with no trace state;
 * every span processor has the SDK's no-op `on_start` and `_on_ending` (the exporting processors:
   `SimpleSpanProcessor`, `BatchSpanProcessor`, the runtime's in-memory one), so nothing would
-  have looked at the writable span before it ends.
+  have looked at the writable span before it ends;
+* the OpenTelemetry runtime context is the default, contextvars-based one.
 
-Anything else (a root span, an unsampled or invalid parent, a custom sampler or processor, span
-limits on value length) goes through `tracer.start_span` as before. The result is a real
-OpenTelemetry span: `FastSpan` implements `opentelemetry.trace.Span`, has a real `SpanContext`
-(ids from the provider's id generator), is made current through the OpenTelemetry context (so any
-other instrumentation nests under it), and, being an SDK `ReadableSpan` like the SDK's own span
-class, is handed to the provider's span processors when it ends (it refuses every change after
-that). Events and links use the SDK's bounded containers and limits; attributes set through the
-public API go into the SDK's `BoundedAttributes` (cleaned, limited, drops counted); attributes the
-runtime itself sets (strings, numbers, booleans it built) are stored as they are.
+Anything else (an unsampled parent, a custom sampler or processor, span limits on value length)
+goes through `tracer.start_span` as before. The result is a real OpenTelemetry span: `FastSpan`
+implements `opentelemetry.trace.Span`, has a real `SpanContext` (ids from the provider's id
+generator, drawn in the SDK's order), is made current in the OpenTelemetry context (so any other
+instrumentation nests under it), and, being an SDK `ReadableSpan` like the SDK's own span class,
+is handed to the provider's span processors when it ends (it refuses every change after that):
+to each processor's `on_end` in turn as the SDK's multi-processor does, or, as every fast span is
+sampled, to what `on_end` does with a sampled span (a `BatchSpanProcessor`'s queue, the in-memory
+processor's `on_end_sampled`). Events and links use the SDK's bounded containers and limits;
+attributes set through the public API go into the SDK's `BoundedAttributes` (cleaned, limited,
+drops counted); attributes the runtime itself sets (strings, numbers, booleans it built) are
+stored as they are.
 
-The span processors are checked again whenever the provider's list of processors or the tracer's
-sampler changes (identity checks per span)."""
+The span processors are checked again whenever the provider's list of processors, the tracer's
+sampler or the runtime context changes (identity checks per span)."""
 
 from __future__ import annotations
 
 import logging
+import random
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any, Final
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
 __all__ = ["FastSpan", "FastSpans"]
@@ -52,6 +72,14 @@ log = logging.getLogger(__name__)
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM: Final = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _UNSET: Final = Status(StatusCode.UNSET)
+# A child's trace flags by its parent's, as the SDK sets them when the parent is sampled (sampled,
+# keeping the parent's random-trace-id flag); None for an unsampled parent (the SDK decides).
+_CHILD_FLAGS: Final[dict[int, TraceFlags | None]] = {
+    flags: (_SAMPLED_RANDOM if flags & TraceFlags.RANDOM_TRACE_ID else _SAMPLED)
+    if flags & TraceFlags.SAMPLED
+    else None
+    for flags in range(256)
+}
 # The runtime's own spans carry at most ~15 attributes: with an attribute count limit below this,
 # they are stored in the SDK's BoundedAttributes like any other (oldest dropped, drops counted).
 _TRUSTED_MAX_ATTRIBUTES: Final = 32
@@ -65,6 +93,8 @@ _NOOP_ON_ENDING: Final = frozenset(
     {SpanProcessor._on_ending, SimpleSpanProcessor._on_ending, BatchSpanProcessor._on_ending}
 )
 
+Delivery = Callable[[ReadableSpan], object]
+
 
 def _processors_qualify(processors: Sequence[Any]) -> bool:
     for processor in processors:
@@ -74,6 +104,18 @@ def _processors_qualify(processors: Sequence[Any]) -> bool:
         if getattr(cls, "_on_ending", None) not in _NOOP_ON_ENDING:
             return False
     return True
+
+
+def _delivery(processor: SpanProcessor) -> Delivery:
+    """What `processor.on_end` does with a sampled span (every fast span is), without the checks
+    it makes first: the `BatchSpanProcessor` queues it; a processor with an `on_end_sampled`
+    method (the runtime's in-memory one) is handed it there; any other gets `on_end`."""
+    if type(processor) is BatchSpanProcessor:
+        emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
+        if callable(emit):
+            return emit  # type: ignore[no-any-return]
+    on_end_sampled = getattr(processor, "on_end_sampled", None)
+    return on_end_sampled if callable(on_end_sampled) else processor.on_end
 
 
 def _sampler_qualifies(sampler: Any) -> bool:
@@ -86,24 +128,23 @@ def _sampler_qualifies(sampler: Any) -> bool:
     )
 
 
-def _now() -> int:
-    """The SDK's clock, looked up on its module at each call (as the SDK's own spans do)."""
-    clock: Any = sdk_trace.time_ns  # type: ignore[attr-defined]
-    return int(clock())
-
-
 class FastSpans:
     """Starts `FastSpan`s for one SDK tracer, or says it cannot (then use `tracer.start_span`)."""
 
     __slots__ = (
         "_checked_processors",
+        "_checked_runtime",
         "_checked_sampler",
+        "_current",
+        "_deliveries",
         "_id_generator",
         "_info",
         "_limits",
         "_ok",
         "_processor",
+        "_random_ids",
         "_resource",
+        "_roots",
         "_scope",
         "_tracer",
     )
@@ -116,9 +157,14 @@ class FastSpans:
         self._scope = getattr(tracer, "_instrumentation_scope", None)
         self._limits: Any = getattr(tracer, "_span_limits", None)
         self._id_generator = tracer.id_generator
+        self._random_ids = type(tracer.id_generator) is RandomIdGenerator
         self._checked_processors: object = None
         self._checked_sampler: object = None
+        self._checked_runtime: object = None
+        self._current: ContextVar[Context] | None = None
+        self._deliveries: tuple[Delivery, ...] = ()
         self._ok = False
+        self._roots = False
         self._check()
 
     @classmethod
@@ -134,22 +180,39 @@ class FastSpans:
 
     def _check(self) -> None:
         tracer = self._tracer
-        processors = getattr(self._processor, "_span_processors", None)
-        self._checked_processors = processors
-        self._checked_sampler = tracer.sampler
+        multi = self._processor
+        processors = getattr(multi, "_span_processors", None)
+        sampler = tracer.sampler
+        runtime = otel_context._RUNTIME_CONTEXT
+        # The current context is read and set on OpenTelemetry's own context variable, as
+        # get_current/attach do (when the runtime context is the default, contextvars-based one).
+        self._current = runtime._current_context if type(runtime) is ContextVarsRuntimeContext else None
+        # The SDK's multi-processor calls each processor's on_end in turn: so does FastSpan.end.
+        self._deliveries = (
+            tuple(_delivery(p) for p in processors)
+            if type(multi) is SynchronousMultiSpanProcessor and processors is not None
+            else (multi.on_end,)
+        )
+        # A root span (no valid parent) is recorded, sampled and unchanged only with this sampler.
+        self._roots = getattr(sampler, "_root", None) is ALWAYS_ON
         metrics = getattr(tracer, "_tracer_metrics", None)
         limits = self._limits
         self._ok = (
             processors is not None
+            and self._current is not None
             and _processors_qualify(processors)
-            and _sampler_qualifies(tracer.sampler)
+            and _sampler_qualifies(sampler)
             and type(metrics).__name__ == "NoOpTracerMetrics"
             and limits is not None
             and limits.max_span_attribute_length is None
             and isinstance(getattr(tracer, "_tracer_config", None), sdk_trace._TracerConfig)
         )
+        # Last: another thread that sees these identities unchanged sees the state made from them.
+        self._checked_processors = processors
+        self._checked_sampler = sampler
+        self._checked_runtime = runtime
 
-    def start(
+    def start_current(
         self,
         name: str,
         kind: SpanKind,
@@ -157,44 +220,62 @@ class FastSpans:
         parent: Context | None,
         *,
         trusted: bool = False,
-    ) -> FastSpan | None:
-        """A started span, child of the current span (or of `parent`); None when the SDK must make
-        this one. `trusted`: `attributes` is a fresh dict of plain values the caller built (it is
-        kept as it is); otherwise it is copied and cleaned like the SDK cleans attributes."""
-        tracer = self._tracer
+    ) -> tuple[FastSpan, Token[Context]] | None:
+        """A started span, child of the current span (or of `parent`), made the current span (as
+        `otel_context.attach(trace.set_span_in_context(span, parent))` does) with the token that
+        restores the previous context (`token.var.reset(token)`); None when the SDK must make it.
+        `trusted`: `attributes` is a fresh dict of plain values the caller built (it is kept as it
+        is); otherwise it is copied and cleaned like the SDK cleans attributes."""
         if (
-            getattr(self._processor, "_span_processors", None) is not self._checked_processors
-            or tracer.sampler is not self._checked_sampler
+            self._processor._span_processors is not self._checked_processors
+            or self._tracer.sampler is not self._checked_sampler
+            or otel_context._RUNTIME_CONTEXT is not self._checked_runtime
         ):
             self._check()
-        if not self._ok or not tracer._tracer_config.is_enabled:
+        current = self._current
+        if not self._ok or current is None or not self._tracer._tracer_config.is_enabled:
             return None
-        parent_context = trace.get_current_span(parent).get_span_context()
-        if not parent_context.is_valid:
+        base = current.get() if parent is None else parent
+        parent_span = base.get(_SPAN_KEY)
+        parent_context: SpanContext
+        if type(parent_span) is FastSpan:
+            parent_context = parent_span._context
+        elif isinstance(parent_span, trace.Span):
+            parent_context = parent_span.get_span_context()
+            if type(parent_context) is not SpanContext:
+                return None  # the SDK raises a TypeError
+        else:  # what trace.get_current_span returns when there is no span
+            parent_context = INVALID_SPAN_CONTEXT
+        # SpanContext's fields (it is a tuple): what its properties read, without their calls.
+        trace_id, _parent_id, _remote, parent_flags, trace_state, parent_valid = parent_context
+        generator = self._id_generator
+        context: SpanContext
+        span_parent: SpanContext | None = parent_context
+        if parent_valid:
+            flags = _CHILD_FLAGS.get(parent_flags)
+            if flags is None:
+                return None
+            # The default generator's draw, made here (a zero, the invalid id, goes to the
+            # generator, which draws again).
+            span_id = (random.getrandbits(64) if self._random_ids else 0) or generator.generate_span_id()
+            # SpanContext(...) without its constructor's checks: the trace id is the (valid)
+            # parent's, the span id never the invalid one. The tuple is what __new__ makes.
+            context = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
+        elif self._roots:  # a new trace, ids drawn in the SDK's order; no trace state
+            trace_id = generator.generate_trace_id()
+            flags = _SAMPLED_RANDOM if generator.is_trace_id_random() else _SAMPLED
+            context = SpanContext(trace_id, generator.generate_span_id(), False, flags)
+            span_parent = None
+        else:
             return None
-        flags = parent_context.trace_flags
-        if not flags.sampled:
-            return None
-        # SpanContext(...) without its constructor's checks: the trace id is the (valid) parent's
-        # and the id generator never returns the invalid span id. The tuple is what __new__ makes.
-        context = tuple.__new__(
-            SpanContext,
-            (
-                parent_context.trace_id,
-                self._id_generator.generate_span_id(),
-                False,
-                _SAMPLED_RANDOM if flags.random_trace_id else _SAMPLED,
-                parent_context.trace_state,
-                True,
-            ),
-        )
         maxlen = self._limits.max_span_attributes
         attrs: dict[str, types.AnyValue] | BoundedAttributes
         if trusted and (maxlen is None or maxlen >= _TRUSTED_MAX_ATTRIBUTES):
             attrs = attributes  # type: ignore[assignment]
         else:  # what the SDK's span makes of them
             attrs = BoundedAttributes(maxlen, attributes, immutable=False)
-        return FastSpan(self, name, context, parent_context, kind, attrs)
+        span = FastSpan(self, name, context, span_parent, kind, attrs)
+        return span, current.set(Context({**base, _SPAN_KEY: span}))
 
 
 class FastSpan(trace.Span, ReadableSpan):
@@ -217,17 +298,17 @@ class FastSpan(trace.Span, ReadableSpan):
         "_owner",
         "_parent",
         "_resource",
-        "_span_context",
         "_start_time",
         "_status",
     )
+    _context: SpanContext  # never None here, unlike a ReadableSpan's
 
     def __init__(
         self,
         owner: FastSpans,
         name: str,
         context: SpanContext,
-        parent: SpanContext,
+        parent: SpanContext | None,
         kind: SpanKind,
         attributes: dict[str, types.AnyValue] | BoundedAttributes,
     ) -> None:
@@ -235,7 +316,6 @@ class FastSpan(trace.Span, ReadableSpan):
         self._owner = owner
         self._name = name
         self._context = context
-        self._span_context = context
         self._parent = parent
         self._kind = kind
         self._attributes = attributes
@@ -247,13 +327,14 @@ class FastSpan(trace.Span, ReadableSpan):
         self._instrumentation_info = owner._info
         self._instrumentation_scope = owner._scope
         self._end_time: int | None = None
-        self._start_time: int | None = _now()
+        # The SDK's clock, looked up on its module at each call (as the SDK's own spans do).
+        self._start_time: int | None = sdk_trace.time_ns()  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'
 
     def get_span_context(self) -> SpanContext:
-        return self._span_context
+        return self._context
 
     def is_recording(self) -> bool:
         return self._end_time is None
@@ -387,5 +468,9 @@ class FastSpan(trace.Span, ReadableSpan):
         if self._end_time is not None:
             log.warning("Calling end() on an ended span.")
             return
-        self._end_time = end_time if end_time is not None else _now()
-        self._owner._processor.on_end(self)
+        self._end_time = end_time if end_time is not None else sdk_trace.time_ns()  # type: ignore[attr-defined]
+        owner = self._owner
+        if owner._processor._span_processors is not owner._checked_processors:
+            owner._check()
+        for deliver in owner._deliveries:
+            deliver(self)

@@ -20,28 +20,36 @@ By default no prompt, response, tool argument or secret goes into a span; `captu
 opts in to truncated content as span events, as the GenAI conventions describe.
 
 With tracing off, `Tracing.disabled()` returns a facade whose context managers are one shared
-object doing nothing, so the runtime can call the facade unconditionally. With tracing on, child
-spans are made by `fast_spans` (about a fifth of an SDK span's cost) whenever that cannot change
-what the exporters receive; root spans and every other case go through the SDK tracer."""
+object doing nothing, so the runtime can call the facade unconditionally. With tracing on, spans
+are made by `fast_spans` (a fraction of an SDK span's cost) whenever that cannot change what the
+exporters receive; every other case goes through the SDK tracer. The JSONL exporter writes each
+span's line with one bytes formatting (`_SpanLines`), the same text `span_to_dict` would give."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from contextvars import Token
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -49,7 +57,6 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
@@ -62,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JsonlSpanExporter",
+    "MemorySpanExporter",
     "Tracing",
     "TracingHandle",
     "configure_tracing",
@@ -70,6 +78,8 @@ __all__ = [
     "record_model_result",
     "span_to_dict",
 ]
+
+log = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME: Final = "agent_platform.runtime"
 
@@ -191,9 +201,9 @@ class _SpanScope:
     it. The same steps as `tracer.start_as_current_span` (contextvars-based attach/detach), without
     its generator-based context manager, which costs several µs per span. One use per instance.
 
-    With `fast` (see `fast_spans`), a child of a sampled span is a `FastSpan` when that cannot
-    change what the exporters receive; `trusted` says `attributes` is a fresh dict of plain values
-    built by this module (kept as it is instead of cleaned)."""
+    With `fast` (see `fast_spans`), the span is a `FastSpan` when that cannot change what the
+    exporters receive; `trusted` says `attributes` is a fresh dict of plain values built by this
+    module (kept as it is instead of cleaned)."""
 
     __slots__ = (
         "_attributes",
@@ -206,6 +216,8 @@ class _SpanScope:
         "_tracer",
         "_trusted",
     )
+    _span: Span
+    _token: Token[Context]
 
     def __init__(
         self,
@@ -224,25 +236,25 @@ class _SpanScope:
         self._parent = parent
         self._fast = fast
         self._trusted = trusted
-        self._span: Span = INVALID_SPAN
-        self._token: Token[Context] | None = None
+        # _span and _token are set by __enter__ (__exit__ runs only after it).
 
     def __enter__(self) -> Span:
         fast = self._fast
-        span: Span | None = (
-            fast.start(self._name, self._kind, self._attributes, self._parent, trusted=self._trusted)
-            if fast is not None
-            else None
-        )
-        if span is None:
-            span = self._tracer.start_span(
-                self._name,
-                context=self._parent,
-                kind=self._kind,
-                attributes=self._attributes,
-                record_exception=False,
-                set_status_on_exception=False,
+        if fast is not None:
+            started = fast.start_current(
+                self._name, self._kind, self._attributes, self._parent, trusted=self._trusted
             )
+            if started is not None:
+                self._span, self._token = started
+                return self._span
+        span = self._tracer.start_span(
+            self._name,
+            context=self._parent,
+            kind=self._kind,
+            attributes=self._attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
         self._span = span
         self._token = otel_context.attach(trace.set_span_in_context(span, self._parent))
         return span
@@ -258,8 +270,14 @@ class _SpanScope:
             if exc is not None:
                 _record_error(span, exc)
         finally:
-            if self._token is not None:
-                otel_context.detach(self._token)
+            token = self._token
+            if type(span) is FastSpan:  # its token is from OpenTelemetry's context variable
+                try:
+                    token.var.reset(token)
+                except Exception:  # logged, not raised, as otel_context.detach does
+                    log.exception("Failed to detach context")
+            else:
+                otel_context.detach(token)
             span.end()
 
 
@@ -291,7 +309,7 @@ SpanScope = AbstractContextManager[Span, None]
 
 def _set_plain(span: Span, attributes: dict[str, AttributeValue]) -> None:
     """Attributes this module built from plain values: a `FastSpan` keeps them as they are (no
-    cleaning needed), any other span gets them through its API."""
+    cleaning needed; it ignores them once ended), any other span gets them through its API."""
     if type(span) is FastSpan:
         span.set_trusted(attributes)
     else:
@@ -301,11 +319,12 @@ def _set_plain(span: Span, attributes: dict[str, AttributeValue]) -> None:
 def record_model_result(span: Span, result: ModelResult[Any]) -> None:
     """Put a finished model call's real usage on its span: the provider's input and output token
     counts, the cost from the Model spec's pricing, the response id and the attempts made."""
-    if not span.is_recording():
+    if type(span) is not FastSpan and not span.is_recording():
         return
+    usage = result.usage
     attributes: dict[str, AttributeValue] = {
-        GEN_AI_USAGE_INPUT_TOKENS: result.usage.input_tokens,
-        GEN_AI_USAGE_OUTPUT_TOKENS: result.usage.output_tokens,
+        GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+        GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
         AP_COST_USD: result.cost_usd,
         GEN_AI_RESPONSE_MODEL: result.model,
         AP_MODEL_ATTEMPTS: result.attempts,
@@ -768,7 +787,7 @@ class TracingHandle(Tracing):
         self,
         provider: TracerProvider,
         *,
-        memory_exporter: InMemorySpanExporter | None = None,
+        memory_exporter: MemorySpanExporter | None = None,
         exporters: tuple[str, ...] = (),
         capture_content: bool = False,
         content_max_chars: int = 2000,
@@ -851,17 +870,28 @@ def build_resource(service_name: str = "agent-platform", attributes: Attributes 
 
 # The SDK's default queue (2,048 spans) overflows within a second on a host running many agent
 # runs (~30 spans per 10-step run), and an overflowing queue drops spans. A larger queue and
-# batch keep every span at the price of memory bounded by the queue (~1-2 KB per span).
+# batch keep every span at the price of memory bounded by the queue (~1-2 KB per span). The
+# standard OTEL_BSP_* variables override these defaults.
 SPAN_QUEUE_SIZE: Final = 65_536
 SPAN_BATCH_SIZE: Final = 2_048
+SPAN_SCHEDULE_DELAY_MS: Final = 500
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
 
 
 def batched_processor(exporter: SpanExporter) -> BatchSpanProcessor:
+    queue_size = _env_int(OTEL_BSP_MAX_QUEUE_SIZE, SPAN_QUEUE_SIZE)
     return BatchSpanProcessor(
         exporter,
-        max_queue_size=SPAN_QUEUE_SIZE,
-        max_export_batch_size=SPAN_BATCH_SIZE,
-        schedule_delay_millis=500,
+        max_queue_size=queue_size,
+        # A batch is at most the queue (the SDK refuses more), also when only the queue is set.
+        max_export_batch_size=min(_env_int(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, SPAN_BATCH_SIZE), queue_size),
+        schedule_delay_millis=_env_int(OTEL_BSP_SCHEDULE_DELAY, SPAN_SCHEDULE_DELAY_MS),
     )
 
 
@@ -897,9 +927,9 @@ def configure_tracing(
 
     env_exporters = _traces_exporter_env()
     names: list[str] = []
-    memory_exporter: InMemorySpanExporter | None = None
+    memory_exporter: MemorySpanExporter | None = None
     if memory:
-        memory_exporter = InMemorySpanExporter()
+        memory_exporter = MemorySpanExporter()
         provider.add_span_processor(_InMemoryProcessor(memory_exporter))
         names.append("memory")
     if console or "console" in env_exporters:
@@ -926,18 +956,52 @@ def configure_tracing(
     )
 
 
+class MemorySpanExporter(SpanExporter):
+    """The spans kept by `configure_tracing(memory=True)`, with the SDK `InMemorySpanExporter`'s
+    API (`get_finished_spans`, `clear`, `export`, `shutdown`). The runtime's processor appends to
+    its list directly: one list operation is atomic, so no lock is taken per span."""
+
+    def __init__(self) -> None:
+        self._spans: list[ReadableSpan] = []
+        self._stopped = False
+
+    def keep(self, span: ReadableSpan) -> None:
+        if not self._stopped:
+            self._spans.append(span)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._stopped:
+            return SpanExportResult.FAILURE
+        self._spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def get_finished_spans(self) -> tuple[ReadableSpan, ...]:
+        return tuple(self._spans)
+
+    def clear(self) -> None:
+        self._spans.clear()
+
+    def shutdown(self) -> None:
+        self._stopped = True
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
 class _InMemoryProcessor(SpanProcessor):
     """`SimpleSpanProcessor` for the in-memory exporter without what only a network exporter
     needs (suppressing instrumentation around the export, the processor's own metrics): a few µs
     less per span, which matters when `--trace` or the benchmark keeps every span."""
 
-    def __init__(self, exporter: InMemorySpanExporter) -> None:
+    def __init__(self, exporter: MemorySpanExporter) -> None:
         self._exporter = exporter
+        # Where fast spans (always sampled) go without on_end's check (see fast_spans._delivery).
+        self.on_end_sampled = exporter.keep
 
     def on_end(self, span: ReadableSpan) -> None:
         ctx = span.context
         if ctx is not None and ctx.trace_flags.sampled:
-            self._exporter.export((span,))
+            self._exporter.keep(span)
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
@@ -1000,37 +1064,130 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
+# One span's line exactly as `to_json(span_to_dict(span))` writes it, made by one bytes formatting
+# of the parts that vary per span: the exporter's hot loop, half the cost of building the dict.
+# (pydantic-core writes a tuple as the JSON array span_to_dict makes a list for.)
+_LINE: Final = (
+    b'{"trace_id":"%032x","span_id":"%016x","parent_span_id":%b,"name":%b,"kind":"%b",'
+    b'"start_time_unix_nano":%d,"end_time_unix_nano":%d,"status":%b,"attributes":%b,"events":%b,'
+    b'"resource":%b,"scope":%b}\n'
+)
+_PARENT_ID: Final = b'"%016x"'
+# By the enum members' values: an int's hash is C, an Enum member's a Python call.
+_KIND_NAMES: Final = {kind.value: kind.name.encode() for kind in SpanKind}
+_BARE_STATUSES: Final = {code.value: to_json({"code": code.name, "description": None}) for code in StatusCode}
+
+
+class _SpanLines:
+    """Spans as JSON lines. Keeps the JSON of the resources, scope names and span names seen (a
+    process has a handful of each, shared by thousands of spans: `iteration 3`, `chat <model>`)."""
+
+    def __init__(self) -> None:
+        self._resources: dict[int, tuple[Resource, bytes]] = {}
+        self._names: dict[str | None, bytes] = {}
+
+    def line(self, span: ReadableSpan) -> bytes:
+        ctx = span.context
+        start, end = span.start_time, span.end_time
+        if ctx is None or start is None or end is None:
+            return to_json(span_to_dict(span), fallback=str) + b"\n"
+        trace_id, span_id, _remote, _flags, _state, _valid = ctx  # a SpanContext is a tuple
+        parent = span.parent
+        status = span.status
+        events = span.events
+        resource = span.resource
+        resource_json = self._resources.get(id(resource))
+        scope = span.instrumentation_scope
+        scope_name = scope.name if scope is not None else None
+        names = self._names
+        name = span.name
+        return _LINE % (
+            trace_id,
+            span_id,
+            _PARENT_ID % parent[1] if parent is not None else b"null",
+            names.get(name) or self._name_json(name),
+            _KIND_NAMES[span.kind._value_],
+            start,
+            end,
+            _BARE_STATUSES[status.status_code._value_]
+            if status.description is None
+            else to_json({"code": status.status_code.name, "description": status.description}),
+            to_json(_plain_dict(span.attributes), fallback=str),
+            to_json([_event_dict(event) for event in events], fallback=str) if events else b"[]",
+            resource_json[1]
+            if resource_json is not None and resource_json[0] is resource
+            else self._resource_json(resource),
+            names.get(scope_name) or self._name_json(scope_name),
+        )
+
+    def _resource_json(self, resource: Resource) -> bytes:
+        if len(self._resources) > 64:
+            self._resources.clear()
+        json_ = to_json(_resource_dict(resource), fallback=str)
+        self._resources[id(resource)] = (resource, json_)
+        return json_
+
+    def _name_json(self, name: str | None) -> bytes:
+        if len(self._names) > 1024:
+            self._names.clear()
+        json_ = self._names[name] = to_json(name)
+        return json_
+
+
+def _plain_dict(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Attributes as a dict, which pydantic-core writes as a JSON object (a mapping proxy or the
+    SDK's BoundedAttributes, it would write as a string). Their copy is a dict (a proxy copies the
+    mapping it shows)."""
+    if type(attributes) is MappingProxyType or type(attributes) is BoundedAttributes:
+        copied = attributes.copy()
+        if type(copied) is dict:
+            return copied
+    return dict(attributes or {})
+
+
+def _event_dict(event: Event) -> dict[str, Any]:
+    return {
+        "name": event.name,
+        "time_unix_nano": event.timestamp,
+        "attributes": _plain_dict(event.attributes),
+    }
+
+
 class JsonlSpanExporter(SpanExporter):
-    """Appends one JSON object per span to a file (JSON Lines). Thread-safe; the file is opened on
-    the first export and closed at shutdown."""
+    """Appends one JSON object per span to a file (JSON Lines). Thread-safe. The file is opened on
+    the first export (append mode, unbuffered) and closed at shutdown. Each export writes its
+    batch of whole lines with one `write` (repeated only for what a short write left over), so
+    processes appending to the same file never split each other's lines."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._shut_down = False
+        self._lines = _SpanLines()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shut_down:
             return SpanExportResult.FAILURE
+        line = self._lines.line
         try:
-            # pydantic-core's serializer: ~3x faster than json.dumps, the same compact UTF-8 JSON.
-            text = "".join(to_json(span_to_dict(span), fallback=str).decode() + "\n" for span in spans)
+            data = b"".join([line(span) for span in spans])
+        except ValueError:  # a string JSON cannot hold as UTF-8 (a lone surrogate), somewhere
+            data = b"".join([_ascii_line(span) for span in spans])
+        try:
             with self._lock:
                 if self._file is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = self.path.open("a", encoding="utf-8")
-                self._file.write(text)
-                self._file.flush()
+                    self._file = self.path.open("ab", buffering=0)
+                written = self._file.write(data)
+                while written < len(data):  # a short write (a signal, a full disk): the rest
+                    written += self._file.write(memoryview(data)[written:])
         except OSError:
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        with self._lock:
-            if self._file is not None:
-                self._file.flush()
-        return True
+        return True  # nothing is buffered: each export is written when it is made
 
     def shutdown(self) -> None:
         with self._lock:
@@ -1038,6 +1195,12 @@ class JsonlSpanExporter(SpanExporter):
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def _ascii_line(span: ReadableSpan) -> bytes:
+    """A span's line with every non-ASCII character escaped: how the rare span whose text is not
+    valid UTF-8 is still written (with the rest of its batch)."""
+    return json.dumps(span_to_dict(span), separators=(",", ":"), default=str).encode() + b"\n"
 
 
 # --- propagation across process and actor boundaries -------------------------------------------------
