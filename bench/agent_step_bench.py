@@ -622,7 +622,7 @@ def print_per_step(s: dict[str, Any]) -> None:
     print(
         f"   one OTel SDK span costs {s['otel_span_us']:.0f} µs here (from the bare loop): as SDK spans, the"
         f" runtime's {s['spans_per_run'] / STEPS:.0f} spans per step would cost ~{s['otel_floor_us_per_step']:.0f} µs;"
-        f"\n   it makes its child spans as fast spans instead (runtime/fast_spans.py): on - off ="
+        f"\n   it makes them as fast spans instead (runtime/fast_spans.py): on - off ="
         f" {s['on']['us_per_step'] - s['off']['us_per_step']:.0f} µs per step"
     )
     print(
