@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ from agent_platform.runstore.base import (
     RunStore,
     RunStoreError,
     RunStoreUnavailable,
+    Started,
     check_checkpoint_write,
     check_finish_status,
     check_writer,
@@ -248,34 +250,90 @@ class PostgresRunStore(RunStore):
             raise RunNotFound(run_id)
         return row[0], row[1]
 
+    @staticmethod
+    def _insert(
+        conn: psycopg.Connection[Any],
+        record: RunRecord,
+        inputs: str,
+        *,
+        status: RunStatus,
+        attempt: int,
+        owner: str | None,
+        now: datetime,
+    ) -> bool:
+        """Insert the run unless it exists; whether it was inserted."""
+        result = None if record.result is None else dumps(record.result, "run result")
+        cursor = conn.execute(
+            f"INSERT INTO runstore_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (run_id) DO NOTHING".encode(),
+            (
+                record.run_id,
+                record.unit,
+                inputs,
+                status.value,
+                record.parent_run_id,
+                attempt,
+                owner,
+                result,
+                record.error,
+                now,
+                now,
+                record.tenant,
+            ),
+        )
+        return cursor.rowcount == 1
+
     async def create_run(self, record: RunRecord) -> RunRecord:
         inputs = dumps(record.inputs, "run inputs")
-        result = None if record.result is None else dumps(record.result, "run result")
         status = RunStatus(record.status)
         now = utcnow()
 
         def body(conn: psycopg.Connection[Any]) -> RunRecord:
-            conn.execute(
-                f"INSERT INTO runstore_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (run_id) DO NOTHING".encode(),
-                (
-                    record.run_id,
-                    record.unit,
-                    inputs,
-                    status.value,
-                    record.parent_run_id,
-                    record.attempt,
-                    record.owner,
-                    result,
-                    record.error,
-                    now,
-                    now,
-                    record.tenant,
-                ),
+            self._insert(
+                conn, record, inputs, status=status, attempt=record.attempt, owner=record.owner, now=now
             )
             stored = self._get(conn, record.run_id)
             assert stored is not None
             return stored
+
+        return await self._db.run(body, write=True)
+
+    async def start(self, record: RunRecord, owner: str) -> Started:
+        """create_run + begin_attempt + load_checkpoint in one transaction (one round trip). A new
+        run (the usual case) is inserted already on its first attempt: one statement, and no
+        checkpoint to look for."""
+        inputs = dumps(record.inputs, "run inputs")
+        status = RunStatus(record.status)
+        now = utcnow()
+        fresh = status is RunStatus.PENDING and record.result is None
+
+        def body(conn: psycopg.Connection[Any]) -> Started:
+            if fresh and self._insert(
+                conn,
+                record,
+                inputs,
+                status=RunStatus.RUNNING,
+                attempt=record.attempt + 1,
+                owner=owner,
+                now=now,
+            ):
+                created = replace(record, inputs=loads(inputs), created_at=now, updated_at=now)
+                return Started(created, record.attempt + 1, None)
+            if not fresh:
+                self._insert(
+                    conn, record, inputs, status=status, attempt=record.attempt, owner=record.owner, now=now
+                )
+            stored = self._get(conn, record.run_id, lock=True)
+            assert stored is not None
+            if stored.finished:
+                return Started(stored, None, None)
+            attempt = stored.attempt + 1
+            conn.execute(
+                "UPDATE runstore_runs SET attempt = %s, status = 'running', owner = %s, updated_at = %s "
+                "WHERE run_id = %s",
+                (attempt, owner, now, record.run_id),
+            )
+            return Started(stored, attempt, self._checkpoint(conn, record.run_id))
 
         return await self._db.run(body, write=True)
 
@@ -321,23 +379,24 @@ class PostgresRunStore(RunStore):
         now = utcnow()
 
         def body(conn: psycopg.Connection[Any]) -> RunRecord:
+            # The usual case in one statement: the current attempt finishes its unfinished run.
+            row = conn.execute(
+                "UPDATE runstore_runs SET status = %s, result = %s, error = %s, updated_at = %s "
+                "WHERE run_id = %s AND attempt = %s AND status IN ('pending', 'running') "
+                f"RETURNING {_COLUMNS}".encode(),
+                (final.value, result_text, error, now, run_id, attempt),
+            ).fetchone()
+            if row is not None:
+                conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, run_id))  # sent on commit
+                return _record(row)
             stored = self._get(conn, run_id, lock=True)
             if stored is None:
                 raise RunNotFound(run_id)
             check_writer(run_id, attempt, stored.attempt, "finish")
-            if stored.finished:
-                if stored.status == final and stored.result == loads(result_text) and stored.error == error:
-                    return stored  # a retried finish
-                raise RunAlreadyFinished(run_id, stored.status, "finish")
-            conn.execute(
-                "UPDATE runstore_runs SET status = %s, result = %s, error = %s, updated_at = %s "
-                "WHERE run_id = %s",
-                (final.value, result_text, error, now, run_id),
-            )
-            conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, run_id))  # sent on commit
-            updated = self._get(conn, run_id)
-            assert updated is not None
-            return updated
+            # The attempt is current, so the run has finished already.
+            if stored.status == final and stored.result == loads(result_text) and stored.error == error:
+                return stored  # a retried finish
+            raise RunAlreadyFinished(run_id, stored.status, "finish")
 
         return await self._db.run(body, write=True)
 
@@ -397,22 +456,23 @@ class PostgresRunStore(RunStore):
 
         return await self._db.run(body, write=True)
 
-    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
-        def body(conn: psycopg.Connection[Any]) -> Checkpoint | None:
-            row = conn.execute(
-                "SELECT r.run_id, c.attempt, c.seq, c.state, c.saved_at FROM runstore_runs r "
-                "LEFT JOIN runstore_checkpoints c ON c.run_id = r.run_id WHERE r.run_id = %s",
-                (run_id,),
-            ).fetchone()
-            if row is None:
-                raise RunNotFound(run_id)
-            if row[1] is None:
-                return None
-            return Checkpoint(
-                run_id=run_id, attempt=row[1], seq=row[2], state=loads(row[3]), saved_at=_utc(row[4])
-            )
+    @staticmethod
+    def _checkpoint(conn: psycopg.Connection[Any], run_id: str) -> Checkpoint | None:
+        row = conn.execute(
+            "SELECT r.run_id, c.attempt, c.seq, c.state, c.saved_at FROM runstore_runs r "
+            "LEFT JOIN runstore_checkpoints c ON c.run_id = r.run_id WHERE r.run_id = %s",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        if row[1] is None:
+            return None
+        return Checkpoint(
+            run_id=run_id, attempt=row[1], seq=row[2], state=loads(row[3]), saved_at=_utc(row[4])
+        )
 
-        return await self._db.run(body, write=False)
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        return await self._db.run(lambda conn: self._checkpoint(conn, run_id), write=False)
 
     async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
         """LISTEN on a connection of its own, then read the run, then wake on each NOTIFY for it
