@@ -347,6 +347,15 @@ async def test_a_checkpoint_batch_is_capped_and_every_run_is_written() -> None:
     assert store.saved["r299"] == (1, {"run": 299}) and writer.written == 300
 
 
+def test_the_writer_rests_in_proportion_to_a_batch_but_never_lets_checkpoints_lag_long() -> None:
+    from agent_platform.deploy.host import MAX_REST_S, CheckpointWriter
+
+    writer = CheckpointWriter(object(), pace=4.0)
+    assert writer.rest_after(0.001) == pytest.approx(0.004)  # few runs: every step is written
+    assert writer.rest_after(0.1) == pytest.approx(0.4)
+    assert writer.rest_after(2.0) == MAX_REST_S == 0.5  # a slow store: the lag stays bounded
+
+
 async def test_a_checkpoint_batch_the_store_failed_is_written_again_with_the_latest_snapshot() -> None:
     from agent_platform.deploy.host import CheckpointWriter
 

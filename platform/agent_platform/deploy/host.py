@@ -295,6 +295,10 @@ class CheckpointWriter:
         self._active.discard(run_id)
         self._superseded.discard(run_id)
 
+    def rest_after(self, batch_s: float) -> float:
+        """The pause after a batch that took `batch_s`: `pace` times as long, at most MAX_REST_S."""
+        return min(batch_s * self.pace, MAX_REST_S)
+
     def _take(self) -> dict[str, tuple[int, int, StateText]]:
         if len(self._pending) <= self.batch:
             batch, self._pending = self._pending, {}
@@ -329,7 +333,7 @@ class CheckpointWriter:
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             delay = RETRY_FIRST_S
-            await asyncio.sleep(min((loop.time() - started) * self.pace, MAX_REST_S))
+            await asyncio.sleep(self.rest_after(loop.time() - started))
 
     async def _write(self, batch: dict[str, tuple[int, int, StateText]]) -> None:
         from agent_platform.runstore import StaleAttempt

@@ -457,8 +457,7 @@ class AgentLoopExecutor:
     # --- budgets ----------------------------------------------------------------------------
 
     def _check_budgets(self, state: RunState) -> None:
-        if not self._budgeted:
-            return
+        """Called only when the unit has a token or cost budget (`_budgeted`)."""
         limits = self.unit.limits
         if limits.max_total_tokens is not None and state.usage.total_tokens >= limits.max_total_tokens:
             raise StopRun(
