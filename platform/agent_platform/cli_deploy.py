@@ -1,5 +1,5 @@
-"""The deployment commands: `apply`, `get`, `delete`, `down`, `runs`, `result` (and `run`
-without `--local`, in cli.py). They import Ray only once they run, never at start-up.
+"""The deployment commands: `apply`, `get`, `delete`, `down`, `runs` (and `runs prune`), `result`
+(and `run` without `--local`, in cli.py). They import Ray only once they run, never at start-up.
 
 Every failure is a message naming what went wrong (exit 1), never a Ray traceback."""
 
@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from agent_platform.cli import (
     app,
     compile_or_exit,
 )
+from agent_platform.runstore.base import RunStatus
 
 AddressOpt = Annotated[
     str | None,
@@ -286,24 +288,40 @@ RunStoreOpt = Annotated[
 ]
 
 
-@app.command()
+runs_app = typer.Typer(
+    name="runs",
+    help="Runs of the deployment, newest first, with their status (`runs prune`: delete old ones).",
+)
+app.add_typer(runs_app)
+
+
+class FinishedStatus(StrEnum):
+    """The statuses a run can be pruned in (RunStatus minus pending and running)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@runs_app.callback(invoke_without_command=True)
 def runs(
-    status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
+    ctx: typer.Context,
+    status: Annotated[RunStatus | None, typer.Option("--status", help="Only runs with this status.")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Include hand-off sub-runs.")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many (newest first).")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many (newest first).")] = 50,
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
     run_store: RunStoreOpt = None,
 ) -> None:
     """Runs of the deployment, newest first, with their status."""
+    if ctx.invoked_subcommand is not None:
+        return
     import asyncio
-
-    from agent_platform.runstore import RunStatus
 
     async def go() -> list[Any]:
         store = _store_for(address, namespace, run_store)
         try:
-            return list(await store.list_runs(status=RunStatus(status) if status else None, limit=limit))
+            return list(await store.list_runs(status=status, limit=limit, top_level=not all_runs))
         finally:
             await store.close()
 
@@ -311,11 +329,56 @@ def runs(
         records = asyncio.run(go())
     typer.echo(f"{'RUN':40} {'UNIT':36} {'STATUS':10} {'ATTEMPT':>7}  UPDATED")
     for r in records:
-        if r.parent_run_id is not None and not all_runs:
-            continue
         outcome = (r.result or {}).get("outcome", "")
         shown = f"{r.status.value}" + (f" ({outcome})" if outcome and outcome != "completed" else "")
         typer.echo(f"{r.run_id:40} {r.unit:36} {shown:10} {r.attempt:>7}  {r.updated_at:%Y-%m-%d %H:%M:%S}")
+
+
+@runs_app.command("prune")
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", help="Delete runs that finished longer ago than this (e.g. 30d, 12h, 90m)."
+        ),
+    ],
+    status: Annotated[
+        list[FinishedStatus] | None,
+        typer.Option("--status", help="Only runs that ended so (repeatable). Default: all three."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count them; delete nothing.")] = False,
+    address: AddressOpt = None,
+    namespace: NamespaceOpt = DEFAULT_NS,
+    run_store: RunStoreOpt = None,
+) -> None:
+    """Delete finished runs (records and checkpoints) older than --older-than.
+
+    Pending and running runs are never deleted."""
+    import asyncio
+    from datetime import timedelta
+
+    from agent_platform.runstore.base import utcnow
+    from agent_platform.spec.common import parse_duration
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    statuses = sorted(set(status or FinishedStatus))
+    cutoff = utcnow() - timedelta(seconds=age)
+
+    async def go() -> int:
+        store = _store_for(address, namespace, run_store)
+        try:
+            return int(await store.prune_runs(cutoff, [s.value for s in statuses], dry_run=dry_run))
+        finally:
+            await store.close()
+
+    with _deploy_errors("runs prune"):
+        count = asyncio.run(go())
+    which = ", ".join(s.value for s in statuses)
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {count} run(s) ({which}) that finished before {cutoff:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @app.command()
@@ -325,9 +388,21 @@ def result(
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
     run_store: RunStoreOpt = None,
+    checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--checkpoint",
+            help="Print the run's last checkpoint instead (kept for failed and cancelled runs and "
+            "runs in flight; a completed run's is dropped), without waiting.",
+        ),
+    ] = False,
 ) -> None:
     """Wait for a run and print its result (exit 0 when it completed, 1 when it did not)."""
     import asyncio
+
+    if checkpoint:
+        _print_checkpoint(run_id, address, namespace, run_store)
+        return
 
     async def go() -> Any:
         store = _store_for(address, namespace, run_store)
@@ -355,3 +430,41 @@ def result(
     typer.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
     if record.status.value != "completed":
         raise typer.Exit(EXIT_INVALID)
+
+
+def _print_checkpoint(run_id: str, address: str | None, namespace: str, run_store: str | None) -> None:
+    import asyncio
+
+    async def go() -> Any:
+        store = _store_for(address, namespace, run_store)
+        try:
+            return await store.get_run(run_id), await store.load_checkpoint(run_id)
+        finally:
+            await store.close()
+
+    with _deploy_errors("result"):
+        from agent_platform.runstore import RunNotFound
+
+        try:
+            record, saved = asyncio.run(go())
+        except RunNotFound:
+            record = None
+        if record is None:
+            raise RunNotFound(run_id)
+    if saved is None:
+        why = (
+            "a completed run's checkpoint is dropped when it finishes"
+            if record.status.value == "completed"
+            else f"it is {record.status.value} and none was saved"
+        )
+        typer.echo(f"platform result: run {run_id} has no checkpoint ({why})", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    payload = {
+        "run_id": run_id,
+        "status": record.status.value,
+        "attempt": saved.attempt,
+        "seq": saved.seq,
+        "saved_at": saved.saved_at.isoformat(),
+        "state": saved.state,
+    }
+    typer.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))

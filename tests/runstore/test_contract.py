@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from agent_platform.runstore import (
     StaleAttempt,
     open_run_store,
 )
+from agent_platform.runstore import base as runstore_base
+from agent_platform.runstore.base import utcnow
 
 
 def spawn_pool(processes: int) -> ProcessPoolExecutor:
@@ -177,6 +180,32 @@ async def test_checkpoint_round_trip_and_overwrite(store: RunStore) -> None:
         await store.save_checkpoint("run-1", resumed, 3, {"x": {1, 2}})
 
 
+async def test_a_completed_run_drops_its_checkpoint_a_failed_or_cancelled_one_keeps_it(
+    store: RunStore,
+) -> None:
+    """A completed run's result is what remains of it; a run that failed or was cancelled keeps
+    the state it ended in, for a post-mortem (until `prune_runs`)."""
+    for run_id in ("done", "failed", "cancelled"):
+        await new_run(store, run_id)
+        attempt = await store.begin_attempt(run_id, "replica-0")
+        await store.save_checkpoint(run_id, attempt, 3, {"messages": [run_id]})
+    done = await store.finish("done", 1, RunStatus.COMPLETED, {"outcome": "completed", "output": 1})
+    await store.finish("failed", 1, RunStatus.FAILED, {"outcome": "failed"}, error="tool broke")
+    await store.finish("cancelled", 1, RunStatus.CANCELLED)
+
+    assert await store.load_checkpoint("done") is None
+    assert (await store.get_run("done")).result == {"outcome": "completed", "output": 1}  # type: ignore[union-attr]
+    kept = {r: await store.load_checkpoint(r) for r in ("failed", "cancelled")}
+    assert {r: (c.seq, c.state) for r, c in kept.items() if c is not None} == {
+        "failed": (3, {"messages": ["failed"]}),
+        "cancelled": (3, {"messages": ["cancelled"]}),
+    }
+    assert await store.finish("done", 1, RunStatus.COMPLETED, {"outcome": "completed", "output": 1}) == done
+    with pytest.raises(RunAlreadyFinished):  # and no late checkpoint brings it back
+        await store.save_checkpoint("done", 1, 4, {"late": True})
+    assert await store.load_checkpoint("done") is None
+
+
 # --- list -------------------------------------------------------------------------------------
 
 
@@ -199,6 +228,18 @@ async def test_list_runs_newest_first_with_filters(store: RunStore) -> None:
         await store.list_runs(limit=0)
     with pytest.raises(ValueError):
         await store.list_runs(status="bogus")
+
+
+async def test_list_runs_top_level_leaves_sub_runs_out_before_the_limit(store: RunStore) -> None:
+    """`platform runs` shows the newest top-level runs even when a supervisor has just made a
+    thousand hand-off sub-runs, all newer than them."""
+    await new_run(store, "run-a")
+    await new_run(store, "run-b")
+    for index in range(5):
+        await new_run(store, f"run-b/sub-{index}", parent_run_id="run-b")
+    assert [r.run_id for r in await store.list_runs(limit=2)] == ["run-b/sub-4", "run-b/sub-3"]
+    assert [r.run_id for r in await store.list_runs(limit=2, top_level=True)] == ["run-b", "run-a"]
+    assert [r.run_id for r in await store.list_runs(status="pending", top_level=True)] == ["run-b", "run-a"]
 
 
 # --- wait -------------------------------------------------------------------------------------
@@ -270,6 +311,73 @@ async def test_delete_removes_the_run_and_its_checkpoint(store: RunStore) -> Non
     assert recreated.attempt == 0 and await store.load_checkpoint("run-1") is None
 
 
+async def finished_run(store: RunStore, run_id: str, status: RunStatus, *, checkpoint: bool = True) -> None:
+    await new_run(store, run_id)
+    attempt = await store.begin_attempt(run_id, "replica-0")
+    if checkpoint:
+        await store.save_checkpoint(run_id, attempt, 1, {"run": run_id})
+    await store.finish(run_id, attempt, status, {"outcome": status.value})
+
+
+async def past(moment: datetime) -> None:
+    """Sleep until the store's clock (this machine's) is certainly past `moment`."""
+    while utcnow() <= moment:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.005)
+
+
+async def test_prune_runs_deletes_old_finished_runs_and_nothing_else(store: RunStore) -> None:
+    for status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
+        await finished_run(store, f"old-{status.value}", status)
+    await new_run(store, "old-pending")
+    await new_run(store, "old-running")
+    await store.begin_attempt("old-running", "replica-0")
+    cutoff = utcnow()
+    await past(cutoff)
+    await finished_run(store, "new-failed", RunStatus.FAILED)
+
+    assert await store.prune_runs(cutoff, dry_run=True) == 3
+    assert await store.prune_runs(cutoff, ["failed"], dry_run=True) == 1
+    assert len(await store.list_runs()) == 6, "a dry run deletes nothing"
+
+    assert await store.prune_runs(cutoff, [RunStatus.FAILED]) == 1
+    assert await store.get_run("old-failed") is None
+    with pytest.raises(RunNotFound):  # its checkpoint went with it
+        await store.load_checkpoint("old-failed")
+    assert await store.prune_runs(cutoff) == 2
+    assert {r.run_id for r in await store.list_runs()} == {"old-pending", "old-running", "new-failed"}
+    assert await store.load_checkpoint("new-failed") is not None
+    assert await store.prune_runs(cutoff) == 0
+
+    with pytest.raises(ValueError, match="only finished runs can be pruned"):
+        await store.prune_runs(utcnow(), ["running"])
+    with pytest.raises(ValueError, match="at least one status"):
+        await store.prune_runs(utcnow(), [])
+    assert await store.prune_runs(utcnow()) == 1  # now the newer one is old enough too
+
+
+async def test_prune_runs_works_through_more_runs_than_one_batch(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runstore_base, "PRUNE_BATCH", 3)
+    for index in range(9):  # three full batches, then an empty one
+        await finished_run(store, f"run-{index}", RunStatus.FAILED, checkpoint=index % 2 == 0)
+    await new_run(store, "still-pending")
+    cutoff = utcnow()
+    await past(cutoff)
+    batches: list[int] = []
+    delete_batch = store._prune_batch
+
+    async def counted(*args: Any) -> int:
+        batches.append(await delete_batch(*args))
+        return batches[-1]
+
+    monkeypatch.setattr(store, "_prune_batch", counted)
+    assert await store.prune_runs(cutoff) == 9
+    assert batches == [3, 3, 3, 0]
+    assert [r.run_id for r in await store.list_runs()] == ["still-pending"]
+
+
 # --- failures ---------------------------------------------------------------------------------
 
 
@@ -320,14 +428,18 @@ async def test_concurrent_writers_in_several_processes_lose_nothing(store: RunSt
     shared = await store.get_run("shared")
     assert shared is not None and shared.attempt == total
 
-    finished = await store.list_runs(status=RunStatus.COMPLETED, unit="Agent/writer", limit=1000)
+    finished = await store.list_runs(unit="Agent/writer", limit=1000)
     assert len(finished) == processes * runs
     for record in finished:
         worker, index = record.inputs["worker"], record.inputs["index"]
         assert record.result == {"sum": worker * 1000 + index} and record.attempt == 1
         checkpoint = await store.load_checkpoint(record.run_id)
-        assert checkpoint is not None and checkpoint.seq == steps
-        assert checkpoint.state == {"worker": worker, "seq": steps}
+        if index % 2 == 0:  # completed: its checkpoint went when it finished
+            assert record.status is RunStatus.COMPLETED and checkpoint is None
+        else:  # failed: the last checkpoint it saved is kept
+            assert record.status is RunStatus.FAILED
+            assert checkpoint is not None and checkpoint.seq == steps
+            assert checkpoint.state == {"worker": worker, "seq": steps}
 
 
 async def test_everything_survives_reopening_the_store(store_url: str) -> None:

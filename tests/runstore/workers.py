@@ -14,7 +14,7 @@ from agent_platform.runstore import RunRecord, RunStatus, open_run_store
 
 
 def write_runs(url: str, worker: int, runs: int, steps: int, shared_run: str, bumps: int) -> list[int]:
-    """Create `runs` runs of this worker and drive each through `steps` checkpoints to completion;
+    """Create `runs` runs of this worker and drive each through `steps` checkpoints to its end;
     meanwhile take `bumps` attempts at the shared run. Returns the attempt numbers it got."""
 
     async def main() -> list[int]:
@@ -30,7 +30,9 @@ def write_runs(url: str, worker: int, runs: int, steps: int, shared_run: str, bu
                     await store.save_checkpoint(run_id, attempt, seq, {"worker": worker, "seq": seq})
                     if index < bumps:
                         got.append(await store.begin_attempt(shared_run, f"worker-{worker}"))
-                await store.finish(run_id, attempt, RunStatus.COMPLETED, {"sum": worker * 1000 + index})
+                # Odd runs fail: a failed run keeps its last checkpoint, a completed one drops it.
+                ending = RunStatus.COMPLETED if index % 2 == 0 else RunStatus.FAILED
+                await store.finish(run_id, attempt, ending, {"sum": worker * 1000 + index})
             return got
         finally:
             await store.close()

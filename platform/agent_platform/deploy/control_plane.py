@@ -173,11 +173,10 @@ class ControlPlane:
 
         store = open_run_store(self.run_store_url)
         try:
-            pending = [
+            pending = [  # sub-runs are resumed by their parents' replicas, not from here
                 r
                 for status in (RunStatus.PENDING, RunStatus.RUNNING)
-                for r in await store.list_runs(status=status, limit=10_000)
-                if r.parent_run_id is None
+                for r in await store.list_runs(status=status, limit=10_000, top_level=True)
             ]
         finally:
             await store.close()

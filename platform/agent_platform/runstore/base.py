@@ -20,7 +20,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -332,9 +332,15 @@ class RunStore(ABC):
 
     @abstractmethod
     async def list_runs(
-        self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        unit: str | None = None,
+        limit: int = 100,
+        top_level: bool = False,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally only those with `status` and/or `unit`."""
+        """Runs, newest first, optionally only those with `status` and/or `unit`; with
+        `top_level`, no hand-off sub-runs (runs with a parent), filtered before the limit."""
 
     @abstractmethod
     async def begin_attempt(self, run_id: str, owner: str) -> int:
@@ -354,7 +360,11 @@ class RunStore(ABC):
         """Record the end of the run (`status` completed, failed or cancelled) and wake `wait`ers.
         Repeating the same finish of the same attempt is a no-op (safe to retry); finishing a
         finished run otherwise raises RunAlreadyFinished. Raises StaleAttempt for an old
-        attempt. A pending run (attempt 0) may be finished with attempt 0, e.g. cancelled."""
+        attempt. A pending run (attempt 0) may be finished with attempt 0, e.g. cancelled.
+
+        A completed run's checkpoint is deleted in the same transaction: its result is what
+        remains of it. A failed or cancelled run keeps its last checkpoint (the state it ended
+        in, for a post-mortem) until `prune_runs` removes the run."""
 
     @abstractmethod
     async def save_checkpoint(
@@ -405,6 +415,38 @@ class RunStore(ABC):
     async def delete_run(self, run_id: str) -> bool:
         """Delete the run and its checkpoint. False when there was no such run."""
 
+    async def prune_runs(
+        self,
+        finished_before: datetime,
+        statuses: Collection[RunStatus | str] = FINISHED_STATUSES,
+        *,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete the finished runs (in `statuses`: completed, failed and/or cancelled) last
+        updated before `finished_before`, with their checkpoints; return how many (with
+        `dry_run`, how many would be, deleting nothing). Pending and running runs are never
+        touched. Deletes in batches of `PRUNE_BATCH` runs, one transaction each, so the
+        replicas' own writes are not held up behind one long delete."""
+        chosen = sorted({check_prunable(s) for s in statuses})
+        if not chosen:
+            raise ValueError("prune_runs needs at least one status")
+        if dry_run:
+            return await self._count_prunable(finished_before, chosen)
+        total = 0
+        while True:
+            deleted = await self._prune_batch(finished_before, chosen, PRUNE_BATCH)
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                return total
+
+    @abstractmethod
+    async def _count_prunable(self, finished_before: datetime, statuses: list[str]) -> int:
+        """How many runs `prune_runs` would delete (`statuses` already checked)."""
+
+    @abstractmethod
+    async def _prune_batch(self, finished_before: datetime, statuses: list[str], batch: int) -> int:
+        """Delete up to `batch` of them, with their checkpoints, in one transaction."""
+
     @abstractmethod
     async def close(self) -> None:
         """Release connections and threads. The store cannot be used afterwards."""
@@ -452,6 +494,26 @@ def check_checkpoint_write(
         raise CheckpointOutOfOrder(run_id, attempt, seq, stored[1])
 
 
+PRUNE_BATCH = 500
+
+
+def prune_filter(statuses: list[str], finished_before: Any, *, mark: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of the runs `prune_runs` deletes, for a dialect
+    whose placeholder is `mark` (`finished_before` already in the store's time format). A run
+    finished before the cutoff was created before it too, so `created_at` narrows the search on
+    the (status, created_at) index before `updated_at` decides."""
+    marks = ", ".join([mark] * len(statuses))
+    where = f"status IN ({marks}) AND created_at < {mark} AND updated_at < {mark}"
+    return where, [*statuses, finished_before, finished_before]
+
+
+def check_prunable(status: RunStatus | str) -> str:
+    value = RunStatus(status)
+    if not value.finished:
+        raise ValueError(f"only finished runs can be pruned (completed, failed, cancelled), not {value}")
+    return value.value
+
+
 def check_limit(limit: int) -> int:
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -459,7 +521,14 @@ def check_limit(limit: int) -> int:
 
 
 def list_runs_query(
-    columns: str, status: RunStatus | str | None, unit: str | None, limit: int, *, mark: str, newest: str
+    columns: str,
+    status: RunStatus | str | None,
+    unit: str | None,
+    limit: int,
+    *,
+    mark: str,
+    newest: str,
+    top_level: bool = False,
 ) -> tuple[str, list[Any]]:
     """The `list_runs` SELECT for a dialect: `mark` is its parameter placeholder, `newest` the
     column that orders runs created in the same instant."""
@@ -472,6 +541,8 @@ def list_runs_query(
     if unit is not None:
         where.append(f"unit = {mark}")
         params.append(unit)
+    if top_level:
+        where.append("parent_run_id IS NULL")
     query = f"SELECT {columns} FROM runstore_runs"
     if where:
         query += " WHERE " + " AND ".join(where)

@@ -41,6 +41,7 @@ from agent_platform.runstore.base import (
     dumps,
     list_runs_query,
     loads,
+    prune_filter,
     redact_url,
     state_text,
     utcnow,
@@ -113,6 +114,19 @@ def _utc(value: datetime) -> datetime:
 
 def _opt_utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
+
+
+_FINISH_UPDATE = (
+    "UPDATE runstore_runs SET status = %s, result = %s, error = %s, updated_at = %s "
+    "WHERE run_id = %s AND attempt = %s AND status IN ('pending', 'running') "
+    f"RETURNING {_COLUMNS}"
+)
+_FINISH = _FINISH_UPDATE.encode()
+_FINISH_COMPLETED = (
+    f"WITH done AS ({_FINISH_UPDATE}), "
+    "dropped AS (DELETE FROM runstore_checkpoints WHERE run_id IN (SELECT run_id FROM done)) "
+    f"SELECT {_COLUMNS} FROM done"
+).encode()
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
@@ -341,9 +355,16 @@ class PostgresRunStore(RunStore):
         return await self._db.run(lambda conn: self._get(conn, run_id), write=False)
 
     async def list_runs(
-        self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        unit: str | None = None,
+        limit: int = 100,
+        top_level: bool = False,
     ) -> list[RunRecord]:
-        query, params = list_runs_query(_COLUMNS, status, unit, limit, mark="%s", newest="id")
+        query, params = list_runs_query(
+            _COLUMNS, status, unit, limit, mark="%s", newest="id", top_level=top_level
+        )
 
         def body(conn: psycopg.Connection[Any]) -> list[RunRecord]:
             return [_record(row) for row in conn.execute(query.encode(), params).fetchall()]
@@ -379,11 +400,10 @@ class PostgresRunStore(RunStore):
         now = utcnow()
 
         def body(conn: psycopg.Connection[Any]) -> RunRecord:
-            # The usual case in one statement: the current attempt finishes its unfinished run.
+            # The usual case in one statement: the current attempt finishes its unfinished run
+            # (and a completed run's checkpoint goes with it, see RunStore.finish).
             row = conn.execute(
-                "UPDATE runstore_runs SET status = %s, result = %s, error = %s, updated_at = %s "
-                "WHERE run_id = %s AND attempt = %s AND status IN ('pending', 'running') "
-                f"RETURNING {_COLUMNS}".encode(),
+                _FINISH_COMPLETED if final is RunStatus.COMPLETED else _FINISH,
                 (final.value, result_text, error, now, run_id, attempt),
             ).fetchone()
             if row is not None:
@@ -511,6 +531,26 @@ class PostgresRunStore(RunStore):
             return False
 
         return await self._db.run(body, write=True)
+
+    async def _count_prunable(self, finished_before: datetime, statuses: list[str]) -> int:
+        where, params = prune_filter(statuses, finished_before, mark="%s")
+        query = f"SELECT count(*) FROM runstore_runs WHERE {where}".encode()
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(query, params).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return await self._db.run(body, write=False)
+
+    async def _prune_batch(self, finished_before: datetime, statuses: list[str], batch: int) -> int:
+        where, params = prune_filter(statuses, finished_before, mark="%s")
+        # Checkpoints go with their runs (ON DELETE CASCADE). SKIP LOCKED: a run some writer holds
+        # now is left for the next batch or prune rather than waited for.
+        delete = (
+            "DELETE FROM runstore_runs WHERE run_id IN (SELECT run_id FROM runstore_runs "
+            f"WHERE {where} LIMIT {int(batch)} FOR UPDATE SKIP LOCKED)"
+        ).encode()
+        return await self._db.run(lambda conn: conn.execute(delete, params).rowcount, write=True)
 
     async def close(self) -> None:
         await self._db.aclose()

@@ -34,6 +34,7 @@ from agent_platform.runstore.base import (
     dumps,
     list_runs_query,
     loads,
+    prune_filter,
     state_text,
     utcnow,
 )
@@ -400,9 +401,16 @@ class SqliteRunStore(RunStore):
         return await self._run(lambda conn: self._get(conn, run_id), write=False)
 
     async def list_runs(
-        self, *, status: RunStatus | str | None = None, unit: str | None = None, limit: int = 100
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        unit: str | None = None,
+        limit: int = 100,
+        top_level: bool = False,
     ) -> list[RunRecord]:
-        sql, params = list_runs_query(_COLUMNS, status, unit, limit, mark="?", newest="rowid")
+        sql, params = list_runs_query(
+            _COLUMNS, status, unit, limit, mark="?", newest="rowid", top_level=top_level
+        )
 
         def body(conn: sqlite3.Connection) -> list[RunRecord]:
             return [_record(row) for row in conn.execute(sql, params).fetchall()]
@@ -444,6 +452,8 @@ class SqliteRunStore(RunStore):
                 (final.value, result_text, error, now, run_id, attempt),
             ).fetchone()
             if row is not None:
+                if final is RunStatus.COMPLETED:  # its result is what remains of it
+                    conn.execute("DELETE FROM runstore_checkpoints WHERE run_id = ?", (run_id,))
                 return _record(row)
             stored = self._get(conn, run_id)
             if stored is None:
@@ -546,6 +556,25 @@ class SqliteRunStore(RunStore):
         def body(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM runstore_checkpoints WHERE run_id = ?", (run_id,))
             return conn.execute("DELETE FROM runstore_runs WHERE run_id = ?", (run_id,)).rowcount == 1
+
+        return await self._run(body, write=True)
+
+    async def _count_prunable(self, finished_before: datetime, statuses: list[str]) -> int:
+        where, params = prune_filter(statuses, _epoch(finished_before), mark="?")
+        query = f"SELECT count(*) FROM runstore_runs WHERE {where}"
+        return await self._run(lambda conn: int(conn.execute(query, params).fetchone()[0]), write=False)
+
+    async def _prune_batch(self, finished_before: datetime, statuses: list[str], batch: int) -> int:
+        where, params = prune_filter(statuses, _epoch(finished_before), mark="?")
+
+        def body(conn: sqlite3.Connection) -> int:
+            select = f"SELECT run_id FROM runstore_runs WHERE {where} LIMIT {int(batch)}"
+            ids = [row[0] for row in conn.execute(select, params)]
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                conn.execute(f"DELETE FROM runstore_checkpoints WHERE run_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM runstore_runs WHERE run_id IN ({marks})", ids)
+            return len(ids)
 
         return await self._run(body, write=True)
 
