@@ -90,6 +90,14 @@ def apply(
     from agent_platform.runstore import run_store_url
 
     report, plan, bundle = _compile(paths, plugin_path)
+    if not report.specs.specs:  # a mistyped path must not apply "nothing" (with --prune: delete everything)
+        where = ", ".join(str(p) for p in paths)
+        typer.echo(
+            f"platform apply: no specs found in {where}; nothing applied "
+            "(to remove deployed specs, use `platform delete NAME`)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INVALID)
     with _deploy_errors("apply"):
         started = time.perf_counter()
         if dry_run:
@@ -273,9 +281,12 @@ def _placements(result: Any) -> list[dict[str, Any]]:
 
 
 def _store_for(address: str | None, namespace: str, explicit: str | None) -> Any:
-    from agent_platform.runstore import open_run_store
+    from agent_platform.runstore import RunStoreUnavailable, open_run_store, sqlite_path, url_scheme
 
     if explicit:
+        # Reading commands: a mistyped SQLite path is an error, not a new empty store.
+        if url_scheme(explicit) == "sqlite" and not sqlite_path(explicit).exists():
+            raise RunStoreUnavailable(explicit, f"there is no database file at {sqlite_path(explicit)}")
         return open_run_store(explicit)
     from agent_platform.deploy.client import Deployment
 

@@ -1,5 +1,6 @@
 """`platform runs`, `platform runs prune` and `platform result --checkpoint` on a run store given
-by `--run-store` (no Ray needed): a real SQLite store, filled by the test through the store API."""
+by `--run-store` (no Ray needed): a real SQLite store, filled by the test through the store API.
+And the deployment commands' refusals that need no cluster either (a missing store, no specs)."""
 
 from __future__ import annotations
 
@@ -152,3 +153,21 @@ def test_prune_cutoff_is_the_age_before_now(store_url: str) -> None:
     )
     stamp = shown.output.rsplit("finished before ", 1)[1].removesuffix(" UTC\n")
     assert abs((datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S") - expected).total_seconds()) < 5
+
+
+def test_a_missing_sqlite_store_is_an_error_not_a_new_empty_store(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'typo' / 'runs.sqlite3'}"
+    for command in (["runs"], ["runs", "prune", "--older-than", "1d"], ["result", "run-1", "--checkpoint"]):
+        refused = runner.invoke(app, [*command, "--run-store", url])
+        assert refused.exit_code == 1, (command, refused.output)
+        assert f"run store {url} is unavailable: there is no database file at" in refused.output
+    assert not (tmp_path / "typo").exists(), "reading created nothing"
+
+
+def test_apply_with_no_specs_in_its_paths_applies_nothing(tmp_path: Path) -> None:
+    """A mistyped directory must not apply an empty set: with --prune it would delete every
+    deployed spec. Refused before any cluster is contacted."""
+    (tmp_path / "empty").mkdir()
+    refused = runner.invoke(app, ["apply", str(tmp_path / "empty"), "--prune", "--address", "127.0.0.1:9"])
+    assert refused.exit_code == 1
+    assert f"platform apply: no specs found in {tmp_path / 'empty'}; nothing applied" in refused.output

@@ -57,6 +57,7 @@ def test_the_default_url_is_a_file_in_the_state_dir(tmp_path: Path, monkeypatch:
 def test_redaction() -> None:
     assert redact_url("postgresql://user:pa%40ss@db:5432/runs") == "postgresql://user:***@db:5432/runs"
     assert redact_url("postgresql://user@db/runs") == "postgresql://user@db/runs"
+    assert redact_url("sqlite:///var/lib/runs.db") == "sqlite:///var/lib/runs.db", "nothing to hide: as given"
     assert (
         redact_url("postgresql://db/runs?user=u&password=hunter2")
         == "postgresql://db/runs?user=u&password=***"

@@ -229,6 +229,8 @@ def redact_url(url: str) -> str:
         user, sep, _password = userinfo.partition(":")
         netloc = f"{user}{':***' if sep else ''}@{hostport}"
     query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing to hide (and `sqlite:///abs` keeps the `//` urlunsplit would drop)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
