@@ -50,9 +50,10 @@ spec:
   instructions: "Answer {{ inputs.question }}{% if inputs.detail %} in detail{% endif %}."
   inputs:
     type: object
+    required: [question]
     properties:
       question: {type: string}
-      detail: {type: boolean}
+      detail: {type: boolean, default: false}
   output:
     type: object
     required: [answer]
@@ -83,6 +84,7 @@ metadata: {name: batch}
 spec:
   inputs:
     type: object
+    required: [queries]
     properties:
       queries: {type: array, items: {type: string}}
   steps:

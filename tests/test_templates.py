@@ -64,3 +64,65 @@ def test_inputs_must_be_declared_but_open_schemas_are_open() -> None:
         "'inputs.x' is not declared in the inputs schema (it declares no properties)"
     ]
     assert check_template("{{ args.x }}", loose) == []
+
+
+# An agent's run inputs: `topic` required, `depth` optional with a default, `style` optional
+# without one (strict undefined: a run that leaves it out fails where the template uses it).
+RUN_INPUTS = Scope(
+    {
+        "inputs": SchemaVar(
+            {
+                "type": "object",
+                "required": ["topic"],
+                "properties": {
+                    "topic": {"type": "string"},
+                    "depth": {"type": "integer", "default": 2},
+                    "style": {"type": "object", "properties": {"tone": {"type": "string"}}},
+                },
+            },
+            "the inputs schema",
+            declared_only=True,
+        )
+    },
+    "agent instructions",
+)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ inputs.topic }} at depth {{ inputs.depth }}",
+        "{{ inputs.style | default('plain') }}",
+        "{{ inputs.style.tone | d('neutral') }}",
+        "{% if inputs.style is defined %}in a {{ inputs.style.tone }} tone{% endif %}",
+        "{% if inputs.style is undefined %}plain{% else %}{{ inputs.style }}{% endif %}",
+    ],
+)
+def test_optional_inputs_that_are_required_defaulted_or_guarded_are_quiet(template: str) -> None:
+    assert check_template(template, RUN_INPUTS) == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ inputs.topic }} in a {{ inputs.style.tone }} tone",
+        "{% if inputs.style %}styled{% endif %}",  # strict undefined: the test itself fails
+        "{% for k in inputs.style %}{{ k }}{% endfor %}",
+    ],
+)
+def test_an_unguarded_optional_input_without_a_default_is_a_warning(template: str) -> None:
+    problems = check_template(template, RUN_INPUTS)
+    assert [(p.warning, p.message) for p in problems] == [
+        (
+            True,
+            "'inputs.style' is optional in the inputs schema and has no default: a run that leaves it "
+            "out fails to render (give it a default, make it required, or write "
+            "`{{ inputs.style | default(...) }}`)",
+        )
+    ]
+    assert problems[0].column == template.index("inputs.style")
+    # Only run inputs are checked so: step outputs and other schema variables may be partial.
+    assert (
+        check_template(template, Scope({"inputs": SchemaVar(RUN_INPUTS.variables["inputs"].schema, "x")}))
+        == []
+    )  # type: ignore[union-attr]

@@ -94,7 +94,7 @@ spec:
     required: [question]
     properties:
       question: {type: string}
-      detail: {type: boolean}
+      detail: {type: boolean, default: false}
   output:
     type: object
     required: [answer, confidence]
@@ -117,6 +117,7 @@ spec:
   instructions: "Coordinate the work on {{ inputs.topic }}."
   inputs:
     type: object
+    required: [topic]
     properties:
       topic: {type: string}
   delegates: [helper]

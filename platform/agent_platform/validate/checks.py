@@ -73,7 +73,8 @@ def _check_templates_at(diags: Diagnostics, spec: TypedSpec, path: Path_, value:
     for where, text in _template_strings(value, path):
         for problem in check_template(text, scope):
             location = spec.document.text_location(where, problem.line, problem.column, problem.needle)
-            diags.error("template", problem.message, location, spec.kind, spec.name)
+            report = diags.warning if problem.warning else diags.error
+            report("template", problem.message, location, spec.kind, spec.name)
 
 
 def _inputs_var(schema: dict[str, Any]) -> SchemaVar:

@@ -67,14 +67,17 @@ class TemplateProblem:
     message: str
     column: int = 0  # 0-based offset in that line
     needle: str | None = None  # the offending text, to find it in the source
+    warning: bool = False  # may fail at run time (an error: always fails, or never renders)
 
 
-def _problem(text: str, line: int, message: str, needle: str | None) -> TemplateProblem:
+def _problem(
+    text: str, line: int, message: str, needle: str | None, *, warning: bool = False
+) -> TemplateProblem:
     """Pin the problem to where `needle` appears on its line, when it does."""
     lines = text.splitlines()
     if needle and 0 < line <= len(lines) and (column := lines[line - 1].find(needle)) >= 0:
-        return TemplateProblem(line, message, column, needle)
-    return TemplateProblem(line, message)
+        return TemplateProblem(line, message, column, needle, warning)
+    return TemplateProblem(line, message, warning=warning)
 
 
 # --- the AST walk -----------------------------------------------------------------------------
@@ -108,6 +111,12 @@ class TemplateAnalysis:
     chains: tuple[tuple[int, str, tuple[str, ...]], ...]  # (line, root, attributes), maximal only
     bound: frozenset[str]  # names assigned inside the template ({% set %}, loop targets, macro args)
     single: tuple[str, tuple[str, ...]] | None  # the chain, when the template is exactly `{{ a.b }}`
+    # Chains the template allows to be undefined somewhere: `x | default(...)`, `x is defined`.
+    guarded: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
+
+
+_GUARD_FILTERS = frozenset({"default", "d"})
+_GUARD_TESTS = frozenset({"defined", "undefined"})
 
 
 @lru_cache(maxsize=8192)
@@ -124,6 +133,7 @@ def analyse_template(text: str) -> TemplateAnalysis | TemplateProblem:
     tests: list[tuple[str, int]] = []
     chains: list[tuple[int, str, tuple[str, ...]]] = []
     bound: set[str] = set()
+    guarded: set[tuple[str, tuple[str, ...]]] = set()
     stack: list[tuple[nodes.Node, bool]] = [(ast, False)]
     while stack:
         node, inner = stack.pop()
@@ -150,6 +160,13 @@ def analyse_template(text: str) -> TemplateAnalysis | TemplateProblem:
             filters.append((node.name, node.lineno))
         elif isinstance(node, nodes.Test):
             tests.append((node.name, node.lineno))
+        if (
+            isinstance(node, nodes.Filter | nodes.Test)
+            and node.name in (_GUARD_FILTERS if isinstance(node, nodes.Filter) else _GUARD_TESTS)
+            and node.node is not None
+            and (operand := _chain(node.node)) is not None
+        ):
+            guarded.add((operand[0], tuple(operand[1])))
         stack.extend((child, False) for child in node.iter_child_nodes())
     chains.sort(key=lambda c: c[0])
     single = None
@@ -157,7 +174,9 @@ def analyse_template(text: str) -> TemplateAnalysis | TemplateProblem:
     if len(body) == 1 and isinstance(body[0], nodes.Output) and len(body[0].nodes) == 1:
         found = _chain(body[0].nodes[0])
         single = (found[0], tuple(found[1])) if found is not None else None
-    return TemplateAnalysis(tuple(filters), tuple(tests), tuple(chains), frozenset(bound), single)
+    return TemplateAnalysis(
+        tuple(filters), tuple(tests), tuple(chains), frozenset(bound), single, frozenset(guarded)
+    )
 
 
 def check_template(text: str, scope: Scope) -> list[TemplateProblem]:
@@ -181,11 +200,42 @@ def check_template(text: str, scope: Scope) -> list[TemplateProblem]:
         if root in analysis.bound:
             continue
         chain_problem = _check_chain(root, list(attrs), scope)
+        warning = False
+        if chain_problem is None:
+            chain_problem = _unguarded_optional_input(root, attrs, scope, analysis.guarded)
+            warning = True
         if chain_problem is not None and chain_problem not in seen:
             seen.add(chain_problem)
             needle = ".".join([root, *attrs])
-            problems.append(_problem(text, line, chain_problem, needle if needle in text else root))
+            problems.append(
+                _problem(text, line, chain_problem, needle if needle in text else root, warning=warning)
+            )
     return problems
+
+
+def _unguarded_optional_input(
+    root: str, attrs: tuple[str, ...], scope: Scope, guarded: frozenset[tuple[str, tuple[str, ...]]]
+) -> str | None:
+    """A run input the schema lets a caller leave out, with no default to fill in, used where
+    strict undefined makes rendering fail when it is left out. Unless the template guards it
+    somewhere (`| default(...)`, `is defined`): checked per template, not per use, so that an
+    `{% if inputs.x is defined %}` around the use keeps this quiet."""
+    binding = scope.variables.get(root)
+    if not attrs or not isinstance(binding, SchemaVar) or not binding.declared_only or binding.schema is None:
+        return None
+    name = attrs[0]
+    declared = binding.schema.get("properties")
+    field_schema = declared.get(name) if isinstance(declared, dict) else None
+    if not isinstance(field_schema, dict) or "default" in field_schema:
+        return None
+    required = binding.schema.get("required") or ()
+    if name in required or any(g[0] == root and g[1][:1] == (name,) for g in guarded):
+        return None
+    return (
+        f"'{root}.{name}' is optional in {binding.label} and has no default: a run that leaves it out "
+        f"fails to render (give it a default, make it required, or write "
+        f"`{{{{ {root}.{name} | default(...) }}}}`)"
+    )
 
 
 def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
