@@ -112,6 +112,7 @@ def ls(
                     "backend": spec.store.backend,
                     "collection": manager.collection(layer_name),
                     "namespaces": await manager.namespaces(layer_name),
+                    "item_count": await manager.item_count(layer_name),
                 }
                 if memory:
                     items = await manager.list_items(layer_name, namespace=namespace, limit=limit)
@@ -130,7 +131,8 @@ def ls(
         spaces = row["namespaces"]
         typer.echo(
             f"{row['memory']} {row['layer']}: {row['backend']} collection '{row['collection']}', "
-            f"{len(spaces)} namespace(s){': ' + ', '.join(spaces) if spaces else ''}"
+            f"{row['item_count']} item(s) in {len(spaces)} namespace(s)"
+            f"{': ' + ', '.join(spaces) if spaces else ''}"
         )
         for item in row.get("items", []):
             typer.echo(

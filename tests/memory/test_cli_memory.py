@@ -87,8 +87,8 @@ def test_ls_lists_memories_layers_and_namespaces(specs: Path) -> None:
     code, out, _ = invoke("memory", "ls", "--specs", str(specs))
     assert code == 0, out
     assert "kb knowledge: pgvector collection 'k-" in out
-    assert "2 namespace(s): tenant=acme, tenant=initech" in out
-    assert "kb episodic: pgvector" in out and "tenant=acme/agent=support" in out
+    assert "3 item(s) in 2 namespace(s): tenant=acme, tenant=initech" in out
+    assert "kb episodic: pgvector" in out and "1 item(s) in 1 namespace(s): tenant=acme/agent=support" in out
 
     code, out, _ = invoke(
         "memory",
@@ -104,6 +104,7 @@ def test_ls_lists_memories_layers_and_namespaces(specs: Path) -> None:
     )
     rows = json.loads(out)
     assert [len(r["items"]) for r in rows] == [2]
+    assert rows[0]["item_count"] == 3, "the count is the layer's, every namespace"
     assert {i["namespace"] for i in rows[0]["items"]} == {"tenant=acme"}
     assert rows[0]["items"][0]["provenance"]["pipeline"] == "ingest"
 

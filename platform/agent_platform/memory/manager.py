@@ -399,6 +399,14 @@ class MemoryManager:
         found = await self._layer(layer)
         return await found.store.namespaces(found.collection)
 
+    async def item_count(self, layer: LayerName) -> int:
+        """Items in the layer's collection, every namespace (`platform memory ls`)."""
+        found = await self._layer(layer)
+        for info in await found.store.collections():
+            if info.name == found.collection:
+                return info.items
+        return 0
+
 
 EPISODE_MAX_CHARS = 4000
 
