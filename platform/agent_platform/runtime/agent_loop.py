@@ -193,6 +193,7 @@ class AgentLoopExecutor:
         self._guard_tool_output = self.guards.applies("tool_output")
         self._guard_output = self.guards.applies("output")
         self._name = unit.name
+        self._max_tool_calls = unit.limits.max_tool_calls  # read once: limits is a pydantic model
         self._prompt_cache = _PromptCache() if _PromptCache.safe_for(unit.instructions) else None
         self._budgeted = unit.limits.max_total_tokens is not None or unit.limits.max_cost_usd is not None
         # Hosts with a run store (the Ray backend) checkpoint every step; in-process runs do not.
@@ -387,7 +388,7 @@ class AgentLoopExecutor:
     async def _call_tool(
         self, run: AgentRun, name: str, arguments: dict[str, Any], call_id: str
     ) -> tuple[str, bool]:
-        limit = self.unit.limits.max_tool_calls
+        limit = self._max_tool_calls
         if limit is not None and run.state.tool_calls >= limit:
             raise StopRun(Outcome.TOOL_CALL_BUDGET, f"tool call budget of {limit} exhausted")
         outcome = await self.services.call_tool(name, arguments, run=run.state, allowed=self.allowed)

@@ -170,11 +170,14 @@ class Runtime:
     def provider(self, model: ResolvedModel, *, run: RunState | None = None) -> ModelProvider:
         # A scripted provider replays its script from the start for every run (sub-runs included),
         # so concurrent runs of one agent never race for entries: deterministic whatever the timing.
-        if model.spec.provider == "scripted" and run is not None:
-            cached = run.resources.get(id(model.spec))
-            if cached is None:
-                cached = run.resources[id(model.spec)] = self._shared(model).fork()  # type: ignore[attr-defined]
-            return cached  # type: ignore[no-any-return]
+        if run is not None:
+            spec = model.spec
+            cached = run.resources.get(id(spec))  # only scripted providers are kept there
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+            if spec.provider == "scripted":
+                cached = run.resources[id(spec)] = self._shared(model).fork()  # type: ignore[attr-defined]
+                return cached  # type: ignore[no-any-return]
         return self._shared(model)
 
     def _shared(self, model: ResolvedModel) -> ModelProvider:

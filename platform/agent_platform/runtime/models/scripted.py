@@ -279,6 +279,7 @@ class ScriptedProvider:
     __slots__ = (
         "_caches",
         "_cursors",
+        "_latency",
         "_model",
         "_on_retry",
         "_prefer",
@@ -299,6 +300,9 @@ class ScriptedProvider:
         script: Script | None = None,
     ) -> None:
         self._spec = spec
+        # Read once: an attribute of a pydantic model costs several times a plain one (its class
+        # defines __getattr__), and every call needs this one.
+        self._latency = spec.latency
         self._model = spec.name or "scripted"
         if script is None:
             script = Script.load(script_path) if script_path is not None else Script.empty()
@@ -338,6 +342,7 @@ class ScriptedProvider:
         calls), so a fork costs one small object."""
         forked = object.__new__(ScriptedProvider)
         forked._spec = self._spec
+        forked._latency = self._latency
         forked._model = self._model
         forked._script = self._script
         forked._prefer = self._prefer
@@ -364,8 +369,8 @@ class ScriptedProvider:
         return None
 
     async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
-        if self._spec.latency:  # simulated model time (load tests): never blocks the loop
-            await asyncio.sleep(self._spec.latency)
+        if self._latency:  # simulated model time (load tests): never blocks the loop
+            await asyncio.sleep(self._latency)
         # The first attempt directly (answers are synchronous); the retry policy only on failure.
         try:
             return self._answer(request, 1)
@@ -433,14 +438,9 @@ class ScriptedProvider:
         if output_tokens is None:
             output_tokens = estimate_tokens(text)
         usage = Usage(input_tokens, output_tokens)
+        # Positional (output, usage, cost_usd, provider, model, response_id, attempts): every step.
         return ModelResult(
-            output=output,
-            usage=usage,
-            cost_usd=cost_usd(self._spec, usage),
-            provider=PROVIDER,
-            model=self._model,
-            response_id=response_id,
-            attempts=attempts,
+            output, usage, cost_usd(self._spec, usage), PROVIDER, self._model, response_id, attempts
         )
 
     def _exhausted(self, request: ModelRequest[T]) -> tuple[T, str]:

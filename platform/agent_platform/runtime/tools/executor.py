@@ -351,9 +351,8 @@ class ToolExecutor:
                     output = _json_output(entry, result)
                 except Exception as exc:
                     output = await self._retry_after(entry, arguments, attempts, exc)
-                return ToolResult(
-                    tool_name, output, duration_s=monotonic() - started, attempts=attempts.count
-                )
+                # Positional: the hot path (ToolResult(tool, output, error, duration_s, attempts)).
+                return ToolResult(tool_name, output, None, monotonic() - started, attempts.count)
             if entry.keyed:
                 output, replayed = await self._call_keyed(entry, arguments, run_id, attempts)
                 return ToolResult(

@@ -384,6 +384,7 @@ class PythonTool(Tool):
         self.runs_inline = self.inline
         self.ref = ref or f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', repr(func))}"
         self._model, self._params = build_arguments_model(func, self.name, param_docs)
+        self._validate_python = self._model.__pydantic_validator__.validate_python
         self._positional = any(p.positional_only for p in self._params)
         self._plain_names = all(p.field == p.name for p in self._params)
         self._schema: dict[str, Any] | None = None
@@ -417,25 +418,37 @@ class PythonTool(Tool):
     def validate(self, raw: Mapping[str, Any]) -> ToolArguments:
         if type(raw) is not dict and not isinstance(raw, Mapping):
             raise ToolArgumentsInvalid(self.name, [f"arguments must be an object, got {type(raw).__name__}"])
+        if self._spec_check is not None:
+            return self._validate_with_spec(raw, self._spec_check)
+        try:
+            model = self._validate_python(raw)  # = model_validate, unwrapped (looked up once)
+        except ValidationError as exc:
+            raise ToolArgumentsInvalid(self.name, _format_pydantic_errors(exc)) from None
+        return self._arguments(model)
+
+    def _validate_with_spec(self, raw: Mapping[str, Any], spec_check: _SchemaCheck) -> ToolArguments:
+        """Both the declared `input_schema` and the signature's model, every error reported."""
         errors: list[str] = []
         deferred = False
-        if self._spec_check is not None:
-            try:
-                errors.extend(self._spec_check.errors(raw))
-            except ValueError:  # Python values jsonschema_rs cannot read (enums, datetimes...):
-                deferred = True  # checked below on the validated arguments' JSON form instead
         try:
-            model = self._model.__pydantic_validator__.validate_python(raw)  # = model_validate, unwrapped
+            errors.extend(spec_check.errors(raw))
+        except ValueError:  # Python values jsonschema_rs cannot read (enums, datetimes...):
+            deferred = True  # checked below on the validated arguments' JSON form instead
+        try:
+            model = self._validate_python(raw)
         except ValidationError as exc:
             errors.extend(_format_pydantic_errors(exc))
             raise ToolArgumentsInvalid(self.name, errors) from None
-        if deferred and self._spec_check is not None:
+        if deferred:
             try:
-                errors.extend(self._spec_check.errors(model.model_dump(mode="json", by_alias=True)))
+                errors.extend(spec_check.errors(model.model_dump(mode="json", by_alias=True)))
             except (ValueError, PydanticSerializationError) as exc:
                 errors.append(f"(arguments): cannot be checked against input_schema: {exc}")
         if errors:
             raise ToolArgumentsInvalid(self.name, errors)
+        return self._arguments(model)
+
+    def _arguments(self, model: BaseModel) -> ToolArguments:
         values = model.__dict__
         if self._positional:
             args = tuple(values[p.field] for p in self._params if p.positional_only)
