@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -60,7 +61,10 @@ def count(runs: int, traced: bool) -> int:
             str(runs),
             "on" if traced else "off",
         ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        # Counts must not depend on the run: fixed string hashing, and no OpenBLAS worker threads
+        # (numpy, imported by the memory layers, starts them; callgrind counts their spinning).
+        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         found = re.search(r"Collected : (\d+)", done.stderr)
         if done.returncode != 0 or found is None:
             sys.exit(f"valgrind failed ({done.returncode}):\n{done.stderr[-2000:]}")
