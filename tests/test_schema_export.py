@@ -384,5 +384,7 @@ def test_pre_commit_hooks_manifest() -> None:
     for hook in hooks.values():  # spec directories only: other YAML files are not specs
         pattern = re.compile(hook["files"])
         assert pattern.search("specs/agent.yaml") and pattern.search("team/specs/sub/b.yml")
-        assert not pattern.search(".pre-commit-config.yaml") and not pattern.search(".github/workflows/ci.yml")
+        assert not pattern.search(".pre-commit-config.yaml") and not pattern.search(
+            ".github/workflows/ci.yml"
+        )
         assert not pattern.search("schemas/agent.json") and not pattern.search("myspecs/a.yaml")
