@@ -20,7 +20,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -494,6 +494,29 @@ def check_checkpoint_write(
         raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
     if stored is not None and stored[0] == attempt and seq < stored[1]:
         raise CheckpointOutOfOrder(run_id, attempt, seq, stored[1])
+
+
+def checkpoint_query(mark: str) -> str:
+    """`load_checkpoint`'s SELECT for a dialect (placeholder `mark`): the run joined with its
+    checkpoint, so a missing run and a run without a checkpoint tell apart."""
+    return (
+        "SELECT r.run_id, c.attempt, c.seq, c.state, c.saved_at FROM runstore_runs r "
+        f"LEFT JOIN runstore_checkpoints c ON c.run_id = r.run_id WHERE r.run_id = {mark}"
+    )
+
+
+def checkpoint_of(
+    run_id: str, row: Sequence[Any] | None, saved_at: Callable[[Any], datetime]
+) -> Checkpoint | None:
+    """The Checkpoint in a `checkpoint_query` row (`saved_at` converts the store's time). Raises
+    RunNotFound when there is no row; None when the run has no checkpoint."""
+    if row is None:
+        raise RunNotFound(run_id)
+    if row[1] is None:
+        return None
+    return Checkpoint(
+        run_id=run_id, attempt=row[1], seq=row[2], state=loads(row[3]), saved_at=saved_at(row[4])
+    )
 
 
 PRUNE_BATCH = 500

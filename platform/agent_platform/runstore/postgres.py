@@ -38,6 +38,8 @@ from agent_platform.runstore.base import (
     check_checkpoint_write,
     check_finish_status,
     check_writer,
+    checkpoint_of,
+    checkpoint_query,
     dumps,
     list_runs_query,
     loads,
@@ -122,6 +124,7 @@ _FINISH_UPDATE = (
     f"RETURNING {_COLUMNS}"
 )
 _FINISH = _FINISH_UPDATE.encode()
+_CHECKPOINT = checkpoint_query("%s").encode()
 _FINISH_COMPLETED = (
     f"WITH done AS ({_FINISH_UPDATE}), "
     "dropped AS (DELETE FROM runstore_checkpoints WHERE run_id IN (SELECT run_id FROM done)) "
@@ -478,18 +481,7 @@ class PostgresRunStore(RunStore):
 
     @staticmethod
     def _checkpoint(conn: psycopg.Connection[Any], run_id: str) -> Checkpoint | None:
-        row = conn.execute(
-            "SELECT r.run_id, c.attempt, c.seq, c.state, c.saved_at FROM runstore_runs r "
-            "LEFT JOIN runstore_checkpoints c ON c.run_id = r.run_id WHERE r.run_id = %s",
-            (run_id,),
-        ).fetchone()
-        if row is None:
-            raise RunNotFound(run_id)
-        if row[1] is None:
-            return None
-        return Checkpoint(
-            run_id=run_id, attempt=row[1], seq=row[2], state=loads(row[3]), saved_at=_utc(row[4])
-        )
+        return checkpoint_of(run_id, conn.execute(_CHECKPOINT, (run_id,)).fetchone(), _utc)
 
     async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
         return await self._db.run(lambda conn: self._checkpoint(conn, run_id), write=False)

@@ -31,6 +31,8 @@ from agent_platform.runstore.base import (
     check_checkpoint_write,
     check_finish_status,
     check_writer,
+    checkpoint_of,
+    checkpoint_query,
     dumps,
     list_runs_query,
     loads,
@@ -104,6 +106,8 @@ ON CONFLICT (run_id) DO UPDATE SET
     attempt = excluded.attempt, seq = excluded.seq, state = excluded.state, saved_at = excluded.saved_at
 WHERE excluded.attempt <> runstore_checkpoints.attempt OR excluded.seq >= runstore_checkpoints.seq
 """
+
+_CHECKPOINT = checkpoint_query("?")
 
 _COLUMNS = (
     "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at, "
@@ -515,18 +519,7 @@ class SqliteRunStore(RunStore):
 
     async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
         def body(conn: sqlite3.Connection) -> Checkpoint | None:
-            row = conn.execute(
-                "SELECT r.run_id, c.attempt, c.seq, c.state, c.saved_at FROM runstore_runs r "
-                "LEFT JOIN runstore_checkpoints c ON c.run_id = r.run_id WHERE r.run_id = ?",
-                (run_id,),
-            ).fetchone()
-            if row is None:
-                raise RunNotFound(run_id)
-            if row[1] is None:
-                return None
-            return Checkpoint(
-                run_id=run_id, attempt=row[1], seq=row[2], state=loads(row[3]), saved_at=_time(row[4])
-            )
+            return checkpoint_of(run_id, conn.execute(_CHECKPOINT, (run_id,)).fetchone(), _time)
 
         return await self._run(body, write=False)
 
