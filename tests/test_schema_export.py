@@ -151,6 +151,34 @@ def test_write_schemas_round_trip(tmp_path: Path) -> None:
     assert schema_export.stale_schemas(tmp_path) == ["tool.json", "agent.json"]
 
 
+def test_outdated_schemas_tell_missing_from_stale(tmp_path: Path) -> None:
+    schema_export.write_schemas(tmp_path)
+    assert schema_export.outdated_schemas(tmp_path) == []
+    (tmp_path / "agent.json").write_text("{}\n")
+    (tmp_path / "tool.json").unlink()
+    problems = {o.name: o.problem for o in schema_export.outdated_schemas(tmp_path)}
+    assert problems == {
+        "agent.json": schema_export.SchemaFileProblem.STALE,
+        "tool.json": schema_export.SchemaFileProblem.MISSING,
+    }
+    assert {o.problem for o in schema_export.outdated_schemas(tmp_path / "nowhere")} == {
+        schema_export.SchemaFileProblem.MISSING
+    }
+
+
+def test_schema_export_check_says_missing_or_out_of_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema_export.write_schemas(tmp_path)
+    (tmp_path / "agent.json").write_text("{}\n")
+    (tmp_path / "tool.json").unlink()
+    assert schema_export.main([str(tmp_path), "--check"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / 'tool.json'} is missing; run `make schemas`",
+        f"{tmp_path / 'agent.json'} is out of date; run `make schemas`",
+    ]
+
+
 def test_docs_cli_writes_and_checks(tmp_path: Path) -> None:
     out = tmp_path / "ref.md"
     assert docs_gen.main([str(out)]) == 0

@@ -23,6 +23,11 @@ the raw output would be wrong or unhelpful for JSON Schema tooling:
 
 Output is deterministic: same models, same bytes (`json.dumps(..., indent=2, sort_keys=True)`).
 This module must stay light: no ray, anthropic or instructor imports.
+
+Packaging: the wheel ships no schema files. An installed platform generates them from the models
+it validates with, when asked (`platform schema --out DIR`, `platform schema --print KIND`,
+`platform init`): generating is one cheap pass over the models, and a generated schema can never
+disagree with the installed validator the way a copy shipped beside it could after an upgrade.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import copy
 import json
 import sys
 import typing
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +216,40 @@ def render_schemas() -> dict[str, str]:
     return {name: dumps(schema) for name, schema in build_schemas().items()}
 
 
+class UnknownSchema(ValueError):
+    """A schema name that is neither a kind nor `document`."""
+
+
+def schema_names() -> list[str]:
+    """The names `render_schema` accepts, as users type them: each kind in lower case, then
+    `document`."""
+    return [kind.lower() for kind in KINDS] + [DOCUMENT_SCHEMA_FILE.removesuffix(".json")]
+
+
+def schema_file_for(name: str) -> str:
+    """The schema file a user means: 'Agent', 'agent' or 'agent.json' -> 'agent.json';
+    'document' -> 'document.json'. `UnknownSchema` (listing the choices) for anything else."""
+    stem = name.strip().lower().removesuffix(".json")
+    if stem in schema_names():
+        return stem + ".json"
+    from agent_platform.diagnostics import did_you_mean
+
+    raise UnknownSchema(
+        f"no schema named {name!r}{did_you_mean(stem, schema_names())}; "
+        f"choose a kind ({', '.join(KINDS)}) or 'document'"
+    )
+
+
+def render_schema(name: str) -> str:
+    """The contents of one schema file (see `schema_file_for` for the names), exactly as
+    `write_schemas` writes it; only that schema is generated."""
+    filename = schema_file_for(name)
+    if filename == DOCUMENT_SCHEMA_FILE:
+        return dumps(_document_schema())
+    (kind,) = (kind for kind in KINDS if schema_filename(kind) == filename)
+    return dumps(_kind_schema(kind))
+
+
 def write_schemas(out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,15 +261,36 @@ def write_schemas(out_dir: Path) -> list[Path]:
     return written
 
 
-def stale_schemas(out_dir: Path) -> list[str]:
-    """Names of schema files in `out_dir` that are missing or differ from what would be generated."""
+class SchemaFileProblem(StrEnum):
+    MISSING = "missing"  # not in the directory: never generated there, or deleted
+    STALE = "stale"  # differs from what the models generate now
+
+
+@dataclass(frozen=True, slots=True)
+class OutdatedSchema:
+    """A schema file that `write_schemas` would create or change, and which of the two."""
+
+    name: str
+    problem: SchemaFileProblem
+
+
+def outdated_schemas(out_dir: Path) -> list[OutdatedSchema]:
+    """The schema files in `out_dir` that are missing or differ from what would be generated."""
     out_dir = Path(out_dir)
-    stale = []
+    outdated = []
     for name, text in render_schemas().items():
         path = out_dir / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            stale.append(name)
-    return stale
+        if not path.is_file():
+            outdated.append(OutdatedSchema(name, SchemaFileProblem.MISSING))
+        elif path.read_bytes() != text.encode("utf-8"):
+            outdated.append(OutdatedSchema(name, SchemaFileProblem.STALE))
+    return outdated
+
+
+def stale_schemas(out_dir: Path) -> list[str]:
+    """Names of the schema files in `out_dir` to regenerate, missing or stale alike; see
+    `outdated_schemas` to tell which."""
+    return [outdated.name for outdated in outdated_schemas(out_dir)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,10 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = [arg for arg in args if arg != "--check"]
     out_dir = Path(paths[0] if paths else "schemas")
     if check:
-        stale = stale_schemas(out_dir)
-        for name in stale:
-            print(f"{out_dir / name} is out of date; run `make schemas`", file=sys.stderr)
-        return 1 if stale else 0
+        outdated = outdated_schemas(out_dir)
+        for schema in outdated:
+            state = "is missing" if schema.problem is SchemaFileProblem.MISSING else "is out of date"
+            print(f"{out_dir / schema.name} {state}; run `make schemas`", file=sys.stderr)
+        return 1 if outdated else 0
     for path in write_schemas(out_dir):
         print(path)
     return 0
