@@ -225,15 +225,24 @@ def test_validate_invalid_exits_1_with_located_errors(runner: CliRunner, invalid
 def test_validate_reports_every_file(runner: CliRunner, valid: Path, invalid: Path) -> None:
     result = runner.invoke(cli.app, ["validate", str(valid), str(invalid), *_plugins(valid)])
     assert result.exit_code == 1
-    # the invalid file's documents duplicate names from the valid set
-    assert "in 2 files" in result.stdout.splitlines()[-1]
+    # the invalid file's documents duplicate names from the valid set: every error is in that file
+    assert result.stdout.splitlines()[-1] == "4 errors in 1 of 2 files (1 hint)"
 
 
-def test_validate_missing_path_exits_1(runner: CliRunner, tmp_path: Path) -> None:
+def test_validate_missing_path_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     result = runner.invoke(cli.app, ["validate", str(missing)])
+    assert result.exit_code == 2
+    assert f"{missing}: no such file or directory" in result.stderr
+    assert result.stdout == ""
+
+
+def test_validate_a_folder_without_specs_fails(runner: CliRunner, tmp_path: Path) -> None:
+    """CI must not pass on a mistyped path: "0 specs valid" was exit 0."""
+    (tmp_path / "README.md").write_text("not a spec")
+    result = runner.invoke(cli.app, ["validate", str(tmp_path)])
     assert result.exit_code == 1
-    assert result.stdout.startswith(f"{missing}:1:1: no such file or directory")
+    assert "no spec files found" in result.stderr
 
 
 def test_validate_json_format(runner: CliRunner, invalid: Path) -> None:
@@ -403,10 +412,10 @@ def test_plan_json_dependency_order(runner: CliRunner, valid: Path) -> None:
 def test_plan_invalid_exits_1_with_located_errors(runner: CliRunner, invalid: Path) -> None:
     result = runner.invoke(cli.app, ["plan", str(invalid)])
     assert result.exit_code == 1
-    lines = result.stdout.strip().splitlines()
+    assert result.stdout == "", "plan prints data on stdout: its diagnostics go to stderr"
+    lines = result.stderr.strip().splitlines()
     errors = [line for line in lines if LOCATED.match(line)]
     assert len(errors) == 2
-    assert "Plan:" not in result.stdout
     assert lines[-1] == "2 errors in 1 file"
 
 

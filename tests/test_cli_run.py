@@ -50,10 +50,20 @@ def test_a_completed_run_prints_json_and_exits_0(specs: Path) -> None:
     assert set(result["output"]) == {"answer"}
 
 
-def test_trace_prints_the_span_tree(specs: Path) -> None:
-    code, out, _ = run("a", "--local", "-s", str(specs), "--input", '{"topic": "ray"}', "--trace")
+def test_trace_prints_the_span_tree_on_stderr_and_only_json_on_stdout(specs: Path) -> None:
+    code, out, err = run("a", "--local", "-s", str(specs), "--input", '{"topic": "ray"}', "--trace")
     assert code == 0
-    assert "invoke_agent a" in out and "chat m (scripted)" in out
+    assert json.loads(out)["outcome"] == "completed", "stdout is the result alone: `| jq` works"
+    assert "invoke_agent a" in err and "chat m (scripted)" in err
+
+
+def test_yaml_and_text_results(specs: Path) -> None:
+    import yaml
+
+    code, out, _ = run("a", "--local", "-s", str(specs), "--input", '{"topic": "ray"}', "-o", "yaml")
+    assert code == 0 and yaml.safe_load(out)["outcome"] == "completed"
+    code, out, _ = run("a", "--local", "-s", str(specs), "--input", '{"topic": "ray"}', "-o", "text")
+    assert code == 0 and out.startswith("run run-") and ": completed" in out.splitlines()[0]
 
 
 def test_input_from_a_file_and_its_errors(specs: Path, tmp_path: Path) -> None:
@@ -99,5 +109,5 @@ def test_a_run_without_local_needs_a_deployment(specs: Path, monkeypatch: pytest
 
 def test_invalid_specs_exit_1_with_located_errors(specs: Path) -> None:
     specs.write_text(SPECS.replace("model: m", "model: mm"))
-    code, out, _ = run("a", "--local", "-s", str(specs), "--input", '{"topic": "x"}')
-    assert code == 1 and "unknown Model 'mm' (did you mean 'm'?)" in out
+    code, out, err = run("a", "--local", "-s", str(specs), "--input", '{"topic": "x"}')
+    assert code == 1 and "unknown Model 'mm' (did you mean 'm'?)" in err and out == ""

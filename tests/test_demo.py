@@ -37,7 +37,7 @@ DEMO_RUNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 class DemoRun:
     returncode: int
     result: dict[str, Any]  # the result JSON printed first
-    tree: str  # the span tree printed after it (--trace)
+    tree: str  # the span tree (--trace), printed on stderr
     spans: list[dict[str, Any]]  # the spans written by --trace-file
     state_dir: Path
     stderr: str
@@ -83,9 +83,9 @@ def run_demo(name: str, state_dir: Path) -> DemoRun:
     command += [*flags, "--input", f"@{INPUTS / input_file}"]
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.stdout, proc.stderr
-    result, end = json.JSONDecoder().raw_decode(proc.stdout)
+    result = json.loads(proc.stdout)  # stdout holds the result and nothing else
     spans = [json.loads(line) for line in trace_file.read_text().splitlines() if line.strip()]
-    return DemoRun(proc.returncode, result, proc.stdout[end:], spans, state_dir, proc.stderr)
+    return DemoRun(proc.returncode, result, proc.stderr, spans, state_dir, proc.stderr)
 
 
 @pytest.fixture(scope="module")

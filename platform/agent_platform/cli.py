@@ -3,7 +3,11 @@
 `validate`, `plan` and `schema` must start fast and never import Ray or an LLM SDK: they run in
 CI on every commit. Heavy imports therefore live inside the commands that need them.
 
-Exit codes: 0 success, 1 invalid specs, 2 usage error, 3 internal error (a bug: please report).
+Exit codes: 0 success, 1 invalid specs (or a failed run, or a change a dry run would make),
+2 usage error, 3 internal error (a bug: please report).
+
+Every command that prints data takes `-o/--output text|json|yaml` and prints only that data on
+stdout; trees, placements and progress go to stderr (see cli_output.py).
 """
 
 from __future__ import annotations
@@ -11,33 +15,38 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from agent_platform import __version__
+from agent_platform.cli_output import (
+    DeprecatedFormatOpt,
+    Output,
+    OutputOpt,
+    chosen_output,
+    emit,
+    note,
+    to_yaml,
+)
 
 app = typer.Typer(
     name="platform",
     help="Declarative AI agent platform: validate, plan and run agent specs.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 EXIT_INVALID = 1
+EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
-class OutputFormat(StrEnum):
+class ValidateOutput(StrEnum):
     text = "text"
     json = "json"
+    yaml = "yaml"
     github = "github"
-
-
-class PlanFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 PathsArg = Annotated[
@@ -84,64 +93,91 @@ def _options(plugin_path: list[Path] | None, import_plugins: bool):  # type: ign
     return ValidationOptions(plugin_paths=paths, import_plugins=import_plugins)
 
 
-def _print_diagnostics(report, fmt: OutputFormat, hints: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_diagnostics(report, fmt: str, hints: bool, *, err: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """The report's diagnostics; `err` sends them to stderr (a command whose stdout is data)."""
+    import json
+
     from agent_platform import render
     from agent_platform.diagnostics import Severity
 
     shown = [d for d in report.diagnostics.sorted() if hints or d.severity is not Severity.HINT]
     spec_count = len(report.specs.specs)
-    if fmt is OutputFormat.json:
-        typer.echo(render.diagnostics_json(shown, spec_count, report.files))
+    if fmt in (ValidateOutput.json, ValidateOutput.yaml):
+        data = render.diagnostics_json(shown, spec_count, report.files)
+        typer.echo(data if fmt == ValidateOutput.json else to_yaml(json.loads(data)), err=err)
         return
-    if fmt is OutputFormat.github:
+    if fmt == ValidateOutput.github:
         for d in shown:
-            typer.echo(render.github_annotation(d))
+            typer.echo(render.github_annotation(d), err=err)
     else:
         for d in shown:
-            typer.echo(render.diagnostic_line(d))
-    typer.echo(render.summary(shown, spec_count, len(report.files)), err=fmt is OutputFormat.github)
+            typer.echo(render.diagnostic_line(d), err=err)
+    typer.echo(render.summary(shown, spec_count, len(report.files)), err=err or fmt == ValidateOutput.github)
+
+
+def require_paths(command: str, paths: list[Path]) -> None:
+    """A path that does not exist is a usage error (exit 2), not "0 specs, valid"."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        for path in missing:
+            typer.echo(f"platform {command}: {path}: no such file or directory", err=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
+def require_spec_files(command: str, paths: list[Path], report) -> None:  # type: ignore[no-untyped-def]
+    """Paths that hold no spec file are an error (exit 1): CI must not pass on a mistyped path."""
+    if not report.files and not report.diagnostics.has_errors:
+        where = ", ".join(str(p) for p in paths)
+        typer.echo(f"platform {command}: no spec files found in {where} (*.yaml, *.yml)", err=True)
+        raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()
 def validate(
     paths: PathsArg,
-    format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.text,
+    output: Annotated[
+        ValidateOutput, typer.Option("--output", "-o", help="Output format: text, json, yaml or github.")
+    ] = ValidateOutput.text,
+    format: DeprecatedFormatOpt = None,
     plugin_path: PluginPathOpt = None,
     import_plugins: ImportPluginsOpt = False,
     hints: Annotated[bool, typer.Option("--hints/--no-hints", help="Show design hints.")] = True,
 ) -> None:
     """Check specs: syntax, fields, references, cycles, templates, schemas, plugins.
 
-    Exits 0 when valid, 1 when not, 2 on usage errors. Never imports Ray or an LLM SDK."""
+    Exits 0 when valid, 1 when not (or when PATHS hold no spec file), 2 on usage errors (a path
+    that does not exist). Never imports Ray or an LLM SDK."""
     from agent_platform.validate import validate_paths
 
+    fmt = chosen_output("validate", output, format=format, allowed=tuple(o.value for o in ValidateOutput))
+    require_paths("validate", paths)
     report = validate_paths(paths, _options(plugin_path, import_plugins))
+    require_spec_files("validate", paths, report)
     if report.ok:
         # compile is part of validation: it needs no Ray and catches what only it can see
         from agent_platform.compile import compile_specs
 
         compile_specs(report.specs)
-    _print_diagnostics(report, format, hints)
+    _print_diagnostics(report, fmt, hints)
     if not report.ok:
         raise typer.Exit(EXIT_INVALID)
 
 
-def compile_or_exit(paths: list[Path], options):  # type: ignore[no-untyped-def]
+def compile_or_exit(paths: list[Path], options, command: str = "plan"):  # type: ignore[no-untyped-def]
     """Validate and compile with the structured-output models built, or print the diagnostics
-    and exit 1: (the validation report, the Plan)."""
+    (on stderr: these commands print data on stdout) and exit 1: (the validation report, the Plan)."""
     from agent_platform.compile import build_output_models, compile_specs
     from agent_platform.validate import validate_paths
 
+    require_paths(command, paths)
     report = validate_paths(paths, options)
     if not report.ok:
-        _print_diagnostics(report, OutputFormat.text, hints=False)
+        _print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
         raise typer.Exit(EXIT_INVALID)
     compiled = compile_specs(report.specs)
     build_output_models(compiled, report.diagnostics)
     if report.diagnostics.has_errors:
-        _print_diagnostics(report, OutputFormat.text, hints=False)
+        _print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
         raise typer.Exit(EXIT_INVALID)
     return report, compiled
 
@@ -149,20 +185,17 @@ def compile_or_exit(paths: list[Path], options):  # type: ignore[no-untyped-def]
 @app.command()
 def plan(
     paths: PathsArg,
-    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="Output format.")] = PlanFormat.text,
+    output: OutputOpt = Output.text,
+    format: DeprecatedFormatOpt = None,
     plugin_path: PluginPathOpt = None,
     import_plugins: ImportPluginsOpt = False,
 ) -> None:
     """Show the compiled plan: each unit, pipeline or agent loop and why, its actors, its dependencies."""
-    import json
-
     from agent_platform import render
 
+    fmt = chosen_output("plan", output, format=format)
     _, compiled = compile_or_exit(paths, _options(plugin_path, import_plugins))
-    if format is PlanFormat.json:
-        typer.echo(json.dumps(render.plan_json(compiled), indent=2))
-    else:
-        typer.echo(render.plan_text(compiled))
+    emit(render.plan_json(compiled), fmt, lambda: render.plan_text(compiled))
 
 
 @app.command()
@@ -173,15 +206,32 @@ def schema(
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if the directory is stale.")
     ] = False,
+    print_schema: Annotated[
+        str | None,
+        typer.Option(
+            "--print",
+            metavar="KIND|document",
+            help="Write nothing; print one schema to stdout: a kind (agent, tool, ...) or 'document'.",
+        ),
+    ] = None,
 ) -> None:
-    """Write one JSON Schema per kind and one for any document (for editors and CI)."""
-    from agent_platform.schema_export import stale_schemas, write_schemas
+    """Write one JSON Schema per kind and one for any document (for editors and CI), generated from
+    the installed package: `platform schema --out .schemas/` works in any project."""
+    from agent_platform.schema_export import UnknownSchema, outdated_schemas, render_schema, write_schemas
 
+    if print_schema is not None:
+        if check:
+            raise typer.BadParameter("give --print or --check, not both", param_hint="--print")
+        try:
+            typer.echo(render_schema(print_schema), nl=False)
+        except UnknownSchema as exc:
+            raise typer.BadParameter(str(exc), param_hint="--print") from None
+        return
     if check:
-        stale = stale_schemas(out)
-        for name in stale:
-            typer.echo(f"{out / name}: stale; run `platform schema --out {out}`")
-        if stale:
+        outdated = outdated_schemas(out)
+        for schema in outdated:
+            typer.echo(f"{out / schema.name}: {schema.problem.value}; run `platform schema --out {out}`")
+        if outdated:
             raise typer.Exit(EXIT_INVALID)
         typer.echo(f"{out}: up to date")
         return
@@ -239,8 +289,12 @@ def run(
             "--input", "-i", help='Inputs as JSON, or @file.json. A supervisor takes {"tasks": [...]}.'
         ),
     ] = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="Result format: json (default), yaml or text.")
+    ] = Output.json,
     trace: Annotated[
-        bool, typer.Option("--trace", help="Print the span tree (durations, tokens, cost).")
+        bool,
+        typer.Option("--trace", help="Print the span tree (durations, tokens, cost) on stderr."),
     ] = False,
     trace_file: Annotated[
         Path | None, typer.Option("--trace-file", help="Also write spans as JSON lines.")
@@ -257,13 +311,22 @@ def run(
             "--tenant", help="Whose data the run works on: scopes its long-term memory (default: 'default')."
         ),
     ] = None,
+    capture_content: Annotated[
+        bool | None,
+        typer.Option(
+            "--capture-content/--no-capture-content",
+            help="Record prompts, outputs and tool arguments in spans (redacted like everything "
+            "else). Default: $OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, else off.",
+        ),
+    ] = None,
     plugin_path: PluginPathOpt = None,
 ) -> None:
-    """Run a unit and print its result as JSON (exit 0 when it completed, 1 when it did not).
+    """Run a unit and print its result on stdout, as JSON unless -o says otherwise (exit 0 when it
+    completed, 1 when it did not).
 
-    Without --local, the run goes to the deployment (`platform apply`) and the output says on
-    which node and actor it and each of its hand-offs ran. OTLP export follows the standard
-    OTEL_* environment variables."""
+    Without --local, the run goes to the deployment (`platform apply`); stderr says on which node
+    and actor it and each of its hand-offs ran. The span tree (--trace) goes to stderr too. OTLP
+    export follows the standard OTEL_* environment variables."""
     import asyncio
 
     from agent_platform.compile import compile_specs
@@ -276,25 +339,34 @@ def run(
         from agent_platform.cli_deploy import run_deployed
 
         run_deployed(
-            name, inputs, address=address, namespace=namespace, detach=detach, trace=trace, tenant=tenant
+            name,
+            inputs,
+            address=address,
+            namespace=namespace,
+            detach=detach,
+            trace=trace,
+            tenant=tenant,
+            output=output.value,
         )
         return
     if detach:
         raise typer.BadParameter("--detach needs a deployment (drop --local)", param_hint="--detach")
-    report = validate_paths(specs or [Path("specs")], _options(plugin_path, False))
+    spec_paths = specs or [Path("specs")]
+    require_paths("run", spec_paths)
+    report = validate_paths(spec_paths, _options(plugin_path, False))
     if not report.ok:
-        _print_diagnostics(report, OutputFormat.text, hints=False)
+        _print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
         raise typer.Exit(EXIT_INVALID)
     plan = compile_specs(report.specs)
 
-    from agent_platform.runtime.engine import Runtime, UnknownUnit, result_json, tune_gc_for_runs
+    from agent_platform.runtime.engine import Runtime, UnknownUnit, tune_gc_for_runs
     from agent_platform.runtime.inputs import InputError
     from agent_platform.runtime.outcomes import RunResult
     from agent_platform.runtime.span_tree import render_span_tree
     from agent_platform.runtime.supervisor import TaskError
     from agent_platform.runtime.tracing import configure_tracing
 
-    tracing = configure_tracing(memory=trace, jsonl_path=trace_file)
+    tracing = configure_tracing(memory=trace, jsonl_path=trace_file, capture_content=capture_content)
     tune_gc_for_runs()
     runtime = Runtime(
         plan,
@@ -316,17 +388,34 @@ def run(
         raise typer.Exit(2) from None
     finally:
         tracing.force_flush()
-    typer.echo(result_json(result))
+    emit_result(result.to_json(), output.value)
     if trace:
-        typer.echo("")
-        typer.echo(render_span_tree(tracing.finished_spans()))
+        note(render_span_tree(tracing.finished_spans()))
     tracing.shutdown()
     if not result.ok:
         raise typer.Exit(EXIT_INVALID)
 
 
+def emit_result(payload: dict[str, Any], output: str) -> None:
+    """A run's result on stdout: the data itself in json or yaml, or a summary for people."""
+    emit(payload, output, lambda: result_text(payload))
+
+
+def result_text(payload: dict[str, Any]) -> str:
+    lines = [f"run {payload.get('run_id', '?')} of {payload.get('unit', '?')}: {payload.get('outcome', '?')}"]
+    if payload.get("error"):
+        lines.append(f"error: {payload['error']}")
+    if payload.get("output") is not None:
+        lines.append("output:")
+        lines.extend("  " + line for line in to_yaml(payload["output"]).splitlines())
+    usage = payload.get("usage") or {}
+    if usage:
+        lines.append("usage: " + ", ".join(f"{k} {v}" for k, v in usage.items()))
+    return "\n".join(lines)
+
+
 # The deployment commands register themselves on `app` (they import Ray only when they run).
-from agent_platform import cli_deploy, cli_memory  # noqa: E402, F401
+from agent_platform import cli_deploy, cli_init, cli_memory  # noqa: E402, F401
 
 
 def main() -> None:

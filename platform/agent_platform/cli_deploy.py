@@ -1,11 +1,12 @@
-"""The deployment commands: `apply`, `get`, `delete`, `down`, `runs` (and `runs prune`), `result`
-(and `run` without `--local`, in cli.py). They import Ray only once they run, never at start-up.
+"""The deployment commands: `apply`, `get`, `describe`, `delete`, `down`, `runs` (and `runs
+prune`), `result`, `cancel` (and `run` without `--local`, in cli.py). They import Ray only once they
+run, never at start-up.
 
-Every failure is a message naming what went wrong (exit 1), never a Ray traceback."""
+Every failure is a message naming what went wrong (exit 1), never a Ray traceback. Data goes to
+stdout in the format `-o` asks for; notes for people go to stderr."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +18,22 @@ import typer
 
 from agent_platform.cli import (
     EXIT_INVALID,
+    EXIT_USAGE,
     PathsArg,
-    PlanFormat,
     PluginPathOpt,
     _options,
     app,
     compile_or_exit,
+    emit_result,
+)
+from agent_platform.cli_output import (
+    DeprecatedFormatOpt,
+    Output,
+    OutputOpt,
+    chosen_output,
+    emit,
+    note,
+    to_json,
 )
 from agent_platform.runstore.base import RunStatus
 
@@ -55,7 +66,7 @@ def _compile(paths: list[Path], plugin_path: list[Path] | None) -> tuple[Any, An
     from agent_platform.validate.plugins import default_plugin_paths
 
     options = _options(plugin_path, False)
-    report, plan = compile_or_exit(paths, options)
+    report, plan = compile_or_exit(paths, options, "apply")
     roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
     bundle = SpecBundle.from_files(report.files, [p for p in roots if Path(p).exists()])
     return report, plan, bundle
@@ -81,14 +92,20 @@ def apply(
             "Default: $PLATFORM_RUN_STORE, else SQLite under the state directory (one machine only).",
         ),
     ] = None,
-    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="Output format.")] = PlanFormat.text,
+    output: OutputOpt = Output.text,
+    format: DeprecatedFormatOpt = None,
     plugin_path: PluginPathOpt = None,
 ) -> None:
-    """Validate, compile and deploy specs to Ray: create, update (semantic diff), leave unchanged, prune."""
+    """Validate, compile and deploy specs to Ray: create, update (semantic diff), leave unchanged, prune.
+
+    With --dry-run, like `kubectl diff`: exit 0 when nothing would change, 1 when something would
+    (every creation, update and, with --prune, deletion is listed); invalid specs exit 1 too,
+    with their diagnostics on stderr."""
     from agent_platform.deploy.apply_render import apply_json, apply_text
     from agent_platform.deploy.client import Deployment
     from agent_platform.runstore import run_store_url
 
+    fmt = chosen_output("apply", output, format=format)
     report, plan, bundle = _compile(paths, plugin_path)
     if not report.specs.specs:  # a mistyped path must not apply "nothing" (with --prune: delete everything)
         where = ", ".join(str(p) for p in paths)
@@ -103,7 +120,7 @@ def apply(
         if dry_run:
             # A dry run never starts a cluster (it runs in CI): with nothing deployed, it shows
             # everything as created.
-            result, where = _dry_run(report, plan, address, namespace)
+            result, where = _dry_run(report, plan, address, namespace, prune=prune)
         else:
             deployment = Deployment.connect(
                 address, namespace, start=True, run_store_url=run_store_url(run_store)
@@ -111,13 +128,12 @@ def apply(
             where = deployment.address
             result = deployment.apply(report.specs, plan, bundle, prune=prune, approve_all=approve_all)
         elapsed = time.perf_counter() - started
-    if format is PlanFormat.json:
-        typer.echo(json.dumps(apply_json(result, where, namespace), indent=2))
-    else:
-        typer.echo(apply_text(result, where, namespace, elapsed))
+    emit(apply_json(result, where, namespace), fmt, lambda: apply_text(result, where, namespace, elapsed))
+    if dry_run and any(a.kind in ("create", "update", "delete") for a in result.actions):
+        raise typer.Exit(EXIT_INVALID)
 
 
-def _dry_run(report: Any, plan: Any, address: str | None, namespace: str) -> tuple[Any, str]:
+def _dry_run(report: Any, plan: Any, address: str | None, namespace: str, *, prune: bool) -> tuple[Any, str]:
     import os
 
     from agent_platform.deploy.client import ApplyReport, DeployError, Deployment
@@ -127,52 +143,161 @@ def _dry_run(report: Any, plan: Any, address: str | None, namespace: str) -> tup
     if address or os.environ.get("RAY_ADDRESS") or running_head() is not None:
         try:
             deployment = Deployment.connect(address, namespace, start=False, create=False)
-            return deployment.apply(report.specs, plan, None, dry_run=True), deployment.address
+            return deployment.apply(report.specs, plan, None, dry_run=True, prune=prune), deployment.address
         except DeployError:
             if address:
                 raise
-    actions = reconcile(desired_state(report.specs, plan), {}, prune=False)
+    actions = reconcile(desired_state(report.specs, plan), {}, prune=prune)
     return ApplyReport(actions, dry_run=True), "(no deployment)"
+
+
+KINDS = ("model", "tool", "memory", "guardrail", "agent", "pipeline", "supervisor")
+
+
+def _kind_of(word: str) -> str | None:
+    """'agents', 'Agent' or 'agent' -> 'agent'; None when `word` names no kind."""
+    lowered = word.lower()
+    for kind in KINDS:
+        if lowered in (kind, kind + "s", "memories" if kind == "memory" else kind + "s"):
+            return kind
+    return None
+
+
+def _selection(first: str | None, second: str | None) -> tuple[str | None, str | None]:
+    """(kind, name) from `get [KIND] [NAME]`, `get KIND/NAME` or `get NAME`."""
+    if first is None:
+        return None, None
+    if second is not None:
+        kind = _kind_of(first)
+        if kind is None:
+            raise typer.BadParameter(f"{first!r} is not a kind ({', '.join(KINDS)})", param_hint="KIND")
+        return kind, second
+    if "/" in first:
+        kind_word, _, name = first.partition("/")
+        kind = _kind_of(kind_word)
+        if kind is None:
+            raise typer.BadParameter(f"{kind_word!r} is not a kind ({', '.join(KINDS)})", param_hint="KIND")
+        return kind, name
+    kind = _kind_of(first)
+    return (kind, None) if kind is not None else (None, first)
 
 
 @app.command()
 def get(
-    kind: Annotated[
-        str | None, typer.Argument(help="Only this kind (agent, pipeline, supervisor, tool...).")
+    kind_or_name: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[KIND] [NAME]", help="A kind (agents, tools...), KIND NAME, Kind/name or a name."
+        ),
     ] = None,
+    name: Annotated[str | None, typer.Argument(hidden=True)] = None,
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
-    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="Output format.")] = PlanFormat.text,
+    output: OutputOpt = Output.text,
+    format: DeprecatedFormatOpt = None,
 ) -> None:
-    """Deployed specs: replicas, the nodes they run on, health."""
+    """Deployed specs: replicas, the nodes they run on, health. A name that is not deployed exits 1."""
     from agent_platform.deploy.apply_render import status_text
     from agent_platform.deploy.client import Deployment
 
+    fmt = chosen_output("get", output, format=format)
+    kind, wanted = _selection(kind_or_name, name)
     with _deploy_errors("get"):
         deployment = Deployment.connect(address, namespace, start=False, create=False)
         rows = deployment.status()
     if kind:
-        wanted = kind.lower().rstrip("s")
-        rows = [r for r in rows if r["kind"].lower() == wanted]
-    if format is PlanFormat.json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
-    else:
-        typer.echo(status_text(rows))
+        rows = [r for r in rows if r["kind"].lower() == kind]
+    if wanted:
+        rows = [r for r in rows if r["name"] == wanted]
+        if not rows:
+            what = f"{kind.capitalize()}/{wanted}" if kind else f"anything named {wanted!r}"
+            typer.echo(f"platform get: {what} is not deployed in namespace {namespace!r}", err=True)
+            raise typer.Exit(EXIT_INVALID)
+    emit(rows, fmt, lambda: status_text(rows))
+
+
+@app.command()
+def describe(
+    target: Annotated[
+        str, typer.Argument(metavar="KIND/NAME", help="Kind/name, KIND NAME, or a unique name.")
+    ],
+    name: Annotated[str | None, typer.Argument(hidden=True)] = None,
+    runs: Annotated[int, typer.Option("--runs", min=0, help="How many recent runs to show.")] = 10,
+    address: AddressOpt = None,
+    namespace: NamespaceOpt = DEFAULT_NS,
+    output: OutputOpt = Output.text,
+) -> None:
+    """One deployed spec in full: spec hash, replicas and their nodes, what it depends on, its last
+    errors and its recent runs."""
+    import asyncio
+
+    from agent_platform.deploy.apply_render import describe_text
+    from agent_platform.deploy.client import Deployment
+    from agent_platform.runstore import open_run_store
+
+    kind, wanted = _selection(target, name)
+    with _deploy_errors("describe"):
+        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        rows = [
+            r
+            for r in deployment.status()
+            if r["name"] == wanted and (kind is None or r["kind"].lower() == kind)
+        ]
+        if len(rows) != 1:
+            found = ", ".join(sorted(r["ref"] for r in rows))
+            typer.echo(
+                f"platform describe: {target} "
+                + (f"is ambiguous ({found}); name it as Kind/name" if rows else "is not deployed"),
+                err=True,
+            )
+            raise typer.Exit(EXIT_INVALID)
+        row = rows[0]
+
+        async def recent() -> list[Any]:
+            store = open_run_store(deployment.settings()["run_store_url"])
+            try:
+                return list(await store.list_runs(unit=row["ref"], limit=max(runs, 20)))
+            finally:
+                await store.close()
+
+        history = asyncio.run(recent()) if row.get("actors") else []
+    described = {
+        **row,
+        "last_errors": [
+            {"run_id": r.run_id, "status": r.status.value, "error": r.error, "updated_at": r.updated_at}
+            for r in history
+            if r.error
+        ][:5],
+        "recent_runs": [_run_row(r) for r in history[:runs]],
+    }
+    emit(described, output.value, lambda: describe_text(described))
 
 
 @app.command()
 def delete(
     targets: Annotated[list[str], typer.Argument(help="Kind/name, a bare name, or spec files/directories.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even specs that deployed specs still use.")
+    ] = False,
+    ignore_not_found: Annotated[
+        bool, typer.Option("--ignore-not-found", help="Exit 0 when some targets are not deployed.")
+    ] = False,
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
 ) -> None:
-    """Remove deployed specs; their actors finish the runs in flight, then stop."""
+    """Remove deployed specs; their actors finish the runs in flight, then stop.
+
+    Deletes every target that is deployed and names those that are not (exit 1 unless
+    --ignore-not-found). A Model, Tool or other spec that a deployed spec still uses is kept, with
+    its users named, unless --force."""
     from agent_platform.deploy.client import Deployment
     from agent_platform.load import load_paths
 
     with _deploy_errors("delete"):
         deployment = Deployment.connect(address, namespace, start=False, create=False)
+        records = deployment.records()
         refs: list[str] = []
+        unknown: list[str] = []
         for target in targets:
             if Path(target).exists():
                 loaded = load_paths([target])
@@ -180,17 +305,28 @@ def delete(
             elif "/" in target:
                 refs.append(target)
             else:
-                matches = [r for r in deployment.records() if r.split("/", 1)[1] == target]
-                if len(matches) != 1:
-                    from agent_platform.deploy.client import DeployError
-
-                    raise DeployError(
-                        f"{target!r} matches {len(matches)} deployed specs"
-                        + (f" ({', '.join(sorted(matches))}); name it as Kind/name" if matches else "")
+                matches = [r for r in records if r.split("/", 1)[1] == target]
+                if len(matches) > 1:
+                    typer.echo(
+                        f"platform delete: {target!r} matches {', '.join(sorted(matches))}; name it as Kind/name",
+                        err=True,
                     )
-                refs.extend(matches)
-        for ref in deployment.delete(sorted(set(refs))):
-            typer.echo(f"{ref} deleted")
+                    raise typer.Exit(EXIT_INVALID)
+                if matches:
+                    refs.extend(matches)
+                else:
+                    unknown.append(target)
+        report = deployment.delete(sorted(set(refs)), force=force)
+    for ref in report.deleted:
+        typer.echo(f"{ref} deleted")
+    for ref, users in sorted(report.in_use.items()):
+        typer.echo(
+            f"platform delete: {ref} kept: still used by {', '.join(users)} (--force deletes it)", err=True
+        )
+    for missing in [*report.not_found, *unknown]:
+        typer.echo(f"platform delete: {missing} is not deployed", err=True)
+    if report.in_use or ((report.not_found or unknown) and not ignore_not_found):
+        raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()
@@ -210,13 +346,12 @@ def down(
             import ray
 
             from agent_platform.deploy.client import Deployment
-            from agent_platform.deploy.host import CONTROL_PLANE
 
             deployment = Deployment.connect(address, namespace, start=False, create=False)
             refs = sorted(deployment.records())
             if refs:
-                deployment.delete(refs)
-            ray.kill(ray.get_actor(CONTROL_PLANE, namespace=namespace), no_restart=True)
+                deployment.delete(refs, force=True)
+            ray.kill(deployment.control, no_restart=True)
             typer.echo(f"deleted {len(refs)} spec(s) and the control plane of namespace {namespace!r}")
             return
         head = stop_head()
@@ -242,11 +377,12 @@ def run_deployed(
     detach: bool,
     trace: bool,
     tenant: str | None = None,
+    output: str = Output.json.value,
 ) -> None:
-    """`platform run NAME` without --local: through the deployment."""
+    """`platform run NAME` without --local: through the deployment. The result goes to stdout;
+    where each part ran, and the span tree, to stderr."""
     from agent_platform.deploy.apply_render import placement_text
     from agent_platform.deploy.client import Deployment
-    from agent_platform.runtime.engine import result_json
 
     with _deploy_errors("run"):
         deployment = Deployment.connect(address, namespace, start=False, create=False)
@@ -254,22 +390,21 @@ def run_deployed(
         problem = deployment.input_problem(unit, inputs)
         if problem is not None:  # like --local: refused before anything runs, a usage error
             typer.echo(f"platform run: {problem}", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(EXIT_USAGE)
         if detach:
-            typer.echo(deployment.submit(unit, inputs, tenant=tenant))
+            run_id = deployment.submit(unit, inputs, tenant=tenant)
+            emit({"run_id": run_id, "unit": unit, "status": "pending"}, output, lambda: run_id)
             return
         result = deployment.run(unit, inputs, tenant=tenant)
-    typer.echo(result_json(result))
-    typer.echo("")
-    typer.echo(placement_text(result))
+    emit_result(result.to_json(), output)
+    note(placement_text(result))
     if trace and result.trace_id:
         from agent_platform.deploy.traces import render_trace
 
         settings = deployment.settings()
         actors = [p["actor"] for p in _placements(result)]
         deployment.flush_traces(actors)
-        typer.echo("")
-        typer.echo(render_trace(Path(settings["trace_file"]), result.trace_id))
+        note(render_trace(Path(settings["trace_file"]), result.trace_id))
     if not result.ok:
         raise typer.Exit(EXIT_INVALID)
 
@@ -280,8 +415,18 @@ def _placements(result: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _store_for(address: str | None, namespace: str, explicit: str | None) -> Any:
-    from agent_platform.runstore import RunStoreUnavailable, open_run_store, sqlite_path, url_scheme
+def _store_for(address: str | None, namespace: str, explicit: str | None, command: str) -> Any:
+    """The run store a reading command reads: --run-store, else the deployment's, else (no head
+    up, e.g. after `platform down`) the local one the embedded head used."""
+    import os
+
+    from agent_platform.runstore import (
+        RunStoreUnavailable,
+        default_run_store_url,
+        open_run_store,
+        sqlite_path,
+        url_scheme,
+    )
 
     if explicit:
         # Reading commands: a mistyped SQLite path is an error, not a new empty store.
@@ -289,7 +434,15 @@ def _store_for(address: str | None, namespace: str, explicit: str | None) -> Any
             raise RunStoreUnavailable(explicit, f"there is no database file at {sqlite_path(explicit)}")
         return open_run_store(explicit)
     from agent_platform.deploy.client import Deployment
+    from agent_platform.deploy.cluster import running_head
 
+    if not address and not os.environ.get("RAY_ADDRESS") and running_head() is None:
+        local = default_run_store_url()
+        if sqlite_path(local).exists():
+            note(
+                f"platform {command}: no local Ray head is up; reading the local run store {sqlite_path(local)}"
+            )
+            return open_run_store(local)
     deployment = Deployment.connect(address, namespace, start=False, create=False)
     return open_run_store(deployment.settings()["run_store_url"])
 
@@ -323,14 +476,18 @@ def runs(
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
     run_store: RunStoreOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
-    """Runs of the deployment, newest first, with their status."""
+    """Runs of the deployment, newest first, with their status. With no head up (after `platform
+    down`), the local run store is read."""
     if ctx.invoked_subcommand is not None:
         return
     import asyncio
 
+    from agent_platform.deploy.apply_render import table
+
     async def go() -> list[Any]:
-        store = _store_for(address, namespace, run_store)
+        store = _store_for(address, namespace, run_store, "runs")
         try:
             return list(await store.list_runs(status=status, limit=limit, top_level=not all_runs))
         finally:
@@ -338,11 +495,41 @@ def runs(
 
     with _deploy_errors("runs"):
         records = asyncio.run(go())
-    typer.echo(f"{'RUN':40} {'UNIT':36} {'STATUS':10} {'ATTEMPT':>7}  UPDATED")
-    for r in records:
-        outcome = (r.result or {}).get("outcome", "")
-        shown = f"{r.status.value}" + (f" ({outcome})" if outcome and outcome != "completed" else "")
-        typer.echo(f"{r.run_id:40} {r.unit:36} {shown:10} {r.attempt:>7}  {r.updated_at:%Y-%m-%d %H:%M:%S}")
+    rows = [_run_row(r) for r in records]
+    emit(
+        rows,
+        output.value,
+        lambda: table(
+            ["RUN", "UNIT", "STATUS", "ATTEMPT", "UPDATED"],
+            [
+                [
+                    row["run_id"],
+                    row["unit"],
+                    row["status"]
+                    + (f" ({row['outcome']})" if row["outcome"] not in ("", row["status"]) else ""),
+                    str(row["attempt"]),
+                    f"{row['updated_at']:%Y-%m-%d %H:%M:%S}",
+                ]
+                for row in rows
+            ],
+            right=("ATTEMPT",),
+            empty="no runs",
+        ),
+    )
+
+
+def _run_row(record: Any) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "unit": record.unit,
+        "status": record.status.value,
+        "outcome": (record.result or {}).get("outcome", ""),
+        "attempt": record.attempt,
+        "parent_run_id": record.parent_run_id,
+        "error": record.error,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
 
 
 @runs_app.command("prune")
@@ -361,6 +548,7 @@ def prune(
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
     run_store: RunStoreOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Delete finished runs (records and checkpoints) older than --older-than.
 
@@ -379,7 +567,7 @@ def prune(
     cutoff = utcnow() - timedelta(seconds=age)
 
     async def go() -> int:
-        store = _store_for(address, namespace, run_store)
+        store = _store_for(address, namespace, run_store, "runs prune")
         try:
             return int(await store.prune_runs(cutoff, [s.value for s in statuses], dry_run=dry_run))
         finally:
@@ -389,7 +577,16 @@ def prune(
         count = asyncio.run(go())
     which = ", ".join(s.value for s in statuses)
     verb = "would delete" if dry_run else "deleted"
-    typer.echo(f"{verb} {count} run(s) ({which}) that finished before {cutoff:%Y-%m-%d %H:%M:%S} UTC")
+    emit(
+        {
+            "dry_run": dry_run,
+            "count": count,
+            "statuses": [s.value for s in statuses],
+            "finished_before": cutoff,
+        },
+        output.value,
+        lambda: f"{verb} {count} run(s) ({which}) that finished before {cutoff:%Y-%m-%d %H:%M:%S} UTC",
+    )
 
 
 @app.command()
@@ -407,16 +604,19 @@ def result(
             "runs in flight; a completed run's is dropped), without waiting.",
         ),
     ] = False,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="Result format: json (default), yaml or text.")
+    ] = Output.json,
 ) -> None:
     """Wait for a run and print its result (exit 0 when it completed, 1 when it did not)."""
     import asyncio
 
     if checkpoint:
-        _print_checkpoint(run_id, address, namespace, run_store)
+        _print_checkpoint(run_id, address, namespace, run_store, output.value)
         return
 
     async def go() -> Any:
-        store = _store_for(address, namespace, run_store)
+        store = _store_for(address, namespace, run_store, "result")
         try:
             if await store.get_run(run_id) is None:
                 from agent_platform.runstore import RunNotFound
@@ -435,19 +635,42 @@ def result(
     payload = record.result or {
         "run_id": run_id,
         "unit": record.unit,
-        "outcome": "failed",
+        "outcome": record.status.value if record.status.value == "cancelled" else "failed",
         "error": record.error,
     }
-    typer.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
+    emit_result(payload, output.value)
     if record.status.value != "completed":
         raise typer.Exit(EXIT_INVALID)
 
 
-def _print_checkpoint(run_id: str, address: str | None, namespace: str, run_store: str | None) -> None:
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="A run id from `platform run --detach` or `platform runs`.")],
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the run to stop.")] = 30.0,
+    address: AddressOpt = None,
+    namespace: NamespaceOpt = DEFAULT_NS,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Cancel a deployed or detached run and its hand-offs; it ends `cancelled` (exit 0). A run
+    that already ended, or an unknown run, exits 1."""
+    from agent_platform.deploy.client import Deployment
+
+    with _deploy_errors("cancel"):
+        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        record = deployment.cancel(run_id, wait=wait)
+    row = _run_row(record)
+    emit(row, output.value, lambda: f"{run_id} {row['status']}")
+    if record.status.value != "cancelled":  # it ended some other way before the cancel landed
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _print_checkpoint(
+    run_id: str, address: str | None, namespace: str, run_store: str | None, output: str
+) -> None:
     import asyncio
 
     async def go() -> Any:
-        store = _store_for(address, namespace, run_store)
+        store = _store_for(address, namespace, run_store, "result")
         try:
             return await store.get_run(run_id), await store.load_checkpoint(run_id)
         finally:
@@ -478,4 +701,4 @@ def _print_checkpoint(run_id: str, address: str | None, namespace: str, run_stor
         "saved_at": saved.saved_at.isoformat(),
         "state": saved.state,
     }
-    typer.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
+    emit(payload, output, lambda: to_json(payload))

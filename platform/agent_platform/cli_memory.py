@@ -9,7 +9,6 @@ server is started when a memory on it is first used and stopped by `platform dow
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 import typer
 
 from agent_platform.cli import EXIT_INVALID, PluginPathOpt, _options, app, compile_or_exit
+from agent_platform.cli_output import DeprecatedJsonOpt, Output, OutputOpt, chosen_output, emit
 
 if TYPE_CHECKING:
     from agent_platform.memory.registry import MemoryRegistry
@@ -41,7 +41,13 @@ TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="The tenan
 AgentOpt = Annotated[
     str | None, typer.Option("--agent", "-a", help="The agent, for layers namespaced by agent.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+# `--namespace` means the deployment's namespace everywhere else; here it was a memory key.
+MemoryNamespaceOpt = Annotated[
+    str | None, typer.Option("--memory-namespace", help="Only this memory namespace key (e.g. a tenant's).")
+]
+DeprecatedNamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", hidden=True, help="Deprecated: use --memory-namespace.")
+]
 
 
 def _with_memories(
@@ -53,7 +59,7 @@ def _with_memories(
     from agent_platform.memory.registry import MemoryRegistry
     from agent_platform.memory.stores.base import VectorStoreError
 
-    _, plan = compile_or_exit(specs or [Path("specs")], _options(plugin_path, False))
+    _, plan = compile_or_exit(specs or [Path("specs")], _options(plugin_path, False), "memory")
     registry = MemoryRegistry(plan.memories)
 
     async def go() -> T:
@@ -88,14 +94,21 @@ def _provenance(item: Any) -> str:
 def ls(
     memory: Annotated[str | None, typer.Argument(help="A memory: list its items.")] = None,
     layer: LayerOpt = None,
-    namespace: Annotated[str | None, typer.Option("--namespace", help="Only this namespace key.")] = None,
+    memory_namespace: MemoryNamespaceOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Items per layer.")] = 20,
     specs: SpecsOpt = None,
-    json_out: JsonOpt = False,
+    output: OutputOpt = Output.text,
+    json_out: DeprecatedJsonOpt = False,
+    old_namespace: DeprecatedNamespaceOpt = None,
     plugin_path: PluginPathOpt = None,
 ) -> None:
     """Without MEMORY: every memory, its layers, stores and item counts. With MEMORY: its newest
     items (id, namespace, kind, trust, provenance, content)."""
+    fmt = chosen_output("memory ls", output, json_flag=json_out)
+    namespace = memory_namespace
+    if old_namespace is not None:
+        typer.echo("platform memory ls: --namespace is deprecated; use --memory-namespace", err=True)
+        namespace = namespace or old_namespace
 
     async def work(registry: MemoryRegistry) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -121,24 +134,26 @@ def ls(
         return rows
 
     rows = _with_memories(specs, plugin_path, work)
-    if json_out:
-        typer.echo(json.dumps(rows, indent=2))
-        return
+    emit(rows, fmt, lambda: _ls_text(rows))
+
+
+def _ls_text(rows: list[dict[str, Any]]) -> str:
     if not rows:
-        typer.echo("no episodic or knowledge layers in these specs")
-        return
+        return "no episodic or knowledge layers in these specs"
+    lines = []
     for row in rows:
         spaces = row["namespaces"]
-        typer.echo(
+        lines.append(
             f"{row['memory']} {row['layer']}: {row['backend']} collection '{row['collection']}', "
             f"{row['item_count']} item(s) in {len(spaces)} namespace(s)"
             f"{': ' + ', '.join(spaces) if spaces else ''}"
         )
         for item in row.get("items", []):
-            typer.echo(
+            lines.append(
                 f"  {item['id']}  {item['namespace']}  {item['kind']}  {item['trust']}  "
                 f"{item['created_at'][:19]}  {_preview(item['content'], 70)}"
             )
+    return "\n".join(lines)
 
 
 @memory_app.command("search")
@@ -150,11 +165,13 @@ def search(
     layer: LayerOpt = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Token budget of the results.")] = 4000,
     specs: SpecsOpt = None,
-    json_out: JsonOpt = False,
+    output: OutputOpt = Output.text,
+    json_out: DeprecatedJsonOpt = False,
     plugin_path: PluginPathOpt = None,
 ) -> None:
     """What an agent of TENANT would recall for QUERY: ranked by relevance x recency x importance,
     de-duplicated and fitted into --budget tokens, with each factor, provenance and trust."""
+    fmt = chosen_output("memory search", output, json_flag=json_out)
 
     async def work(registry: MemoryRegistry) -> dict[str, Any]:
         manager = registry.manager(memory)
@@ -191,21 +208,23 @@ def search(
     found = _with_memories(specs, plugin_path, work)
     results = found["results"]
     items = [r.pop("_item") for r in results]
-    if json_out:
-        typer.echo(json.dumps(found, indent=2))
-        return
-    typer.echo(
-        f"{len(results)} result(s) for {query!r} in {memory} ({found['candidates']} candidates, "
-        f"{found['duplicates']} duplicates, {found['below_min_score']} below min_score, "
-        f"{found['over_budget']} over budget; {found['tokens']} tokens)"
-    )
-    for row, item in zip(results, items, strict=True):
-        typer.echo(
-            f"{row['rank']:>2}. score {row['score']:.3f} (relevance {row['relevance']:.3f}, recency "
-            f"{row['recency']:.3f}, importance {row['importance']:.2f})  {row['layer']}  {row['trust']}"
-        )
-        typer.echo(f"    {row['id']}  {row['namespace']}  from {_provenance(item)}")
-        typer.echo(f"    {_preview(row['content'], 110)}")
+
+    def text() -> str:
+        lines = [
+            f"{len(results)} result(s) for {query!r} in {memory} ({found['candidates']} candidates, "
+            f"{found['duplicates']} duplicates, {found['below_min_score']} below min_score, "
+            f"{found['over_budget']} over budget; {found['tokens']} tokens)"
+        ]
+        for row, item in zip(results, items, strict=True):
+            lines.append(
+                f"{row['rank']:>2}. score {row['score']:.3f} (relevance {row['relevance']:.3f}, recency "
+                f"{row['recency']:.3f}, importance {row['importance']:.2f})  {row['layer']}  {row['trust']}"
+            )
+            lines.append(f"    {row['id']}  {row['namespace']}  from {_provenance(item)}")
+            lines.append(f"    {_preview(row['content'], 110)}")
+        return "\n".join(lines)
+
+    emit(found, fmt, text)
 
 
 @memory_app.command("forget")
@@ -218,6 +237,7 @@ def forget(
     expired: Annotated[bool, typer.Option("--expired", help="Delete items past their retention.")] = False,
     everything: Annotated[bool, typer.Option("--all", help="Delete every item of the memory.")] = False,
     specs: SpecsOpt = None,
+    output: OutputOpt = Output.text,
     plugin_path: PluginPathOpt = None,
 ) -> None:
     """Delete items: a tenant's (e.g. a deletion request), an agent's, given ids, expired ones, or
@@ -234,4 +254,8 @@ def forget(
         )
 
     deleted = _with_memories(specs, plugin_path, work)
-    typer.echo(f"deleted {deleted} item(s) from {memory}")
+    emit(
+        {"memory": memory, "deleted": deleted},
+        output.value,
+        lambda: f"deleted {deleted} item(s) from {memory}",
+    )

@@ -115,3 +115,60 @@ def placement_text(result: Any) -> str:
         if where:
             lines.append(f"  {run_id}: node {where['node']} [{where['node_id'][:8]}], actor {where['actor']}")
     return "\n".join(lines)
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[str] = (), empty: str = ""
+) -> str:
+    """Columns as wide as their widest cell, so long values never break the alignment."""
+    if not rows:
+        return empty
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(w) if header in right else cell.ljust(w)
+            for header, cell, w in zip(headers, cells, widths, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def describe_text(row: dict[str, Any]) -> str:
+    """`platform describe`: one deployed spec, its replicas, dependencies, errors and runs."""
+    lines = [
+        f"{row['kind']}/{row['name']}",
+        f"  spec hash:   {row.get('spec_hash', '')}",
+        f"  generation:  {row.get('generation', 0)}",
+        f"  status:      {row.get('status', '')}",
+    ]
+    if row.get("source"):
+        lines.append(f"  source:      {row['source']}")
+    if row.get("depends_on"):
+        lines.append(f"  depends on:  {', '.join(row['depends_on'])}")
+    replicas = row.get("replicas") or []
+    lines.append(f"  replicas:    {len(replicas)}")
+    for r in replicas:
+        where = (
+            f"node {r.get('node_ip', '?')} [{str(r.get('node_id', ''))[:8]}]"
+            if r.get("health") == "ok"
+            else ""
+        )
+        lines.append(f"    {r.get('actor', '?')}: {r.get('health', '?')} {where}".rstrip())
+    errors = row.get("last_errors") or []
+    lines.append("  last errors:" + ("" if errors else " none"))
+    for e in errors:
+        lines.append(f"    {e['run_id']} {e['status']}: {e['error']}")
+    recent = row.get("recent_runs") or []
+    lines.append("  recent runs:" + ("" if recent else " none"))
+    if recent:
+        body = table(
+            ["RUN", "STATUS", "ATTEMPT", "UPDATED"],
+            [
+                [r["run_id"], r["status"], str(r["attempt"]), f"{r['updated_at']:%Y-%m-%d %H:%M:%S}"]
+                for r in recent
+            ],
+            right=("ATTEMPT",),
+        )
+        lines.extend("    " + line for line in body.splitlines())
+    return "\n".join(lines)

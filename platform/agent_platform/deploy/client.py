@@ -17,7 +17,15 @@ from agent_platform.compile.plan import Plan, SupervisorUnit
 from agent_platform.deploy.bundle import SpecBundle
 from agent_platform.deploy.cluster import ClusterError, connect
 from agent_platform.deploy.control_plane import ControlPlane
-from agent_platform.deploy.host import CONTROL_PLANE, HostConfig, Router, RunRequest, UnitHost, actor_name
+from agent_platform.deploy.host import (
+    CANCELLED_BY_USER,
+    CONTROL_PLANE,
+    HostConfig,
+    Router,
+    RunRequest,
+    UnitHost,
+    actor_name,
+)
 from agent_platform.deploy.placement import (
     NodeInfo,
     actor_options,
@@ -27,6 +35,7 @@ from agent_platform.deploy.placement import (
     unplaceable_reason,
 )
 from agent_platform.deploy.reconcile import Action, desired_state, reconcile
+from agent_platform.runstore.base import RunRecord, RunStoreError
 from agent_platform.runtime.outcomes import RunResult
 from agent_platform.runtime.services import new_run_id
 from agent_platform.runtime.tools.idempotency import default_state_dir
@@ -346,6 +355,8 @@ class Deployment:
                         ray.get_actor(name, namespace=self.namespace).where.remote(), timeout=5
                     )
                     replicas.append({**where, "health": "ok"})
+                except ValueError:  # no actor by that name: not a failure to reach one
+                    replicas.append({"actor": name, "health": "gone (`platform apply` recreates it)"})
                 except Exception as exc:
                     replicas.append({"actor": name, "health": f"unreachable ({type(exc).__name__})"})
             rows.append(
@@ -353,16 +364,30 @@ class Deployment:
             )
         return rows
 
-    def delete(self, refs: Sequence[str]) -> list[str]:
+    def delete(self, refs: Sequence[str], *, force: bool = False) -> DeleteReport:
+        """Delete what is deployed of `refs` and report the rest as not found. A spec that a
+        deployed spec outside `refs` still uses (a Model, a Tool, a delegate) is refused, naming
+        its users, unless `force`: its users would fail at their next run."""
         records = self.records()
-        missing = [r for r in refs if r not in records]
-        if missing:
-            raise DeployError(f"not deployed: {', '.join(missing)}")
-        actors = [a for r in refs for a in records[r].get("actors", [])]
-        self._call(self.control.remove.remote(list(refs)), "remove specs")
-        if actors:
-            self._call(self.control.retire.remote(actors, DRAIN_GRACE_S), "retire actors")
-        return list(refs)
+        present = [r for r in refs if r in records]
+        report = DeleteReport(not_found=[r for r in refs if r not in records])
+        leaving = set(present)
+        for ref in present:
+            users = sorted(
+                other
+                for other, record in records.items()
+                if other not in leaving and ref in record.get("depends_on", [])
+            )
+            if users and not force:
+                report.in_use[ref] = users
+            else:
+                report.deleted.append(ref)
+        if report.deleted:
+            actors = [a for r in report.deleted for a in records[r].get("actors", [])]
+            self._call(self.control.remove.remote(report.deleted), "remove specs")
+            if actors:
+                self._call(self.control.retire.remote(actors, DRAIN_GRACE_S), "retire actors")
+        return report
 
     def resolve(self, name: str) -> str:
         records = self.records()
@@ -384,14 +409,26 @@ class Deployment:
 
     def input_problem(self, unit: str, inputs: Mapping[str, Any]) -> str | None:
         """What a replica of `unit` would refuse in `inputs` before running (None: they are fine)."""
-        import ray
 
         actors = self.records().get(unit, {}).get("actors") or []
         if not actors:
             raise DeployError(f"{unit} has no replicas")
-        handle = ray.get_actor(actors[0], namespace=self.namespace)
+        handle = self.actor(actors[0], unit)
         problem: str | None = self._call(handle.check_inputs.remote(unit, dict(inputs)), "check the inputs")
         return problem
+
+    def actor(self, name: str, unit: str) -> Any:
+        """The replica `name` of `unit`, or a DeployError saying it is gone and what to run."""
+        import ray
+
+        try:
+            return ray.get_actor(name, namespace=self.namespace)
+        except ValueError:
+            raise DeployError(
+                f"replica {name} of {unit} is gone (its node was lost, it failed more often than "
+                "it may restart, or an apply is replacing it): run `platform apply SPECS` to "
+                f"recreate it, or `platform get {unit}` to see the others"
+            ) from None
 
     def run(
         self, unit: str, inputs: Mapping[str, Any], *, run_id: str | None = None, tenant: str | None = None
@@ -422,12 +459,91 @@ class Deployment:
         asyncio.run(record())
         return str(self._call(self.control.submit.remote(request), "submit the run"))
 
+    def cancel(self, run_id: str, *, wait: float = 30.0) -> RunRecord:
+        """Cancel a run and its unfinished hand-offs. A run in flight is cancelled on the replica
+        running it; one that no replica holds (pending, or left by a lost replica) is finished
+        `cancelled` in the run store, so nothing resumes it. Returns the finished record."""
+        from agent_platform.runstore import RunNotFound, RunStatus, open_run_store
+
+        store = open_run_store(self.settings()["run_store_url"])
+        records = self.records()
+
+        async def go() -> RunRecord:
+            try:
+                record = await store.get_run(run_id)
+                if record is None:
+                    raise RunNotFound(run_id)
+                if record.finished:
+                    raise DeployError(f"run {run_id} already ended: {record.status.value}")
+                targets = [record, *await _unfinished_descendants(store, run_id)]
+                for target in reversed(targets):  # hand-offs first: a parent waits for them
+                    if not await self._cancel_in_flight(target, records):
+                        latest = await store.get_run(target.run_id)
+                        if latest is not None and not latest.finished:
+                            with contextlib.suppress(RunStoreError):
+                                await store.finish(
+                                    target.run_id,
+                                    latest.attempt,
+                                    RunStatus.CANCELLED,
+                                    error=CANCELLED_BY_USER,
+                                )
+                return await store.wait(run_id, timeout=wait)
+            finally:
+                await store.close()
+
+        try:
+            return asyncio.run(go())
+        except TimeoutError:
+            raise DeployError(f"run {run_id} was asked to cancel but had not ended after {wait:g}s") from None
+
+    async def _cancel_in_flight(self, record: RunRecord, records: Mapping[str, Any]) -> bool:
+        import ray
+
+        for name in (records.get(record.unit) or {}).get("actors", []):
+            try:
+                handle = ray.get_actor(name, namespace=self.namespace)
+                if await asyncio.wait_for(handle.cancel.remote(record.run_id), timeout=10):
+                    return True
+            except (ValueError, TimeoutError, ray.exceptions.RayError):
+                continue
+        return False
+
     def flush_traces(self, actors: Sequence[str]) -> None:
         import ray
 
         for name in set(actors):
             with contextlib.suppress(Exception):
                 ray.get(ray.get_actor(name, namespace=self.namespace).flush.remote(), timeout=10)
+
+
+@dataclass
+class DeleteReport:
+    deleted: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    in_use: dict[str, list[str]] = field(default_factory=dict)  # ref -> the deployed specs using it
+
+
+async def _unfinished_descendants(store: Any, run_id: str) -> list[RunRecord]:
+    """The run's hand-offs (and theirs) that have not ended, parents before children."""
+    from agent_platform.runstore import RunStatus
+
+    unfinished = [
+        r
+        for status in (RunStatus.PENDING, RunStatus.RUNNING)
+        for r in await store.list_runs(status=status, limit=10_000)
+    ]
+    children: dict[str, list[RunRecord]] = {}
+    for r in unfinished:
+        if r.parent_run_id:
+            children.setdefault(r.parent_run_id, []).append(r)
+    found: list[RunRecord] = []
+    frontier = [run_id]
+    while frontier:
+        parent = frontier.pop(0)
+        for child in children.get(parent, []):
+            found.append(child)
+            frontier.append(child.run_id)
+    return found
 
 
 def _record(
@@ -443,6 +559,7 @@ def _record(
         "effective_hash": desired.effective_hash,
         "snapshot": desired.snapshot,
         "source": desired.source,
+        "depends_on": list(desired.depends_on),
         "generation": generation,
         "actors": actors,
         "placement": placement,

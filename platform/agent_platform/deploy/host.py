@@ -34,7 +34,13 @@ from agent_platform.runtime.inputs import InputError
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.services import RunState
 from agent_platform.runtime.supervisor import TaskError
-from agent_platform.runtime.tracing import TracingHandle, configure_tracing, extract_context, inject_context
+from agent_platform.runtime.tracing import (
+    TracingHandle,
+    capture_content_from_env,
+    configure_tracing,
+    extract_context,
+    inject_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,10 @@ class HostConfig:
     trace_file: str | None = None  # JSONL spans, appended by every actor (one machine / shared FS)
     approve_all: bool = False
     cwd: str | None = None
+    # Content capture in the actors' spans. An actor does not inherit the environment of the
+    # process that applies the deployment, so the driver's OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+    # is read where this config is made and travels with it.
+    capture_content: bool = field(default_factory=capture_content_from_env)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,9 @@ class RunRequest:
     parent_run_id: str | None = None
     trace_carrier: Mapping[str, str] = field(default_factory=dict)
     tenant: str | None = None  # the namespace of the run's long-term memory (RunState.tenant)
+
+
+CANCELLED_BY_USER = "cancelled by `platform cancel`"
 
 
 class HandoffFailed(RuntimeError):
@@ -438,6 +451,7 @@ class UnitHost:
             jsonl_path=Path(config.trace_file) if config.trace_file else None,
             service_name="agent-platform",
             resource_attributes={"platform.actor": self.actor_name, "platform.unit": unit},
+            capture_content=config.capture_content,
         )
         from agent_platform.deploy.isolated import isolating
         from agent_platform.runstore import open_idempotency_store, url_scheme
@@ -465,6 +479,9 @@ class UnitHost:
         self._max_concurrency = self.plan.units[_ref(unit)].actor.max_concurrency
         self._slots: asyncio.Semaphore | None = None
         self._runs: set[asyncio.Future[RunResult]] = set()
+        # The task driving each run in flight here, for `platform cancel`.
+        self._run_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._cancelling: set[str] = set()
         self._node = _node_info()
         tune_gc_for_runs()
 
@@ -564,16 +581,31 @@ class UnitHost:
             left -= len(chunk)
             yield chunk
 
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel the run if it is in flight on this replica (True), else False. The run ends
+        `cancelled` in the run store, with the reason, and its hand-offs are cancelled with it."""
+        task = self._run_tasks.get(run_id)
+        if task is None or task.done():
+            return False
+        self._cancelling.add(run_id)
+        task.cancel()
+        return True
+
     async def run(self, request: RunRequest) -> RunResult:
         from opentelemetry import context as otel_context
 
         self._in_flight += 1
         token = otel_context.attach(extract_context(request.trace_carrier))
+        task = asyncio.current_task()
+        if task is not None:
+            self._run_tasks[request.run_id] = task
         try:
             result = await self._run(request)
         finally:
             otel_context.detach(token)
             self._in_flight -= 1
+            if self._run_tasks.get(request.run_id) is task:
+                del self._run_tasks[request.run_id]
         result.details["placement"] = {
             "node": self._node["node_ip"],
             "node_id": self._node["node_id"],
@@ -629,11 +661,26 @@ class UnitHost:
         except (InputError, TaskError) as exc:
             result = RunResult(request.run_id, request.unit, Outcome.FAILED, error=str(exc))
         else:
-            result = await self.runtime._run(unit, inputs, state)
+            try:
+                result = await self.runtime._run(unit, inputs, state)
+            except asyncio.CancelledError:
+                if request.run_id not in self._cancelling:
+                    raise  # the actor is going away: the run resumes elsewhere
+                self._cancelling.discard(request.run_id)
+                result = RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=CANCELLED_BY_USER)
+        if request.run_id in self._cancelling:  # the runtime turned the cancellation into a result
+            self._cancelling.discard(request.run_id)
+            result.outcome, result.error = Outcome.CANCELLED, result.error or CANCELLED_BY_USER
         placements = state.resources.get("placements")
         if placements:
             result.details["placements"] = placements
-        status = RunStatus.COMPLETED if result.ok else RunStatus.FAILED
+        status = (
+            RunStatus.COMPLETED
+            if result.ok
+            else RunStatus.CANCELLED
+            if result.outcome is Outcome.CANCELLED
+            else RunStatus.FAILED
+        )
         self._checkpoints.discard(request.run_id)
         try:
             await store.finish(request.run_id, attempt, status, result=result.to_json(), error=result.error)
