@@ -291,6 +291,26 @@ async def test_an_unreachable_store_does_not_fail_the_run(
     assert spans["memory recall"].status.status_code.name == "ERROR"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user@127.0.0.1:9/none?password=s3cret-pw&connect_timeout=2",
+        "host=127.0.0.1 port=9 user=user password=s3cret-pw",
+    ],
+    ids=["query-parameter", "key-value"],
+)
+async def test_a_store_password_is_in_no_run_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    world = World(tmp_path, url)
+    recalled = await world.run("a", {"topic": "anything"})  # the store's failure is in details
+    assert "pgvector" in recalled.details["memory"]["recall_error"]
+    ingested = await world.run("ingest", {"docs": ITEMS})  # the store's failure fails the step
+    assert ingested.outcome is Outcome.FAILED and "pgvector" in (ingested.error or "")
+    assert "s3cret-pw" not in json.dumps([recalled.to_json(), ingested.to_json()])
+
+
 def test_the_recall_query_is_the_text_of_the_inputs() -> None:
     from agent_platform.runtime.recall import query_text
 

@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from tests.memory.contract import DIM, axis, item, rows
 from tests.memory.workers import start_and_write
+from tests.support.dsn import DSN_FORMS, PASSWORDS, dsn_with
 
 from agent_platform.memory.items import MemoryItem, Provenance
 from agent_platform.memory.stores.base import (
@@ -258,6 +261,58 @@ async def test_an_unreachable_server_is_unavailable_quickly_without_the_password
             await store.search("notes", namespace=NS, vector=axis(0))
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("query", ["password=s3cret-pw", "sslmode=disable&sslpassword=s3cret-pw"])
+async def test_a_password_in_the_query_is_never_shown(query: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    store = PgVectorStore(f"postgresql://alice@127.0.0.1:{port}/memory?{query}")
+    try:
+        assert "s3cret-pw" not in store.location and "s3cret-pw" not in repr(store)
+        with pytest.raises(StoreUnavailable) as raised:
+            await store.ensure_collection("notes", DIM)
+        assert "s3cret-pw" not in str(raised.value) and "s3cret-pw" not in raised.value.location
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "dsn", ["host=db password=s3cret-pw user=alice", "host=db user=alice password='s3cret pw'"]
+)
+def test_a_key_value_connection_string_is_refused_without_its_password(dsn: str) -> None:
+    with pytest.raises(InvalidStoreUrl, match="pgvector needs a postgresql:// URL") as raised:
+        PgVectorStore(dsn)
+    assert "s3cret" not in str(raised.value) and "host=db" in str(raised.value)
+
+
+def store_errors(dsn: str, password: str) -> list[VectorStoreError]:
+    """The store's errors for `dsn`: refused, or a driver message echoing it and its password."""
+    try:
+        store = PgVectorStore(dsn)
+    except InvalidStoreUrl as refused:
+        return [refused]
+    echo = psycopg.OperationalError(f"connection to {dsn} failed: password {password} rejected")
+    return [
+        store._error(echo, "search", "notes"),
+        InvalidStoreUrl("x", backend="pgvector", location=repr(store)),
+    ]
+
+
+@given(PASSWORDS, st.sampled_from(sorted(DSN_FORMS)))
+def test_a_random_password_is_in_no_store_error(password: str, form: str) -> None:
+    shown_for_another = " ".join(map(str, store_errors(DSN_FORMS[form]("zzzzzz"), "zzzzzz")))
+    assume(password not in shown_for_another)  # else it is in the messages' own words
+    for error in store_errors(dsn_with(password, form), password):
+        assert password not in str(error), str(error)
+
+
+def test_a_driver_message_echoing_the_password_is_redacted() -> None:
+    store = PgVectorStore("postgresql://alice:s3cret-pw@127.0.0.1:1/memory")
+    echoed = psycopg.OperationalError('connection to "alice:s3cret-pw@127.0.0.1" failed (s3cret-pw)')
+    error = store._error(echoed, "search", "notes")
+    assert isinstance(error, StoreUnavailable) and "s3cret-pw" not in str(error)
 
 
 def test_only_postgresql_urls_are_accepted() -> None:

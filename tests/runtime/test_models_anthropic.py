@@ -4,6 +4,7 @@ a local Messages API server (tests/support/messages_api.py). Nothing in the SDK 
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import time
 import traceback
@@ -416,6 +417,35 @@ def test_the_key_never_appears_in_errors(server: MessagesAPIServer, reply: Any) 
     server.push(reply)
     error = failure(make_spec(server, retry={"max_attempts": 1}), request())  # asserts no secret
     assert "***" in str(error)
+
+
+@pytest.mark.parametrize("key", [SECRET, "vault-issued-credential-0042"], ids=["key-shaped", "any-shape"])
+def test_an_echoed_key_never_reaches_the_logs(
+    server: MessagesAPIServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, key: str
+) -> None:
+    monkeypatch.setattr(server, "api_key", key)
+    monkeypatch.setenv(KEY_ENV, key)
+    # Every record of every logger, DEBUG included: the key is hidden by redaction, not by level.
+    caplog.set_level(logging.DEBUG)
+    server.push(
+        api_error(500, "api_error", f"upstream saw {key}"),
+        api_error(401, "authentication_error", f"invalid x-api-key {key}"),
+    )
+    with pytest.raises(ModelAuthError) as info:
+        complete(make_spec(server), request(), NoSleep())
+    assert key not in str(info.value)
+    assert "invalid x-api-key ***" in caplog.text, "instructor's lines are kept, redacted"
+    assert key not in caplog.text
+
+
+def test_a_retried_call_that_succeeds_logs_no_warning(
+    server: MessagesAPIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.push(server_error(), tool_use({"label": "true", "confidence": 3}))
+    with caplog.at_level(logging.WARNING):
+        result = complete(make_spec(server), request(), NoSleep())
+    assert result.output.label == "true"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_provider_repr_and_result_carry_no_key(server: MessagesAPIServer) -> None:

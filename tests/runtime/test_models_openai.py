@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -220,6 +221,35 @@ def test_busy_local_server_is_overloaded_and_401_is_auth(server: ChatCompletions
     server.push(openai_error(401, "invalid_api_key", f"Incorrect API key provided: {SECRET}"))
     error = failure(make_spec(server), request(), NoSleep())
     assert isinstance(error, ModelAuthError) and len(server.requests) == 1
+
+
+@pytest.mark.parametrize("key", [SECRET, "vllm-served-credential-0042"], ids=["key-shaped", "any-shape"])
+def test_an_echoed_key_never_reaches_the_logs(
+    server: ChatCompletionsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, key: str
+) -> None:
+    server.api_key = key
+    monkeypatch.setenv(KEY_ENV, key)
+    # Every record of every logger, DEBUG included: the key is hidden by redaction, not by level.
+    caplog.set_level(logging.DEBUG)
+    server.push(
+        openai_error(500, "server_error", f"upstream saw {key}"),
+        openai_error(401, "invalid_api_key", f"Incorrect API key provided: {key}"),
+    )
+    with pytest.raises(ModelAuthError) as info:
+        complete(make_spec(server), request(), NoSleep())
+    assert key not in str(info.value)
+    assert "Incorrect API key provided: ***" in caplog.text, "instructor's lines are kept, redacted"
+    assert key not in caplog.text
+
+
+def test_a_retried_call_that_succeeds_logs_no_warning(
+    server: ChatCompletionsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.push(openai_error(500, "server_error", "try again"), tool_call({"title": "Dune", "year": 1965}))
+    with caplog.at_level(logging.WARNING):
+        result = complete(make_spec(server), request(), NoSleep())
+    assert result.output.year == 1965
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_missing_usage_is_estimated(server: ChatCompletionsServer) -> None:

@@ -657,11 +657,11 @@ class OpenAIEmbedder(Embedder):
     ) -> None:
         from tenacity import wait_exponential, wait_random
 
-        from agent_platform.memory.stores.base import redact_url
+        from agent_platform.redaction import redact_secrets
         from agent_platform.runtime.models.factory import is_local_url
 
         base_url = (spec.base_url or OPENAI_BASE_URL).rstrip("/")
-        location = redact_url(base_url)
+        location = redact_secrets(base_url)
         self.base_url = base_url
         self.location = location  # in every error message
         super().__init__(

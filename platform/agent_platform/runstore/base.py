@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +26,11 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from agent_platform.redaction import dsn_secrets, redact_secrets
+from agent_platform.state_files import default_state_dir
 
 RUN_STORE_URL_ENV = "PLATFORM_RUN_STORE"
-STATE_DIR_ENV = "PLATFORM_STATE_DIR"  # the same variable as the idempotency store's
-DEFAULT_STATE_DIR = ".platform"
 RUN_STORE_FILE = "runs.sqlite3"
 
 
@@ -107,13 +106,15 @@ class Started:
 
 
 class RunStoreError(Exception):
-    """Base of every run store error."""
+    """Base of every run store error. Subclasses whose text quotes a URL or a driver's message
+    pass it through `redact_secrets` first."""
 
 
 class InvalidRunStoreUrl(RunStoreError, ValueError):
     def __init__(self, url: str, reason: str) -> None:
-        self.url = redact_url(url)
-        super().__init__(f"invalid run store URL {self.url!r}: {reason}")
+        self.url = redact_secrets(url)
+        # The reason may quote a piece of the URL (its "scheme", when a key=value DSN was given).
+        super().__init__(f"invalid run store URL {self.url!r}: {redact_secrets(reason, dsn_secrets(url))}")
 
 
 class RunNotFound(RunStoreError, LookupError):
@@ -172,11 +173,12 @@ class CheckpointOutOfOrder(RunStoreError):
 
 
 class RunStoreUnavailable(RunStoreError):
-    """The database cannot be reached or opened. `url` has its password removed."""
+    """The database cannot be reached or opened. `url` has its password removed, and `reason` (a
+    driver's message, which may echo the connection string or its password) too."""
 
     def __init__(self, url: str, reason: str) -> None:
-        self.url = redact_url(url)
-        self.reason = scrub_secret(reason, url)
+        self.url = redact_secrets(url)
+        self.reason = redact_secrets(reason, dsn_secrets(url))
         super().__init__(f"run store {self.url} is unavailable: {self.reason}")
 
 
@@ -214,54 +216,9 @@ def state_text(state: dict[str, Any] | JsonText) -> str:
 
 # --- URLs -------------------------------------------------------------------------------------
 
-_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&;\s]*")
-
-
-def redact_url(url: str) -> str:
-    """`url` without its password (userinfo or a `password=` query parameter)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}{':***' if sep else ''}@{hostport}"
-    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
-    if netloc == parts.netloc and query == parts.query:
-        return url  # nothing to hide (and `sqlite:///abs` keeps the `//` urlunsplit would drop)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _password(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        found = parts.password
-    except ValueError:
-        return None
-    if found:
-        return found
-    match = re.search(r"(?i)password=([^&;\s]+)", url)
-    return match.group(1) if match else None
-
-
-def scrub_secret(text: str, url: str) -> str:
-    """`text` (e.g. a driver's error message) with the URL's password masked, should the driver
-    have echoed it."""
-    password = _password(url)
-    if password:
-        text = text.replace(password, "***")
-        from urllib.parse import unquote
-
-        decoded = unquote(password)
-        if decoded != password:
-            text = text.replace(decoded, "***")
-    return text
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+# The name this module's own URL redaction had; it is now the shared one (modules written
+# against the old name keep working).
+redact_url = redact_secrets
 
 
 def default_run_store_url(state_dir: str | os.PathLike[str] | None = None) -> str:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from agent_platform.redaction import redact_secrets
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
     Checkpoint,
@@ -44,7 +45,6 @@ from agent_platform.runstore.base import (
     list_runs_query,
     loads,
     prune_filter,
-    redact_url,
     state_text,
     utcnow,
 )
@@ -247,7 +247,7 @@ class PostgresRunStore(RunStore):
         )
 
     def __repr__(self) -> str:
-        return f"PostgresRunStore({redact_url(self.url)!r})"
+        return f"PostgresRunStore({redact_secrets(self.url)!r})"
 
     async def ping(self) -> None:
         await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
@@ -577,7 +577,7 @@ class PostgresIdempotencyStore(IdempotencyStore):
         )
 
     def __repr__(self) -> str:
-        return f"PostgresIdempotencyStore({redact_url(self.url)!r})"
+        return f"PostgresIdempotencyStore({redact_secrets(self.url)!r})"
 
     async def claim(
         self, tool: str, key_hash: str, *, owner: str, now: datetime, lease_s: float, ttl_s: float | None

@@ -1,7 +1,8 @@
 """The SQLite run store: one file shared by every process on one machine (several Ray actors on
 one host). WAL mode (readers never block the writer), a busy timeout, and every write in a
 `BEGIN IMMEDIATE` transaction, which serialises writers across threads and processes; calls run
-on one dedicated worker thread per store."""
+on one dedicated worker thread per store. A new database file (and so its -wal and -shm files) is
+created readable by its user only (`state_files`)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from agent_platform.runstore.base import (
     state_text,
     utcnow,
 )
+from agent_platform.state_files import create_private_file
 
 T = TypeVar("T")
 
@@ -185,7 +187,7 @@ class SqliteRunStore(RunStore):
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)  # 0600 before SQLite opens it: its -wal/-shm follow
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )

@@ -34,19 +34,21 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import numpy.typing as npt
 
 from agent_platform.memory.items import CollectionInfo, MemoryItem, SearchHit, WriteAck
+from agent_platform.redaction import redact_secrets
 
 Vectors = npt.NDArray[np.float32]
 
 
 class VectorStoreError(Exception):
     """A store operation failed. `str()` reads `pgvector at postgresql://host/db: collection
-    'docs': search: <what went wrong>`."""
+    'docs': search: <what went wrong>`. `location` and `detail` (often a driver's or server's
+    message, which may echo a connection string or a key) are redacted (`redact_secrets`, with
+    the `known` secrets the store connected with)."""
 
     def __init__(
         self,
@@ -56,18 +58,19 @@ class VectorStoreError(Exception):
         location: str,
         collection: str | None = None,
         operation: str | None = None,
+        known: Sequence[str] = (),
     ) -> None:
-        self.detail = detail
+        self.detail = redact_secrets(detail, known)
         self.backend = backend
-        self.location = location
+        self.location = redact_secrets(location, known)
         self.collection = collection
         self.operation = operation
-        where = f"{backend} at {location}"
+        where = f"{backend} at {self.location}"
         if collection is not None:
             where += f": collection '{collection}'"
         if operation is not None:
             where += f": {operation}"
-        super().__init__(f"{where}: {detail}")
+        super().__init__(f"{where}: {self.detail}")
 
 
 class StoreUnavailable(VectorStoreError):
@@ -84,16 +87,6 @@ class DimensionMismatch(VectorStoreError):
 
 class InvalidStoreUrl(VectorStoreError):
     """The URL does not name a store this backend can open."""
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages and traces."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def check_search_arguments(namespace: str, k: int, alpha: float) -> None:

@@ -65,8 +65,8 @@ from agent_platform.memory.stores.base import (
     VectorStore,
     VectorStoreError,
     check_search_arguments,
-    redact_url,
 )
+from agent_platform.redaction import dsn_secrets, redact_secrets
 from agent_platform.runstore._pool import ThreadConnections
 
 T = TypeVar("T")
@@ -304,7 +304,9 @@ class PgVectorStore(VectorStore):
     backend = "pgvector"
 
     def __init__(self, url: str, *, pool_size: int = 4, statement_timeout_s: float = 30.0) -> None:
-        self.location = redact_url(url)
+        self.location = redact_secrets(url)
+        # What the driver might echo of the URL in its errors, masked wherever it appears there.
+        self._secrets = dsn_secrets(url)
         scheme = urlsplit(url).scheme
         if scheme not in ("postgresql", "postgres"):
             raise InvalidStoreUrl(
@@ -313,7 +315,6 @@ class PgVectorStore(VectorStore):
         if statement_timeout_s <= 0:
             raise ValueError("statement_timeout_s must be positive")
         self._url = url
-        self._password = urlsplit(url).password or None
         self.statement_timeout_s = statement_timeout_s
         self._dimensions: dict[str, int] = {}
         self._schema_ready = False
@@ -382,13 +383,12 @@ class PgVectorStore(VectorStore):
         if isinstance(exc, VectorStoreError):
             return exc
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        if self._password:
-            detail = detail.replace(self._password, "***")
         where: dict[str, Any] = {
             "backend": self.backend,
             "location": self.location,
             "collection": collection,
             "operation": operation,
+            "known": self._secrets,
         }
         if isinstance(exc, psycopg.errors.QueryCanceled):
             return StoreTimeout(

@@ -103,8 +103,8 @@ from agent_platform.memory.stores.base import (
     VectorStore,
     VectorStoreError,
     check_search_arguments,
-    redact_url,
 )
+from agent_platform.redaction import redact_secrets
 
 __all__ = [
     "DEFAULT_GRPC_PORT",
@@ -223,10 +223,7 @@ class WeaviateEndpoint:
 
 
 def _location(url: str) -> str:
-    try:
-        return redact_url(url)
-    except ValueError:
-        return "<unparseable URL>"
+    return redact_secrets(url)
 
 
 def _bracketed(host: str) -> str:

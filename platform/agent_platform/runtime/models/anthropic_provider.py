@@ -4,7 +4,7 @@ output, never blocking the event loop.
 * Key: from the environment variable the spec names (`api_key_env`, default ANTHROPIC_API_KEY),
   read when the provider is created; a missing key is a `ModelConfigError` naming the variable. The
   key is handed to the SDK only: it is not stored on the provider, and any echo of it in a server
-  message is masked before it reaches an exception.
+  message is masked before it reaches an exception or a log line (`factory.guard_sdk_logs`).
 * Endpoint and limits: `base_url`, `timeout` (per request) and `max_tokens`/`temperature` from the
   spec (a request may override the last two). The SDK (2.x) dropped its `temperature` parameter,
   so a temperature is sent as an extra body field; the API rejects it (`ModelRequestError`) for
@@ -43,6 +43,7 @@ from agent_platform.runtime.models.factory import (
     UsageTally,
     api_key_from_env,
     exact_instance,
+    guard_sdk_logs,
     missing_key_error,
 )
 from agent_platform.runtime.models.http_provider import HttpProvider
@@ -101,6 +102,7 @@ class AnthropicProvider(HttpProvider):
             max_retries=0,  # retries are ours (spec.retry), so the SDK must not hide errors
         )
         self._instructor = instructor.from_anthropic(self._client, mode=instructor.Mode.TOOLS)
+        guard_sdk_logs(key)
 
     async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
         spec = self._spec

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import importlib
+import logging
 import math
 import os
 import random
@@ -28,6 +29,13 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from agent_platform.redaction import (
+    MASK,
+    MIN_KNOWN_SECRET,
+    loggers_under,
+    redact_loggers,
+    redact_secrets,
+)
 from agent_platform.runtime.models.base import (
     ModelAuthError,
     ModelConfigError,
@@ -282,6 +290,45 @@ def _import_exception(ref: str, *, provider: str, model: str | None) -> type[Bas
     return target
 
 
+# --- shared by the HTTP providers (anthropic, openai): the SDKs' loggers ----------------------
+
+# The loggers of the libraries an HTTP provider calls through: instructor, the SDKs, and the HTTP
+# clients under them (the SDKs' httpx2/httpcore2, forks of httpx/httpcore, which other clients in
+# the process use). Their records can quote a server's error body, which may echo the API key, or
+# a URL with credentials.
+SDK_LOGGERS = ("instructor", "anthropic", "openai", "httpx", "httpcore", "httpx2", "httpcore2")
+
+
+class InstructorLogsAtDebug(logging.Filter):
+    """Lowers instructor's records to DEBUG and keeps them only where DEBUG is enabled for its
+    logger. instructor logs every failed API call and its final give-up at ERROR, which Python
+    prints to stderr when nothing configured logging (`platform run --local`, Ray workers). Our
+    providers turn each of those failures into a typed `ModelError`, which the run result and the
+    model call's span carry; and a call our retry policy retries with success has not failed. So
+    those lines only repeat, out of context, what is reported where it belongs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_INSTRUCTOR_AT_DEBUG = InstructorLogsAtDebug()
+
+
+def guard_sdk_logs(api_key: str | None) -> None:
+    """Route the SDKs' loggers through `redact_secrets` (masking `api_key` wherever it is
+    echoed) and keep instructor's per-attempt errors out of successful runs (see
+    `InstructorLogsAtDebug`). Called by each HTTP provider once its SDK and instructor client
+    exist, so their loggers do too. Idempotent."""
+    for logger in loggers_under(("instructor",)):
+        if _INSTRUCTOR_AT_DEBUG not in logger.filters:
+            # first, so that what it drops is not redacted for nothing
+            logger.filters.insert(0, _INSTRUCTOR_AT_DEBUG)
+    redact_loggers(SDK_LOGGERS, known=(api_key,))
+
+
 # --- shared by the HTTP providers (anthropic, openai): instructor and SDK errors ---------------
 
 
@@ -339,9 +386,10 @@ class UsageTally:
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` (an API key) masked."""
-    if secret and len(secret) >= 4 and secret in text:
-        return text.replace(secret, "***")
+    """`text` with every occurrence of `secret` (an API key) masked, and nothing else (see
+    `redact_secrets` for the shapes of secrets)."""
+    if secret and len(secret) >= MIN_KNOWN_SECRET and secret in text:
+        return text.replace(secret, MASK)
     return text
 
 
@@ -374,7 +422,7 @@ def map_sdk_error(
 
     def make(cls: type[ModelError], message: str, retry_after: float | None = None) -> ModelError:
         return annotate_error(
-            cls(scrub(message, secret), provider=provider, model=model), retry_after=retry_after
+            cls(redact_secrets(message, (secret,)), provider=provider, model=model), retry_after=retry_after
         )
 
     if isinstance(exc, sdk.APITimeoutError):
@@ -456,11 +504,11 @@ def map_instructor_error(
     if isinstance(inner, parse_errors) or (failed and isinstance(inner, json.JSONDecodeError)):
         detail = validation_summary(inner)
         error = ModelOutputInvalid(
-            scrub(
+            redact_secrets(
                 f"the answer did not validate against {name} after {attempts} attempt"
                 f"{'s' if attempts != 1 else ''} ({max(attempts - 1, 0)} re-ask"
                 f"{'s' if attempts != 2 else ''} with the error): {detail}",
-                secret,
+                (secret,),
             ),
             provider=provider,
             model=model,
@@ -476,7 +524,11 @@ def map_instructor_error(
     mapped = map_sdk_error(inner, sdk, provider=provider, model=model, timeout=timeout, secret=secret)
     if mapped is None:
         return None
-    cause = inner if not (secret and secret in f"{inner!s}{inner!r}") else None
+    # The SDK error's text holds the server's whole error body: chained as the cause, it would be
+    # printed with every traceback of the typed error (and recorded in its span). It is chained
+    # only when it carries nothing to redact.
+    text = f"{inner!s}{inner!r}"
+    cause = inner if redact_secrets(text, (secret,)) == text else None
     return mapped, cause
 
 

@@ -4,7 +4,8 @@
 * Key: from the variable the spec names (`api_key_env`, default OPENAI_API_KEY). Local servers
   need none: when the default variable is unset and `base_url` points at this machine (localhost,
   127.x, ::1) a placeholder is sent; otherwise a missing key is a `ModelConfigError` naming the
-  variable. The key is never stored on the provider nor shown in errors.
+  variable. The key is never stored on the provider nor shown in errors or log lines
+  (`factory.guard_sdk_logs`).
 * Retries, timeouts, usage, attempts: as the Anthropic provider (`factory.RetryRunner`, SDK
   `max_retries=0`, instructor re-asks up to `request.max_validation_retries`). HTTP 503 (what
   local servers answer when busy) and 529 are `ModelOverloaded`. A server that reports no usage
@@ -45,6 +46,7 @@ from agent_platform.runtime.models.factory import (
     UsageTally,
     api_key_from_env,
     exact_instance,
+    guard_sdk_logs,
     is_local_url,
     missing_key_error,
 )
@@ -163,6 +165,7 @@ class OpenAIProvider(HttpProvider):
             max_retries=0,  # retries are ours (spec.retry)
         )
         self._instructor = instructor.from_openai(self._client, mode=modes[mode])
+        guard_sdk_logs(None if key == LOCAL_PLACEHOLDER_KEY else key)
 
     async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
         spec = self._spec

@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from agent_platform.runtime.clock import Clock
 from agent_platform.runtime.tools.errors import IdempotencyConflict
+from agent_platform.state_files import create_private_file
+from agent_platform.state_files import default_state_dir as default_state_dir  # imported from here
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -56,8 +58,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-STATE_DIR_ENV = "PLATFORM_STATE_DIR"
-DEFAULT_STATE_DIR = ".platform"
 STORE_FILE = "idempotency.sqlite3"
 
 _IDEMPOTENCY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -255,10 +255,6 @@ class IdempotencyStore(ABC):
         return None
 
 
-def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
-
-
 def default_store_path() -> Path:
     return default_state_dir() / STORE_FILE
 
@@ -301,7 +297,8 @@ class SqliteIdempotencyStore(IdempotencyStore):
     """SQLite (stdlib `sqlite3`) in WAL mode with `synchronous=FULL`; every operation runs in a
     worker thread (`asyncio.to_thread`) inside a `BEGIN IMMEDIATE` transaction, which serialises
     claims across threads and processes sharing the file. Default file:
-    `$PLATFORM_STATE_DIR/idempotency.sqlite3`, else `.platform/idempotency.sqlite3`."""
+    `$PLATFORM_STATE_DIR/idempotency.sqlite3`, else `.platform/idempotency.sqlite3`; a new one is
+    created readable by its user only (`state_files`)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path) if path is not None else default_store_path()
@@ -311,7 +308,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)  # 0600 before SQLite opens it: its -wal/-shm follow
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
