@@ -274,7 +274,7 @@ def test_exception_sets_error_status_and_is_recorded(tracing: TracingHandle) -> 
         assert "x" * 50 not in str(event.attributes["exception.message"])
 
 
-def test_cancellation_is_marked_not_failed(tracing: TracingHandle) -> None:
+def test_cancellation_is_an_error_marked_as_a_cancellation(tracing: TracingHandle) -> None:
     async def main() -> None:
         async def slow() -> None:
             with tracing.tool_span("slow", "c"):
@@ -289,7 +289,10 @@ def test_cancellation_is_marked_not_failed(tracing: TracingHandle) -> None:
     asyncio.run(main())
     (span,) = tracing.finished_spans()
     assert span.attributes["agent_platform.cancelled"] is True
-    assert span.status.status_code is StatusCode.UNSET
+    assert span.attributes["error.type"] == "CancelledError"
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.events == ()  # no stack trace: it would only show where the span was waiting
+    assert render_span_tree([span], durations=False) == "execute_tool slow  ERROR CancelledError\n"
 
 
 def test_guardrail_and_loop_events(tracing: TracingHandle) -> None:
@@ -324,21 +327,46 @@ def test_guardrail_and_loop_events(tracing: TracingHandle) -> None:
     assert [e.name for e in verbose.finished_spans()[0].events] == ["guardrail.decision"]
 
 
+def _capture(handle: Tracing) -> None:
+    with handle.model_span("anthropic", "m", "k") as span:
+        handle.capture_model_call(
+            span, "You are helpful. " * 20, [{"role": "user", "content": "hi"}], result()
+        )
+        handle.record_model_result(span, result())
+    with handle.tool_span("t", "c") as span:
+        handle.capture_tool_arguments(span, {"q": "weather"})
+        handle.capture_tool_result(span, "sunny")
+
+
 def test_content_capture_is_opt_in_and_truncated() -> None:
+    with configure_tracing(memory=True) as off:
+        _capture(off)
+        for span in off.finished_spans():
+            assert span.events == () and not any(k.startswith("gen_ai.tool.call.a") for k in span.attributes)
     with configure_tracing(memory=True, capture_content=True) as handle:
-        handle.content_max_chars = 40
-        with handle.model_span("anthropic", "m", "k") as span:
-            handle.capture_prompt(span, "You are helpful. " * 10, [{"role": "user", "content": "hi"}])
-            handle.record_model_result(span, result())
-        with handle.tool_span("t", "c") as span:
-            handle.capture_tool_call(span, arguments={"q": "weather"}, result="sunny")
+        capturing = Tracing(handle.tracer, capture_content=True, content_max_chars=200)
+        _capture(capturing)
         model, tool = handle.finished_spans()
-    details = [e for e in model.events if e.name == "gen_ai.client.inference.operation.details"]
-    assert len(details) == 2
-    assert len(str(details[0].attributes["gen_ai.system_instructions"])) == 40
-    assert details[0].attributes["gen_ai.input.messages"] == '[{"role":"user","content":"hi"}]'
-    assert details[1].attributes["gen_ai.output.messages"] == '{"summary":"the secret plan"}'
-    assert tool.events[0].attributes["gen_ai.tool.call.arguments"] == '{"q":"weather"}'
+    (details,) = [e.attributes for e in model.events if e.name == "gen_ai.client.inference.operation.details"]
+    assert len(str(details["gen_ai.system_instructions"])) == 200
+    assert str(details["gen_ai.system_instructions"]).endswith("…")
+    assert details["gen_ai.input.messages"] == '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'
+    assert json.loads(str(details["gen_ai.output.messages"])) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": "toolu_01",
+                    "name": "Answer",
+                    "arguments": {"summary": "the secret plan"},
+                }
+            ],
+            "finish_reason": "tool_call",
+        }
+    ]
+    assert tool.attributes["gen_ai.tool.call.arguments"] == '{"q":"weather"}'
+    assert tool.attributes["gen_ai.tool.call.result"] == "sunny"
 
 
 # --- disabled ----------------------------------------------------------------------------------------------
@@ -606,7 +634,7 @@ invoke_agent researcher         21.0 ms  [Σ tokens 1,334/76, $0.0045]  ok
 │  ├─ compaction                 3.0 ms  [Σ tokens 0/0, $0]            ok
 │  │  └─ chat haiku (scripted)   1.0 ms  [tokens 0/0, $0]              ok
 │  ├─ chat claude-sonnet-4-5     1.0 ms  [tokens 1,234/56, $0.0045]    ok
-│  └─ execute_tool fetch         2.0 ms                                ERROR: TimeoutError: fetch took 30 s
+│  └─ execute_tool fetch         2.0 ms                                ERROR TimeoutError: fetch took 30 s
 └─ • guardrail.decision budget (budget) → halt: cost limit reached
 """
 

@@ -300,3 +300,57 @@ def test_batch_settings_follow_the_standard_variables(monkeypatch: pytest.Monkey
     assert settings()[2] == SPAN_SCHEDULE_DELAY_MS
     for processor in processors:
         processor.shutdown()
+
+
+def test_a_failed_run_reaches_an_otlp_receiver_as_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that ends `failed` without raising arrives at a real OTLP/HTTP receiver with status
+    ERROR, its description and `error.type`; the step and model call that failed are errors too."""
+    from oteltap import OtelTapHttpProtobufReceiver, OtelTapHttpProtobufReceiverSettings
+    from tests.runtime.test_engine import World, agent, call
+    from tests.runtime.test_tracing import free_port, otlp_attrs
+
+    port = free_port()
+    for name in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}/v1/traces")
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    world = World(tmp_path)
+
+    async def main() -> list[Any]:
+        received: list[Any] = []
+        async with OtelTapHttpProtobufReceiver(
+            OtelTapHttpProtobufReceiverSettings(http_port=port)
+        ) as receiver:
+
+            async def collect() -> None:
+                async for span in receiver.stream_traces():
+                    received.append(span)
+
+            collector = asyncio.create_task(collect())
+            await asyncio.sleep(0.05)  # subscribed before anything is sent
+            handle = configure_tracing()  # OTLP switched on by the environment alone
+            try:
+                # The script has one answer: the second model call finds none, and the run fails.
+                result = await world.run(agent(), {"a": [call("lookup", query="x")]}, tracing=handle)
+                assert result.outcome.value == "failed"
+                assert await asyncio.to_thread(handle.force_flush, 10_000)
+            finally:
+                await asyncio.to_thread(handle.shutdown)
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(received) < 6 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            collector.cancel()
+        return received
+
+    spans = {span.name: span for span in asyncio.run(main())}
+    error = 2  # STATUS_CODE_ERROR in the OTLP protocol
+    run = spans["invoke_agent a"]
+    assert run.status.code == error
+    assert run.status.message.startswith("model call failed: ")
+    assert otlp_attrs(run)["error.type"] == "failed"
+    assert otlp_attrs(run)["agent_platform.run.outcome"] == "failed"
+    assert spans["iteration 2"].status.code == error
+    assert otlp_attrs(spans["iteration 2"])["error.type"] == "ScriptExhausted"
+    assert spans["iteration 1"].status.code == 0  # STATUS_CODE_UNSET: that step went well

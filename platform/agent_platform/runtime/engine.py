@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import Span
 from pydantic import BaseModel
 
 from agent_platform.compile.compiler import build_output_model
@@ -26,9 +27,13 @@ from agent_platform.compile.plan import (
     SupervisorUnit,
     ToolBinding,
 )
+from agent_platform.compile.policy import ContextPolicy
+from agent_platform.compile.privileges import context_policy_of
 from agent_platform.memory.manager import MemoryManager
 from agent_platform.memory.registry import MemoryRegistry
+from agent_platform.redaction import redact_secrets
 from agent_platform.runtime.agent_loop import AgentLoopExecutor
+from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
 from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.inputs import InputError, check_inputs
@@ -39,7 +44,6 @@ from agent_platform.runtime.pipeline import PipelineExecutor
 from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
 from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError, check_tasks
 from agent_platform.runtime.tools import ToolExecutor, ToolRegistry
-from agent_platform.runtime.tools.executor import ApprovalRequest
 from agent_platform.runtime.tools.idempotency import IdempotencyStore
 from agent_platform.runtime.tools.registry import Tool
 from agent_platform.runtime.tracing import Tracing
@@ -67,6 +71,7 @@ class Runtime:
         self._tracing = tracing or Tracing.disabled()
         self.clock = clock or SystemClock()
         self.registry = ToolRegistry(plugin_paths)
+        self.approve_all = approve_all
         approver = self._auto_approve if approve_all else None
         self.tools = ToolExecutor(
             plan.tools,
@@ -78,6 +83,8 @@ class Runtime:
             wrap_tool=wrap_tool,
         )
         self.memories = memories if memories is not None else MemoryRegistry(plan.memories)
+        # Captured content never shows an API key, even one whose variable is not named like one.
+        self._tracing.mask_secret_variables(model.spec.api_key_env for model in plan.models.values())
         self._shared_providers: dict[int, ModelProvider] = {}
         self._executors: dict[SpecRef, Any] = {}
         self._input_models: dict[SpecRef, type[BaseModel] | None] = {}
@@ -206,14 +213,25 @@ class Runtime:
             with tracing.model_span(
                 spec.provider, spec.name or model.ref, key, max_tokens=spec.max_tokens
             ) as span:
-                if tracing.capture_content:  # opt-in: what the model was sent
-                    tracing.capture_prompt(span, system, messages)
-                result = await provider.complete(request)
+                if tracing.capture_content:  # opt-in: what the model was sent and answered
+                    result = await self._complete_capturing(provider, request, span)
+                else:
+                    result = await provider.complete(request)
                 tracing.record_model_result(span, result)
         else:  # nothing to record: no span attributes computed
             result = await provider.complete(request)
         run.add_model_result(result)
         return result
+
+    async def _complete_capturing(
+        self, provider: ModelProvider, request: ModelRequest[BaseModel], span: Span
+    ) -> ModelResult[BaseModel]:
+        result: ModelResult[BaseModel] | None = None
+        try:
+            result = await provider.complete(request)
+            return result
+        finally:  # a call that failed is recorded too: what it was sent is what explains it
+            self._tracing.capture_model_call(span, request.system, request.messages, result)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
@@ -222,16 +240,35 @@ class Runtime:
         tracing = self._tracing
         if tracing.enabled:
             with tracing.tool_span(name, f"{run.run_id}:{run.tool_calls}") as span:
-                result = await self.tools.call(name, arguments, run_id=run.run_id, allowed=allowed)
-                tracing.record_tool_result(
-                    span,
-                    attempts=result.attempts,
-                    cached=result.cached,
-                    idempotent_replay=result.from_idempotency_store,
-                    error=result.error.for_model() if result.error is not None else None,
+                capture = tracing.capture_content
+                if capture:  # opt-in: what the tool was given and returned
+                    tracing.capture_tool_arguments(span, arguments)
+                result = await self.tools.call(
+                    name, arguments, run_id=run.run_id, allowed=allowed, taint=run.taint, policy=run.policy
                 )
+                error = result.error
+                if error is None:
+                    tracing.record_tool_result(
+                        span,
+                        attempts=result.attempts,
+                        cached=result.cached,
+                        idempotent_replay=result.from_idempotency_store,
+                    )
+                    if capture:
+                        tracing.capture_tool_result(span, result.output)
+                else:
+                    tracing.record_tool_result(
+                        span,
+                        attempts=result.attempts,
+                        cached=result.cached,
+                        idempotent_replay=result.from_idempotency_store,
+                        error=error.for_model(),
+                        error_type=type(error).__qualname__,
+                    )
         else:  # nothing to record: no span attributes computed
-            result = await self.tools.call(name, arguments, run_id=run.run_id, allowed=allowed)
+            result = await self.tools.call(
+                name, arguments, run_id=run.run_id, allowed=allowed, taint=run.taint, policy=run.policy
+            )
         if result.error is not None:
             return ToolOutcome(None, True, result.content(), attempts=result.attempts)
         return ToolOutcome(result.output, cached=result.cached, attempts=result.attempts)
@@ -260,8 +297,15 @@ class Runtime:
                 parent.run_id, str(ref), Outcome.FAILED, error=f"{ref} is not a runnable agent or pipeline"
             )
         parent.sub_runs += 1  # sibling sub-runs get distinct ids (idempotency keys build on them)
+        # The sub-run starts with what its caller has read and under its caller's policy: a
+        # delegate never has more authority than the run that hands it work.
         state = RunState(
-            f"{parent.run_id}/{ref.name}-{parent.sub_runs}", str(ref), parent=parent, tenant=parent.tenant
+            f"{parent.run_id}/{ref.name}-{parent.sub_runs}",
+            str(ref),
+            parent=parent,
+            tenant=parent.tenant,
+            taint=parent.taint.copy(),
+            policy=parent.policy,
         )
         try:
             checked = check_inputs(_input_schema(unit), inputs, unit=str(ref))
@@ -275,19 +319,44 @@ class Runtime:
 
     async def _run(self, unit: AnyUnit, inputs: dict[str, Any], state: RunState) -> RunResult:
         started = time.perf_counter()
+        if not isinstance(unit, SupervisorUnit):
+            state.policy = _policy_of(unit, state.policy)
         with self._tracing.run_span(unit.ref.kind.lower(), unit.name, state.run_id) as span:
+            if self.approve_all:  # every approval in this run is automatic: say so on the run
+                span.set_attribute(AP_APPROVE_ALL, True)
+            unexpected: Exception | None = None
             try:
                 if isinstance(unit, SupervisorUnit):
                     result = await self._run_supervisor(unit, inputs["tasks"], state)
                 else:
                     result = await self._executor(unit).run(inputs, state)
+            except ApprovalRequired as exc:  # the executors report it themselves; never a failure
+                result = RunResult(
+                    state.run_id,
+                    str(unit.ref),
+                    Outcome.NEEDS_APPROVAL,
+                    error=str(exc),
+                    details={"approval": exc.request.to_json()},
+                )
+                result.usage, result.cost_usd = state.usage, state.cost_usd
             except Exception as exc:  # a bug or an unexpected failure: the run fails, located
+                unexpected = exc
                 result = RunResult(
                     state.run_id, str(unit.ref), Outcome.FAILED, error=f"{type(exc).__name__}: {exc}"
                 )
                 result.usage, result.cost_usd = state.usage, state.cost_usd
+            result.taint = state.taint.sources
+            if result.error is not None:
+                # It may quote a connection string or a server's error body, and is shown and stored.
+                result.error = redact_secrets(result.error)
             self._tracing.record_run_result(
-                span, result.outcome.value, usage=result.usage, cost_usd=result.cost_usd
+                span,
+                result.outcome.value,
+                usage=result.usage,
+                cost_usd=result.cost_usd,
+                # The executors return every way a run can end as an outcome, without raising.
+                error=None if result.ok else result.error or result.outcome.value,
+                exception=unexpected,
             )
             context = getattr(span, "get_span_context", None)
             if context is not None and context().trace_id:
@@ -307,15 +376,24 @@ class Runtime:
         return executor
 
     async def _run_supervisor(self, unit: SupervisorUnit, tasks: list[Task], state: RunState) -> RunResult:
+        tracing = self._tracing
+
         async def dispatch(target: SpecRef, payload: Mapping[str, Any], task: Task) -> RunResult:
-            with self._tracing.task_span(unit.name, task.task_id, task.task_type, task.priority or 0):
-                return await self.run_unit(target, dict(payload), parent=state)
+            with tracing.task_span(unit.name, task.task_id, task.task_type, task.priority or 0) as span:
+                result = await self.run_unit(target, dict(payload), parent=state)
+                if not result.ok:  # the task's run ended without completing: so did the task
+                    tracing.record_error(span, result.outcome.value, result.error or result.outcome.value)
+                return result
 
         outcome = await SupervisorExecutor(unit, dispatch).run(tasks)
+        unfinished = {r.outcome for r in outcome.results.values() if not r.outcome.ok}
+        overall = (
+            Outcome.NEEDS_APPROVAL if unfinished == {Outcome.NEEDS_APPROVAL} else outcome.outcome
+        )  # tasks that only wait for a person have not failed
         return RunResult(
             state.run_id,
             str(unit.ref),
-            outcome.outcome,
+            overall,
             output={task_id: r.to_json() for task_id, r in outcome.results.items()},
             error=None if outcome.outcome.ok else "one or more tasks did not complete",
             usage=state.usage,
@@ -355,6 +433,16 @@ def tune_gc_for_runs() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 20, 100)
+
+
+# On a run span: every approval the run asks for is granted by `--approve-all`, not by a person.
+AP_APPROVE_ALL = "agent_platform.approval.approve_all"
+
+
+def _policy_of(unit: AgentLoopUnit | PipelineUnit, inherited: ContextPolicy | None) -> ContextPolicy:
+    """The policy a run of `unit` runs under: the caller's (if any) tightened by the unit's own."""
+    own = context_policy_of(unit)
+    return inherited.tighten(own) if inherited is not None else own
 
 
 def _input_schema(unit: AnyUnit | None) -> dict[str, Any]:

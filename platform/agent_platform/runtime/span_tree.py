@@ -2,12 +2,15 @@
 
 Each span is one line, indented under its parent and aligned in columns:
 
-    invoke_agent researcher        12.3 ms  [Σ tokens 1,204/310, $0.0081]  ok
+    invoke_agent researcher        12.3 ms  [Σ tokens 1,204/310, $0.0081]  ERROR guardrail_halt: …
     ├─ iteration 1                  5.1 ms                                  ok
     │  ├─ chat sonnet (scripted)    3.0 ms  [tokens 602/150, $0]            ok
-    │  └─ execute_tool web_search   1.2 ms                                  ERROR: TimeoutError: …
+    │  └─ execute_tool web_search   1.2 ms                                  ERROR ToolTimeout: …
     │     └─ • guardrail.decision injection (prompt_injection) → redact at tool_output: …
     └─ • loop_detected web_search [web_search → fetch] (2 repeats) → halt
+
+A span that did not succeed shows `ERROR`, its `error.type` (an exception's class, or the outcome
+of a run that ended without completing) and its description; one cancelled, `ERROR CancelledError`.
 
 Children and events (guardrail hits, loop detection) are ordered by time, so the tree reads as the
 run happened. Token counts and cost are the model spans' own attributes (the provider's usage);
@@ -35,7 +38,7 @@ __all__ = ["SpanNode", "build_span_forest", "format_duration", "render_span_tree
 # Spans that stand for a unit of work whose model usage is worth summing when they carry none.
 _AGGREGATING_ATTRS = (t.AP_UNIT_KIND, t.AP_STEP_NAME, t.AP_TASK_ID, t.AP_COMPACTION_TOKENS_BEFORE)
 # Events the tree leaves out: the status line already says what failed, and captured content is long.
-_HIDDEN_EVENTS = frozenset({"exception", t.EVENT_CONTENT, t.EVENT_TOOL_CONTENT})
+_HIDDEN_EVENTS = frozenset({"exception", t.EVENT_CONTENT})
 _MAX_VALUE_CHARS = 60
 _MAX_NAME_COLUMN = 64
 
@@ -148,12 +151,21 @@ def _usage_text(node: SpanNode) -> str:
 
 
 def _status_text(span: ReadableSpan) -> str:
+    """`ok`, or `ERROR <error.type>: <description>` (the description without the type it often
+    starts with, `TypeError: …`, so the type is not said twice)."""
     attrs = span.attributes or {}
-    if attrs.get(t.AP_CANCELLED):
-        return "cancelled"
-    if span.status.status_code is StatusCode.ERROR:
-        return f"ERROR: {span.status.description}" if span.status.description else "ERROR"
-    return "ok"
+    if span.status.status_code is not StatusCode.ERROR:
+        # Spans written before cancellations were errors carry only the mark.
+        return "cancelled" if attrs.get(t.AP_CANCELLED) else "ok"
+    error_type = attrs.get(t.ERROR_TYPE)
+    description = span.status.description or ""
+    if not isinstance(error_type, str) or not error_type:
+        return f"ERROR: {description}" if description else "ERROR"
+    if description == error_type:
+        description = ""
+    elif description.startswith(f"{error_type}: "):
+        description = description[len(error_type) + 2 :]
+    return f"ERROR {error_type}: {description}" if description else f"ERROR {error_type}"
 
 
 def _label(span: ReadableSpan) -> str:

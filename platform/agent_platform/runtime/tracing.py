@@ -11,13 +11,20 @@ Two layers:
   iteration, model call, tool call, compaction, pipeline step, supervisor task) and helpers for
   results and events (guardrail decisions, loop detection).
 
+Work that did not succeed is an error span: status ERROR with a description and `error.type` (the
+OpenTelemetry semantic conventions' attribute), whether it raised (the exception's class; a
+cancellation is `CancelledError`, marked `agent_platform.cancelled`), ended a run with an outcome
+other than `completed` (the outcome: `failed`, `timeout`, `max_iterations`, …) or was a tool call
+that failed (the `ToolError` class).
+
 Parentage is OpenTelemetry's: the current span lives in a `contextvars` context, which asyncio
 copies into every task, so spans started under `asyncio.gather` get the right parent and two
 concurrent runs never cross. Nothing here keeps a "current span" on an object. Token counts are the
 provider's reported usage, never an estimate from characters.
 
-By default no prompt, response, tool argument or secret goes into a span; `capture_content=True`
-opts in to truncated content as span events, as the GenAI conventions describe.
+By default no prompt, response, tool argument or secret goes into a span. Content capture
+(`capture_content=True`, or `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`) records them
+under the GenAI conventions' names, redacted and size-capped (see `content_capture`).
 
 With tracing off, `Tracing.disabled()` returns a facade whose context managers are one shared
 object doing nothing, so the runtime can call the facade unconditionally. With tracing on, spans
@@ -32,6 +39,7 @@ import json
 import logging
 import os
 import threading
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from contextvars import Token
@@ -62,16 +70,20 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 from pydantic_core import to_json
 
+from agent_platform.redaction import redact_secrets
 from agent_platform.runtime.fast_spans import FastSpan, FastSpans
 
 if TYPE_CHECKING:
+    from agent_platform.runtime.content_capture import ContentCapture
     from agent_platform.runtime.models.base import ModelResult, Usage
 
 __all__ = [
+    "CAPTURE_CONTENT_ENV",
     "JsonlSpanExporter",
     "MemorySpanExporter",
     "Tracing",
     "TracingHandle",
+    "capture_content_from_env",
     "configure_tracing",
     "extract_context",
     "inject_context",
@@ -147,7 +159,6 @@ AP_CANCELLED: Final = "agent_platform.cancelled"
 EVENT_GUARDRAIL: Final = "guardrail.decision"
 EVENT_LOOP_DETECTED: Final = "loop_detected"
 EVENT_CONTENT: Final = "gen_ai.client.inference.operation.details"  # opt-in content capture
-EVENT_TOOL_CONTENT: Final = "gen_ai.tool.content"  # opt-in content capture
 AP_GUARDRAIL_NAME: Final = "agent_platform.guardrail.name"
 AP_GUARDRAIL_TYPE: Final = "agent_platform.guardrail.type"
 AP_GUARDRAIL_VERDICT: Final = "agent_platform.guardrail.verdict"
@@ -176,20 +187,40 @@ def _short(text: str, limit: int) -> str:
 def _describe(exc: BaseException) -> str:
     message = str(exc)
     name = type(exc).__name__
-    return _short(f"{name}: {message}" if message else name, _DESCRIPTION_MAX_CHARS)
+    return f"{name}: {message}" if message else name
+
+
+def _mark_error(span: Span, error_type: str, description: str) -> None:
+    """Status ERROR with `description` (secrets masked, cut to a short line) and `error.type`.
+    Error text can quote a connection string or a server's answer; this runs on error paths only,
+    so the shared redaction's cost is paid by failures, never by a step that went well."""
+    _set_plain(span, {ERROR_TYPE: error_type})
+    span.set_status(Status(StatusCode.ERROR, _short(redact_secrets(description), _DESCRIPTION_MAX_CHARS)))
 
 
 def _record_error(span: Span, exc: BaseException) -> None:
+    error_type = type(exc).__qualname__
     if isinstance(exc, asyncio.CancelledError):
-        # Cancellation (fail_fast siblings, timeouts above us) is not this span's failure.
-        span.set_attribute(AP_CANCELLED, True)
+        # The work did not finish (a timeout above it, a fail_fast sibling): an error like any other,
+        # marked so a reader can tell it was stopped rather than broken. No exception event: the
+        # stack shows only where the span was waiting.
+        _set_plain(span, {AP_CANCELLED: True})
+        _mark_error(span, error_type, _describe(exc))
         return
-    description = _describe(exc)
-    # The exception event carries the stack trace (code, not values) and a bounded message: an
-    # error's text can echo model output, so it is cut like every other free text here.
-    span.record_exception(exc, attributes={"exception.message": description}, escaped=True)
-    span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, description))
+    description = redact_secrets(_describe(exc))
+    # The exception event carries the stack trace and a bounded message: an error's text can echo
+    # model output, so it is cut like every other free text here, and redacted (the trace's last
+    # line repeats the message).
+    stacktrace = redact_secrets("".join(traceback.format_exception(exc)))
+    span.record_exception(
+        exc,
+        attributes={
+            "exception.message": _short(description, _DESCRIPTION_MAX_CHARS),
+            "exception.stacktrace": stacktrace,
+        },
+        escaped=True,
+    )
+    _mark_error(span, error_type, description)
 
 
 # --- the span scopes ---------------------------------------------------------------------------
@@ -334,29 +365,6 @@ def record_model_result(span: Span, result: ModelResult[Any]) -> None:
     _set_plain(span, attributes)
 
 
-def _content(value: Any, limit: int) -> str:
-    if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"), default=str)
-        except (TypeError, ValueError):
-            text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _jsonable(value: Any) -> Any:
-    to_api = getattr(value, "to_api", None)
-    if callable(to_api):
-        return to_api()
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        return model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 # --- the facade ----------------------------------------------------------------------------------
 
 
@@ -367,10 +375,10 @@ class Tracing:
     `extract_context`) to continue a trace that crossed a process or actor boundary."""
 
     __slots__ = (
+        "_content",
         "_fast",
         "_tracer",
         "capture_content",
-        "content_max_chars",
         "enabled",
         "record_guardrail_passes",
     )
@@ -380,7 +388,7 @@ class Tracing:
         tracer: trace.Tracer | None,
         *,
         capture_content: bool = False,
-        content_max_chars: int = 2000,
+        content_max_chars: int | None = None,
         record_guardrail_passes: bool = False,
     ) -> None:
         if tracer is not None and isinstance(tracer, trace.NoOpTracer):
@@ -389,8 +397,14 @@ class Tracing:
         # Cheap child spans when they cannot change what the exporters receive (see fast_spans).
         self._fast = FastSpans.for_tracer(tracer)
         self.enabled = tracer is not None
+        # The runtime checks this flag before doing anything for content capture, so a run without
+        # it does no capture work at all.
         self.capture_content = capture_content and self.enabled
-        self.content_max_chars = content_max_chars
+        self._content: ContentCapture | None = None
+        if self.capture_content:
+            from agent_platform.runtime.content_capture import DEFAULT_CONTENT_MAX_CHARS, ContentCapture
+
+            self._content = ContentCapture(content_max_chars or DEFAULT_CONTENT_MAX_CHARS)
         self.record_guardrail_passes = record_guardrail_passes
 
     @classmethod
@@ -475,9 +489,14 @@ class Tracing:
         *,
         usage: Usage | None = None,
         cost_usd: float | None = None,
+        error: str | None = None,
+        exception: BaseException | None = None,
     ) -> None:
-        """The run's typed outcome (`final_answer`, `max_iterations`, `timeout`, `budget`, …) and,
-        when known, its total usage and cost."""
+        """The run's typed outcome (`completed`, `max_iterations`, `timeout`, `failed`, …) and,
+        when known, its total usage and cost. `error` (None for a run that completed) says why the
+        run did not: the span becomes an error whose `error.type` is the outcome, or the class of
+        `exception` when an unexpected exception is what failed the run (recorded as the span's
+        exception event)."""
         if not span.is_recording():
             return
         attrs: dict[str, AttributeValue] = {AP_RUN_OUTCOME: outcome}
@@ -487,6 +506,16 @@ class Tracing:
         if cost_usd is not None:
             attrs[AP_COST_USD] = cost_usd
         _set_plain(span, attrs)
+        if exception is not None:
+            _record_error(span, exception)
+        elif error is not None:
+            _mark_error(span, outcome, error)
+
+    def record_error(self, span: Span, error_type: str, description: str) -> None:
+        """Work that ended without raising but did not succeed (a supervisor task whose run failed,
+        say): the span gets status ERROR, `description` and `error.type`."""
+        if span.is_recording():
+            _mark_error(span, error_type, description)
 
     def iteration_span(self, n: int) -> SpanScope:
         """One turn of the agent loop (1-based)."""
@@ -568,26 +597,40 @@ class Tracing:
         return _SpanScope(self._tracer, f"chat {model}", SpanKind.CLIENT, attrs, None, self._fast, True)
 
     def record_model_result(self, span: Span, result: ModelResult[Any]) -> None:
-        """`record_model_result` plus, with `capture_content`, the (truncated) answer."""
+        """The module's `record_model_result`, as a method of the facade."""
         record_model_result(span, result)
-        if self.capture_content and span.is_recording():
-            span.add_event(
-                EVENT_CONTENT,
-                {GEN_AI_OUTPUT_MESSAGES: _content(result.output, self.content_max_chars)},
-            )
 
-    def capture_prompt(self, span: Span, system: str, messages: Sequence[Any]) -> None:
-        """Opt-in only (`capture_content`): the system prompt and messages, truncated, as an event."""
-        if not self.capture_content or not span.is_recording():
+    # -- content capture (opt-in) -------------------------------------------------------------
+
+    def mask_secret_variables(self, names: Iterable[str | None]) -> None:
+        """With content capture on, the values of these environment variables (the API keys a
+        plan's models read, whatever they are called) are masked wherever captured content
+        repeats them. Variables named like credentials (`*_API_KEY`, `*_TOKEN`, …) already are."""
+        if self._content is not None:
+            self._content.add_secret_variables(names)
+
+    def capture_model_call(
+        self, span: Span, system: str, messages: Sequence[Any], result: ModelResult[Any] | None
+    ) -> None:
+        """Opt-in only (`capture_content`): what a model call was sent (system instructions, input
+        messages) and, when it answered, the answer, as one `gen_ai.client.inference.operation.details`
+        event on its span."""
+        content = self._content
+        if content is None or not span.is_recording():
             return
-        limit = self.content_max_chars
-        span.add_event(
-            EVENT_CONTENT,
-            {
-                GEN_AI_SYSTEM_INSTRUCTIONS: _content(system, limit),
-                GEN_AI_INPUT_MESSAGES: _content(list(messages), limit),
-            },
-        )
+        attrs: dict[str, AttributeValue] = {}
+        try:
+            if system:
+                attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = content.system_instructions(system)
+            attrs[GEN_AI_INPUT_MESSAGES] = content.input_messages(messages)
+            if result is not None:
+                attrs[GEN_AI_OUTPUT_MESSAGES] = content.output_messages(
+                    result.output, call_id=result.response_id
+                )
+        except Exception:  # observing a run must never fail it
+            log.warning("content capture failed for a model call", exc_info=True)
+            return
+        span.add_event(EVENT_CONTENT, attrs)
 
     # -- tools ------------------------------------------------------------------------------
 
@@ -614,10 +657,12 @@ class Tracing:
         cached: bool = False,
         idempotent_replay: bool = False,
         error: str | None = None,
+        error_type: str = "tool_error",
     ) -> None:
         """How the call went: attempts made, whether the result came from the cache or from a
         stored idempotency key, and an error returned to the model (the block did not raise, but
-        the call failed: the span gets status ERROR)."""
+        the call failed: the span gets status ERROR, with `error_type`, the class of the
+        `ToolError`, as its `error.type`)."""
         if not span.is_recording():
             return
         # Flags only when set: their absence means false, and every attribute costs on the hot path.
@@ -626,23 +671,29 @@ class Tracing:
             attrs[AP_TOOL_CACHED] = True
         if idempotent_replay:
             attrs[AP_TOOL_IDEMPOTENT_REPLAY] = True
-        if error is not None:
-            attrs[ERROR_TYPE] = "tool_error"
         _set_plain(span, attrs)
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, _short(error, _DESCRIPTION_MAX_CHARS)))
+            _mark_error(span, error_type, error)
 
-    def capture_tool_call(self, span: Span, *, arguments: Any = None, result: Any = None) -> None:
-        """Opt-in only (`capture_content`): the tool's arguments and result, truncated."""
-        if not self.capture_content or not span.is_recording():
-            return
-        attrs: dict[str, AttributeValue] = {}
-        if arguments is not None:
-            attrs[GEN_AI_TOOL_CALL_ARGUMENTS] = _content(arguments, self.content_max_chars)
-        if result is not None:
-            attrs[GEN_AI_TOOL_CALL_RESULT] = _content(result, self.content_max_chars)
-        if attrs:
-            span.add_event(EVENT_TOOL_CONTENT, attrs)
+    def capture_tool_arguments(self, span: Span, arguments: Any) -> None:
+        """Opt-in only (`capture_content`): the arguments a tool is called with, as the span's
+        `gen_ai.tool.call.arguments` (recorded before the call, so a call that never returns has
+        them too)."""
+        content = self._content
+        if content is not None and span.is_recording():
+            try:
+                _set_plain(span, {GEN_AI_TOOL_CALL_ARGUMENTS: content.tool_arguments(arguments)})
+            except Exception:  # observing a run must never fail it
+                log.warning("content capture failed for a tool's arguments", exc_info=True)
+
+    def capture_tool_result(self, span: Span, result: Any) -> None:
+        """Opt-in only (`capture_content`): what a tool returned, as `gen_ai.tool.call.result`."""
+        content = self._content
+        if content is not None and span.is_recording():
+            try:
+                _set_plain(span, {GEN_AI_TOOL_CALL_RESULT: content.tool_result(result)})
+            except Exception:  # observing a run must never fail it
+                log.warning("content capture failed for a tool's result", exc_info=True)
 
     # -- memory -----------------------------------------------------------------------------
 
@@ -790,7 +841,7 @@ class TracingHandle(Tracing):
         memory_exporter: MemorySpanExporter | None = None,
         exporters: tuple[str, ...] = (),
         capture_content: bool = False,
-        content_max_chars: int = 2000,
+        content_max_chars: int | None = None,
         record_guardrail_passes: bool = False,
     ) -> None:
         super().__init__(
@@ -839,6 +890,26 @@ class TracingHandle(Tracing):
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() == "true"
+
+
+CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# `true`/`false` is the variable's documented form; the GenAI instrumentations' newer capture modes
+# all record content somewhere, and this runtime has one place for it.
+_CAPTURE_ON: Final = frozenset({"true", "span_only", "event_only", "span_and_event"})
+_CAPTURE_OFF: Final = frozenset({"", "false", "no_content"})
+
+
+def capture_content_from_env() -> bool:
+    """Whether `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` asks for content capture:
+    `true` (any case; or `SPAN_ONLY`, `EVENT_ONLY`, `SPAN_AND_EVENT`). Unset, `false`, `NO_CONTENT`
+    or anything else (logged) means no."""
+    raw = os.environ.get(CAPTURE_CONTENT_ENV, "")
+    value = raw.strip().lower()
+    if value in _CAPTURE_ON:
+        return True
+    if value not in _CAPTURE_OFF:
+        log.warning("%s=%r is neither true nor false: content is not captured", CAPTURE_CONTENT_ENV, raw)
+    return False
 
 
 def _traces_exporter_env() -> set[str]:
@@ -904,7 +975,7 @@ def configure_tracing(
     service_name: str = "agent-platform",
     resource_attributes: Attributes | None = None,
     extra_processors: Iterable[SpanProcessor] = (),
-    capture_content: bool = False,
+    capture_content: bool | None = None,
     record_guardrail_passes: bool = False,
 ) -> TracingHandle:
     """Build a tracer provider and the facade over it.
@@ -917,13 +988,20 @@ def configure_tracing(
       `OTEL_TRACES_EXPORTER=otlp`). The exporter itself reads endpoint, headers, timeout,
       compression and certificates from the `OTEL_EXPORTER_OTLP_*` variables.
     * `memory`: keep finished spans in memory (`handle.finished_spans()`) for `--trace` and tests.
+    * `capture_content`: record prompts, model answers and tool arguments and results (the GenAI
+      conventions' opt-in content attributes; the CLI's `--capture-content`). `None` means "as
+      `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says" (`true`/`false`, any case; unset is
+      off). Captured content is redacted (secrets always, personal data in tool results) and cut to
+      a bounded size: see `content_capture`.
 
-    With `OTEL_SDK_DISABLED=true` the handle is disabled: no exporter is built and every scope is
-    the shared no-op one."""
+    With `OTEL_SDK_DISABLED=true` the handle is disabled: no exporter is built, every scope is the
+    shared no-op one and nothing is captured."""
     resource = build_resource(service_name, resource_attributes)
     provider = TracerProvider(resource=resource)
     if _env_flag("OTEL_SDK_DISABLED"):
         return TracingHandle(provider)
+    if capture_content is None:
+        capture_content = capture_content_from_env()
 
     env_exporters = _traces_exporter_env()
     names: list[str] = []
@@ -1177,8 +1255,9 @@ class JsonlSpanExporter(SpanExporter):
         try:
             with self._lock:
                 if self._file is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = self.path.open("ab", buffering=0)
+                    from agent_platform.state_files import open_private_append
+
+                    self._file = open_private_append(self.path)  # 0600: spans may hold prompts
                 written = self._file.write(data)
                 while written < len(data):  # a short write (a signal, a full disk): the rest
                     written += self._file.write(memoryview(data)[written:])
