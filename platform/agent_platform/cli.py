@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,6 +29,9 @@ from agent_platform.cli_output import (
     note,
     to_yaml,
 )
+
+if TYPE_CHECKING:
+    from agent_platform.load import SpecFiles
 
 app = typer.Typer(
     name="platform",
@@ -115,18 +118,23 @@ def _print_diagnostics(report, fmt: str, hints: bool, *, err: bool = False) -> N
     typer.echo(render.summary(shown, spec_count, len(report.files)), err=err or fmt == ValidateOutput.github)
 
 
-def require_paths(command: str, paths: list[Path]) -> None:
-    """A path that does not exist is a usage error (exit 2), not "0 specs, valid"."""
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        for path in missing:
-            typer.echo(f"platform {command}: {path}: no such file or directory", err=True)
+def require_paths(command: str, paths: list[Path]) -> SpecFiles:
+    """The spec files PATHS hold. A path that does not exist is a usage error (exit 2), not
+    "0 specs, valid"."""
+    from agent_platform.load import find_spec_files
+
+    found = find_spec_files(paths)
+    for path in found.missing:
+        typer.echo(f"platform {command}: {path}: no such file or directory", err=True)
+    if found.missing:
         raise typer.Exit(EXIT_USAGE)
+    return found
 
 
-def require_spec_files(command: str, paths: list[Path], report) -> None:  # type: ignore[no-untyped-def]
-    """Paths that hold no spec file are an error (exit 1): CI must not pass on a mistyped path."""
-    if not report.files and not report.diagnostics.has_errors:
+def require_spec_files(command: str, paths: list[Path]) -> None:
+    """`require_paths`, and paths that hold no spec file are an error (exit 1): CI must not pass
+    on a mistyped path."""
+    if not require_paths(command, paths).files:
         where = ", ".join(str(p) for p in paths)
         typer.echo(f"platform {command}: no spec files found in {where} (*.yaml, *.yml)", err=True)
         raise typer.Exit(EXIT_INVALID)
@@ -150,9 +158,8 @@ def validate(
     from agent_platform.validate import validate_paths
 
     fmt = chosen_output("validate", output, format=format, allowed=tuple(o.value for o in ValidateOutput))
-    require_paths("validate", paths)
+    require_spec_files("validate", paths)
     report = validate_paths(paths, _options(plugin_path, import_plugins))
-    require_spec_files("validate", paths, report)
     if report.ok:
         # compile is part of validation: it needs no Ray and catches what only it can see
         from agent_platform.compile import compile_specs
@@ -290,8 +297,13 @@ def run(
         ),
     ] = None,
     output: Annotated[
-        Output, typer.Option("--output", "-o", help="Result format: json (default), yaml or text.")
-    ] = Output.json,
+        Output | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Result format: json (default), yaml or text. With --detach and no -o: the run id alone.",
+        ),
+    ] = None,
     trace: Annotated[
         bool,
         typer.Option("--trace", help="Print the span tree (durations, tokens, cost) on stderr."),
@@ -346,13 +358,13 @@ def run(
             detach=detach,
             trace=trace,
             tenant=tenant,
-            output=output.value,
+            output=output.value if output is not None else None,
         )
         return
     if detach:
         raise typer.BadParameter("--detach needs a deployment (drop --local)", param_hint="--detach")
     spec_paths = specs or [Path("specs")]
-    require_paths("run", spec_paths)
+    require_spec_files("run", spec_paths)
     report = validate_paths(spec_paths, _options(plugin_path, False))
     if not report.ok:
         _print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
@@ -388,7 +400,7 @@ def run(
         raise typer.Exit(2) from None
     finally:
         tracing.force_flush()
-    emit_result(result.to_json(), output.value)
+    emit_result(result.to_json(), (output or Output.json).value)
     if trace:
         note(render_span_tree(tracing.finished_spans()))
     tracing.shutdown()

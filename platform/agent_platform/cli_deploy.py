@@ -377,7 +377,7 @@ def run_deployed(
     detach: bool,
     trace: bool,
     tenant: str | None = None,
-    output: str = Output.json.value,
+    output: str | None = None,
 ) -> None:
     """`platform run NAME` without --local: through the deployment. The result goes to stdout;
     where each part ran, and the span tree, to stderr."""
@@ -393,10 +393,11 @@ def run_deployed(
             raise typer.Exit(EXIT_USAGE)
         if detach:
             run_id = deployment.submit(unit, inputs, tenant=tenant)
-            emit({"run_id": run_id, "unit": unit, "status": "pending"}, output, lambda: run_id)
+            # No -o: the run id alone, for `id=$(platform run X --detach)`.
+            emit({"run_id": run_id, "unit": unit, "status": "pending"}, output or "text", lambda: run_id)
             return
         result = deployment.run(unit, inputs, tenant=tenant)
-    emit_result(result.to_json(), output)
+    emit_result(result.to_json(), output or Output.json.value)
     note(placement_text(result))
     if trace and result.trace_id:
         from agent_platform.deploy.traces import render_trace

@@ -47,8 +47,10 @@ def platform(*args: str, env: dict[str, str], timeout: float = 180) -> subproces
 def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "greeter.yaml").write_text(SPECS)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PLATFORM_STATE_DIR"] = str(tmp_path / "state")
+    # As on a machine that never ran Ray: an empty HOME (no ~/.ray/auth_token), no Ray variables.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    (tmp_path / "home").mkdir()
+    env.update(HOME=str(tmp_path / "home"), PLATFORM_STATE_DIR=str(tmp_path / "state"))
     yield tmp_path, env
     platform("down", env=env)  # never leave a head behind, whatever failed
 
@@ -65,7 +67,7 @@ def test_an_unreachable_address_fails_fast_with_a_message(project: tuple[Path, d
 def test_a_dry_run_with_nothing_deployed_starts_no_cluster(project: tuple[Path, dict[str, str]]) -> None:
     root, env = project
     result = platform("apply", str(root / "specs"), "--dry-run", env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, "like `kubectl diff`: a dry run that would change something exits 1"
     assert "Agent/greeter would be created" in result.stdout and "(no deployment)" in result.stdout
     assert not (root / "state" / "ray-head.json").exists()
     for command in (["get"], ["run", "greeter", "--input", '{"who": "x"}'], ["runs"]):
@@ -81,6 +83,23 @@ def test_apply_run_detach_result_delete_down_on_the_embedded_head(
     assert applied.returncode == 0, applied.stderr
     assert "Agent/greeter created -> 1 replica(s)" in applied.stdout
     head = json.loads((root / "state" / "ray-head.json").read_text())
+    token = root / "state" / "ray-auth-token"
+    assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
+    assert not (root / "home" / ".ray").exists(), "the user's ~/.ray is neither read nor written"
+    assert token.read_text() not in applied.stdout + applied.stderr, "the token is never printed"
+
+    # A user's own RAY_AUTH_TOKEN does not shadow the embedded head's token, and is left alone.
+    with_user_token = platform("get", env={**env, "RAY_AUTH_TOKEN": "the-users-own-token"})
+    assert with_user_token.returncode == 0, with_user_token.stderr
+    # A cluster given by address uses the user's token: with none, the message says where to put it.
+    no_token = platform("get", "--address", head["address"], env=env, timeout=120)
+    assert no_token.returncode == 1
+    assert "requires an authentication token and none was found" in no_token.stderr
+    assert "RAY_AUTH_TOKEN" in no_token.stderr and "gcs_client" not in no_token.stderr
+    by_address = platform(
+        "get", "--address", head["address"], env={**env, "RAY_AUTH_TOKEN": token.read_text()}
+    )
+    assert by_address.returncode == 0 and "greeter" in by_address.stdout
 
     again = platform("apply", str(root / "specs"), env=env)
     assert "2 unchanged" in again.stdout, again.stdout
@@ -91,9 +110,9 @@ def test_apply_run_detach_result_delete_down_on_the_embedded_head(
 
     ran = platform("run", "greeter", "--input", '{"who": "Ada"}', env=env)
     assert ran.returncode == 0, ran.stderr
-    output = json.loads(ran.stdout.split("\n\nran on:", 1)[0])
+    output = json.loads(ran.stdout)  # the result alone: where it ran goes to stderr
     assert output["outcome"] == "completed" and "greeting" in output["output"]
-    assert "actor agent-greeter-g1-r0" in ran.stdout
+    assert "actor agent-greeter-g1-r0" in ran.stderr
 
     run_id = platform("run", "greeter", "--detach", "--input", '{"who": "Bob"}', env=env).stdout.strip()
     assert run_id.startswith("run-")

@@ -222,9 +222,9 @@ def test_result_of_a_finished_run_in_every_format(project: Project, output: str)
 
 
 KILL_REPLICA = """
-import ray
 from agent_platform.deploy.cluster import connect
 connect(None, "agent-platform", start=False)
+import ray  # after connect(): it points Ray at the embedded head's token before Ray reads it
 ray.kill(ray.get_actor("agent-greeter-g1-r0", namespace="agent-platform"), no_restart=True)
 """
 
@@ -287,7 +287,7 @@ def test_changing_commands_in_order(project: Project, tmp_path: Path) -> None:
     assert result.returncode == 1 and json.loads(result.stdout)["outcome"] == "cancelled"
     again = p("cancel", run_id)
     assert again.returncode == 1 and "already ended: cancelled" in again.stderr
-    pending = p("run", "sleeper", "--detach")  # cancelled as soon as submitted: pending or running
+    pending = p("run", "sleeper", "--detach")  # the bare run id; cancelled while pending or running
     assert p("cancel", pending.stdout.strip()).returncode == 0
 
     # delete: a Model a deployed Agent uses is kept unless --force; the rest is deleted, and

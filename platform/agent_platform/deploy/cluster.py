@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from agent_platform.processes import pid_alive
-from agent_platform.runtime.tools.idempotency import default_state_dir as state_dir
+from agent_platform.state_files import create_private_file, make_private_dirs
+from agent_platform.state_files import default_state_dir as state_dir
 
 DEFAULT_NAMESPACE = "agent-platform"
 HEAD_FILE = "ray-head.json"
@@ -66,7 +67,7 @@ def embedded_token_path(base: Path | None = None) -> Path:
 
     Never printed: only its path travels, in `RAY_AUTH_TOKEN_PATH`."""
     directory = (base or state_dir()).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(directory)
     path = directory / TOKEN_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -143,8 +144,9 @@ def running_head(base: Path | None = None) -> HeadInfo | None:
 def start_head(base: Path | None = None) -> HeadInfo:
     """Start an embedded Ray head that outlives this process."""
     directory = base or state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(directory)
     log_path = directory / "ray-head.log"
+    create_private_file(log_path)
     port = _free_port()
     command = [
         sys.executable,
@@ -185,6 +187,7 @@ def start_head(base: Path | None = None) -> HeadInfo:
             f"the local Ray head did not start within {HEAD_START_TIMEOUT_S:g}s; see {log_path}"
         )
     head = HeadInfo(address, process.pid, str(log_path))
+    create_private_file(head_file(directory))
     head_file(directory).write_text(json.dumps(head.to_json()), encoding="utf-8")
     return head
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_platform.deploy.host import CONTROL_PLANE, Router, RunRequest
+from agent_platform.state_files import create_private_file, make_private_dirs
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,9 @@ class ControlPlane:
         return {str(k): dict(v) for k, v in data.get("records", {}).items()}
 
     def _save(self) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.state_file.parent)
         tmp = self.state_file.with_suffix(f".tmp{os.getpid()}")
+        create_private_file(tmp)
         tmp.write_text(json.dumps({"records": self.records}, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.state_file)  # atomic: a crash leaves the old or the new state
 
