@@ -28,6 +28,7 @@ from agent_platform.cli_output import (
     emit,
     note,
     to_yaml,
+    warn_approve_all,
 )
 
 if TYPE_CHECKING:
@@ -347,6 +348,8 @@ def run(
     inputs = _read_input(input)
     if not isinstance(inputs, dict):
         raise typer.BadParameter("inputs must be a JSON object", param_hint="--input")
+    if approve_all:
+        warn_approve_all("run")
     if not local:
         from agent_platform.cli_deploy import run_deployed
 

@@ -34,6 +34,7 @@ from agent_platform.cli_output import (
     emit,
     note,
     to_json,
+    warn_approve_all,
 )
 from agent_platform.runstore.base import RunStatus
 
@@ -106,6 +107,8 @@ def apply(
     from agent_platform.runstore import run_store_url
 
     fmt = chosen_output("apply", output, format=format)
+    if approve_all and not dry_run:
+        warn_approve_all("apply")
     report, plan, bundle = _compile(paths, plugin_path)
     if not report.specs.specs:  # a mistyped path must not apply "nothing" (with --prune: delete everything)
         where = ", ".join(str(p) for p in paths)

@@ -77,3 +77,11 @@ def emit(data: Any, output: str, text: Callable[[], str]) -> None:
 def note(message: str) -> None:
     """Progress and context for people: stderr, so it never mixes with data on stdout."""
     typer.echo(message, err=True)
+
+
+def warn_approve_all(command: str) -> None:
+    """`--approve-all` turns off the human check on side-effecting tools: never silently."""
+    note(
+        f"platform {command}: WARNING: --approve-all approves every call that needs approval, "
+        "side-effecting tools included; use it for tests and demos only"
+    )
