@@ -20,7 +20,8 @@ else the first of `tools`), as the real API would.
 
 Authentication: the request must carry the server's key as `x-api-key` or as
 `Authorization: Bearer <key>` (SDK versions differ in which they send); otherwise the server
-answers 401 without consuming a queued reply. With an empty queue it answers 500 with a message
+answers 401 without consuming a queued reply. A request the real API would refuse (see
+`strict_shapes.py`) is answered 400 `invalid_request_error`, also without consuming one. With an empty queue it answers 500 with a message
 saying so, which makes a test that under-scripts fail loudly. `base_path` lets a subclass serve
 another API (see `openai_api.py`).
 """
@@ -139,6 +140,10 @@ class FakeAPIServer:
     def error_body(self, status: int, error_type: str, message: str) -> dict[str, Any]:
         return {"type": "error", "error": {"type": error_type, "message": message}}
 
+    def request_problem(self, body: Any) -> str | None:
+        """What the real API would refuse in this request body (answered 400, no reply used)."""
+        return None
+
     # --- request handling (runs in server threads) --------------------------------------------
 
     def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[Reply, bytes]:
@@ -154,6 +159,8 @@ class FakeAPIServer:
                 reply = json_reply(404, self.error_body(404, "not_found_error", f"no route {method} {path}"))
             elif not self.authorised(headers):
                 reply = json_reply(401, self.error_body(401, "authentication_error", "invalid x-api-key"))
+            elif (problem := self.request_problem(body)) is not None:
+                reply = json_reply(400, self.error_body(400, "invalid_request_error", problem))
             elif self._replies:
                 reply = self._replies.popleft()
             else:
@@ -211,9 +218,15 @@ def _make_handler(server: FakeAPIServer) -> type[BaseHTTPRequestHandler]:
 
 
 class MessagesAPIServer(FakeAPIServer):
-    """`POST /v1/messages`; point the SDK at `base_url=server.url`."""
+    """`POST /v1/messages`; point the SDK at `base_url=server.url`. Requests are validated as
+    strictly as the real API does (tests/support/strict_shapes.py)."""
 
     base_path = "/v1/messages"
+
+    def request_problem(self, body: Any) -> str | None:
+        from tests.support.strict_shapes import messages_problem
+
+        return messages_problem(body)
 
 
 def forced_tool_name(request: dict[str, Any]) -> str:

@@ -29,6 +29,11 @@ class ChatCompletionsServer(FakeAPIServer):
     def error_body(self, status: int, error_type: str, message: str) -> dict[str, Any]:
         return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
 
+    def request_problem(self, body: Any) -> str | None:
+        from tests.support.strict_shapes import chat_completions_problem
+
+        return chat_completions_problem(body)
+
 
 def forced_function_name(request: dict[str, Any]) -> str:
     choice = request.get("tool_choice")

@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -93,6 +94,40 @@ def to_openai_messages(system: str, messages: list[Message]) -> list[dict[str, A
     return out
 
 
+def restore_null_content(messages: Any) -> None:
+    """An assistant turn that only calls tools has `content: null`, as the API documents it.
+    instructor's message conversion turns a null (or empty) content into `[]`, an empty array
+    of content parts, which OpenAI-compatible servers (llama.cpp among them) reject: put the null
+    back just before the request is sent."""
+    if not isinstance(messages, list):
+        return
+    for message in messages:
+        if (
+            isinstance(message, dict)
+            and message.get("role") == "assistant"
+            and message.get("tool_calls")
+            and message.get("content") in ([], "")
+        ):
+            message["content"] = None
+
+
+@functools.cache
+def _chat_client_class() -> type[Any]:
+    """The SDK's client with the request body put right (see `restore_null_content`), through
+    `_prepare_options`, the hook the SDK provides for mutating a request before it is sent."""
+    import openai
+
+    class ChatClient(openai.AsyncOpenAI):
+        async def _prepare_options(self, options: Any) -> Any:
+            options = await super()._prepare_options(options)
+            body = getattr(options, "json_data", None)
+            if isinstance(body, dict):
+                restore_null_content(body.get("messages"))
+            return options
+
+    return ChatClient
+
+
 def max_tokens_parameter(base_url: str | None) -> str:
     """`max_completion_tokens` for OpenAI itself (its `max_tokens` is deprecated and rejected by
     reasoning models), `max_tokens` for every other server (all of them understand it)."""
@@ -158,7 +193,7 @@ class OpenAIProvider(HttpProvider):
         self._retry = RetryRunner(
             spec.retry, provider=PROVIDER, model=spec.name, sleep=sleep, on_retry=on_retry
         )
-        self._client = openai.AsyncOpenAI(
+        self._client = _chat_client_class()(
             api_key=key,
             base_url=spec.base_url,
             timeout=spec.timeout,

@@ -1,0 +1,103 @@
+"""An agent run through the real `openai` SDK and instructor, over HTTP, against the strict local
+chat-completions server: the conversation the loop sends at its second step must be one the API
+accepts.
+
+The bug this guards: a small model left its decision's thought empty, so the earlier assistant
+turn went out as `{"role": "assistant", "content": [], "tool_calls": [...]}` (the provider set
+`None`, instructor sent `[]`); every real OpenAI-compatible server rejected it, and every
+multi-step agent on the `openai` provider failed at its second model call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.support.openai_api import ChatCompletionsServer, tool_call
+
+from agent_platform.compile import compile_specs
+from agent_platform.runtime.engine import Runtime
+from agent_platform.runtime.outcomes import Outcome
+from agent_platform.validate import ValidationOptions, validate_paths
+
+SPECS = """\
+apiVersion: agents.platform/v1
+kind: Model
+metadata: {{name: small}}
+spec:
+  provider: openai
+  name: gemma-3-270m
+  base_url: {url}/v1
+  api_key_env: AP_ENGINE_OPENAI_KEY
+  timeout: 5s
+  retry: {{max_attempts: 2, backoff: {{initial: 10ms, max: 50ms}}}}
+  pricing: {{input_per_mtok: 1, output_per_mtok: 2}}
+---
+apiVersion: agents.platform/v1
+kind: Tool
+metadata: {{name: lookup}}
+spec:
+  description: Look something up.
+  python: plug_openai:lookup
+---
+apiVersion: agents.platform/v1
+kind: Agent
+metadata: {{name: a}}
+spec:
+  model: small
+  instructions: Answer about {{{{ inputs.topic }}}}.
+  inputs: {{type: object, properties: {{topic: {{type: string}}}}, required: [topic]}}
+  output: {{type: object, properties: {{answer: {{type: string}}}}, required: [answer]}}
+  tools: [lookup]
+"""
+
+PLUGIN = '''
+def lookup(query: str) -> dict:
+    """Look something up.
+
+    Args:
+        query: What to look up.
+    """
+    return {"text": f"facts about {query}"}
+'''
+
+
+@pytest.mark.parametrize("thought", ["", None], ids=["empty-thought", "no-thought"])
+async def test_a_two_step_agent_on_a_strict_openai_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thought: str | None
+) -> None:
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "plug_openai.py").write_text(PLUGIN)
+    decision: dict[str, object] = {"action": {"action": "lookup", "arguments": {"query": "ray"}}}
+    if thought is not None:
+        decision["thought"] = thought
+    with ChatCompletionsServer() as server:
+        monkeypatch.setenv("AP_ENGINE_OPENAI_KEY", server.api_key)
+        (tmp_path / "specs.yaml").write_text(SPECS.format(url=server.url))
+        report = validate_paths([tmp_path / "specs.yaml"], ValidationOptions(plugin_paths=[tmp_path]))
+        assert report.ok, [str(d) for d in report.diagnostics.errors]
+        server.push(
+            tool_call(decision, prompt_tokens=100, completion_tokens=20),
+            tool_call(
+                {"action": {"action": "final_answer", "answer": {"answer": "ray is fine"}}},
+                prompt_tokens=150,
+                completion_tokens=10,
+            ),
+        )
+        runtime = Runtime(compile_specs(report.specs), plugin_paths=[tmp_path])
+        try:
+            result = await runtime.run("a", {"topic": "ray"})
+        finally:
+            await runtime.aclose()
+        statuses = [r.reply_status for r in server.requests]
+        second = server.requests[-1].body
+
+    assert statuses == [200, 200], f"the server refused a request: {result.error}"
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert result.output == {"answer": "ray is fine"}
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (250, 30)
+    assistant = [m for m in second["messages"] if m["role"] == "assistant"]
+    assert len(assistant) == 1 and assistant[0]["tool_calls"]
+    assert assistant[0]["content"] is None, "a turn that only calls tools has null content, as documented"
+    tool_messages = [m for m in second["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == [assistant[0]["tool_calls"][0]["id"]]
+    assert '<tool_output id="' in tool_messages[0]["content"]
