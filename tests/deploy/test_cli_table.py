@@ -249,6 +249,62 @@ def test_a_replica_that_is_gone_is_named_with_what_to_run(project: Project) -> N
     assert project.platform("run", "greeter", "-i", '{"who": "Di"}').returncode == 0
 
 
+ROTATING = textwrap.dedent(
+    """\
+    apiVersion: agents.platform/v1
+    kind: Model
+    metadata: {name: remote}
+    spec:
+      provider: openai
+      name: small
+      base_url: URL/v1
+      api_key_env: AP_ROTATED_KEY
+      retry: {max_attempts: 1}
+    ---
+    apiVersion: agents.platform/v1
+    kind: Agent
+    metadata: {name: rotator}
+    spec:
+      model: remote
+      instructions: Answer.
+      output: {type: object, properties: {answer: {type: string}}, required: [answer]}
+      runtime: {resources: {num_cpus: 0.1}}
+    """
+)
+
+
+def test_a_rotated_key_reaches_the_replicas_at_the_next_apply(project: Project, tmp_path: Path) -> None:
+    """Actors inherited the environment of whatever started the head: `apply` said "unchanged"
+    and runs failed with 401 until `platform down`."""
+    from tests.support.openai_api import ChatCompletionsServer, tool_call
+
+    answer = {"action": {"action": "final_answer", "answer": {"answer": "ok"}}}
+    with ChatCompletionsServer(api_key="sk-first-key-0001") as server:
+        specs = tmp_path / "rotating"
+        specs.mkdir()
+        (specs / "remote.yaml").write_text(ROTATING.replace("URL", server.url))
+        project.env["AP_ROTATED_KEY"] = "sk-first-key-0001"
+        try:
+            assert project.platform("apply", str(specs)).returncode == 0
+            server.push(tool_call(answer))
+            first = project.platform("run", "rotator")
+            assert first.returncode == 0, first.stderr
+
+            server.api_key = project.env["AP_ROTATED_KEY"] = "sk-second-key-0002"
+            dry = project.platform("apply", str(specs), "--dry-run")
+            assert dry.returncode == 1 and "credentials changed (AP_ROTATED_KEY)" in dry.stdout
+            applied = project.platform("apply", str(specs))
+            assert applied.returncode == 0 and "Agent/rotator updated" in applied.stdout, applied.stdout
+            assert "sk-second-key" not in applied.stdout + applied.stderr
+            server.push(tool_call(answer))
+            second = project.platform("run", "rotator")
+            assert second.returncode == 0, second.stderr
+            assert "2 unchanged," in project.platform("apply", str(specs)).stdout, "and the next apply is a no-op"
+        finally:
+            del project.env["AP_ROTATED_KEY"]
+            project.platform("delete", "Agent/rotator", "Model/remote")
+
+
 def test_changing_commands_in_order(project: Project, tmp_path: Path) -> None:
     """apply --dry-run, cancel, delete, down and what can be read after it: each exit code."""
     p = project.platform

@@ -45,6 +45,10 @@ def apply_text(report: Any, address: str, namespace: str, elapsed_s: float) -> s
                 for change in action.diff.changes:
                     lines.append(f"      {change.marker} {change.summary}")
                     lines.extend(f"          {line}".rstrip() for line in change.lines)
+            if action.changed_credentials:
+                lines.append(
+                    f"      ~ credentials changed ({', '.join(action.changed_credentials)}): replicas replaced"
+                )
             if action.changed_dependencies:
                 lines.append(
                     f"      ~ depends on changed {', '.join(action.changed_dependencies)}: replicas replaced"
@@ -65,6 +69,7 @@ def action_json(action: Action) -> dict[str, Any]:
         "action": action.kind,
         "diff": action.diff.to_json() if action.diff is not None else None,
         "changed_dependencies": action.changed_dependencies,
+        "changed_credentials": action.changed_credentials,
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from agent_platform.compile.plan import Plan, SupervisorUnit
 from agent_platform.deploy.bundle import SpecBundle
 from agent_platform.deploy.cluster import ClusterError, connect
 from agent_platform.deploy.control_plane import ControlPlane
+from agent_platform.deploy.credentials import runtime_env
 from agent_platform.deploy.host import (
     CANCELLED_BY_USER,
     CONTROL_PLANE,
@@ -151,7 +153,7 @@ class Deployment:
         approve_all: bool = False,
         trace_file: str | None = None,
     ) -> ApplyReport:
-        desired = desired_state(specs, plan)
+        desired = desired_state(specs, plan, os.environ)
         current = self._with_liveness(self.records())
         actions = reconcile(desired, current, prune=prune)
         report = ApplyReport(actions, dry_run=dry_run)
@@ -287,6 +289,9 @@ class Deployment:
         for replica in range(actor.replicas):
             name = actor_name(action.ref, generation, replica)
             options = actor_options(actor, name=name, namespace=self.namespace, affinity_node=affinity)
+            credentials = runtime_env(action.desired.credential_vars, os.environ)
+            if credentials is not None:
+                options["runtime_env"] = credentials
             try:
                 handle = (
                     ray.remote(UnitHost)
@@ -560,6 +565,7 @@ def _record(
         "snapshot": desired.snapshot,
         "source": desired.source,
         "depends_on": list(desired.depends_on),
+        "credentials": dict(desired.credentials),
         "generation": generation,
         "actors": actors,
         "placement": placement,

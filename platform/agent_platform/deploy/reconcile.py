@@ -30,6 +30,10 @@ class DesiredSpec:
     source: str
     unit: AnyUnit | None = None
     depends_on: list[str] = field(default_factory=list)
+    # The environment variables its replicas read (keys), and the fingerprints of their values in
+    # the applying process (see credentials.py).
+    credential_vars: list[str] = field(default_factory=list)
+    credentials: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Action:
     record: Mapping[str, Any] | None = None
     changed_dependencies: list[str] = field(default_factory=list)
     diff: Any = None  # deploy.diff.SpecDiff for updates
+    changed_credentials: list[str] = field(default_factory=list)
 
     @property
     def has_actors(self) -> bool:
@@ -48,7 +53,12 @@ class Action:
         return bool(self.record and self.record.get("actors"))
 
 
-def desired_state(specs: SpecSet, plan: Plan) -> dict[str, DesiredSpec]:
+def desired_state(
+    specs: SpecSet, plan: Plan, environ: Mapping[str, str] | None = None
+) -> dict[str, DesiredSpec]:
+    """What the specs ask for. `environ` (the applying process's environment) gives the values of
+    the credentials each unit reads; without it, credentials are not compared."""
+    from agent_platform.deploy.credentials import credential_vars, fingerprints
     from agent_platform.deploy.diff import snapshot_of
 
     own: dict[str, str] = {}
@@ -78,6 +88,11 @@ def desired_state(specs: SpecSet, plan: Plan) -> dict[str, DesiredSpec]:
             # where it runs (a delegate scaled up does not replace its supervisor).
             sha.update(f"{dep}={own.get(dep, '?') if dep == ref else behaviour.get(dep, '?')};".encode())
         spec.effective_hash = sha.hexdigest()[:16]
+        if spec.unit is not None:
+            spec.credential_vars = credential_vars(
+                desired[d].snapshot for d in sorted(closure) if d in desired
+            )
+            spec.credentials = fingerprints(spec.credential_vars, environ or {})
     return desired
 
 
@@ -111,10 +126,13 @@ def reconcile(
         if record is None:
             actions.append(Action("create", ref, want))
             continue
+        from agent_platform.deploy.credentials import changed
+
         same_spec = record.get("spec_hash") == want.spec_hash
         same_effect = record.get("effective_hash") == want.effective_hash
         healthy = record.get("status") == "ready"
-        if same_spec and same_effect and healthy:
+        rotated = changed(record.get("credentials"), want.credentials) if want.unit is not None else []
+        if same_spec and same_effect and healthy and not rotated:
             actions.append(Action("unchanged", ref, want, record))
             continue
         changed_deps = [
@@ -123,7 +141,7 @@ def reconcile(
             if dep in current and dep in desired and current[dep].get("spec_hash") != desired[dep].spec_hash
         ]
         diff = None if same_spec else diff_specs(record.get("snapshot") or {}, want.snapshot)
-        actions.append(Action("update", ref, want, record, changed_deps, diff))
+        actions.append(Action("update", ref, want, record, changed_deps, diff, rotated))
     for ref in sorted(set(current) - set(desired)):
         actions.append(Action("delete" if prune else "orphan", ref, None, current[ref]))
     return actions
