@@ -182,12 +182,8 @@ def ten_megabytes() -> bytes:
 NAME_HINT = (
     "names use lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters"
 )
-KINDS = "Model, Tool, Memory, Guardrail, Agent, Pipeline, Supervisor"
+KINDS = "Model, Tool, Memory, Guardrail, Agent, Pipeline, Supervisor, Test"
 AGENT_VARS = "(available: agent, delegates, inputs, tools)"
-STRUCTURED = (
-    "(supported: type, properties, required, items, enum, const, anyOf, oneOf, allOf, $ref/$defs, "
-    "numeric/string/array bounds, pattern, format)"
-)
 TYPES = "(expected one of: string, number, integer, boolean, object, array, null)"
 YAML11 = "(YAML 1.1 words like yes/no/on/off are strings here; write true or false)"
 
@@ -450,7 +446,8 @@ FIELD_CASES = [
                 9,
                 "Guardrail/g",
                 "spec: unknown type 'pii_redact' (expected one of: prompt_injection, loop_detection, "
-                "pii_redaction, tool_allowlist, budget, output_schema, regex, python) "
+                "pii_redaction, tool_allowlist, budget, output_schema, regex, python, "
+                "injection_classifier) "
                 "(did you mean 'pii_redaction'?)",
             )
         ],
@@ -757,13 +754,14 @@ SCHEMA_CASES = [
     ),
     case(
         "schema-unsupported-keyword-in-output",
-        AGENT_A + "  output:\n    type: object\n    if: {required: [a]}\n" + MODEL_M,
+        AGENT_A + "  output:\n    type: object\n    dependencies: {a: [b]}\n" + MODEL_M,
         [
             (
                 10,
                 5,
                 "Agent/a",
-                f"JSON Schema keyword 'if' is not supported for structured output {STRUCTURED}",
+                "JSON Schema keyword 'dependencies' is not supported for structured output: a Draft 7 "
+                "keyword, which Draft 2020-12 ignores; use 'dependentRequired' or 'dependentSchemas'",
             )
         ],
     ),
@@ -825,7 +823,16 @@ PLUGIN_CASES = [
     case(
         "plugin-module-not-found",
         TOOL_HEAD + "  python: plugs.missing:run\n",
-        [(7, 11, "Tool/t", "python module 'plugs.missing' not found under the plugin paths ({dir})")],
+        [
+            (
+                7,
+                11,
+                "Tool/t",
+                "python module 'plugs.missing' not found under the plugin paths ({dir}) nor installed: "
+                "looked for plugs/missing.py and plugs/missing/__init__.py; to look elsewhere, pass "
+                "--plugin-path DIR or add DIR to $PLATFORM_PLUGIN_PATH",
+            )
+        ],
         extra=PLUGIN_FILES,
     ),
     case(
@@ -1118,10 +1125,10 @@ def test_cli_without_paths_is_a_usage_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_cli_missing_path(tmp_path: Path) -> None:
+def test_cli_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     result = platform("validate", "missing.yaml", cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stdout.splitlines()[0] == "missing.yaml:1:1: no such file or directory"
+    assert result.returncode == 2
+    assert "missing.yaml" in result.stderr and result.stdout == ""
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -151,7 +151,7 @@ def test_validate_imports_nothing_heavy(workdir: Path) -> None:
     assert "agent_platform.validate" in modules
     assert "agent_platform.compile" in modules  # validate compiles too
     assert _heavy(modules) == []
-    # the structured-output model builder is only needed by plan and run
+    # structured output needs no JSON-Schema-to-pydantic converter (see compile/output_models.py)
     assert not [m for m in modules if m.split(".")[0] == "json_schema_to_pydantic"]
 
 
@@ -169,8 +169,9 @@ def test_plan_imports_nothing_heavy(workdir: Path) -> None:
     assert code in (0, None)
     assert "agent_platform.compile" in modules
     assert _heavy(modules) == []
-    # plan builds the structured-output models (allowed here): shows this check is not vacuous
-    assert "json_schema_to_pydantic" in modules
+    # plan builds the structured-output models: with the schema's own validator, no converter
+    assert "agent_platform.compile.output_models" in modules
+    assert "json_schema_to_pydantic" not in modules
 
 
 def test_schema_imports_nothing_heavy(workdir: Path) -> None:

@@ -62,3 +62,37 @@ def test_retry_on_exception_classes(
     assert len(messages) == len(errors)
     for message, expected in zip(messages, errors, strict=True):
         assert message.startswith(expected)
+
+
+# --- a module that cannot be found says how to make it findable ----------------------------------
+
+
+def test_a_missing_plugin_module_names_where_it_looked_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(
+        "apiVersion: agents.platform/v1\nkind: Tool\nmetadata: {name: t}\nspec:\n  description: d\n"
+        "  python: plugs.search:run\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    report = validate_paths([tmp_path / "t.yaml"], ValidationOptions(plugin_paths=[tmp_path, elsewhere]))
+    (error,) = report.diagnostics.errors
+    assert error.message == (
+        f"python module 'plugs.search' not found under the plugin paths ({tmp_path}, {elsewhere}) nor "
+        "installed: looked for plugs/search.py and plugs/search/__init__.py; to look elsewhere, pass "
+        "--plugin-path DIR or add DIR to $PLATFORM_PLUGIN_PATH"
+    )
+
+
+def test_a_tool_whose_module_cannot_be_imported_at_run_time_says_how_to_find_it(tmp_path: Path) -> None:
+    from agent_platform.compile.plan import ToolBinding
+    from agent_platform.runtime.tools.registry import ToolRegistry, UnavailableTool
+    from agent_platform.spec.kinds import ToolSpec
+
+    registry = ToolRegistry(plugin_paths=[tmp_path])
+    spec = ToolSpec.model_validate({"description": "d", "python": "plugs.search:run"})
+    tool = registry.load_binding(ToolBinding("t", spec))
+    assert isinstance(tool, UnavailableTool)
+    assert tool.reason.startswith(
+        "cannot load plugs.search:run: ImportError: python module 'plugs.search' not found"
+    )
+    assert str(tmp_path.resolve()) in tool.reason
+    assert tool.reason.endswith("pass --plugin-path DIR or add DIR to $PLATFORM_PLUGIN_PATH")

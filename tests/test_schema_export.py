@@ -87,6 +87,20 @@ VALID: dict[str, dict[str, Any]] = {
         "desk",
         {"routes": {"question": {"agent": "helper"}, "bulk": {"pipeline": "batch", "timeout": "1h"}}},
     ),
+    "Test": _doc(
+        "Test",
+        "helper-searches",
+        {
+            "unit": "Agent/helper",
+            "inputs": {"q": "retries"},
+            "timeout": "1m",
+            "expect": {
+                "output": [{"path": "$.answer", "matches": "retr"}, {"path": "$['n']", "equals": None}],
+                "tools": {"called": [{"tool": "search", "arguments": [{"path": "$.q", "schema": {}}]}]},
+                "iterations": {"max": 3},
+            },
+        },
+    ),
 }
 
 

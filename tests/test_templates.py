@@ -126,3 +126,49 @@ def test_an_unguarded_optional_input_without_a_default_is_a_warning(template: st
         check_template(template, Scope({"inputs": SchemaVar(RUN_INPUTS.variables["inputs"].schema, "x")}))
         == []
     )  # type: ignore[union-attr]
+
+
+# Resource bounds that can be seen in the template text itself are errors at validate time, at
+# the offending text (the same bounds the run-time sandbox enforces: see agent_platform.template_sandbox).
+BOUNDS = Scope({"args": OpaqueVar()}, "test")
+
+
+@pytest.mark.parametrize(
+    ("template", "needle", "message"),
+    [
+        ("{{ 'a' * 10**9 }}", "*", "1,000,000,000 characters"),
+        ("x\n{{ [0] * 10**9 }}", "*", "1,000,000,000 items"),
+        ("{{ 7 ** 1000000 }}", "**", "bits"),
+        ("{{ '%999999999d' | format(1) }}", "format", "over the limit of 500,000"),
+        ("{{ '%.999999999f' % args.x }}", "%", "over the limit of 500,000"),
+        ("{{ '{:>999999999}'.format(args.x) }}", "format", "over the limit of 500,000"),
+        ("{{ args.x | center(10**9) }}", "center", "1,000,000,000"),
+        ("{% for i in range(10**6) %}{% endfor %}", "range", "1,000,000 items"),
+        ("{% for c in 'x' * 10**6 %}{% for d in 'x' * 10**6 %}{% endfor %}{% endfor %}", "*", "characters"),
+        (
+            "{% for a in range(1000) %}\n{% for b in range(1000) %}{% endfor %}{% endfor %}",
+            "for",
+            "1,000,000",
+        ),
+        ("{{ lipsum(10**6) }}", "lipsum", "lipsum"),
+    ],
+)
+def test_bombs_visible_in_the_text_are_errors(template: str, needle: str, message: str) -> None:
+    problems = check_template(template, BOUNDS)
+    assert len(problems) == 1, problems
+    problem = problems[0]
+    assert not problem.warning and message in problem.message, problem
+    line = template.splitlines()[problem.line - 1]
+    assert line[problem.column :].startswith(needle), (line, problem.column)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 'ab' * 3 }} {{ [0] * 10 }} {{ 2 ** 64 }} {{ '%05d' | format(3) }} {{ '{:>8}'.format(args.x) }}",
+        "{% for i in range(100) %}{% for j in range(100) %}{{ i * j }}{% endfor %}{% endfor %}",
+        "{{ args.x * 10**9 }} {{ args.s | center(args.n) }}",  # not visible in the text: bounded at run time
+    ],
+)
+def test_templates_within_the_bounds_have_no_problems(template: str) -> None:
+    assert check_template(template, BOUNDS) == []

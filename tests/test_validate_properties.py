@@ -552,6 +552,24 @@ spec:
     assert [d.code for d in report.diagnostics.errors] == ["json-schema"]
 
 
+@pytest.mark.parametrize("required", ["5", "{q: true}", "q"])
+def test_optional_input_warning_with_invalid_required_does_not_raise(workdir: Path, required: str) -> None:
+    """Found by the property once documents failing their model still had their templates checked."""
+    text = f"""\
+apiVersion: agents.platform/v1
+kind: Agent
+metadata: {{name: a}}
+spec:
+  model: {{provider: scripted, on_script_exhausted: synthesize}}
+  instructions: "{{{{ inputs.q }}}}"
+  inputs: {{type: object, properties: {{q: {{type: string}}}}, required: {required}}}
+"""
+    path = workdir / "required.yaml"
+    path.write_text(text)
+    report = validate_paths([str(path)], _options(workdir))
+    assert [d.code for d in report.diagnostics.errors] == ["json-schema"]
+
+
 @pytest.mark.parametrize(
     "spec",
     [

@@ -121,7 +121,16 @@ class Diagnostics:
         return len(self.items)
 
 
+# Candidates compared per suggestion at most: a schema may declare thousands of properties, and
+# each comparison is a full sequence match, for every misspelt name reported.
+MAX_SUGGESTION_CANDIDATES = 500
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """A ' (did you mean 'x'?)' suffix, or '' when nothing is close."""
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    """A ' (did you mean 'x'?)' suffix, or '' when nothing is close. Of many candidates only those
+    closest in length are compared (a close match is close in length too)."""
+    pool = list(candidates)
+    if len(pool) > MAX_SUGGESTION_CANDIDATES:
+        pool = sorted(pool, key=lambda candidate: abs(len(candidate) - len(word)))[:MAX_SUGGESTION_CANDIDATES]
+    matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""

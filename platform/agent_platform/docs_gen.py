@@ -204,6 +204,43 @@ spec:
   on_error: collect
   task_timeout: 30m
 """,
+    "Test": """\
+apiVersion: agents.platform/v1
+kind: Test
+metadata:
+  name: support-agent-opens-a-ticket
+spec:
+  unit: support-agent
+  inputs: {question: "I lost my phone: how do I sign in?"}
+  model:                                  # answers every model call of the run
+    provider: scripted
+    script: scripts/lost-phone.jsonl
+  approve_all: true
+  expect:
+    outcome: completed
+    output:
+      - path: $.resolved
+        equals: false
+      - path: $.reply
+        matches: (?i)ticket
+    tools:
+      called:
+        - tool: search-docs
+        - tool: create-ticket
+          arguments:
+            - path: $.title
+              matches: phone
+      only: true
+      not_called: [delete-account]
+    guardrails:
+      triggered:
+        - {guardrail: no-pii, verdict: redact, stage: tool_output}
+      not_triggered: [loop-guard]
+    iterations: {max: 4}
+    usage:
+      total_tokens: {max: 20000}
+      cost_usd: {max: 0.05}
+""",
 }
 
 
@@ -629,6 +666,7 @@ def _enumerations() -> list[str]:
         ("Retry category", common.RetryCategory, "Error categories for `retry.retry_on`."),
         ("Placement strategy", common.PlacementStrategy, "`runtime.placement.strategy`."),
         ("PII entity", kinds.PiiEntity, "`pii_redaction` guardrail `entities`."),
+        ("Run outcome", kinds.RunOutcome, "How a run ends: a Test's `expect.outcome`."),
     ]
     lines = [
         "## Enumerations",

@@ -15,6 +15,7 @@ build the data ourselves with an explicit stack, which lets us
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import re
@@ -45,6 +46,14 @@ class LoadLimits:
     max_file_bytes: int = 1 << 20  # 1 MiB
     max_depth: int = 64
     max_nodes_per_document: int = 100_000  # counted *after* alias expansion
+    # Characters of keys and scalar values per document, also counted after alias expansion: a
+    # few nodes can carry a lot of text (one 200 kB string aliased 20,000 times is 4 GB of data for
+    # every check after loading).
+    max_text_per_document: int = 4 << 20
+    # Characters of strings holding template tags ({{ }}, {% %}, {# #}) per file, aliases counted
+    # each time: every template is parsed and walked, and Jinja's parser is the slowest reader of
+    # a spec (about 25 µs per tag).
+    max_template_text_per_file: int = 256 << 10
     max_documents_per_file: int = 1_000
 
 
@@ -53,9 +62,10 @@ DEFAULT_LIMITS = LoadLimits()
 
 def _line_starts(text: str) -> list[int]:
     starts = [0]
-    for index, char in enumerate(text):
-        if char == "\n":
-            starts.append(index + 1)
+    index = text.find("\n")
+    while index >= 0:
+        starts.append(index + 1)
+        index = text.find("\n", index + 1)
     starts.append(len(text))
     return starts
 
@@ -91,6 +101,14 @@ class Document:
     # the scalar's style (block, folded, multi-line plain, quoted with escapes).
     spans: dict[PathKey, tuple[int, int, int, int]] = field(default_factory=dict)
     source: str = ""
+    _line_starts: list[int] | None = field(default=None, repr=False, compare=False)
+
+    def line_starts(self) -> list[int]:
+        """Offsets where each line of `source` starts (computed once: a file with many located
+        template problems must not rescan itself for each)."""
+        if self._line_starts is None:
+            self._line_starts = _line_starts(self.source)
+        return self._line_starts
 
     def text_location(
         self,
@@ -114,7 +132,7 @@ class Document:
             target = lines[line_in_value - 1].strip() if 0 < line_in_value <= len(lines) else ""
             earlier = value.count(target, 0, before) if target else 0
         if target:
-            starts = _line_starts(self.source)
+            starts = self.line_starts()
             begin = starts[span[0]] + span[1]
             raw = self.source[begin : starts[span[2]] + span[3]]
             found = -1
@@ -124,7 +142,7 @@ class Document:
                     break
             if found >= 0:
                 absolute = begin + found
-                line = self.source.count("\n", 0, absolute)
+                line = bisect.bisect_right(starts, absolute) - 1
                 return SourceLocation(self.file, line + 1, absolute - starts[line] + 1)
         return self.locate(path)
 
@@ -195,18 +213,44 @@ _KEYWORD_SCALARS: dict[str, Any] = {
 _NUMBER_START = frozenset("0123456789+-.")
 
 
+# Python refuses to convert integers of more than 4,300 decimal digits to and from text (CPython's
+# guard against quadratic conversions); a spec has no use for numbers anywhere near that size.
+MAX_INTEGER_DIGITS = 4_300
+_MAX_INTEGER = 10**MAX_INTEGER_DIGITS
+
+
+class IntegerTooLarge(ValueError):
+    """A plain scalar that is an integer of more than MAX_INTEGER_DIGITS digits."""
+
+    def __init__(self, digits: int) -> None:
+        super().__init__(
+            f"integer of about {digits:,} digits is too large (at most {MAX_INTEGER_DIGITS:,} digits); "
+            "quote it if it is meant as text"
+        )
+
+
+def _bounded_integer(text: str, base: int) -> int:
+    if base == 10 and len(text.lstrip("+-")) > MAX_INTEGER_DIGITS:
+        raise IntegerTooLarge(len(text.lstrip("+-")))
+    number = int(text, base)
+    if abs(number) >= _MAX_INTEGER:
+        raise IntegerTooLarge(int(number.bit_length() * 0.30103) + 1)
+    return number
+
+
 def resolve_plain_scalar(value: str) -> Any:
-    """Resolve an unquoted scalar by the YAML 1.2 core schema (not YAML 1.1)."""
+    """Resolve an unquoted scalar by the YAML 1.2 core schema (not YAML 1.1). An integer too large
+    to convert raises IntegerTooLarge."""
     if value in _KEYWORD_SCALARS:
         return _KEYWORD_SCALARS[value]
     if value[0] not in _NUMBER_START:
         return value  # most scalars: words, names, sentences
     if _INT_DEC.match(value):
-        return int(value)
+        return _bounded_integer(value, 10)
     if _INT_OCT.match(value):
-        return int(value[2:], 8)
+        return _bounded_integer(value[2:], 8)
     if _INT_HEX.match(value):
-        return int(value[2:], 16)
+        return _bounded_integer(value[2:], 16)
     if _FLOAT.match(value):
         return float(value)
     if _INF.match(value):
@@ -225,13 +269,19 @@ def _tagged_scalar(value: str, tag: str, loc: SourceLocation) -> Any:
             if not _NULL.match(value):
                 raise ValueError
             return None
-        resolved = resolve_plain_scalar(value)
+        try:
+            resolved = resolve_plain_scalar(value)
+        except IntegerTooLarge as exc:
+            raise _LoadError("yaml-number", str(exc), loc) from None
         if kind == "bool" and isinstance(resolved, bool):
             return resolved
         if kind == "int" and isinstance(resolved, int) and not isinstance(resolved, bool):
             return resolved
         if kind == "float" and isinstance(resolved, int | float) and not isinstance(resolved, bool):
-            return float(resolved)
+            try:
+                return float(resolved)
+            except OverflowError:  # an integer beyond the float range is infinite as a float
+                return math.inf if resolved > 0 else -math.inf
     except ValueError:
         pass
     raise _LoadError("yaml-tag", f"value {value!r} is not a valid !!{kind}", loc)
@@ -247,16 +297,34 @@ def _loc(file: str, mark: Any) -> SourceLocation:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "height", "is_map", "nodes_at_start", "path", "pending_key")
+    __slots__ = (
+        "anchor",
+        "container",
+        "height",
+        "is_map",
+        "nodes_at_start",
+        "path",
+        "pending_key",
+        "template_text_at_start",
+        "text_at_start",
+    )
 
     def __init__(
-        self, container: dict[str, Any] | list[Any], path: PathKey, anchor: str | None, nodes: int
+        self,
+        container: dict[str, Any] | list[Any],
+        path: PathKey,
+        anchor: str | None,
+        nodes: int,
+        text: int,
+        template_text: int,
     ) -> None:
         self.container = container
         self.is_map = isinstance(container, dict)
         self.path = path
         self.anchor = anchor
         self.nodes_at_start = nodes
+        self.text_at_start = text
+        self.template_text_at_start = template_text
         self.pending_key: str | None = None
         self.height = 0  # levels of nesting below this collection (aliases included)
 
@@ -267,16 +335,43 @@ class _Anchor:
     nodes: int
     complete: bool
     height: int = 0  # nesting levels the anchored value brings wherever it is aliased
+    text: int = 0  # characters of keys and scalars the anchored value brings wherever it is aliased
+    template_text: int = 0  # characters of those scalars that hold template tags
 
 
 Position = tuple[int, int]
 
 
+@dataclass(slots=True)
+class _FileTotals:
+    """What all documents of one file add up to, for the per-file limits."""
+
+    template_text: int = 0
+
+
+def _holds_template(value: str) -> bool:
+    return "{{" in value or "{%" in value or "{#" in value
+
+
+# What may follow an anchor or alias name in the source: whitespace, or the end of a flow item.
+_NAME_ENDS = frozenset(" \t\r\n,]}")
+_WRITTEN_NAME = re.compile(r"[^\s,\[\]{}]+")  # a name as YAML 1.2 reads it
+
+
 class _DocumentBuilder:
     """Builds one document from parser events with an explicit stack (no recursion)."""
 
-    def __init__(self, file: str, index: int, start: SourceLocation, limits: LoadLimits, text: str) -> None:
+    def __init__(
+        self,
+        file: str,
+        index: int,
+        start: SourceLocation,
+        limits: LoadLimits,
+        text: str,
+        totals: _FileTotals,
+    ) -> None:
         self.file = file
+        self.totals = totals
         self.text = text
         self.spans: dict[PathKey, tuple[int, int, int, int]] = {}
         self.limits = limits
@@ -288,6 +383,7 @@ class _DocumentBuilder:
         self.stack: list[_Frame] = []
         self.anchors: dict[str, _Anchor] = {}
         self.nodes = 0
+        self.text_size = 0  # characters of keys and scalars so far, aliases expanded
 
     def document(self) -> Document:
         file = self.file
@@ -351,6 +447,50 @@ class _DocumentBuilder:
                 pos,
             )
 
+    def _count_text(self, size: int, pos: Position) -> None:
+        self.text_size += size
+        if self.text_size > self.limits.max_text_per_document:
+            raise self._error(
+                "yaml-too-large",
+                f"document expands to more than {self.limits.max_text_per_document:,} characters of "
+                "text (aliases are counted each time they are used); split it or remove aliases",
+                pos,
+            )
+
+    def _count_template_text(self, size: int, pos: Position) -> None:
+        totals = self.totals
+        totals.template_text += size
+        if totals.template_text > self.limits.max_template_text_per_file:
+            raise self._error(
+                "yaml-too-large",
+                f"the templates in this file add up to more than "
+                f"{self.limits.max_template_text_per_file:,} characters (aliases counted each time "
+                "they are used); split the file",
+                pos,
+            )
+
+    def _check_name_end(self, mark: Any, sigil: str, name: str, pos: Position) -> None:
+        """libyaml ends an anchor or alias name at the first character other than a letter, digit,
+        '-' or '_', where YAML 1.2 allows any but spaces and flow indicators: `&a:b value` would
+        load as the anchor 'a' on the string ':b value'. Refuse what it misreads rather than load
+        something other than what the file says."""
+        text = self.text
+        start = text.find(sigil + name, mark.index)
+        if start < 0:
+            return
+        after = start + 1 + len(name)
+        if after < len(text) and text[after] not in _NAME_ENDS:
+            what = "anchor" if sigil == "&" else "alias"
+            written = _WRITTEN_NAME.match(text, start + 1)
+            full = written.group() if written else name
+            raise self._error(
+                "yaml-anchor",
+                f"{what} '{sigil}{full}': YAML allows {text[after]!r} in {what} names, but the parser "
+                f"ends the name before it and would read the rest as the value; use only letters, "
+                f"digits, '-' and '_' in {what} names",
+                pos,
+            )
+
     def feed(self, event: Any) -> None:
         mark = event.start_mark
         pos = (mark.line + 1, mark.column + 1)
@@ -360,19 +500,28 @@ class _DocumentBuilder:
         expecting_key = frame is not None and frame.is_map and frame.pending_key is None
         if cls is yaml.ScalarEvent:
             self._count(1, pos)
+            self._count_text(len(event.value), pos)
+            if event.anchor is not None:
+                self._check_name_end(mark, "&", event.anchor, pos)
             if expecting_key:
                 # Keys keep their literal text (`no:` is the key "no"); values resolve by YAML 1.2.
                 self._add_key(frame, event.value, pos, plain=not event.style)  # type: ignore[arg-type]
                 if event.anchor is not None:
-                    self.anchors[event.anchor] = _Anchor(event.value, 1, True)
+                    self.anchors[event.anchor] = _Anchor(event.value, 1, True, text=len(event.value))
                 return
             value = self._scalar(event, pos)
             path = self._attach(value, pos)
+            template_text = 0
             if isinstance(value, str) and "{" in value:
                 end = event.end_mark
                 self.spans[path] = (mark.line, mark.column, end.line, end.column)
+                if _holds_template(value):
+                    template_text = len(value)
+                    self._count_template_text(template_text, pos)
             if event.anchor is not None:
-                self.anchors[event.anchor] = _Anchor(value, 1, True)
+                self.anchors[event.anchor] = _Anchor(
+                    value, 1, True, text=len(event.value), template_text=template_text
+                )
         elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
             if expecting_key:
                 raise self._error("yaml-key", "mapping keys must be plain strings, not collections", pos)
@@ -383,8 +532,11 @@ class _DocumentBuilder:
             container: dict[str, Any] | list[Any] = {} if cls is yaml.MappingStartEvent else []
             path = self._attach(container, pos)
             if event.anchor is not None:
+                self._check_name_end(mark, "&", event.anchor, pos)
                 self.anchors[event.anchor] = _Anchor(container, 0, False)
-            stack.append(_Frame(container, path, event.anchor, self.nodes))
+            stack.append(
+                _Frame(container, path, event.anchor, self.nodes, self.text_size, self.totals.template_text)
+            )
         elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
             done = stack.pop()
             height = done.height + 1
@@ -392,14 +544,23 @@ class _DocumentBuilder:
                 stack[-1].height = max(stack[-1].height, height)
             if done.anchor is not None:
                 self.anchors[done.anchor] = _Anchor(
-                    done.container, self.nodes - done.nodes_at_start + 1, True, height
+                    done.container,
+                    self.nodes - done.nodes_at_start + 1,
+                    True,
+                    height,
+                    self.text_size - done.text_at_start,
+                    self.totals.template_text - done.template_text_at_start,
                 )
         elif cls is yaml.AliasEvent:
+            self._check_name_end(mark, "*", event.anchor or "", pos)
             anchor = self.anchors.get(event.anchor or "")
             if anchor is None:
                 raise self._error("yaml-alias", f"alias '*{event.anchor}' refers to no anchor", pos)
             if not anchor.complete:
                 raise self._error("yaml-alias", f"alias '*{event.anchor}' refers to itself", pos)
+            self._count_text(anchor.text, pos)
+            if anchor.template_text:
+                self._count_template_text(anchor.template_text, pos)
             if expecting_key:
                 if not isinstance(anchor.value, str):
                     raise self._error("yaml-key", "mapping keys must be plain strings", pos)
@@ -437,7 +598,10 @@ class _DocumentBuilder:
             return _tagged_scalar(event.value, tag, SourceLocation(self.file, *pos))
         if tag == "!" or event.style:
             return event.value  # quoted or block scalars are always strings
-        return resolve_plain_scalar(event.value)
+        try:
+            return resolve_plain_scalar(event.value)
+        except IntegerTooLarge as exc:
+            raise self._error("yaml-number", str(exc), pos) from None
 
 
 def _scalar_text(value: Any) -> str:
@@ -477,16 +641,31 @@ def _decode(data: bytes, file: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _tab_near(text: str, mark: Any) -> int | None:
-    """Column (1-based) of a tab on the error's line at or before the error, if any."""
+def _tab_problem(text: str, mark: Any) -> tuple[int, str] | None:
+    """When the parser stopped at a tab: (its 1-based column, what is wrong with it). A tab in a
+    line's indentation is invalid YAML; one separating a block indicator from what follows is
+    valid YAML that libyaml refuses, so that one is named for what it is."""
     if mark is None:
         return None
     lines = text.splitlines()
     if not 0 <= mark.line < len(lines):
         return None
     line = lines[mark.line]
-    tab = line.find("\t", 0, mark.column + 1)
-    return tab + 1 if tab >= 0 else None
+    start = end = min(mark.column, len(line))
+    while start > 0 and line[start - 1] in " \t":
+        start -= 1
+    while end < len(line) and line[end] in " \t":
+        end += 1
+    tab = line.find("\t", start, end)
+    if tab < 0:
+        return None
+    before = line[:tab].rstrip(" \t")
+    if not before:
+        return tab + 1, "tab character in indentation; YAML requires spaces"
+    return tab + 1, (
+        f"tab character after {before[-1]!r}: YAML allows a tab to separate it from what follows, "
+        "but the parser does not accept one here; use a space"
+    )
 
 
 def _yaml_error_message(exc: yaml.MarkedYAMLError) -> str:
@@ -538,13 +717,9 @@ def load_text(text_or_bytes: str | bytes, file: str, limits: LoadLimits = DEFAUL
         diags.add(Diagnostic(Severity.ERROR, exc.code, exc.message, exc.location))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        tab_column = _tab_near(text, mark)
-        if tab_column is not None and mark is not None:
-            diags.error(
-                "yaml-tab",
-                "tab character in indentation; YAML requires spaces",
-                SourceLocation(file, mark.line + 1, tab_column),
-            )
+        tab = _tab_problem(text, mark)
+        if tab is not None and mark is not None:
+            diags.error("yaml-tab", tab[1], SourceLocation(file, mark.line + 1, tab[0]))
         else:
             diags.add(Diagnostic(Severity.ERROR, "yaml-syntax", _yaml_error_message(exc), _loc(file, mark)))
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
@@ -580,6 +755,7 @@ def load_text(text_or_bytes: str | bytes, file: str, limits: LoadLimits = DEFAUL
 def _parse_documents(text: str, file: str, limits: LoadLimits) -> Iterator[Document]:
     parser = _Parser(text)
     builder: _DocumentBuilder | None = None
+    totals = _FileTotals()
     count = 0
     try:
         while True:
@@ -594,7 +770,9 @@ def _parse_documents(text: str, file: str, limits: LoadLimits) -> Iterator[Docum
                         f"more than {limits.max_documents_per_file} documents in one file",
                         _loc(file, event.start_mark),
                     )
-                builder = _DocumentBuilder(file, count - 1, _loc(file, event.start_mark), limits, text)
+                builder = _DocumentBuilder(
+                    file, count - 1, _loc(file, event.start_mark), limits, text, totals
+                )
             elif isinstance(event, yaml.DocumentEndEvent):
                 if builder is not None and builder.data is not None:
                     yield builder.document()
@@ -609,30 +787,59 @@ def _parse_documents(text: str, file: str, limits: LoadLimits) -> Iterator[Docum
             dispose()
 
 
-def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], Diagnostics]:
-    """Expand files and directories (recursively, *.yaml / *.yml) in a stable order."""
-    diags = Diagnostics()
+@dataclass(frozen=True, slots=True)
+class SpecFiles:
+    """What a list of paths holds: the spec files to load, and the paths that hold none."""
+
+    files: list[Path]  # in a stable order, each file once however often it was named
+    missing: list[Path]  # paths that are neither a file nor a directory: most often, not there
+    without_specs: list[Path]  # directories holding no *.yaml or *.yml file
+
+
+def find_spec_files(paths: Iterable[str | os.PathLike[str]]) -> SpecFiles:
+    """Expand files and directories (recursively, *.yaml / *.yml). A file named explicitly is
+    taken whatever its suffix."""
     found: list[Path] = []
+    missing: list[Path] = []
+    without_specs: list[Path] = []
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             candidates = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
             if not candidates:
-                diags.warning(
-                    "no-specs", "directory contains no *.yaml or *.yml files", SourceLocation(str(path))
-                )
+                without_specs.append(path)
         elif path.is_file():
             candidates = [path]
         else:
-            diags.error("file-not-found", "no such file or directory", SourceLocation(str(path), 1, 1))
+            missing.append(path)
             continue
         for candidate in candidates:
             key = candidate.resolve()
             if key not in seen:
                 seen.add(key)
                 found.append(candidate)
-    return found, diags
+    return SpecFiles(found, missing, without_specs)
+
+
+def file_exists(path: Path) -> bool:
+    """Whether `path` is a file. A path the OS cannot look up at all (a name over its length
+    limit, a NUL character) is not one: `Path.is_file` raises for those."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], Diagnostics]:
+    """`find_spec_files`, with a missing path as an error and an empty directory as a warning."""
+    spec_files = find_spec_files(paths)
+    diags = Diagnostics()
+    for path in spec_files.missing:
+        diags.error("file-not-found", "no such file or directory", SourceLocation(str(path), 1, 1))
+    for path in spec_files.without_specs:
+        diags.warning("no-specs", "directory contains no *.yaml or *.yml files", SourceLocation(str(path)))
+    return spec_files.files, diags
 
 
 def load_paths(paths: Iterable[str | os.PathLike[str]], limits: LoadLimits = DEFAULT_LIMITS) -> LoadResult:

@@ -14,6 +14,8 @@ from agent_platform.compile.plan import (
     Plan,
     SupervisorUnit,
 )
+from agent_platform.compile.policy import ContextPolicy, SideEffectRule
+from agent_platform.compile.privileges import context_policy_of, effective_privileges
 from agent_platform.diagnostics import Diagnostic, Severity
 
 
@@ -62,20 +64,39 @@ def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
     }
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def summary(diagnostics: Sequence[Diagnostic], spec_count: int, file_count: int) -> str:
-    errors = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
+    """The last line of a validation: the errors and how many files they are in, or the specs
+    found valid. `file_count` is the number of files checked; the files with errors are those the
+    errors point into: "3 errors in 1 of 2 files", "2 errors in 1 file"."""
+    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
     warnings = sum(1 for d in diagnostics if d.severity is Severity.WARNING)
     hints = sum(1 for d in diagnostics if d.severity is Severity.HINT)
-    files = f"{file_count} file{'s' if file_count != 1 else ''}"
-    extras = []
+    notes = []
     if warnings:
-        extras.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+        notes.append(_count(warnings, "warning"))
     if hints:
-        extras.append(f"{hints} hint{'s' if hints != 1 else ''}")
-    tail = f" ({', '.join(extras)})" if extras else ""
-    if errors:
-        return f"{errors} error{'s' if errors != 1 else ''} in {files}{tail}"
-    return f"{spec_count} spec{'s' if spec_count != 1 else ''} in {files} valid{tail}"
+        notes.append(_count(hints, "hint"))
+    checked = f"{_count(file_count, 'file')} checked" if file_count else "no spec files checked"
+    if not errors and not file_count:
+        head = checked
+    elif not errors:
+        head = f"{_count(spec_count, 'spec')} in {_count(file_count, 'file')} valid"
+    else:
+        with_errors = len({d.location.file for d in errors if d.location is not None})
+        head = _count(len(errors), "error")
+        if file_count and with_errors == file_count:
+            head += f" in {_count(file_count, 'file')}"
+        elif 0 < with_errors < file_count:
+            head += f" in {with_errors} of {_count(file_count, 'file')}"
+        else:  # errors at no file, or at paths that were not checked (one that does not exist)
+            if with_errors:
+                head += f" in {_count(with_errors, 'file')}"
+            notes.insert(0, checked)
+    return f"{head} ({', '.join(notes)})" if notes else head
 
 
 # --- plan -------------------------------------------------------------------------------------
@@ -92,7 +113,35 @@ def _resources(actor: ActorPlan) -> str:
     return " ".join(parts)
 
 
-def unit_json(unit: AnyUnit) -> dict[str, Any]:
+def _policy_text(policy: ContextPolicy) -> str:
+    rule = {
+        SideEffectRule.REQUIRE_APPROVAL: "side effects and requests to unlisted hosts need approval",
+        SideEffectRule.DENY: "side effects and requests to unlisted hosts are refused",
+        SideEffectRule.ALLOW: "side effects and any request allowed (each tool's own approval only)",
+    }[policy.side_effects]
+    return f"{rule}; hosts listed: {policy.describe_egress()}"
+
+
+def _privilege_lines(plan: Plan, unit: AgentLoopUnit | PipelineUnit) -> list[str]:
+    """What the unit can do to the world, including through its delegates and steps."""
+    lines = [f"  untrusted: once untrusted content is in context: {_policy_text(context_policy_of(unit))}"]
+    reach = effective_privileges(plan, unit)
+    if not reach:
+        lines.append("  privileges: no tool with side effects or network egress, also through delegates")
+        return lines
+    for index, item in enumerate(reach):
+        parts = []
+        if item.side_effects is not None:
+            parts.append(f"side effects: {item.side_effects.value}")
+        if item.endpoints:
+            hosts = ", ".join(e or "(chosen at call time)" for e in item.endpoints)
+            parts.append(f"reaches {hosts}; once untrusted content is in context: {item.egress_when_tainted}")
+        label = "  privileges:" if index == 0 else "             "
+        lines.append(f"{label} {item.path()}: {'; '.join(parts)}")
+    return lines
+
+
+def unit_json(unit: AnyUnit, plan: Plan | None = None) -> dict[str, Any]:
     actor = unit.actor
     data: dict[str, Any] = {
         "kind": unit.ref.kind,
@@ -122,6 +171,10 @@ def unit_json(unit: AnyUnit) -> dict[str, Any]:
             {"name": s.name, "kind": s.target_kind, "target": s.target, "map": s.map is not None}
             for s in unit.steps
         ]
+    if isinstance(unit, AgentLoopUnit | PipelineUnit):
+        data["untrusted_context"] = context_policy_of(unit).to_json()
+        if plan is not None:
+            data["privileges"] = [r.to_json() for r in effective_privileges(plan, unit)]
     elif isinstance(unit, SupervisorUnit):
         data["routes"] = {r.task_type: str(r.target) for r in unit.routes}
         data["concurrency"] = unit.concurrency
@@ -130,7 +183,7 @@ def unit_json(unit: AnyUnit) -> dict[str, Any]:
 
 def plan_json(plan: Plan) -> dict[str, Any]:
     return {
-        "units": [unit_json(u) for u in plan.deploy_order()],
+        "units": [unit_json(u, plan) for u in plan.deploy_order()],
         "models": {name: m.describe() for name, m in sorted(plan.models.items())},
         "graph": {
             str(k): [str(d) for d in v] for k, v in sorted(plan.graph.items(), key=lambda kv: str(kv[0]))
@@ -165,10 +218,12 @@ def plan_text(plan: Plan) -> str:
                 lines.append(f"  memory:    {unit.memory[0]}")
             if unit.guardrails:
                 lines.append(f"  guardrails: {', '.join(g.name for g in unit.guardrails)}")
+            lines.extend(_privilege_lines(plan, unit))
         elif isinstance(unit, PipelineUnit):
             for index, step in enumerate(unit.steps, 1):
                 fan = f"  map over {step.map.over} (concurrency {step.map.concurrency})" if step.map else ""
                 lines.append(f"  step {index}:    {step.name}: {step.target_kind} {step.target}{fan}")
+            lines.extend(_privilege_lines(plan, unit))
         elif isinstance(unit, SupervisorUnit):
             for route in unit.routes:
                 lines.append(f"  route:     {route.task_type} -> {route.target}")

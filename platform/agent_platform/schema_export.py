@@ -73,6 +73,10 @@ KIND_DESCRIPTIONS: dict[str, str] = {
     "inputs are templates over earlier outputs; a step can fan out over a list.",
     "Supervisor": "Routes typed tasks to agents or pipelines through a priority queue with bounded "
     "concurrency, and places the sub-agents on the cluster.",
+    "Test": "A run of an agent, pipeline or supervisor with given inputs (and, optionally, a model "
+    "that answers every model call), and the expectations its result must meet: outcome, output "
+    "values, tool calls, guardrail decisions, iterations, tokens and cost. Run by `platform test`; "
+    "never compiled or deployed.",
 }
 DOCUMENT_DESCRIPTION = (
     f"Any one {API_VERSION} spec document. `kind` selects the schema: " + ", ".join(KINDS) + "."

@@ -299,7 +299,9 @@ def test_a_rotated_key_reaches_the_replicas_at_the_next_apply(project: Project, 
             server.push(tool_call(answer))
             second = project.platform("run", "rotator")
             assert second.returncode == 0, second.stderr
-            assert "2 unchanged," in project.platform("apply", str(specs)).stdout, "and the next apply is a no-op"
+            assert "2 unchanged," in project.platform("apply", str(specs)).stdout, (
+                "and the next apply is a no-op"
+            )
         finally:
             del project.env["AP_ROTATED_KEY"]
             project.platform("delete", "Agent/rotator", "Model/remote")

@@ -56,6 +56,8 @@ SPECS = textwrap.dedent(
       description: Record a side effect.
       python: durableplug:record
       side_effects: true
+      requires_approval: false  # approval is not what this test is about
+      trust: trusted  # its receipts are written by this test
       timeout: 1s  # the claim of a dead replica's call lapses 11 s later (timeout + 10 s)
       idempotency: {mode: key}
     ---

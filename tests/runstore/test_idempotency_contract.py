@@ -165,6 +165,7 @@ async def test_the_tool_executor_replays_from_the_store(idem: IdempotencyStore) 
             "description": "Send.",
             "python": "testing:registered",
             "side_effects": True,
+            "requires_approval": False,
             "idempotency": {"mode": "key", "ttl": "1d"},
         }
     )

@@ -101,3 +101,107 @@ async def test_a_two_step_agent_on_a_strict_openai_server(
     tool_messages = [m for m in second["messages"] if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == [assistant[0]["tool_calls"][0]["id"]]
     assert '<tool_output id="' in tool_messages[0]["content"]
+
+
+async def test_a_failed_model_calls_tokens_count_in_the_run_and_against_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three re-asked answers that all failed their schema: the server counted 3 x 150 tokens;
+    the run reported 0 tokens and $0, so budgets under-counted exactly when a model struggled."""
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "plug_openai.py").write_text(PLUGIN)
+    specs = SPECS.replace("  tools: [lookup]\n", "  tools: [lookup]\n  limits: {{max_total_tokens: 300}}\n")
+    with ChatCompletionsServer() as server:
+        monkeypatch.setenv("AP_ENGINE_OPENAI_KEY", server.api_key)
+        (tmp_path / "specs.yaml").write_text(specs.format(url=server.url))
+        report = validate_paths([tmp_path / "specs.yaml"], ValidationOptions(plugin_paths=[tmp_path]))
+        assert report.ok, [str(d) for d in report.diagnostics.errors]
+        invalid = {"action": {"action": "no-such-action"}}
+        server.push(*(tool_call(invalid, prompt_tokens=100, completion_tokens=50) for _ in range(3)))
+        runtime = Runtime(compile_specs(report.specs), plugin_paths=[tmp_path])
+        try:
+            result = await runtime.run("a", {"topic": "ray"})
+        finally:
+            await runtime.aclose()
+        assert len(server.requests) == 3, "the first answer and the Model's default 2 re-asks"
+
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (300, 150)
+    assert result.cost_usd == pytest.approx((300 * 1 + 150 * 2) / 1e6)
+    assert result.outcome is Outcome.TOKEN_BUDGET, result.error
+    assert "450 of 300 tokens" in (result.error or "") and "model call failed" in (result.error or "")
+
+
+async def test_a_retried_model_call_leaves_an_event_on_its_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.openai_api import openai_error
+
+    from agent_platform.runtime.tracing import configure_tracing
+
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "plug_openai.py").write_text(PLUGIN)
+    with ChatCompletionsServer() as server:
+        monkeypatch.setenv("AP_ENGINE_OPENAI_KEY", server.api_key)
+        (tmp_path / "specs.yaml").write_text(SPECS.format(url=server.url))
+        report = validate_paths([tmp_path / "specs.yaml"], ValidationOptions(plugin_paths=[tmp_path]))
+        server.push(
+            openai_error(429, "rate_limit_exceeded", "slow down", {"retry-after": "0.01"}),
+            tool_call({"action": {"action": "final_answer", "answer": {"answer": "ok"}}}),
+        )
+        tracing = configure_tracing(memory=True)
+        runtime = Runtime(compile_specs(report.specs), plugin_paths=[tmp_path], tracing=tracing)
+        try:
+            result = await runtime.run("a", {"topic": "ray"})
+        finally:
+            await runtime.aclose()
+            tracing.force_flush()
+    assert result.outcome is Outcome.COMPLETED, result.error
+    (chat,) = [s for s in tracing.finished_spans() if s.name.startswith("chat ")]
+    (retry,) = [e for e in chat.events if e.name == "gen_ai.retry"]
+    assert retry.attributes["attempt"] == 1 and retry.attributes["error.type"] == "ModelRateLimited"
+    tracing.shutdown()
+
+
+IMPORT_ORDER = """
+import asyncio, sys
+from pathlib import Path
+from agent_platform.compile import compile_specs
+from agent_platform.runtime import engine
+from agent_platform.runtime.tracing import Tracing, configure_tracing
+from agent_platform.validate import ValidationOptions, validate_paths
+
+seen = []
+opened = Tracing.run_span
+def run_span(self, *args, **kwargs):
+    seen.append("openai" in sys.modules and "instructor" in sys.modules)
+    return opened(self, *args, **kwargs)
+Tracing.run_span = run_span
+assert "openai" not in sys.modules
+report = validate_paths([Path(sys.argv[1])], ValidationOptions(plugin_paths=[Path(sys.argv[2])]))
+runtime = engine.Runtime(compile_specs(report.specs), plugin_paths=[Path(sys.argv[2])],
+                         tracing=configure_tracing(memory=True))
+asyncio.run(runtime.run("a", {"topic": "x"}))
+print(seen)
+"""
+
+
+def test_the_model_sdks_are_imported_before_the_first_span_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their import (seconds, in a fresh process) sat inside the first model call's span."""
+    import subprocess
+    import sys
+
+    (tmp_path / "plug_openai.py").write_text(PLUGIN)
+    (tmp_path / "specs.yaml").write_text(SPECS.format(url="http://127.0.0.1:9"))
+    env = {"AP_ENGINE_OPENAI_KEY": "sk-unused", "PLATFORM_STATE_DIR": str(tmp_path / "state"), "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ORDER, str(tmp_path / "specs.yaml"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True]"

@@ -174,7 +174,9 @@ def test_request_body_has_system_blocks_tools_and_forced_tool_choice(server: Mes
     assert sent.path == "/v1/messages"
     assert sent.headers.get("x-api-key") == SECRET or sent.headers.get("authorization") == f"Bearer {SECRET}"
     assert body["model"] == "claude-test"
-    assert body["system"] == "You judge claims."
+    assert body["system"] == [
+        {"type": "text", "text": "You judge claims.", "cache_control": {"type": "ephemeral"}}
+    ]
     assert body["max_tokens"] == 1024
     assert body["temperature"] == 0.2
     assert body["messages"] == [m.to_api() for m in conversation]
@@ -257,11 +259,17 @@ def test_rate_limit_is_retried_and_retry_after_honoured(server: MessagesAPIServe
     assert sleep.calls == [pytest.approx(0.15)]  # the backoff alone would be 0.01
 
 
-def test_retry_after_is_capped_by_backoff_max(server: MessagesAPIServer) -> None:
+def test_retry_after_is_honoured_up_to_max_retry_after(server: MessagesAPIServer) -> None:
+    """It was capped at `backoff.max` (0.2 s here): a longer hint meant retrying early."""
     sleep = NoSleep()
     server.push(rate_limited(retry_after=30), tool_use({"label": "true", "confidence": 7}))
     complete(make_spec(server), request(), sleep)
-    assert sleep.calls == [pytest.approx(0.2)]
+    assert sleep.calls == [pytest.approx(30)]
+    server.reset()
+    sleep = NoSleep()
+    server.push(rate_limited(retry_after=900), tool_use({"label": "true", "confidence": 7}))
+    complete(make_spec(server, max_retry_after=10.0), request(), sleep)
+    assert sleep.calls == [pytest.approx(10)]
 
 
 def test_rate_limit_when_attempts_run_out(server: MessagesAPIServer) -> None:
@@ -462,3 +470,38 @@ def test_provider_repr_and_result_carry_no_key(server: MessagesAPIServer) -> Non
 
     shown = asyncio.run(go())
     assert SECRET not in shown[0] and SECRET not in shown[1]
+
+
+def test_prompt_caching_marks_the_system_prompt_and_bills_cache_tokens_at_cache_prices(
+    server: MessagesAPIServer,
+) -> None:
+    """Without cache prices, a cache read would be billed at the full input price."""
+    server.push(
+        tool_use({"label": "true", "confidence": 7}, input_tokens=50, output_tokens=10, cache_read=1000)
+    )
+    spec = make_spec(server, pricing={"input_per_mtok": 3, "output_per_mtok": 15})
+    result = complete(spec, request(), NoSleep())
+    body = server.requests[0].body
+    assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert result.usage.input_tokens == 1050, "every input token counts against the token budget"
+    assert result.cost_usd == pytest.approx((50 * 3 + 1000 * 0.3 + 10 * 15) / 1e6)
+
+    server.reset()
+    server.push(
+        tool_use({"label": "true", "confidence": 7}, input_tokens=50, output_tokens=10, cache_written=1000)
+    )
+    spec = make_spec(
+        server,
+        pricing={
+            "input_per_mtok": 3,
+            "output_per_mtok": 15,
+            "cache_write_per_mtok": 6,
+            "cache_read_per_mtok": 0,
+        },
+    )
+    assert complete(spec, request(), NoSleep()).cost_usd == pytest.approx((50 * 3 + 1000 * 6 + 10 * 15) / 1e6)
+
+    server.reset()
+    server.push(tool_use({"label": "true", "confidence": 7}))
+    complete(make_spec(server, prompt_cache=False), request(), NoSleep())
+    assert isinstance(server.requests[0].body["system"], str)

@@ -295,3 +295,71 @@ def test_official_api_gets_max_completion_tokens() -> None:
     assert max_tokens_parameter("https://api.openai.com/v1") == "max_completion_tokens"
     assert max_tokens_parameter("http://127.0.0.1:8080/v1") == "max_tokens"
     assert max_tokens_parameter("https://vllm.internal/v1") == "max_tokens"
+
+
+def test_the_model_spec_chooses_the_structured_output_mode(server: ChatCompletionsServer) -> None:
+    """A schema too large for a local server's grammar needs another mode: the spec says which."""
+    for mode, check in (
+        ("json", lambda body: body["response_format"]["type"] == "json_object" and "tools" not in body),
+        ("json_schema", lambda body: body["response_format"]["type"] == "json_schema"),
+        ("tools", lambda body: body["tools"] and "response_format" not in body),
+    ):
+        server.reset()
+        reply = (
+            tool_call({"title": "Dune", "year": 1965})
+            if mode == "tools"
+            else content_answer(json.dumps({"title": "Dune", "year": 1965}))
+        )
+        server.push(reply)
+        spec = make_spec(server, structured_output=mode)
+
+        async def go(spec: ModelSpec = spec) -> ModelResult[Extraction]:
+            provider = create_provider(spec)
+            try:
+                return await provider.complete(request())
+            finally:
+                await provider.aclose()
+
+        assert asyncio.run(go()).output.year == 1965
+        assert check(server.requests[0].body), (mode, server.requests[0].body)
+
+
+def test_max_reasks_comes_from_the_model_spec(server: ChatCompletionsServer) -> None:
+    invalid = {"title": "Dune", "year": 65}
+    server.push(*(tool_call(invalid, prompt_tokens=10, completion_tokens=3) for _ in range(5)))
+    error = failure(make_spec(server, max_reasks=3), request())
+    assert isinstance(error, ModelOutputInvalid)
+    assert len(server.requests) == 4, "the first answer and 3 re-asks"
+    server.reset()
+    server.push(tool_call(invalid))
+    error = failure(make_spec(server, max_reasks=0), request())
+    assert isinstance(error, ModelOutputInvalid) and len(server.requests) == 1
+
+
+def test_retry_after_is_honoured_beyond_the_backoff_up_to_the_declared_ceiling(
+    server: ChatCompletionsServer,
+) -> None:
+    """Retrying before the server said it would take the call only fails again: a hint longer
+    than `backoff.max` (0.2 s here) is waited in full, up to `max_retry_after`."""
+    sleep = NoSleep()
+    server.push(
+        openai_error(429, "rate_limit_exceeded", "slow down", {"retry-after": "30"}),
+        tool_call({"title": "Dune", "year": 1965}),
+    )
+    assert complete(make_spec(server), request(), sleep).attempts == 2
+    assert sleep.calls == [pytest.approx(30)]
+    server.reset()
+    sleep = NoSleep()
+    server.push(
+        openai_error(429, "rate_limit_exceeded", "slow down", {"retry-after": "600"}),
+        tool_call({"title": "Dune", "year": 1965}),
+    )
+    assert complete(make_spec(server, max_retry_after=5.0), request(), sleep).attempts == 2
+    assert sleep.calls == [pytest.approx(5.0)]
+
+
+def test_anthropic_takes_only_the_tools_mode() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="structured_output: tools"):
+        ModelSpec.model_validate({"provider": "anthropic", "name": "claude", "structured_output": "json"})

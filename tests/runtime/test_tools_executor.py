@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from agent_platform.compile.plan import ToolBinding
 from agent_platform.runtime.clock import FakeClock
 from agent_platform.runtime.tools import (
     ApprovalRequest,
+    ApprovalRequired,
     SqliteIdempotencyStore,
     ToolExecutor,
     ToolNotAllowed,
@@ -88,8 +90,11 @@ async def test_tools_requiring_approval_fail_closed_and_ask_the_approver(tmp_pat
     fields = {"requires_approval": True, "side_effects": True, "idempotency": {"mode": "key"}}
     store = SqliteIdempotencyStore(tmp_path / "idem.sqlite3")
     unattended = build({"wire": (wire, fields)}, idempotency_store=store)
-    result = await unattended.call("wire", {"to": "bob", "amount": 5}, run_id="r")
-    assert isinstance(result.error, ToolNotAllowed) and "no approver" in result.error.message
+    # Not a tool error the model could work around: the run has to stop, naming the call.
+    with pytest.raises(ApprovalRequired) as pending:
+        await unattended.call("wire", {"to": "bob", "amount": 5}, run_id="r")
+    assert pending.value.request.tool == "wire" and dict(pending.value.request.arguments)["to"] == "bob"
+    assert "no approver" in str(pending.value)
     assert sent == []
 
     requests: list[ApprovalRequest] = []

@@ -1,6 +1,7 @@
 """HTTP tools against a local server on 127.0.0.1: templated URL, headers and query, environment
 variables restricted to those named, 5xx/429 retried per policy, 4xx not, timeouts, transport
-errors."""
+errors; arguments confined to single path segments and query values, and credentials that never
+follow a redirect to another host (a second server on 127.0.0.2 records what reaches it)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pydantic import ValidationError
 
 from agent_platform.compile.plan import ToolBinding
 from agent_platform.runtime.clock import FakeClock
@@ -32,8 +34,8 @@ from agent_platform.spec.kinds import ToolSpec
 class Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), Handler)
         self.hits: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
 
@@ -61,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode() if length else ""
         seen = {
             "method": self.command,
+            "raw_path": self.path,  # exactly as the request line sent it, before any decoding
             "path": url.path,
             "query": {k: v[0] for k, v in parse_qs(url.query).items()},
             "headers": {k.lower(): v for k, v in self.headers.items()},
@@ -70,6 +73,17 @@ class Handler(BaseHTTPRequestHandler):
         hits = self.server.hits[url.path] = self.server.hits.get(url.path, 0) + 1
         if url.path.startswith("/flaky") and hits <= 2:
             self._reply(503, {"error": "overloaded"})
+        elif url.path == "/redirect":
+            target = parse_qs(url.query)
+            self.send_response(int(target.get("status", ["302"])[0]))
+            self.send_header("Location", target["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif url.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif url.path == "/limited":
             self._reply(429, {"error": "slow down"})
         elif url.path == "/missing":
@@ -89,6 +103,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = _handle
     do_POST = _handle
+    do_DELETE = _handle
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +243,7 @@ async def test_keyed_http_tools_send_the_idempotency_key_and_replay(server: Serv
                 "headers": {"Idempotency-Key": "{{ idempotency_key }}"},
             },
             "side_effects": True,
+            "requires_approval": False,  # about idempotency, not approval
             "idempotency": {"mode": "key"},
         }
     )
@@ -243,3 +259,184 @@ async def test_keyed_http_tools_send_the_idempotency_key_and_replay(server: Serv
     assert server.hits["/orders"] == 1
     await executor.aclose()
     await store.aclose()
+
+
+# --- arguments stay inside the path segment or query value they were written for -------------
+
+
+@pytest.fixture(scope="module")
+def other_host() -> Iterator[Server]:
+    """A second server on another loopback address: a different host, as far as HTTP goes."""
+    srv = Server("127.0.0.2")
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def other_base(srv: Server) -> str:
+    return f"http://127.0.0.2:{srv.server_address[1]}"
+
+
+TRAVERSAL = "42/../../admin/delete-all?confirm=yes#"
+
+
+async def test_a_path_argument_is_one_encoded_segment(server: Server) -> None:
+    executor = make({"url": base(server) + "/v1/items/{{ args.id }}", "method": "GET"})
+    result = await executor.call("h", {"id": TRAVERSAL}, run_id="r")
+    assert not result.is_error, result.error
+    assert result.output["raw_path"] == "/v1/items/42%2F..%2F..%2Fadmin%2Fdelete-all%3Fconfirm%3Dyes%23"
+    assert "/v1/admin/delete-all" not in server.hits
+    spaced = await executor.call("h", {"id": "a b+c%2F"}, run_id="r")
+    assert spaced.output["raw_path"] == "/v1/items/a%20b%2Bc%252F"
+    await executor.aclose()
+
+
+@pytest.mark.parametrize("segment", ["..", ".", "", "%2e%2e"])
+async def test_dot_and_empty_path_segments_are_refused_before_sending(server: Server, segment: str) -> None:
+    executor = make({"url": base(server) + "/v2/items/{{ args.id }}/detail", "method": "DELETE"})
+    before = len(server.requests)
+    result = await executor.call("h", {"id": segment}, run_id="r")
+    if segment == "%2e%2e":  # encoded as data ('%252e%252e'): never decoded into a dot segment
+        assert not result.is_error, result.error
+        assert result.output["raw_path"] == "/v2/items/%252e%252e/detail"
+    else:
+        assert isinstance(result.error, ToolArgumentsInvalid), result.error
+        assert "path segment" in result.error.message
+        assert len(server.requests) == before
+    await executor.aclose()
+
+
+async def test_values_in_the_url_query_are_encoded_as_values(server: Server) -> None:
+    executor = make({"url": base(server) + "/search?q={{ args.q }}&page=1", "method": "GET"})
+    result = await executor.call("h", {"q": "x&page=999#frag"}, run_id="r")
+    assert not result.is_error, result.error
+    assert result.output["query"] == {"q": "x&page=999#frag", "page": "1"}
+    assert result.output["raw_path"] == "/search?q=x%26page%3D999%23frag&page=1"
+    await executor.aclose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://{{ args.host }}/items",
+        "{{ env.API_BASE }}/items",
+        "http://127.0.0.1:{{ args.port }}/items",
+        "https://api.example.com{{ args.path }}",
+        "https://api.example.com.{{ args.tld }}/items",
+        "https://{% if args.x %}evil.example{% else %}api.example.com{% endif %}/",
+        "{{ args.scheme }}://api.example.com/items",
+        "ftp://api.example.com/items",
+        "https://user@api.example.com/items",
+        "https://api.example.com/items/{{ args.id | urlencode }}",
+    ],
+)
+def test_the_scheme_host_and_port_must_be_written_out(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ToolSpec.model_validate({"description": "d", "http": {"url": url}})
+    assert [e["loc"] for e in caught.value.errors()] == [("http", "url")]
+
+
+# --- redirects and credentials ------------------------------------------------------------------
+
+SECRET_HEADERS = {"Authorization": "Bearer {{ env.API_TOKEN }}", "X-Api-Key": "{{ env.API_TOKEN }}"}
+
+
+def redirect_to(server: Server, target: str, status: int = 302) -> str:
+    from urllib.parse import quote
+
+    return base(server) + f"/redirect?status={status}&to={quote(target, safe='')}"
+
+
+@pytest.mark.parametrize("follow_redirects", [False, True])
+async def test_a_redirect_to_another_host_is_refused_and_gets_no_credentials(
+    server: Server, other_host: Server, follow_redirects: bool
+) -> None:
+    import httpx
+
+    client = httpx.AsyncClient(follow_redirects=follow_redirects)  # the tool decides, not the client
+    registry = ToolRegistry(plugin_paths=[], environ={"API_TOKEN": "s3cret"}, http_client=client)
+    spec = ToolSpec.model_validate(
+        {
+            "description": "d",
+            "http": {
+                "url": base(server) + "/redirect?to={{ args.to }}",
+                "method": "GET",
+                "headers": SECRET_HEADERS,
+            },
+        }
+    )
+    executor = ToolExecutor([ToolBinding("h", spec)], registry, clock=FakeClock())
+    before = len(other_host.requests)
+    result = await executor.call("h", {"to": other_base(other_host) + "/steal"}, run_id="r")
+    assert isinstance(result.error, ToolFailed), result
+    assert "redirect" in result.error.message and "127.0.0.2" in result.error.message
+    assert len(other_host.requests) == before
+    await executor.aclose()
+    await client.aclose()
+
+
+async def test_allowed_hosts_get_redirects_but_never_credentials(server: Server, other_host: Server) -> None:
+    executor = make(
+        {
+            "url": base(server) + "/redirect?to={{ args.to }}&status={{ args.status }}",
+            "method": "GET",
+            "headers": {**SECRET_HEADERS, "X-Trace": "t-1"},
+            "allowed_hosts": [f"127.0.0.2:{other_host.server_address[1]}"],
+        }
+    )
+    result = await executor.call("h", {"to": other_base(other_host) + "/landing", "status": 307}, run_id="r")
+    assert not result.is_error, result.error
+    seen = result.output
+    assert seen["path"] == "/landing"
+    assert "authorization" not in seen["headers"] and "x-api-key" not in seen["headers"]
+    assert seen["headers"]["x-trace"] == "t-1"
+    await executor.aclose()
+
+
+async def test_a_body_built_from_credentials_is_never_re_sent_to_another_host(
+    server: Server, other_host: Server
+) -> None:
+    executor = make(
+        {
+            "url": base(server) + "/redirect?to={{ args.to }}&status=307",
+            "body": {"token": "{{ env.API_TOKEN }}"},
+            "allowed_hosts": [f"127.0.0.2:{other_host.server_address[1]}"],
+        }
+    )
+    before = len(other_host.requests)
+    result = await executor.call("h", {"to": other_base(other_host) + "/landing"}, run_id="r")
+    assert isinstance(result.error, ToolFailed) and "environment variables" in result.error.message
+    assert len(other_host.requests) == before
+    await executor.aclose()
+
+
+async def test_redirects_within_the_declared_host_keep_credentials(server: Server) -> None:
+    executor = make(
+        {"url": base(server) + "/redirect?to={{ args.to }}", "method": "GET", "headers": SECRET_HEADERS}
+    )
+    result = await executor.call("h", {"to": "/echo-after-redirect"}, run_id="r")
+    assert not result.is_error, result.error
+    assert result.output["path"] == "/echo-after-redirect"
+    assert result.output["headers"]["authorization"] == "Bearer s3cret"
+    loop = await executor.call("h", {"to": redirect_to(server, redirect_to(server, "/x"))}, run_id="r")
+    assert not loop.is_error  # two hops are fine
+    await executor.aclose()
+
+
+async def test_endless_redirects_stop(server: Server) -> None:
+    executor = make({"url": base(server) + "/loop", "method": "GET"})
+    before = server.hits.get("/loop", 0)
+    result = await executor.call("h", {}, run_id="r")
+    assert isinstance(result.error, ToolFailed) and "redirects" in result.error.message
+    assert server.hits["/loop"] - before == 6  # the request and five redirects
+    await executor.aclose()
+
+
+async def test_http_templates_render_in_the_bounded_sandbox(server: Server) -> None:
+    executor = make({"url": base(server) + "/echo", "body": {"text": "{{ 'a' * 10**9 }}"}})
+    result = await executor.call("h", {}, run_id="r")
+    assert isinstance(result.error, ToolUnavailable), result
+    assert "spec.http.body.text" in result.error.message and "limit" in result.error.message
+    await executor.aclose()

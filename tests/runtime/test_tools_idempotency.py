@@ -221,7 +221,13 @@ async def test_key_mode_returns_the_stored_result_instead_of_repeating(tmp_path:
         return {"message_id": f"m{len(sent)}", "to": to}
 
     store = SqliteIdempotencyStore(tmp_path / "idem.sqlite3")
-    executor = make(send_email, store=store, side_effects=True, idempotency={"mode": "key", "ttl": "1d"})
+    executor = make(
+        send_email,
+        store=store,
+        side_effects=True,
+        requires_approval=False,
+        idempotency={"mode": "key", "ttl": "1d"},
+    )
     first = await executor.call("t", {"to": "a@example.org", "body": "hi"}, run_id="run-1")
     replay = await executor.call("t", {"body": "hi", "to": "a@example.org"}, run_id="run-1")
     assert first.output == replay.output == {"message_id": "m1", "to": "a@example.org"}
@@ -254,6 +260,7 @@ async def test_key_template_and_retention(tmp_path: Path) -> None:
         clock,
         store,
         side_effects=True,
+        requires_approval=False,
         idempotency={"mode": "key", "key": "{{ run.id }}:{{ args.customer_id }}", "ttl": "1h"},
     )
     one = await executor.call("t", {"customer_id": "c1", "subject": "Login broken"}, run_id="r")
@@ -282,7 +289,15 @@ async def test_key_mode_failures_release_the_key_and_keyed_tools_may_retry(tmp_p
         return f"charged {amount}"
 
     store = SqliteIdempotencyStore(tmp_path / "idem.sqlite3")
-    no_retry = make(charge, clock, store, name="charge", side_effects=True, idempotency={"mode": "key"})
+    no_retry = make(
+        charge,
+        clock,
+        store,
+        name="charge",
+        side_effects=True,
+        requires_approval=False,
+        idempotency={"mode": "key"},
+    )
     failed = await no_retry.call("charge", {"amount": 5}, run_id="r")
     assert isinstance(failed.error, ToolFailed) and attempts == [5]
     record = await store.get(
@@ -298,6 +313,7 @@ async def test_key_mode_failures_release_the_key_and_keyed_tools_may_retry(tmp_p
         store,
         name="charge",
         side_effects=True,
+        requires_approval=False,
         idempotency={"mode": "key"},
         retry={"max_attempts": 3, "backoff": {"initial": 1, "jitter": "none"}, "retry_on": ["connection"]},
     )
@@ -355,7 +371,9 @@ async def test_a_cancelled_caller_does_not_abort_the_side_effect_in_flight(tmp_p
         return f"wrote {item}"
 
     store = SqliteIdempotencyStore(tmp_path / "idem.sqlite3")
-    executor = make(slow_write, store=store, side_effects=True, idempotency={"mode": "key"})
+    executor = make(
+        slow_write, store=store, side_effects=True, requires_approval=False, idempotency={"mode": "key"}
+    )
     pending = asyncio.create_task(executor.call("t", {"item": "x"}, run_id="r"))
     await started.wait()
     pending.cancel()  # e.g. the run's own timeout
@@ -411,7 +429,7 @@ WORKER = textwrap.dedent(
         registry.register(create_ticket, name="create-ticket")
         spec = ToolSpec.model_validate({
             "description": "Open a ticket.", "python": "testing:registered", "timeout": "5s",
-            "side_effects": True, "idempotency": {"mode": "key", "ttl": "1d"},
+            "side_effects": True, "requires_approval": False, "idempotency": {"mode": "key", "ttl": "1d"},
         })
         store = SqliteIdempotencyStore(db_path)
         executor = ToolExecutor([ToolBinding("create-ticket", spec)], registry, idempotency_store=store)

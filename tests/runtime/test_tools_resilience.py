@@ -141,13 +141,13 @@ async def test_default_policy_retries_timeouts_and_connection_errors_three_times
 
 async def test_a_side_effecting_tool_without_a_key_runs_exactly_once() -> None:
     flaky = Flaky(ConnectionError("reset"), ConnectionError("reset"))
-    result = await make(flaky, side_effects=True).call("t", {}, run_id="r")
+    result = await make(flaky, side_effects=True, requires_approval=False).call("t", {}, run_id="r")
     assert isinstance(result.error, ToolFailed) and result.error.category == "connection"
     assert flaky.calls == 1
 
     # Enforced at runtime too: a spec that slipped past validation still gets one attempt.
     unsafe = spec(retry={"max_attempts": 5, "retry_on": ["connection"]}).model_copy(
-        update={"side_effects": True}
+        update={"side_effects": True, "requires_approval": False}
     )
     assert effective_retry_policy(unsafe).max_attempts == 1
     registry = ToolRegistry(plugin_paths=[])

@@ -244,6 +244,8 @@ def _message(
     stop_reason: str,
     input_tokens: int,
     output_tokens: int,
+    cache_written: int = 0,
+    cache_read: int = 0,
 ) -> dict[str, Any]:
     return {
         "id": server.next_id("msg"),
@@ -256,8 +258,8 @@ def _message(
         "usage": {
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": cache_written,
+            "cache_read_input_tokens": cache_read,
             "service_tier": "standard",
         },
     }
@@ -272,8 +274,12 @@ def tool_use(
     text: str | None = None,
     stop_reason: str = "tool_use",
     delay: float = 0.0,
+    cache_written: int = 0,
+    cache_read: int = 0,
 ) -> Reply:
-    """A `tool_use` answer for the tool the request forces (or `name`), with `tool_input`."""
+    """A `tool_use` answer for the tool the request forces (or `name`), with `tool_input`. The
+    usage is as the API reports it: `input_tokens` excludes the tokens written to or read from the
+    prompt cache (`cache_written`, `cache_read`)."""
 
     def build(request: dict[str, Any], server: FakeAPIServer) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
@@ -287,7 +293,9 @@ def tool_use(
                 "input": tool_input,
             }
         )
-        return _message(request, server, content, stop_reason, input_tokens, output_tokens)
+        return _message(
+            request, server, content, stop_reason, input_tokens, output_tokens, cache_written, cache_read
+        )
 
     return Reply(build=build, delay=delay)
 

@@ -100,6 +100,21 @@ def messages_problem(body: Any) -> str | None:
         return "model: Field required"
     if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
         return "max_tokens: must be a positive integer"
+    system = body.get("system")
+    if system is not None and not isinstance(system, str):
+        if not isinstance(system, list) or not all(
+            isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str) and b["text"]
+            for b in system
+        ):
+            return "system: must be a string or an array of non-empty text blocks"
+        for block in system:
+            control = block.get("cache_control")
+            if (
+                control is not None
+                and control != {"type": "ephemeral"}
+                and control.get("type") != "ephemeral"
+            ):
+                return "system.cache_control: type must be 'ephemeral'"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"

@@ -7,10 +7,10 @@ import hashlib
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel
-
+# The structured-output models live in output_models; the runtime imports them from here.
+from agent_platform.compile.output_models import build_output_model as build_output_model
+from agent_platform.compile.output_models import build_output_models as build_output_models
 from agent_platform.compile.plan import (
     ActorPlan,
     AgentLoopUnit,
@@ -25,11 +25,12 @@ from agent_platform.compile.plan import (
     SupervisorUnit,
     ToolBinding,
 )
-from agent_platform.diagnostics import Diagnostics
+from agent_platform.compile.policy import ContextPolicy
 from agent_platform.spec.common import Placement, RuntimeSpec
 from agent_platform.spec.kinds import (
     AgentDocument,
     GuardrailDocument,
+    InjectionClassifierGuardrail,
     MemoryDocument,
     ModelDocument,
     ModelSpec,
@@ -85,7 +86,9 @@ class Compiler:
             if found is None:
                 raise CompileError(f"unresolved Tool {name!r}")
             assert isinstance(found.model, ToolDocument)
-            self.plan.tools[name] = ToolBinding(name, found.model.spec)
+            spec = found.model.spec
+            guardrails = tuple(self._guardrail(g) for g in spec.guardrails)
+            self.plan.tools[name] = ToolBinding(name, spec, guardrails)
         return self.plan.tools[name]
 
     def _guardrail(self, name: str) -> GuardrailBinding:
@@ -93,7 +96,10 @@ class Compiler:
         if found is None:
             raise CompileError(f"unresolved Guardrail {name!r}")
         assert isinstance(found.model, GuardrailDocument)
-        return GuardrailBinding(name, found.model.spec)
+        spec = found.model.spec
+        if isinstance(spec, InjectionClassifierGuardrail) and spec.model is not None:
+            return GuardrailBinding(name, spec, self._model(spec.model, found))
+        return GuardrailBinding(name, spec)
 
     # --- placement --------------------------------------------------------------------------
 
@@ -191,6 +197,7 @@ class Compiler:
             remember=frozenset(agent.remember),
             guardrails=[self._guardrail(g) for g in agent.guardrails],
             limits=agent.limits,
+            untrusted_context=ContextPolicy.resolve(str(ref), agent.untrusted_context),
         )
 
     def _pipeline(self, spec: TypedSpec) -> None:
@@ -242,6 +249,7 @@ class Compiler:
             returns=pipeline.returns,
             timeout=pipeline.timeout,
             guardrails=[self._guardrail(g) for g in pipeline.guardrails],
+            untrusted_context=ContextPolicy.resolve(str(ref), pipeline.untrusted_context),
         )
 
     def _supervisor(self, spec: TypedSpec) -> None:
@@ -277,46 +285,3 @@ class Compiler:
 def compile_specs(specs: SpecSet) -> Plan:
     """Compile a spec set that validated without errors."""
     return Compiler(specs).compile()
-
-
-def build_output_model(schema: dict[str, Any], name: str) -> type[BaseModel]:
-    """A pydantic model for structured output. Imported lazily: `validate` never pays for it."""
-    from json_schema_to_pydantic import create_model
-
-    model: type[BaseModel] = create_model(schema)
-    model.__name__ = name
-    return model
-
-
-def build_output_models(plan: Plan, diags: Diagnostics) -> dict[str, type[BaseModel]]:
-    """Build every structured-output model of the plan (what `plan` and `run` need)."""
-    built: dict[str, type[BaseModel]] = {}
-    cache: dict[str, type[BaseModel]] = {}
-    for unit in plan.units.values():
-        schemas: list[tuple[str, dict[str, Any]]] = []
-        if isinstance(unit, AgentLoopUnit) and unit.output_schema is not None:
-            schemas.append((f"{unit.name}.output", unit.output_schema))
-        if isinstance(unit, PipelineUnit):
-            schemas.extend(
-                (f"{unit.name}.{s.name}.output", s.output_schema)
-                for s in unit.steps
-                if s.target_kind == "llm" and s.output_schema is not None
-            )
-        for key, schema in schemas:
-            canonical = json.dumps(schema, sort_keys=True)
-            try:
-                if canonical not in cache:
-                    title = "".join(
-                        p.capitalize() for p in key.replace("-", "_").replace(".", "_").split("_")
-                    )
-                    cache[canonical] = build_output_model(schema, title)
-                built[key] = cache[canonical]
-            except Exception as exc:  # the converter's errors are the user's schema problems
-                diags.error(
-                    "output-model",
-                    f"cannot build a structured-output model for {key}: {exc}",
-                    unit.source,
-                    unit.ref.kind,
-                    unit.name,
-                )
-    return built

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agent_platform.compile.policy import ContextPolicy, ToolPolicy
 from agent_platform.diagnostics import SourceLocation
 from agent_platform.spec.common import Limits, Placement, Resources
 from agent_platform.spec.kinds import (
@@ -67,6 +68,13 @@ class ResolvedModel:
 class ToolBinding:
     name: str
     spec: ToolSpec
+    # The Guardrails its spec lists (applied to its output wherever it is called), resolved.
+    guardrails: tuple[GuardrailBinding, ...] = ()
+    # Approval, trust, egress and output caps as the runtime applies them (derived from `spec`).
+    policy: ToolPolicy = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", ToolPolicy.of(self.spec))
 
     @property
     def isolated(self) -> bool:
@@ -77,6 +85,8 @@ class ToolBinding:
 class GuardrailBinding:
     name: str
     spec: GuardrailSpec
+    # The classifying Model of an `injection_classifier` guardrail, resolved like an agent's.
+    model: ResolvedModel | None = None
 
 
 @dataclass
@@ -106,6 +116,9 @@ class AgentLoopUnit(Unit):
     remember: frozenset[str] = frozenset()  # tools whose results go to episodic memory
     guardrails: list[GuardrailBinding] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    # What a run may do once untrusted content is in its context (None: nothing restricts it,
+    # for units built by hand in tests; the compiler always sets it).
+    untrusted_context: ContextPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,7 @@ class PipelineUnit(Unit):
     returns: Any = None
     timeout: float = 600.0
     guardrails: list[GuardrailBinding] = field(default_factory=list)
+    untrusted_context: ContextPolicy | None = None
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from agent_platform.compile.plan import SpecRef, SupervisorUnit
+from agent_platform.compile.policy import ContextPolicy
 from agent_platform.deploy.bundle import SpecBundle
 from agent_platform.runstore.base import JsonText
 from agent_platform.runtime.checkpoint import AgentCheckpoint, CheckpointEncoder
 from agent_platform.runtime.engine import Runtime
 from agent_platform.runtime.inputs import InputError
 from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform.runtime.provenance import TaintState
 from agent_platform.runtime.services import RunState
 from agent_platform.runtime.supervisor import TaskError
 from agent_platform.runtime.tracing import (
@@ -72,6 +74,10 @@ class RunRequest:
     parent_run_id: str | None = None
     trace_carrier: Mapping[str, str] = field(default_factory=dict)
     tenant: str | None = None  # the namespace of the run's long-term memory (RunState.tenant)
+    # The caller's taint and untrusted-context policy (`ContextPolicy.to_json()`): a hand-off
+    # to another actor never widens what the run may do, exactly as in-process.
+    taint: tuple[str, ...] = ()
+    policy: Mapping[str, Any] | None = None
 
 
 CANCELLED_BY_USER = "cancelled by `platform cancel`"
@@ -418,7 +424,14 @@ class RayRuntime(Runtime):
         parent.sub_runs += 1  # the same deterministic sub-run ids as in-process
         run_id = f"{parent.run_id}/{ref.name}-{parent.sub_runs}"
         request = RunRequest(
-            run_id, str(ref), dict(inputs), parent.run_id, inject_context(), tenant=parent.tenant
+            run_id,
+            str(ref),
+            dict(inputs),
+            parent.run_id,
+            inject_context(),
+            tenant=parent.tenant,
+            taint=parent.taint.sources,
+            policy=parent.policy.to_json() if parent.policy is not None else None,
         )
         try:
             result = await self.router.call(request)
@@ -646,7 +659,13 @@ class UnitHost:
         attempt = started.attempt
         # The tenant the run was started for is authoritative (a recovered request may lack it).
         tenant = started.record.tenant if started.record.tenant is not None else request.tenant
-        state = RunState(request.run_id, request.unit, tenant=tenant)
+        state = RunState(
+            request.run_id,
+            request.unit,
+            tenant=tenant,
+            taint=TaintState(request.taint),
+            policy=ContextPolicy.from_json(request.policy),
+        )
         if self._checkpoints is None:
             self._checkpoints = CheckpointWriter(store)
         state.resources[Durable] = Durable(self._checkpoints, attempt)

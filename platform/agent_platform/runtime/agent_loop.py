@@ -7,7 +7,16 @@
 
 Everything but the model's decision is ordinary, deterministic engineering. Each way a run can
 stop is a distinct Outcome. The model call is async (never blocks the event loop); conversation
-state lives in the run, never in the executor, so one executor serves any number of runs."""
+state lives in the run, never in the executor, so one executor serves any number of runs.
+
+Content the run did not write (tool outputs and errors, delegates' answers, recalled memory)
+enters the conversation through `_admit`: capped, passed through the tool-output guardrails (the
+agent's and the tool's own), wrapped in the unforgeable boundary that the system prompt explains
+(`BOUNDARY_INSTRUCTIONS`), and recorded with its provenance; untrusted content taints the run,
+and from then on the tool executor applies the agent's `untrusted_context` policy to every call
+of a tool with side effects or network egress (also inside delegates, which inherit the taint
+and the policy). A call waiting for approval that nobody can give ends the run with
+`needs_approval`."""
 
 from __future__ import annotations
 
@@ -23,23 +32,35 @@ from pydantic_core import to_json
 
 from agent_platform.compile.compiler import build_output_model
 from agent_platform.compile.plan import AgentLoopUnit, SpecRef
+from agent_platform.compile.policy import ToolPolicy, Trust
+from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
 from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.decision import ActionChoice, action_of_dump, build_decision_model
 from agent_platform.runtime.guardrails import (
+    BOUNDARY_INSTRUCTIONS,
     GuardContext,
     GuardrailSet,
     GuardResult,
     RunUsage,
     wrap_tool_output,
 )
+from agent_platform.runtime.intake import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    OFFLOAD_CHARS,
+    cap_output,
+    guard_content,
+    wrap_content,
+)
 from agent_platform.runtime.memory.working import CompactionError, WorkingMemory
-from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from agent_platform.runtime.messages import Block, Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agent_platform.runtime.models.base import ModelError
 from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform.runtime.provenance import USER_INPUT, Origin, Provenance
 from agent_platform.runtime.recall import TASK_INPUTS_PREFIX, AgentMemory
 from agent_platform.runtime.rendering import TemplateRenderError, render
 from agent_platform.runtime.services import RunState, Services
-from agent_platform.runtime.tokens import TokenCounter
+from agent_platform.runtime.tokens import CHARS_PER_TOKEN, TokenCounter
 
 
 @dataclass
@@ -52,6 +73,8 @@ class AgentRun:
     plain_messages: list[Message] = field(default_factory=list)
     trajectory: list[dict[str, Any]] = field(default_factory=list)  # what was decided and what came of it
     memory_details: dict[str, Any] = field(default_factory=dict)  # long-term memory: recalled, written
+    # The output guardrails a tool's own spec adds to the agent's, per tool (made on first use).
+    tool_guards: dict[str, GuardrailSet] = field(default_factory=dict)
 
     @property
     def messages(self) -> list[Message]:
@@ -67,6 +90,7 @@ class AgentRun:
             sub_runs=state.sub_runs,
             usage=state.usage,
             cost_usd=state.cost_usd,
+            taint=list(state.taint.sources),
         )
 
     def append(self, message: Message) -> None:
@@ -173,6 +197,46 @@ class _PromptCache:
         entries[key] = prompts
 
 
+@dataclass(frozen=True, slots=True)
+class _Intake:
+    """How content from one source enters the conversation (see `AgentLoopExecutor._admit`)."""
+
+    provenance: Provenance
+    source: str  # the name shown in the boundary marker
+    label: str  # the taint label
+    untrusted: bool
+    max_bytes: int
+    max_tokens: int
+    uncut_chars: int  # text of at most this many characters is under both caps, whatever it holds
+    guarded: bool  # tool-output guardrails apply
+    inline_chars: int  # unguarded text up to this long needs no cap and is wrapped on the loop
+
+    @classmethod
+    def of(cls, provenance: Provenance, caps: ToolPolicy | None = None, *, guarded: bool = True) -> _Intake:
+        max_bytes = caps.max_output_bytes if caps is not None else DEFAULT_MAX_OUTPUT_BYTES
+        max_tokens = caps.max_output_tokens if caps is not None else DEFAULT_MAX_OUTPUT_TOKENS
+        source = provenance.source if provenance.origin is Origin.TOOL else provenance.label
+        uncut = min(max_bytes, int(max_tokens * CHARS_PER_TOKEN)) // 4
+        inline = min(uncut, OFFLOAD_CHARS)
+        return cls(
+            provenance,
+            source,
+            provenance.label,
+            provenance.untrusted,
+            max_bytes,
+            max_tokens,
+            uncut,
+            guarded,
+            inline,
+        )
+
+
+def _recall_provenance(details: dict[str, Any]) -> Provenance:
+    """The memory section of a task message is as trusted as its least trusted item."""
+    trusted = all(item.get("trust") == "trusted" for item in details.get("recalled", ()))
+    return Provenance(Origin.MEMORY, Trust.TRUSTED if trusted else Trust.UNTRUSTED, "recall")
+
+
 class StopRun(Exception):
     """Ends the run with a typed outcome (a budget, a guardrail halt)."""
 
@@ -204,6 +268,25 @@ class AgentLoopExecutor:
             if memory is not None and (memory.episodic is not None or memory.knowledge is not None)
             else None
         )
+        # Guardrails a tool's spec lists that the agent does not: applied after the agent's.
+        own = {g.name for g in unit.guardrails}
+        self._tool_guard_sets = {
+            t.name: GuardrailSet.from_bindings([g for g in t.guardrails if g.name not in own])
+            for t in unit.tools
+            if any(g.name not in own for g in t.guardrails)
+        }
+        # How each tool's output enters the conversation, worked out once (read at every step).
+        self._tool_intake = {
+            t.name: _Intake.of(
+                Provenance(Origin.TOOL, t.policy.trust, t.name),
+                t.policy,
+                guarded=self._guard_tool_output or t.name in self._tool_guard_sets,
+            )
+            for t in unit.tools
+        }
+        # Whether anything from outside can reach the conversation, so the prompt must explain
+        # the boundary it arrives in.
+        self._shows_outside_content = bool(unit.tools or unit.delegates or self._long_term)
 
     # --- the decision model (built once per executor, shared by its runs) ---------------------
 
@@ -254,12 +337,16 @@ class AgentLoopExecutor:
                         episode_task = await self._guarded_task(run, task, inputs)
                 else:
                     task = episode_task = await self._guarded_task(run, task, inputs)
-                    if self._long_term is not None:
+                    blocks: list[Block] = [TextBlock(task, USER_INPUT)]
+                    if self._long_term is not None:  # untrusted items it shows taint the run
                         recalled = await self._long_term.recall(state, task, run.guards, run.memory_details)
                         if recalled:
-                            task = f"{task}\n\n{recalled}"
-                    run.append(Message.user(task))
+                            blocks.append(TextBlock(f"\n{recalled}", _recall_provenance(run.memory_details)))
+                    run.append(Message("user", blocks))
                 await self._loop(run, system, result)
+        except ApprovalRequired as exc:
+            result.outcome, result.error = Outcome.NEEDS_APPROVAL, str(exc)
+            result.details["approval"] = exc.request.to_json()
         except TimeoutError:
             result.outcome = Outcome.TIMEOUT
             result.error = f"the run exceeded its timeout of {self.unit.limits.timeout:g}s"
@@ -271,6 +358,11 @@ class AgentLoopExecutor:
             result.outcome, result.error = Outcome.FAILED, str(exc)
         except ModelError as exc:
             result.outcome, result.error = Outcome.FAILED, f"model call failed: {exc}"
+            if self._budgeted:  # the failed call's tokens may be what exhausted the budget
+                try:
+                    self._check_budgets(state)
+                except StopRun as stop:
+                    result.outcome, result.error = stop.outcome, f"{stop} (the last model call failed: {exc})"
         result.usage, result.cost_usd = state.usage, state.cost_usd
         result.iterations, result.tool_calls = state.iterations, state.tool_calls
         result.duration_s = time.perf_counter() - started
@@ -316,6 +408,7 @@ class AgentLoopExecutor:
     @staticmethod
     def _restore(run: AgentRun, checkpoint: AgentCheckpoint) -> None:
         state = run.state
+        state.taint.absorb(checkpoint.taint)  # what it had read before stays read
         for message in checkpoint.messages:
             run.append(message)
         run.trajectory = list(checkpoint.trajectory)
@@ -373,12 +466,16 @@ class AgentLoopExecutor:
             step["blocked"] = rejection
             append(Message("user", [ToolResultBlock(call_id, rejection, is_error=True)]))
             return False
-        if kind == "tool":
-            content, is_error = await self._call_tool(run, name, payload, call_id)
-        else:
-            content, is_error = await self._delegate(run, name, payload)
+        try:
+            if kind == "tool":
+                content, is_error, provenance = await self._call_tool(run, name, payload, call_id)
+            else:
+                content, is_error, provenance = await self._delegate(run, name, payload)
+        except ApprovalRequired:
+            step["needs_approval"] = True
+            raise
         step["error" if is_error else "ok"] = True
-        append(Message("user", [ToolResultBlock(call_id, content, is_error)]))
+        append(Message("user", [ToolResultBlock(call_id, content, is_error, provenance)]))
         if self._budgeted:
             self._check_budgets(state)
         return False
@@ -387,31 +484,101 @@ class AgentLoopExecutor:
 
     async def _call_tool(
         self, run: AgentRun, name: str, arguments: dict[str, Any], call_id: str
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, bool, Provenance | None]:
+        """The tool's result as the model will see it: (content, is_error, its provenance)."""
         limit = self._max_tool_calls
         if limit is not None and run.state.tool_calls >= limit:
             raise StopRun(Outcome.TOOL_CALL_BUDGET, f"tool call budget of {limit} exhausted")
         outcome = await self.services.call_tool(name, arguments, run=run.state, allowed=self.allowed)
+        # A tool outside the agent's list cannot succeed (the executor refuses it): be safe anyway.
+        intake = self._tool_intake.get(name) or _Intake.of(Provenance(Origin.TOOL, Trust.UNTRUSTED, name))
         if outcome.is_error:
-            return outcome.error or "the tool failed", True
+            error = outcome.error or "the tool failed"
+            if outcome.attempts and intake.untrusted:
+                # The tool ran: its error may quote what it returned (an HTTP error body).
+                run.state.taint.mark(intake.label)
+                return wrap_tool_output(error, tool_name=name), True, intake.provenance
+            return error, True, None
         output = outcome.output
         text = output if isinstance(output, str) else _json(output)
-        if self._guard_tool_output:
-            result = await self._guard(run, "tool_output", GuardContext("tool_output", text, tool_name=name))
-            if result.blocked:
-                return result.message_for_model(), True
-            text = result.content if result.content is not None else text
-        if self._long_term is not None and name in self.unit.remember:  # remembered as guarded
+        if not intake.guarded and len(text) <= intake.inline_chars:  # `_admit`, minus what it skips
+            if intake.untrusted:
+                run.state.taint.mark(intake.label)
+            admitted, blocked, shown = wrap_tool_output(text, tool_name=intake.source), False, text
+        else:
+            admitted, blocked, shown = await self._admit(run, text, intake)
+        if not blocked and self._long_term is not None and name in self.unit.remember:
+            # Remembered as the guardrails left it (before the boundary, which is per display).
             await self._long_term.remember_tool_result(
-                run.state, name, arguments, text, run.guards, run.memory_details
+                run.state, name, arguments, shown, run.guards, run.memory_details
             )
-        return wrap_tool_output(text, tool_name=name), False
+        return admitted, blocked, intake.provenance
 
-    async def _delegate(self, run: AgentRun, agent: str, task: dict[str, Any]) -> tuple[str, bool]:
+    async def _delegate(
+        self, run: AgentRun, agent: str, task: dict[str, Any]
+    ) -> tuple[str, bool, Provenance | None]:
+        """The delegate's answer as the model will see it. The delegate inherits this run's taint
+        and policy; its answer is untrusted when its own run was tainted."""
         sub = await self.services.run_unit(SpecRef("Agent", agent), task, parent=run.state)
+        if sub.outcome is Outcome.NEEDS_APPROVAL:  # the delegate's call waits for a person: so does this run
+            pending = sub.details.get("approval")
+            request = (
+                ApprovalRequest.from_json(pending)
+                if isinstance(pending, dict)
+                else ApprovalRequest("(unknown)", "", {}, sub.run_id, (sub.error or "",))
+            )
+            raise ApprovalRequired(request.handed_through(f"Agent/{agent}")) from None
+        provenance = Provenance(Origin.DELEGATE, Trust.UNTRUSTED if sub.taint else Trust.TRUSTED, agent)
         if not sub.ok:
-            return f"agent {agent} ended {sub.outcome.value}: {sub.error}", True
-        return _json(sub.output), False
+            error = f"agent {agent} ended {sub.outcome.value}: {sub.error}"
+            if provenance.untrusted:
+                run.state.taint.mark(provenance.label)
+                return wrap_tool_output(error, tool_name=provenance.label), True, provenance
+            return error, True, provenance
+        intake = _Intake.of(provenance, guarded=self._guard_tool_output)
+        admitted, blocked, _ = await self._admit(run, _json(sub.output), intake)
+        return admitted, blocked, provenance
+
+    async def _admit(self, run: AgentRun, text: str, intake: _Intake) -> tuple[str, bool, str]:
+        """Content from outside the run on its way into the conversation: capped, checked by the
+        tool-output guardrails (the agent's, then those only the tool declares), wrapped in the
+        boundary, and recorded in the run's taint. Returns (what the model sees, whether the
+        guardrails withheld it, the text as they left it)."""
+        cut = None
+        if len(text) > intake.uncut_chars:  # may be over a cap: measure it
+            text, cut = cap_output(text, intake.max_bytes, intake.max_tokens)
+        source = intake.source
+        if intake.guarded:
+            tool = intake.provenance.source if intake.provenance.origin is Origin.TOOL else None
+            for guards in (run.guards if self._guard_tool_output else None, self._tool_guards(run, tool)):
+                if guards is None:
+                    continue
+                checked = await self._guard(
+                    run, "tool_output", GuardContext("tool_output", text, tool_name=source), guards
+                )
+                if checked.blocked:  # the model sees the platform's message, not the content
+                    return checked.message_for_model(), True, text
+                text = checked.content if checked.content is not None else text
+        if intake.untrusted:
+            run.state.taint.mark(intake.label)
+        wrapped = (
+            wrap_tool_output(text, tool_name=source)
+            if len(text) <= OFFLOAD_CHARS
+            else await wrap_content(text, source)
+        )
+        if cut is not None:
+            run.trajectory[-1]["truncated"] = {"bytes": cut.original_bytes, "shown": cut.kept_bytes}
+            return f"{wrapped}\n{cut.marker(source)}", False, text
+        return wrapped, False, text
+
+    def _tool_guards(self, run: AgentRun, tool: str | None) -> GuardrailSet | None:
+        """The guardrails only `tool`'s spec lists, with this run's state (made once per run)."""
+        if tool is None or tool not in self._tool_guard_sets:
+            return None
+        fresh = run.tool_guards.get(tool)
+        if fresh is None:
+            fresh = run.tool_guards[tool] = self._tool_guard_sets[tool].fresh()
+        return fresh
 
     # --- prompts ----------------------------------------------------------------------------
 
@@ -442,6 +609,8 @@ class AgentLoopExecutor:
         instructions = render(
             self.unit.instructions, context, where=f"Agent/{self.unit.name}: spec.instructions"
         )
+        if self._shows_outside_content:
+            return f"{instructions}{self._protocol_note()}\n\n{BOUNDARY_INSTRUCTIONS}"
         return instructions + self._protocol_note()
 
     def _protocol_note(self) -> str:
@@ -515,8 +684,15 @@ class AgentLoopExecutor:
 
     # --- guardrails ----------------------------------------------------------------------------
 
-    async def _guard(self, run: AgentRun, stage: Any, context: GuardContext) -> GuardResult:
-        result = await run.guards.check(stage, context)
+    async def _guard(
+        self, run: AgentRun, stage: Any, context: GuardContext, guards: GuardrailSet | None = None
+    ) -> GuardResult:
+        guards = guards if guards is not None else run.guards
+        content = context.content
+        if content is not None and len(content) > OFFLOAD_CHARS:  # large: may be checked off the loop
+            result = await guard_content(guards, stage, context)
+        else:
+            result = await guards.check(stage, context)
         tracing = self.services.tracing
         for verdict in result.hits:
             tracing.guardrail_event(

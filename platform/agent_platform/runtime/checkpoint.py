@@ -4,8 +4,11 @@ After every step the agent loop hands its state to `Services.checkpoint`; the in
 ignores it, the Ray host writes it to the run store (fenced by the attempt). On resume the host
 puts the loaded checkpoint in `RunState.resume_from` and the loop continues from it: the
 conversation (Messages-API blocks), the trajectory, the counters (iterations, tool calls,
-sub-runs, so sub-run ids and idempotency keys come out the same), usage and cost, and the
-position of each scripted model in its script (a deterministic replay resumes where it was).
+sub-runs, so sub-run ids and idempotency keys come out the same), usage and cost, the position of
+each scripted model in its script (a deterministic replay resumes where it was), and the run's
+taint: a run that had read untrusted content is still under its `untrusted_context` policy after
+a resume. A checkpoint written before taint was recorded counts as tainted if its conversation
+holds any tool result or delegate answer.
 
 Not restored: guardrail windows (loop detection starts a fresh window after a resume) and the
 working-memory token estimate of messages (re-estimated)."""
@@ -21,6 +24,8 @@ from agent_platform.runtime.messages import Block, Message, TextBlock, ToolResul
 from agent_platform.runtime.models.base import Usage
 
 CHECKPOINT_VERSION = 1
+# The taint of a resumed run whose checkpoint predates taint tracking and holds tool results.
+UNRECORDED_TAINT = "checkpoint:unrecorded"
 
 
 class CheckpointError(ValueError):
@@ -61,6 +66,7 @@ class AgentCheckpoint:
     usage: Usage
     cost_usd: float
     model_cursors: dict[str, dict[str, int]] = field(default_factory=dict)  # model name -> key -> position
+    taint: list[str] = field(default_factory=list)  # TaintState.sources
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +84,7 @@ class AgentCheckpoint:
             "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
             "cost_usd": self.cost_usd,
             "model_cursors": self.model_cursors,
+            "taint": self.taint,
         }
 
     @classmethod
@@ -87,8 +94,12 @@ class AgentCheckpoint:
                 f"checkpoint version {data.get('version')!r}, expected {CHECKPOINT_VERSION}"
             )
         usage = data.get("usage") or {}
+        messages = [message_from_api(m) for m in data.get("messages", [])]
+        taint = data.get("taint")
+        if taint is None:  # written before taint was recorded: assume what it may have read
+            taint = [UNRECORDED_TAINT] if any(m.tool_result_ids for m in messages) else []
         return cls(
-            messages=[message_from_api(m) for m in data.get("messages", [])],
+            messages=messages,
             trajectory=list(data.get("trajectory", [])),
             iterations=int(data.get("iterations", 0)),
             tool_calls=int(data.get("tool_calls", 0)),
@@ -99,6 +110,7 @@ class AgentCheckpoint:
                 str(k): {str(a): int(b) for a, b in v.items()}
                 for k, v in (data.get("model_cursors") or {}).items()
             },
+            taint=[str(source) for source in taint],
         )
 
 

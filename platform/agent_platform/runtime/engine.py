@@ -7,7 +7,9 @@ script replays from its start for every run; HTTP providers are shared and poole
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,7 +40,13 @@ from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.inputs import InputError, check_inputs
 from agent_platform.runtime.messages import Message
-from agent_platform.runtime.models.base import ModelProvider, ModelRequest, ModelResult
+from agent_platform.runtime.models.base import (
+    ModelError,
+    ModelProvider,
+    ModelRequest,
+    ModelResult,
+    cost_usd,
+)
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.pipeline import PipelineExecutor
 from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
@@ -192,7 +200,9 @@ class Runtime:
         if key not in self._shared_providers:
             from agent_platform.runtime.models.factory import create_provider
 
-            self._shared_providers[key] = create_provider(model.spec, base_dir=Path(model.base_dir))
+            self._shared_providers[key] = create_provider(
+                model.spec, base_dir=Path(model.base_dir), on_retry=self._tracing.model_retry_event
+            )
         return self._shared_providers[key]
 
     async def complete(
@@ -208,18 +218,30 @@ class Runtime:
         provider = self.provider(model, run=run)
         request = ModelRequest(system, messages, response_model, key)
         tracing = self._tracing
-        if tracing.enabled:
-            spec = model.spec
-            with tracing.model_span(
-                spec.provider, spec.name or model.ref, key, max_tokens=spec.max_tokens
-            ) as span:
-                if tracing.capture_content:  # opt-in: what the model was sent and answered
-                    result = await self._complete_capturing(provider, request, span)
-                else:
-                    result = await provider.complete(request)
-                tracing.record_model_result(span, result)
-        else:  # nothing to record: no span attributes computed
-            result = await provider.complete(request)
+        try:
+            if tracing.enabled:
+                spec = model.spec
+                with tracing.model_span(
+                    spec.provider, spec.name or model.ref, key, max_tokens=spec.max_tokens
+                ) as span:
+                    try:
+                        if tracing.capture_content:  # opt-in: what the model was sent and answered
+                            result = await self._complete_capturing(provider, request, span)
+                        else:
+                            result = await provider.complete(request)
+                    except ModelError as exc:
+                        spent = getattr(exc, "usage", None)
+                        if spent:
+                            tracing.record_failed_call_usage(span, spent)
+                        raise
+                    tracing.record_model_result(span, result)
+            else:  # nothing to record: no span attributes computed
+                result = await provider.complete(request)
+        except ModelError as exc:
+            spent = getattr(exc, "usage", None)
+            if spent:
+                run.add_failed_call(spent, cost_usd(model.spec, spent))
+            raise
         run.add_model_result(result)
         return result
 
@@ -318,6 +340,7 @@ class Runtime:
     # --- execution ----------------------------------------------------------------------------
 
     async def _run(self, unit: AnyUnit, inputs: dict[str, Any], state: RunState) -> RunResult:
+        import_model_sdks(unit)
         started = time.perf_counter()
         if not isinstance(unit, SupervisorUnit):
             state.policy = _policy_of(unit, state.policy)
@@ -460,3 +483,21 @@ def _tasks_of(inputs: Mapping[str, Any]) -> list[Task]:
 
 def result_json(result: RunResult) -> str:
     return json.dumps(result.to_json(), indent=2, default=str, ensure_ascii=False)
+
+
+# The SDKs each provider needs. They take seconds to import the first time: imported inside a
+# run, that time would sit in its first model call with no span accounting for it.
+_PROVIDER_MODULES = {"anthropic": ("anthropic", "instructor"), "openai": ("openai", "instructor")}
+
+
+def import_model_sdks(unit: AnyUnit) -> None:
+    """Import the SDKs of the unit's models before its run span opens (a no-op once imported)."""
+    models = [unit.model] if isinstance(unit, AgentLoopUnit) else []
+    if isinstance(unit, PipelineUnit):
+        models = [step.model for step in unit.steps]
+    for model in models:
+        if model is None:
+            continue
+        for module in _PROVIDER_MODULES.get(model.spec.provider, ()):
+            if module not in sys.modules:
+                importlib.import_module(module)

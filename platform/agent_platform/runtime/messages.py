@@ -7,7 +7,10 @@ message and its result a `tool_result` block in the next user message (the Messa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from agent_platform.runtime.provenance import Provenance
 
 Role = Literal["user", "assistant"]
 
@@ -15,6 +18,9 @@ Role = Literal["user", "assistant"]
 @dataclass(slots=True)
 class TextBlock:
     text: str
+    # Where the text came from when the run did not write it itself (the user's task, recalled
+    # memory); None for the model's own words and the platform's. Not sent to the provider.
+    provenance: Provenance | None = field(default=None, compare=False)
 
     def to_api(self) -> dict[str, Any]:
         return {"type": "text", "text": self.text}
@@ -35,6 +41,8 @@ class ToolResultBlock:
     tool_use_id: str
     content: str
     is_error: bool = False
+    # Where the content came from (a tool, a delegate), with its trust. Not sent to the provider.
+    provenance: Provenance | None = field(default=None, compare=False)
 
     def to_api(self) -> dict[str, Any]:
         block: dict[str, Any] = {

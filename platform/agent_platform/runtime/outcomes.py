@@ -19,6 +19,9 @@ class Outcome(StrEnum):
     COST_BUDGET = "cost_budget"
     TOOL_CALL_BUDGET = "tool_call_budget"
     GUARDRAIL_HALT = "guardrail_halt"
+    # A tool call needs a person's approval and nobody could be asked: the call was not made
+    # (`details["approval"]` names it).
+    NEEDS_APPROVAL = "needs_approval"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -41,6 +44,9 @@ class RunResult:
     duration_s: float = 0.0
     trace_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # The untrusted sources that reached the run's context (`TaintState.sources`): a caller that
+    # reads this result reads content they may have shaped.
+    taint: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -63,6 +69,7 @@ class RunResult:
             duration_s=float(data.get("duration_s", 0.0)),
             trace_id=data.get("trace_id"),
             details=dict(data.get("details") or {}),
+            taint=tuple(map(str, data.get("taint") or ())),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -79,4 +86,5 @@ class RunResult:
             "duration_s": round(self.duration_s, 4),
             "trace_id": self.trace_id,
             **({"details": self.details} if self.details else {}),
+            **({"taint": list(self.taint)} if self.taint else {}),
         }

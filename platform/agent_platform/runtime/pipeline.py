@@ -1,6 +1,15 @@
 """Deterministic pipelines: steps in order, templated inputs, `map` fan-out with bounded
 concurrency that keeps order, outputs validated where a schema is declared, and a failure that
-says which step and which input failed."""
+says which step and which input failed.
+
+Values carry provenance. The output of a tool, agent or pipeline step enters the run through the
+tool-output guardrails (the pipeline's, then those the tool's own spec lists): a redaction
+changes the value later steps see, a block fails the step. An untrusted value (an untrusted
+tool's output, the result of a sub-run that read one) taints the run; from then on its tool steps
+run under the pipeline's `untrusted_context` policy, its agent steps inherit the taint and the
+policy, and its `llm` steps render every value of their prompts inside the unforgeable boundary
+that their system prompt then explains. A call that waits for an approval nobody can give ends
+the run with `needs_approval`."""
 
 from __future__ import annotations
 
@@ -8,30 +17,81 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import jsonschema_rs
+from jinja2 import Template
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import _PassArg, pass_context
 
 from agent_platform.compile.compiler import build_output_model
 from agent_platform.compile.plan import PipelineUnit, SpecRef, StepPlan
+from agent_platform.compile.policy import Trust
 from agent_platform.memory.items import Provenance
 from agent_platform.memory.manager import MemoryEntry
+from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
+from agent_platform.runtime.guardrails import (
+    BOUNDARY_INSTRUCTIONS,
+    GuardContext,
+    GuardrailSet,
+    GuardResult,
+    wrap_tool_output,
+)
+from agent_platform.runtime.intake import guard_content
 from agent_platform.runtime.messages import Message
 from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.rendering import TemplateRenderError, render, render_value
+from agent_platform.runtime.provenance import Origin
+from agent_platform.runtime.provenance import Provenance as ValueProvenance
+from agent_platform.runtime.rendering import TemplateRenderError, render, render_template, render_value
 from agent_platform.runtime.services import RunState, Services
 from agent_platform.spec.kinds import MEMORY_WRITE_INPUT_SCHEMA
 
 
 class StepFailed(Exception):
     def __init__(
-        self, step: str, message: str, *, item: int | None = None, of: int | None = None, input: Any = None
+        self,
+        step: str,
+        message: str,
+        *,
+        item: int | None = None,
+        of: int | None = None,
+        input: Any = None,
+        outcome: Outcome = Outcome.FAILED,
     ) -> None:
         where = f"step '{step}'" + (f" (item {item + 1} of {of})" if item is not None else "")
         super().__init__(f"{where}: {message}")
         self.step = step
         self.item = item
         self.input = input
+        self.outcome = outcome  # GUARDRAIL_HALT when a guardrail stopped the run
+
+
+# What marks a value rendered into an `llm` prompt of a tainted run (its step is not known there).
+PROMPT_VALUE_SOURCE = "data"
+
+
+@lru_cache(maxsize=1)
+def _boundary_environment() -> SandboxedEnvironment:
+    """The rendering sandbox, printing every `{{ value }}` inside the unforgeable boundary (after
+    the sandbox's own measuring of what is printed). Only the template's own text stays outside:
+    in a tainted run, that is the only text of a prompt that no one else can have written."""
+    from agent_platform.template_sandbox import bounded_environment
+
+    base = bounded_environment()
+    measure = base.finalize
+    measure_takes_context = getattr(measure, "jinja_pass_arg", None) is _PassArg.context
+
+    @pass_context
+    def finalize(context: Context, value: Any) -> Any:
+        if measure is not None:
+            value = measure(context, value) if measure_takes_context else measure(value)
+        if value is None or isinstance(value, bool | int | float):  # no room for instructions
+            return value
+        return wrap_tool_output(str(value), tool_name=PROMPT_VALUE_SOURCE)
+
+    return base.overlay(finalize=finalize)
 
 
 def _preview(value: Any, limit: int = 300) -> str:
@@ -54,6 +114,16 @@ class PipelineExecutor:
         self.unit = unit
         self.services = services
         self._llm_models: dict[str, Any] = {}
+        self._bounded_prompts: dict[tuple[str, str], Template] = {}
+        # The pipeline's tool-output guardrails, and per tool step those only the tool lists.
+        self._guards = GuardrailSet.from_bindings(unit.guardrails)
+        self._guarded = self._guards.applies("tool_output")
+        own = {g.name for g in unit.guardrails}
+        self._tool_guards = {
+            s.tool.name: GuardrailSet.from_bindings([g for g in s.tool.guardrails if g.name not in own])
+            for s in unit.steps
+            if s.tool is not None and any(g.name not in own for g in s.tool.guardrails)
+        }
 
     async def run(self, inputs: dict[str, Any], run: RunState) -> RunResult:
         started = time.perf_counter()
@@ -89,8 +159,11 @@ class PipelineExecutor:
                 f"pipeline exceeded its timeout of {self.unit.timeout:g}s",
             )
         except StepFailed as exc:
-            result.outcome, result.error = Outcome.FAILED, str(exc)
+            result.outcome, result.error = exc.outcome, str(exc)
             result.details = {"step": exc.step, "item": exc.item, "input": _preview(exc.input)}
+        except ApprovalRequired as exc:
+            result.outcome, result.error = Outcome.NEEDS_APPROVAL, str(exc)
+            result.details = {"approval": exc.request.to_json()}
         except TemplateRenderError as exc:
             result.outcome, result.error = Outcome.FAILED, str(exc)
         result.usage, result.cost_usd, result.tool_calls = run.usage, run.cost_usd, run.tool_calls
@@ -124,11 +197,18 @@ class PipelineExecutor:
                     raise StepFailed(step.name, str(exc), item=index, of=len(items), input=item) from None
 
         # A TaskGroup cancels the siblings of the first failure; results keep the input order.
+        # A call waiting for approval stops the run before any failure does.
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(one(i, item)) for i, item in enumerate(items)]
-        except* StepFailed as failures:
-            raise _first(failures.exceptions) from None
+        except BaseExceptionGroup as group_error:
+            pending = [e for e in group_error.exceptions if isinstance(e, ApprovalRequired)]
+            if pending:
+                raise pending[0] from None
+            failures = [e for e in group_error.exceptions if isinstance(e, StepFailed)]
+            if failures:
+                raise _first(failures) from None
+            raise
         outputs = [t.result() for t in tasks]
         self._check_output(step, outputs)
         return outputs
@@ -150,10 +230,22 @@ class PipelineExecutor:
                 raise StepFailed(
                     step.name, outcome.error or "tool failed", item=index, of=total, input=arguments
                 )
-            return outcome.output
+            assert step.tool is not None
+            provenance = ValueProvenance(Origin.TOOL, step.tool.policy.trust, step.target)
+            return await self._admit(step, outcome.output, provenance, run, item=item)
         if step.target_kind in ("agent", "pipeline"):
             ref = SpecRef("Agent" if step.target_kind == "agent" else "Pipeline", step.target)
             sub = await self.services.run_unit(ref, arguments, parent=run)
+            if (
+                sub.outcome is Outcome.NEEDS_APPROVAL
+            ):  # the sub-run's call waits for a person: so does this run
+                pending = sub.details.get("approval")
+                request = (
+                    ApprovalRequest.from_json(pending)
+                    if isinstance(pending, dict)
+                    else ApprovalRequest("(unknown)", "", {}, sub.run_id, (sub.error or "",))
+                )
+                raise ApprovalRequired(request.handed_through(str(ref))) from None
             if not sub.ok:
                 raise StepFailed(
                     step.name,
@@ -162,7 +254,10 @@ class PipelineExecutor:
                     of=total,
                     input=arguments,
                 )
-            return sub.output
+            trust = Trust.UNTRUSTED if sub.taint else Trust.TRUSTED
+            return await self._admit(
+                step, sub.output, ValueProvenance(Origin.STEP, trust, step.name), run, item=item
+            )
         if step.target_kind == "memory":
             return await self._memory(step, arguments, context, run, where=where, item=item)
         return await self._llm(step, context, run, where=where)
@@ -223,10 +318,82 @@ class PipelineExecutor:
             "ids": [*ack.written, *ack.duplicates.values()],
         }
 
+    async def _admit(
+        self,
+        step: StepPlan,
+        output: Any,
+        provenance: ValueProvenance,
+        run: RunState,
+        *,
+        item: tuple[int, int] | None,
+    ) -> Any:
+        """A step's output entering the run: recorded in its taint, and checked by the
+        pipeline's tool-output guardrails and then those only the step's tool lists."""
+        run.taint.admit(provenance)
+        extra = self._tool_guards.get(step.target) if step.target_kind == "tool" else None
+        if not self._guarded and extra is None:
+            return output
+        index, total = item if item is not None else (None, None)
+        original = text = output if isinstance(output, str) else _json_text(output)
+        for guards in (self._guards if self._guarded else None, extra):
+            if guards is None:
+                continue
+            checked = await guard_content(
+                guards, "tool_output", GuardContext("tool_output", text, tool_name=provenance.source)
+            )
+            self._trace_guards(checked)
+            if checked.blocked or checked.halted:
+                stopping = checked.stopping
+                raise StepFailed(
+                    step.name,
+                    checked.message_for_model()
+                    or f"halted by guardrail '{stopping.guardrail if stopping else '?'}'",
+                    item=index,
+                    of=total,
+                    outcome=Outcome.GUARDRAIL_HALT if checked.halted else Outcome.FAILED,
+                )
+            text = checked.content if checked.content is not None else text
+        if text == original:
+            return output
+        if isinstance(output, str):
+            return text
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise StepFailed(
+                step.name,
+                "a guardrail's redaction left the output without a JSON form",
+                item=index,
+                of=total,
+            ) from None
+
+    def _trace_guards(self, result: GuardResult) -> None:
+        tracing = self.services.tracing
+        for verdict in result.hits:
+            tracing.guardrail_event(
+                verdict.guardrail, verdict.type, verdict.decision.label, verdict.reason, stage="tool_output"
+            )
+
+    def _prompt(self, step: StepPlan, source: str, context: dict[str, Any], run: RunState, where: str) -> str:
+        """An `llm` step's prompt or system text. Once untrusted content is among the run's values,
+        every value it prints is wrapped in the boundary."""
+        if not run.taint.tainted:
+            return render(source, context, where=where)
+        key = (step.name, source)
+        template = self._bounded_prompts.get(key)
+        if template is None:
+            try:
+                template = self._bounded_prompts[key] = _boundary_environment().from_string(source)
+            except Exception as exc:
+                raise TemplateRenderError(where, str(exc)) from None
+        return render_template(template, context, where=where)
+
     async def _llm(self, step: StepPlan, context: dict[str, Any], run: RunState, *, where: str) -> Any:
         assert step.model is not None and step.prompt is not None and step.output_schema is not None
-        prompt = render(step.prompt, context, where=f"{where}.llm.prompt")
-        system = render(step.system, context, where=f"{where}.llm.system") if step.system else ""
+        prompt = self._prompt(step, step.prompt, context, run, f"{where}.llm.prompt")
+        system = self._prompt(step, step.system, context, run, f"{where}.llm.system") if step.system else ""
+        if run.taint.tainted:  # the prompt holds boundaries: say what they mean
+            system = f"{system}\n\n{BOUNDARY_INSTRUCTIONS}" if system else BOUNDARY_INSTRUCTIONS
         model = self._llm_models.get(step.name)
         if model is None:
             model = self._llm_models[step.name] = build_output_model(
@@ -252,6 +419,10 @@ class PipelineExecutor:
                 "output does not match the step's output schema: " + "; ".join(problems),
                 input=output,
             )
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _first(exceptions: Sequence[BaseException]) -> StepFailed:

@@ -1,36 +1,45 @@
-"""Render spec templates at run time: the same sandboxed, strict-undefined Jinja2 environment the
-validator parses with, plus the bounds the sandbox does not give.
+"""Render spec templates at run time, in the bounded sandbox the validator parses them with
+(`agent_platform.template_sandbox`: see its docstring for every bound).
 
-`SandboxedEnvironment` blocks attribute escapes (`__class__`, `mro`, ...) but not resource
-exhaustion: `{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}` is
-"safe" and never ends. So rendering is bounded three ways: the output is streamed and stopped past
-`max_output_chars`; the wall time is checked between chunks; and `range` draws on a per-render
-iteration budget, which also stops loops that print nothing. A template that exceeds a bound
-raises `TemplateLimitExceeded` naming the template and the bound."""
+`render` streams the text and stops past `max_output_chars`, also checking the clock between
+chunks; inside the template, every loop iteration and call spends a step of `max_iterations` and
+checks the clock, and every value an operation builds is measured (most before they are built).
+`render_value` keeps the type of a string that is exactly `{{ expr }}`; a computed value is held
+to `max_output_chars` like text, while a variable read as it is (`{{ steps.s.output }}`) is data the
+run already holds and passes through whatever its size. A template that exceeds a bound raises
+`TemplateLimitExceeded` naming the template and the bound."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import Template, TemplateError, Undefined, UndefinedError, nodes
+from jinja2.environment import TemplateModule
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
-from agent_platform.validate.templates import template_environment
+from agent_platform.template_sandbox import (
+    DEFAULT_LIMITS,
+    RenderLimits,
+    SandboxLimitExceeded,
+    bounded_environment,
+    new_context,
+    size_of,
+)
+from agent_platform.validate.templates import single_expression
 
-
-@dataclass(frozen=True, slots=True)
-class RenderLimits:
-    max_output_chars: int = 200_000
-    max_seconds: float = 1.0
-    max_iterations: int = 100_000
-
-
-DEFAULT_LIMITS = RenderLimits()
+__all__ = [
+    "DEFAULT_LIMITS",
+    "RenderLimits",
+    "TemplateLimitExceeded",
+    "TemplateRenderError",
+    "compile_template",
+    "render",
+    "render_template",
+    "render_value",
+]
 
 
 class TemplateRenderError(Exception):
@@ -45,49 +54,42 @@ class TemplateLimitExceeded(TemplateRenderError):
     pass
 
 
-class _Budget:
-    __slots__ = ("iterations", "where")
-
-    def __init__(self, iterations: int, where: str) -> None:
-        self.iterations = iterations
-        self.where = where
-
-    def range(self, *args: int) -> range:
-        span = range(*args)
-        self.iterations -= len(span)
-        if self.iterations < 0:
-            raise TemplateLimitExceeded(self.where, "template loops exceed the iteration limit")
-        return span
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> Template:
+    """A template compiled in the bounded environment (cached: specs repeat their templates)."""
+    return bounded_environment().from_string(source)
 
 
 @lru_cache(maxsize=4096)
-def _compile(source: str) -> Template:
-    env: SandboxedEnvironment = template_environment()
-    return env.from_string(source)
-
-
-@lru_cache(maxsize=4096)
-def _single_expression(source: str) -> Template | None:
-    """For `{{ expr }}` alone, a template whose module exports the expression's *value* (so a list
-    stays a list instead of becoming its string form)."""
+def _single_expression(source: str) -> tuple[Template, bool] | None:
+    """For `{{ expr }}` alone: a template whose module exports the expression's *value* (so a list
+    stays a list instead of becoming its string form), and whether the expression only reads a
+    variable (its value is then data the run holds, not something the template computed)."""
     stripped = source.strip()
     if not (stripped.startswith("{{") and stripped.endswith("}}")) or stripped.count("{{") != 1:
         return None
-    env = template_environment()
+    env = bounded_environment()
     ast = env.parse(stripped)
     if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output) or len(ast.body[0].nodes) != 1:
         return None
     if isinstance(ast.body[0].nodes[0], nodes.TemplateData):
         return None
     expression = stripped[2:-2].strip()
-    return env.from_string("{% set rendered_value = " + expression + " %}")
+    template = env.from_string("{% set rendered_value = " + expression + " %}")
+    return template, single_expression(stripped) is not None
 
 
-_TEMPLATE_FAILURES = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError)
+# Whatever a template does wrong surfaces as one of these (filters raise AttributeError on the
+# wrong type, a deep structure RecursionError, ...): all become a located TemplateRenderError.
+_TEMPLATE_FAILURES = (Exception,)
 
 
 def _render_error(where: str, exc: BaseException) -> TemplateRenderError:
     """A template's run-time failure, said the way a spec author can act on."""
+    if isinstance(exc, SandboxLimitExceeded):
+        return TemplateLimitExceeded(where, str(exc))
+    if isinstance(exc, RecursionError):
+        return TemplateLimitExceeded(where, "template recursion nests too deep")
     if isinstance(exc, UndefinedError):
         return TemplateRenderError(where, f"undefined variable: {exc.message}")
     if isinstance(exc, SecurityError):
@@ -105,20 +107,33 @@ def render(
     limits: RenderLimits = DEFAULT_LIMITS,
 ) -> str:
     """Render a template to text within the limits."""
-    budget = _Budget(limits.max_iterations, where)
-    variables = {**context, "range": budget.range}
     try:
-        template = _compile(source)
-        started = time.monotonic()
+        template = compile_template(source)
+    except _TEMPLATE_FAILURES as exc:
+        raise _render_error(where, exc) from None
+    return render_template(template, context, where=where, limits=limits)
+
+
+def render_template(
+    template: Template,
+    context: Mapping[str, Any],
+    *,
+    where: str,
+    limits: RenderLimits = DEFAULT_LIMITS,
+) -> str:
+    """Render a template compiled in the bounded environment (or an overlay of it) to text."""
+    try:
+        render_context = new_context(template, context, limits)
+        deadline = render_context.budget.deadline
         size = 0
         parts: list[str] = []
-        for chunk in template.generate(variables):
+        for chunk in template.root_render_func(render_context):
             size += len(chunk)
             if size > limits.max_output_chars:
                 raise TemplateLimitExceeded(
                     where, f"template output exceeds {limits.max_output_chars:,} characters"
                 )
-            if time.monotonic() - started > limits.max_seconds:
+            if time.monotonic() > deadline:
                 raise TemplateLimitExceeded(where, f"template rendering exceeds {limits.max_seconds:g}s")
             parts.append(chunk)
         return "".join(parts)
@@ -136,12 +151,24 @@ def render_value(
     if isinstance(value, str):
         if "{" not in value:
             return value
-        single = _single_expression(value)
+        try:
+            single = _single_expression(value)
+        except _TEMPLATE_FAILURES as exc:
+            raise _render_error(where, exc) from None
         if single is not None:
-            budget = _Budget(limits.max_iterations, where)
+            template, reads_a_variable = single
             try:
-                module = single.make_module({**context, "range": budget.range})
-                return _plain(getattr(module, "rendered_value", None))
+                module = TemplateModule(template, new_context(template, context, limits))
+                result = getattr(module, "rendered_value", None)
+                if (
+                    not reads_a_variable
+                    and size_of(result, limits.max_output_chars) > limits.max_output_chars
+                ):
+                    raise TemplateLimitExceeded(
+                        where,
+                        f"the expression's value exceeds {limits.max_output_chars:,} characters and items",
+                    )
+                return _plain(result)
             except TemplateRenderError:
                 raise
             except _TEMPLATE_FAILURES as exc:

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from agent_platform.compile.plan import ResolvedModel, SpecRef
+from agent_platform.compile.policy import ContextPolicy
 from agent_platform.runtime.messages import Message
 from agent_platform.runtime.models.base import ModelProvider, ModelResult, Usage
 from agent_platform.runtime.outcomes import RunResult
+from agent_platform.runtime.provenance import TaintState
 from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec
 
@@ -48,12 +50,23 @@ class RunState:
     # Whose data the run works on: the namespace of its long-term memory (sub-runs inherit it).
     # Set by the caller that authenticated the request, never by the model.
     tenant: str | None = None
+    # The untrusted sources in the run's context; a sub-run starts with a copy of its caller's.
+    taint: TaintState = field(default_factory=TaintState)
+    # What the run may do once tainted: its unit's policy tightened by every caller's (set by
+    # the runtime when the run starts; a sub-run inherits it, so delegation never widens it).
+    policy: ContextPolicy | None = None
     # Objects that live exactly as long as this run (e.g. its forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)
 
     def add_model_result(self, result: ModelResult[Any]) -> None:
         self.usage = self.usage + result.usage
         self.cost_usd += result.cost_usd
+
+    def add_failed_call(self, usage: Usage, cost_usd: float) -> None:
+        """What a model call that ended in an error still cost: the server counted (and bills) the
+        tokens of every request it answered, re-asks included, so budgets count them too."""
+        self.usage = self.usage + usage
+        self.cost_usd += cost_usd
 
     def add_sub_run(self, result: RunResult) -> None:
         self.usage = self.usage + result.usage
@@ -85,8 +98,9 @@ class Services(Protocol):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
     ) -> ToolOutcome:
-        """Run a tool. Errors come back as ToolOutcome(is_error=True): the agent loop shows them to
-        the model, a pipeline fails its step."""
+        """Run a tool under `run`'s taint and policy. Errors come back as ToolOutcome(is_error=True):
+        the agent loop shows them to the model, a pipeline fails its step. Raises
+        `ApprovalRequired` when the call needs a person and none can be asked."""
         ...
 
     def tool_arguments_model(self, name: str) -> type[BaseModel]:

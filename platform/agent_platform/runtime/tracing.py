@@ -435,6 +435,19 @@ class Tracing:
             return _NULL_SCOPE
         return _SpanScope(self._tracer, name, kind, attributes or {}, parent, self._fast)
 
+    def model_retry_event(self, failed_attempt: int, error: BaseException, delay_s: float) -> None:
+        """A retried model call, as an event on its span (the retry runs in the call's context):
+        which attempt failed, with what, and how long until the next one."""
+        self.event(
+            "gen_ai.retry",
+            {
+                "attempt": failed_attempt,
+                "error.type": type(error).__name__,
+                "error.message": redact_secrets(str(error))[:500],
+                "delay_s": round(delay_s, 3),
+            },
+        )
+
     def event(self, name: str, attributes: Attributes | None = None, *, span: Span | None = None) -> None:
         """An event on `span`, or on the current span."""
         if self._tracer is None:
@@ -599,6 +612,15 @@ class Tracing:
     def record_model_result(self, span: Span, result: ModelResult[Any]) -> None:
         """The module's `record_model_result`, as a method of the facade."""
         record_model_result(span, result)
+
+    def record_failed_call_usage(self, span: Span, usage: Usage) -> None:
+        """The tokens a model call that ended in an error still used (re-asks, a truncated answer)."""
+        if type(span) is not FastSpan and not span.is_recording():
+            return
+        _set_plain(
+            span,
+            {GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens, GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens},
+        )
 
     # -- content capture (opt-in) -------------------------------------------------------------
 

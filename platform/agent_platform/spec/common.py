@@ -1,5 +1,6 @@
 """Building blocks shared by every spec kind: names, durations, sizes, policies, runtime."""
 
+import math
 import re
 from typing import Annotated, Any, Literal, Self
 
@@ -47,9 +48,10 @@ class FieldError(ValueError):
 
 class SpecModel(BaseModel):
     """Base for every spec model: unknown fields are errors, and no silent coercion
-    ("5" is not an integer, "off" is not a boolean)."""
+    ("5" is not an integer, "off" is not a boolean). Numbers are finite: YAML's `.inf` and `.nan`
+    are floats, and no limit, price or weight means either."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True, allow_inf_nan=False)
 
 
 # --- durations and sizes ----------------------------------------------------------------------
@@ -58,27 +60,50 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_FULL = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 DURATION_REGEX = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+# The longest duration a spec may give: whatever reads one (asyncio timers, a store's expiry
+# arithmetic, Ray) then works with ordinary finite floats. A century is longer than any timeout,
+# TTL or retention anyone means.
+MAX_DURATION_SECONDS = 100 * 365 * 86_400
+_DURATION_SHAPE = "a number of seconds or a string like '30s', '5m', '1h'"
+
+
+def _as_float(number: int | float | str) -> float:
+    """`number` as a float; one too large for a float is infinite (and then refused)."""
+    try:
+        return float(number)
+    except OverflowError:  # an int beyond the float range (10**400)
+        return math.inf
 
 
 def parse_duration(value: Any) -> Any:
-    """'300s', '5m', '1h30m', '250ms', '7d' or a number of seconds -> float seconds."""
+    """'300s', '5m', '1h30m', '250ms', '7d' or a number of seconds -> float seconds, finite,
+    greater than zero and at most MAX_DURATION_SECONDS."""
     if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m', '1h'")
+        raise ValueError(f"a duration must be {_DURATION_SHAPE}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _as_float(value)
     elif isinstance(value, str):
         text = value.strip()
         if not _DURATION_FULL.match(text):
             raise ValueError(
-                f"invalid duration {value!r}: use a number of seconds or units ms, s, m, h, d "
+                f"invalid duration {_shown(value)}: use a number of seconds or units ms, s, m, h, d "
                 "(e.g. '300s', '5m', '1h30m')"
             )
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+        seconds = sum(_as_float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
     else:
-        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m', '1h'")
+        raise ValueError(f"a duration must be {_DURATION_SHAPE}")
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a number, not NaN")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration must be at most 100 years ({MAX_DURATION_SECONDS:,} s)")
     return seconds
+
+
+def _shown(value: str) -> str:
+    """A value quoted in a message, shortened: a message must not repeat a 100 kB string."""
+    return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
 
 
 Duration = Annotated[
@@ -88,7 +113,7 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": DURATION_REGEX},
-                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_SECONDS},
             ],
             "description": "Seconds, or a duration such as '300s', '5m', '1h30m', '250ms', '7d'.",
         }
@@ -109,19 +134,29 @@ _SIZE_FACTOR = {
     "Ti": 2**40,
 }
 SIZE_REGEX = r"^[0-9]+(\.[0-9]+)?\s*(Ki|Mi|Gi|Ti|K|M|G|T|B)?$"
+# The largest size a spec may give (1 PiB, more than any node has): sizes become Ray resource
+# amounts and byte counts in arithmetic that expects machine-sized integers.
+MAX_BYTE_SIZE = 2**50
 
 
 def parse_byte_size(value: Any) -> Any:
+    """Bytes, or '512Mi', '2Gi', '1G' -> an int, greater than zero and at most MAX_BYTE_SIZE."""
     if isinstance(value, bool):
         raise ValueError("a size must be a number of bytes or a string like '512Mi' or '2Gi'")
     if isinstance(value, int):
         size = value
     elif isinstance(value, str) and (m := _SIZE.match(value.strip())):
-        size = int(float(m.group(1)) * _SIZE_FACTOR[m.group(2)])
+        amount = _as_float(m.group(1))
+        if amount * _SIZE_FACTOR[m.group(2)] > MAX_BYTE_SIZE:
+            raise ValueError(f"a size must be at most 1Pi ({MAX_BYTE_SIZE:,} bytes)")
+        size = int(amount * _SIZE_FACTOR[m.group(2)])
     else:
-        raise ValueError(f"invalid size {value!r}: use bytes or a string like '512Mi', '2Gi', '1G'")
+        shown = _shown(value) if isinstance(value, str) else repr(value)
+        raise ValueError(f"invalid size {shown}: use bytes or a string like '512Mi', '2Gi', '1G'")
     if size <= 0:
         raise ValueError("a size must be greater than zero")
+    if size > MAX_BYTE_SIZE:
+        raise ValueError(f"a size must be at most 1Pi ({MAX_BYTE_SIZE:,} bytes)")
     return size
 
 
@@ -130,7 +165,10 @@ ByteSize = Annotated[
     BeforeValidator(parse_byte_size),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "string", "pattern": SIZE_REGEX}, {"type": "integer", "minimum": 1}],
+            "anyOf": [
+                {"type": "string", "pattern": SIZE_REGEX},
+                {"type": "integer", "minimum": 1, "maximum": MAX_BYTE_SIZE},
+            ],
             "description": "Bytes, or a size such as '512Mi', '2Gi', '1G'.",
         }
     ),

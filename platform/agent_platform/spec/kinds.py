@@ -1,12 +1,15 @@
 """One pydantic model per spec kind. These models are the spec format: the JSON Schemas in
 `schemas/` and `docs/spec-reference.md` are generated from them."""
 
+import difflib
+import re
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from agent_platform import API_VERSION
 from agent_platform.spec.common import (
+    ByteSize,
     CircuitBreakerPolicy,
     Duration,
     EnvVarName,
@@ -24,6 +27,7 @@ from agent_platform.spec.common import (
     SpecModel,
     StepName,
 )
+from agent_platform.spec.jsonpath import JsonPath, parse_path
 
 ApiVersion = Literal["agents.platform/v1"]
 assert API_VERSION == "agents.platform/v1"
@@ -31,11 +35,43 @@ assert API_VERSION == "agents.platform/v1"
 # --- Model ------------------------------------------------------------------------------------
 
 
+# Anthropic's published prices for prompt-cache tokens, relative to the input price: a read
+# costs a tenth, a (5-minute) write a quarter more.
+CACHE_READ_PRICE_FACTOR = 0.1
+CACHE_WRITE_PRICE_FACTOR = 1.25
+
+
 class Pricing(SpecModel):
     """USD per million tokens; used to enforce cost budgets."""
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cache_read_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="Input tokens read from the prompt cache. Default: 0.1 x input_per_mtok.",
+    )
+    cache_write_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="Input tokens written to the prompt cache. Default: 1.25 x input_per_mtok.",
+    )
+
+    @property
+    def cache_read(self) -> float:
+        return (
+            self.input_per_mtok * CACHE_READ_PRICE_FACTOR
+            if self.cache_read_per_mtok is None
+            else self.cache_read_per_mtok
+        )
+
+    @property
+    def cache_write(self) -> float:
+        return (
+            self.input_per_mtok * CACHE_WRITE_PRICE_FACTOR
+            if self.cache_write_per_mtok is None
+            else self.cache_write_per_mtok
+        )
 
 
 class ModelSpec(SpecModel):
@@ -76,6 +112,30 @@ class ModelSpec(SpecModel):
         default=None,
         description="scripted: simulated time per call, for load tests and concurrency demos.",
     )
+    structured_output: Literal["tools", "json_schema", "json"] = Field(
+        default="tools",
+        description="How structured answers are asked for: `tools` (a forced function call), "
+        "`json_schema` (response_format with the schema; openai only) or `json` (JSON mode, the "
+        "schema in the prompt; openai only). A local server whose grammar cannot take a large "
+        "schema works with `json`. The answer is validated against the schema in every mode.",
+    )
+    max_reasks: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="How many times an answer that fails its schema is sent back to the model with "
+        "the validation error before the call fails. Each re-ask is a billed call.",
+    )
+    prompt_cache: bool = Field(
+        default=True,
+        description="anthropic: mark the system prompt (and with it the tool definitions before "
+        "it) as a cache breakpoint, so each step of an agent re-reads them from the prompt cache.",
+    )
+    max_retry_after: Duration = Field(
+        default=120.0,
+        description="The longest `Retry-After` a server may ask for that is waited in full; a "
+        "longer hint waits this long. Retries otherwise follow `retry`.",
+    )
 
     @model_validator(mode="after")
     def _provider_fields(self) -> Self:
@@ -92,6 +152,11 @@ class ModelSpec(SpecModel):
                 raise FieldError("'script' applies only to provider 'scripted'", "script")
             if self.latency is not None:
                 raise FieldError("'latency' applies only to provider 'scripted'", "latency")
+            if self.provider == "anthropic" and self.structured_output != "tools":
+                raise FieldError(
+                    "provider 'anthropic' takes structured_output: tools (its forced tool use)",
+                    "structured_output",
+                )
         return self
 
 
@@ -103,16 +168,78 @@ ModelRef = Annotated[
 # --- Tool -------------------------------------------------------------------------------------
 
 
+_TEMPLATE_START = re.compile(r"\{[{%#]")
+_URL_ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)")
+# A host as written in a URL (a name, an IPv4 address or a bracketed IPv6 one) and an optional port.
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/?#@:\[\]\\{}%]+)(?::(?P<port>[0-9]{1,5}))?")
+HOST_PORT_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[^\s/?#@:\[\]\\{}%]+)(:[0-9]{1,5})?$"
+
+
+def split_url_origin(url: str) -> tuple[str, str]:
+    """An http tool's url as its fixed origin and the rest: `https://api.example.com:8443/items/
+    {{ args.id }}` -> (`https://api.example.com:8443`, `/items/{{ args.id }}`). The scheme, host and
+    port must be written out, ending before any template (a template there could send the request,
+    and its credentials, to another host); raises ValueError saying what is wrong."""
+    start = _TEMPLATE_START.search(url)
+    literal = url if start is None else url[: start.start()]
+    found = _URL_ORIGIN.match(literal)
+    if found is None:
+        raise ValueError(
+            "the url must start with http:// or https:// and the host written out: a template may not "
+            "produce the scheme, host or port"
+        )
+    if found["scheme"].lower() not in ("http", "https"):
+        raise ValueError(f"the url's scheme must be http or https, not '{found['scheme']}'")
+    if start is not None and found.end() == len(literal):
+        if not found["authority"]:
+            raise ValueError(
+                "the url's host must be written out: a template may not produce the host or port"
+            )
+        raise ValueError(
+            "a template follows the host without a '/', '?' or '#' in between: a template may not "
+            "produce the host or port"
+        )
+    authority = found["authority"]
+    if "@" in authority:
+        raise ValueError("the url may not carry credentials ('user@host'): send them in a header")
+    host_port = _HOST_PORT.fullmatch(authority)
+    if host_port is None or (host_port["port"] is not None and not 0 < int(host_port["port"]) < 65536):
+        raise ValueError(f"'{authority}' is not a host with an optional port")
+    return url[: found.end()], url[found.end() :]
+
+
 class HttpImplementation(SpecModel):
-    url: NonEmptyStr = Field(description="Jinja2 template over `args`.")
+    url: NonEmptyStr = Field(
+        description="Where to send the request: `http(s)://host[:port]` written out (no template may "
+        "produce the scheme, host or port), then a path and query that may use templates over "
+        "`args` and `env`. Each value a template puts in the url is encoded as one path segment or "
+        "query value (`/`, `?`, `#`, `&` are encoded; '.', '..' and empty segments are refused)."
+    )
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(
-        default_factory=dict, description="Values are templates; `env.NAME` reads the environment."
+        default_factory=dict,
+        description="Values are templates; `env.NAME` reads the environment. Headers that read `env` "
+        "are credentials: sent to the url's host only.",
     )
-    query: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict, description="Values are templates, sent encoded.")
     body: str | dict[str, Any] | None = Field(
         default=None, description="Template for the body; default: the arguments as JSON."
     )
+    allowed_hosts: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN)]] = Field(
+        default_factory=list,
+        description="Other hosts (`host` for the scheme's default port, or `host:port`) a redirect may "
+        "lead to. They never receive the credential headers; redirects to any other host fail.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _fixed_origin(cls, url: str) -> str:
+        split_url_origin(url)
+        if re.search(r"\|\s*urlencode\b", url):
+            raise ValueError(
+                "values in the url are encoded for you: remove `| urlencode` (it would encode them twice)"
+            )
+        return url
 
 
 class McpImplementation(SpecModel):
@@ -126,6 +253,15 @@ class ToolIsolation(SpecModel):
 
     mode: Literal["inline", "task"] = "inline"
     resources: Resources = Field(default_factory=Resources)
+
+
+class ToolOutputLimit(SpecModel):
+    """How much of a tool's output a model sees: the output is cut at the first limit it reaches,
+    with a marker saying how much was left out (pipeline steps that pass the output on to other
+    tools get all of it)."""
+
+    bytes: ByteSize = Field(default=256 * 1024, description="UTF-8 bytes, e.g. '256Ki'.")
+    tokens: int = Field(default=16_000, ge=1, description="Estimated tokens (4 bytes each).")
 
 
 class ToolSpec(SpecModel):
@@ -151,7 +287,24 @@ class ToolSpec(SpecModel):
     side_effects: bool = Field(
         default=False, description="Changes the world (writes, sends, pays): never retried unless idempotent."
     )
-    requires_approval: bool = Field(default=False, description="Each call waits for a human approval.")
+    requires_approval: bool | None = Field(
+        default=None,
+        description="Each call waits for a person's approval. Default: true for a tool with side "
+        "effects, false otherwise; `false` on a tool with side effects is an explicit opt-out "
+        "(`validate` warns), and the calling agent's `untrusted_context` policy still applies.",
+    )
+    trust: Literal["trusted", "untrusted"] = Field(
+        default="untrusted",
+        description="Whether its output may carry instructions from someone other than the user "
+        "(web pages, emails, tickets, files, API data written by others). Untrusted output is "
+        "shown inside the injection boundary and puts the run under its `untrusted_context` "
+        "policy. Declare `trusted` only for output nobody else can write into (a clock, a "
+        "calculator).",
+    )
+    max_output: ToolOutputLimit = Field(
+        default_factory=lambda: ToolOutputLimit(),
+        description="How much of its output a model is shown; the rest is cut with a visible marker.",
+    )
     guardrails: list[ResourceName] = Field(default_factory=list, description="Applied to its output.")
     isolation: ToolIsolation = Field(default_factory=ToolIsolation)
 
@@ -335,15 +488,16 @@ class _GuardrailBase(SpecModel):
     @model_validator(mode="after")
     def _stage_and_action_fit_type(self) -> Self:
         kind = getattr(self, "type", "?")
+        article = "an" if kind[:1] in "aeiou" else "a"
         bad_stages = [(i, s) for i, s in enumerate(self.applies_to) if s not in self.allowed_stages]
         if bad_stages:
             allowed = ", ".join(sorted(self.allowed_stages))
             names = ", ".join(s for _, s in bad_stages)
-            message = f"a {kind} guardrail cannot apply to {names} (allowed: {allowed})"
+            message = f"{article} {kind} guardrail cannot apply to {names} (allowed: {allowed})"
             raise FieldError(message, "applies_to", bad_stages[0][0], at_key=False)
         if self.action not in self.allowed_actions:
             allowed = ", ".join(sorted(self.allowed_actions))
-            message = f"a {kind} guardrail cannot '{self.action}' (allowed: {allowed})"
+            message = f"{article} {kind} guardrail cannot '{self.action}' (allowed: {allowed})"
             raise FieldError(message, "action", at_key=False)
         return self
 
@@ -424,6 +578,55 @@ class PythonGuardrail(_GuardrailBase):
     function: PythonRef
 
 
+_TOOL_OUTPUT_STAGE: tuple[Stage, ...] = ("tool_output",)
+
+
+class InjectionClassifierGuardrail(_GuardrailBase):
+    """Asks a classifier whether untrusted content carries injected instructions: a Model (a cheap
+    LLM answering a schema-validated verdict, with the content inside the unforgeable boundary) or
+    a local Python function. One detection layer: it does not make acting on untrusted content
+    safe (see docs/security.md)."""
+
+    type: Literal["injection_classifier"]
+    applies_to: list[Stage] = Field(default_factory=lambda: list(_TOOL_OUTPUT_STAGE), min_length=1)
+    model: ModelRef | None = Field(
+        default=None, description="The classifying Model (exactly one of `model` and `function`)."
+    )
+    function: PythonRef | None = Field(
+        default=None,
+        description="A local classifier, 'module:function' taking a ClassifierInput and returning an "
+        "InjectionVerdict (or a mapping of its fields); sync functions run in a worker thread.",
+    )
+    threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A verdict `injection: true` counts as a detection when its confidence is at least this.",
+    )
+    on_error: Literal["fail_closed", "fail_open"] = Field(
+        default="fail_closed",
+        description="When the classifier fails (error, timeout, invalid verdict, content over the limit): "
+        "`fail_closed` treats the content as an injection (the configured action); `fail_open` lets it "
+        "through with a warning.",
+    )
+    timeout: Duration = Field(default=30.0, description="For the whole classification of one item.")
+    max_chars_per_call: int = Field(
+        default=16_000, ge=1_000, description="Longer content is classified in overlapping chunks."
+    )
+    max_calls: int = Field(
+        default=4, ge=1, le=64, description="Chunks per item at most; longer content is a classifier error."
+    )
+    allowed_stages = frozenset({"input", "tool_output"})
+    allowed_actions = frozenset({"block", "warn", "halt"})
+
+    @model_validator(mode="after")
+    def _one_classifier(self) -> Self:
+        if (self.model is None) == (self.function is None):
+            field = "function" if self.function is not None else "model"
+            raise FieldError("an injection_classifier needs exactly one of 'model' and 'function'", field)
+        return self
+
+
 GuardrailSpec = Annotated[
     PromptInjectionGuardrail
     | LoopDetectionGuardrail
@@ -432,7 +635,8 @@ GuardrailSpec = Annotated[
     | BudgetGuardrail
     | OutputSchemaGuardrail
     | RegexGuardrail
-    | PythonGuardrail,
+    | PythonGuardrail
+    | InjectionClassifierGuardrail,
     Field(discriminator="type"),
 ]
 GUARDRAIL_TYPES = (
@@ -444,9 +648,37 @@ GUARDRAIL_TYPES = (
     "output_schema",
     "regex",
     "python",
+    "injection_classifier",
 )
 
 # --- Agent ------------------------------------------------------------------------------------
+
+
+EgressHost = Annotated[
+    str,
+    Field(pattern=r"^(\*|(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?)$"),
+]
+
+
+class UntrustedContextSpec(SpecModel):
+    """What a run may still do once content it cannot trust is in its context: the output of an
+    untrusted tool, retrieved memory, or the answer of a delegate that read such content. The
+    model may then be following instructions someone else wrote. A delegate runs under its
+    caller's policy as well as its own, so delegation never widens it."""
+
+    side_effects: Literal["require_approval", "deny", "allow"] = Field(
+        default="require_approval",
+        description="Calls of tools with side effects, and requests to hosts `egress` does not list "
+        "(also a delegate's): `require_approval` asks a person for each call (a run without an "
+        "approver stops, naming the call); `deny` refuses them (the model is told); `allow` applies "
+        "only each tool's own `requires_approval`.",
+    )
+    egress: list[EgressHost] = Field(
+        default_factory=list,
+        description="Hosts its `http:` tools (and a delegate's) may still reach without asking: `host`, "
+        "`host:port`, `*.domain`, or `*` for any. A request to any other host can carry out what the "
+        "run has read, so it follows the `side_effects` rule. Default: none.",
+    )
 
 
 class AgentSpec(SpecModel):
@@ -468,6 +700,10 @@ class AgentSpec(SpecModel):
         "with the tool's provenance and the layer's trust level).",
     )
     guardrails: list[ResourceName] = Field(default_factory=list)
+    untrusted_context: UntrustedContextSpec = Field(
+        default_factory=lambda: UntrustedContextSpec(),
+        description="What the agent may still do once untrusted content is in its context.",
+    )
     limits: Limits = Field(default_factory=Limits, description="When the loop must stop.")
     runtime: RuntimeSpec = Field(
         default_factory=RuntimeSpec, description="Replicas, resources and placement of its actors."
@@ -592,7 +828,14 @@ class PipelineSpec(SpecModel):
         description="Template(s) for the pipeline's result; default: the last step's output.",
     )
     timeout: Duration = 600.0
-    guardrails: list[ResourceName] = Field(default_factory=list)
+    guardrails: list[ResourceName] = Field(
+        default_factory=list, description="Applied to the output of its tool, agent and pipeline steps."
+    )
+    untrusted_context: UntrustedContextSpec = Field(
+        default_factory=lambda: UntrustedContextSpec(),
+        description="What its tool steps (and its agent steps) may still do once untrusted content "
+        "is among its values.",
+    )
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 
 
@@ -634,6 +877,319 @@ class SupervisorSpec(SpecModel):
         default="spread", description="How sub-agent actors are spread over the cluster."
     )
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+
+# --- Test -------------------------------------------------------------------------------------
+
+# How a run ends: the values of agent_platform.runtime.outcomes.Outcome (tests check they agree;
+# the runtime is not imported here, `validate` stays light).
+RunOutcome = Literal[
+    "completed",
+    "max_iterations",
+    "timeout",
+    "token_budget",
+    "cost_budget",
+    "tool_call_budget",
+    "guardrail_halt",
+    "needs_approval",
+    "failed",
+    "cancelled",
+]
+# What a guardrail that triggered did (a pass is not an event).
+GuardrailVerdict = Literal["warn", "redact", "block", "halt"]
+
+UNIT_KINDS: tuple[str, ...] = ("Agent", "Pipeline", "Supervisor")
+UNIT_REF_PATTERN = r"^((Agent|Pipeline|Supervisor)/)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_UNIT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _unit_ref(value: str) -> str:
+    kind, slash, name = value.rpartition("/")
+    if slash and kind not in UNIT_KINDS:
+        close = difflib.get_close_matches(kind, UNIT_KINDS, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}/{name}'?)" if close else ""
+        raise ValueError(f"'{kind}' is not a kind that runs: write Agent/, Pipeline/ or Supervisor/{hint}")
+    if not _UNIT_NAME.fullmatch(name):
+        raise ValueError(
+            f"'{name}' is not a name: names use lowercase letters, digits and '-', start and end with "
+            "a letter or digit"
+        )
+    return value
+
+
+UnitRef = Annotated[
+    str,
+    AfterValidator(_unit_ref),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": UNIT_REF_PATTERN,
+            "description": "An Agent, Pipeline or Supervisor: its name, or Kind/name when names collide.",
+        }
+    ),
+]
+
+
+def _json_path(value: str) -> str:
+    parse_path(value)  # raises JsonPathError (a ValueError) naming what is wrong and where
+    return value
+
+
+JsonPathText = Annotated[
+    str,
+    AfterValidator(_json_path),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\$",
+            "description": "A JSON path naming one value: `$` (all of it), then `.member`, "
+            "`['any member']` and `[index]` (negative from the end), e.g. `$.findings[0].line`.",
+        }
+    ),
+]
+
+_CHECK_OPERATORS = ("equals", "matches", "schema")
+
+
+class ValueCheck(SpecModel):
+    """A check on one value of a JSON document (a run's output, a tool call's arguments): the value
+    at `path` equals a value, matches a regular expression, or satisfies a JSON Schema. Exactly
+    one of `equals`, `matches` and `schema`."""
+
+    path: JsonPathText = Field(default="$", description="Which value; `$` is the whole document.")
+    equals: Any = Field(
+        default=None,
+        description="The expected value, compared as JSON: 1 and 1.0 are equal, true and 1 are not, "
+        "objects are equal whatever their key order. `equals: null` expects null.",
+    )
+    matches: NonEmptyStr | None = Field(
+        default=None,
+        description="A Python regular expression searched in the value, which must be a string "
+        "(anchor it with ^ and $ to match all of it).",
+    )
+    json_schema: JsonSchema | None = Field(
+        default=None, alias="schema", description="A JSON Schema the value must satisfy."
+    )
+
+    @field_validator("matches")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> Self:
+        chosen = [op for op in _CHECK_OPERATORS if self._has(op)]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) if chosen else "none"
+            raise FieldError(
+                f"a check needs exactly one of equals, matches, schema (found: {found})", *chosen[1:2]
+            )
+        return self
+
+    def _has(self, operator: str) -> bool:
+        if operator == "equals":
+            return "equals" in self.model_fields_set
+        return getattr(self, "json_schema" if operator == "schema" else operator) is not None
+
+    @property
+    def operator(self) -> Literal["equals", "matches", "schema"]:
+        """The check's operator, which is also its key in the YAML."""
+        return "equals" if self._has("equals") else "matches" if self.matches is not None else "schema"
+
+    @property
+    def json_path(self) -> JsonPath:
+        return parse_path(self.path)
+
+
+class ExpectedToolCall(SpecModel):
+    """A tool call the run must have made: the tool, optionally who called it, and checks on its
+    arguments."""
+
+    tool: ResourceName
+    by: UnitRef | None = Field(
+        default=None,
+        description="Only a call made by this agent or pipeline (a delegate, a pipeline step's agent, "
+        "a supervisor's route). Default: any run within the test's.",
+    )
+    arguments: list[ValueCheck] = Field(
+        default_factory=list, description="Checks on the call's arguments; `$` is the arguments object."
+    )
+
+
+class ToolExpectations(SpecModel):
+    """The tool calls of the run and of its sub-runs (delegates, pipeline steps, a supervisor's
+    tasks). A call counts once the tool executor received it: whether it succeeded, failed or
+    waited for approval. An action a guardrail blocked never reached a tool."""
+
+    called: list[ExpectedToolCall] = Field(
+        default_factory=list, description="Calls that were made, each matched by a different call."
+    )
+    in_order: bool = Field(
+        default=True,
+        description="The calls in `called` were made in this order (other calls may come between, "
+        "unless `only`). `false`: in any order.",
+    )
+    only: bool = Field(
+        default=False,
+        description="No other call was made: `called` lists every call (with an empty `called`, the "
+        "run made no tool call at all).",
+    )
+    not_called: list[ResourceName] = Field(default_factory=list, description="Tools never called.")
+
+    @model_validator(mode="after")
+    def _not_both(self) -> Self:
+        expected = {call.tool for call in self.called}
+        for index, tool in enumerate(self.not_called):
+            if tool in expected:
+                raise FieldError(
+                    f"'{tool}' is both in called and in not_called: no run can do both",
+                    "not_called",
+                    index,
+                    at_key=False,
+                )
+        return self
+
+
+class ExpectedGuardrailEvent(SpecModel):
+    """A guardrail that triggered (warned, redacted, blocked or halted) at least once."""
+
+    guardrail: ResourceName
+    verdict: GuardrailVerdict | None = Field(default=None, description="What it did. Default: anything.")
+    stage: Stage | None = Field(default=None, description="Where it ran. Default: any stage.")
+
+
+class GuardrailExpectations(SpecModel):
+    """Guardrail decisions in the run and its sub-runs. A guardrail that passes content leaves no
+    event; one that warns, redacts, blocks or halts does."""
+
+    triggered: list[ExpectedGuardrailEvent] = Field(
+        default_factory=list, description="Guardrails that triggered, each at least once."
+    )
+    not_triggered: list[ResourceName] = Field(
+        default_factory=list, description="Guardrails that never triggered."
+    )
+
+    @model_validator(mode="after")
+    def _not_both(self) -> Self:
+        expected = {event.guardrail for event in self.triggered}
+        for index, name in enumerate(self.not_triggered):
+            if name in expected:
+                raise FieldError(
+                    f"'{name}' is both in triggered and in not_triggered: no run can do both",
+                    "not_triggered",
+                    index,
+                    at_key=False,
+                )
+        return self
+
+
+def _check_bounds(bounds: Any) -> None:
+    if bounds.equals is None and bounds.min is None and bounds.max is None:
+        raise ValueError("give equals, or min and/or max")
+    if bounds.equals is not None and (bounds.min is not None or bounds.max is not None):
+        raise FieldError("give equals, or min and/or max, not both", "equals")
+    if bounds.min is not None and bounds.max is not None and bounds.min > bounds.max:
+        raise FieldError(f"min ({bounds.min}) is above max ({bounds.max})", "min")
+
+
+class CountBounds(SpecModel):
+    """A count: exactly `equals`, or from `min` to `max` (inclusive; either may be left out)."""
+
+    equals: int | None = Field(default=None, ge=0)
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_bounds(self)
+        return self
+
+
+class CostBounds(SpecModel):
+    """An amount in USD: exactly `equals`, or from `min` to `max` (inclusive; either may be left out)."""
+
+    equals: float | None = Field(default=None, ge=0)
+    min: float | None = Field(default=None, ge=0)
+    max: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_bounds(self)
+        return self
+
+
+class UsageExpectations(SpecModel):
+    """What the run used, its sub-runs included; model calls that failed count, as in budgets."""
+
+    input_tokens: CountBounds | None = None
+    output_tokens: CountBounds | None = None
+    total_tokens: CountBounds | None = Field(default=None, description="Input + output tokens.")
+    cost_usd: CostBounds | None = Field(default=None, description="Needs priced models (`pricing`).")
+    tool_calls: CountBounds | None = Field(default=None, description="Tool calls made, as budgeted.")
+
+
+class Expectations(SpecModel):
+    """What must hold when the run ends. Every expectation given is checked, and every one that
+    fails is reported with what was expected, what happened and the line that expects it."""
+
+    outcome: RunOutcome = Field(default="completed", description="How the run ended.")
+    output: list[ValueCheck] = Field(
+        default_factory=list,
+        description="Checks on the run's output, each a `path` and one of `equals`, `matches`, "
+        "`schema`. A supervisor's output maps each task_id to its task's result: {task_type, "
+        "target, outcome, output, error, start_order}.",
+    )
+    tools: ToolExpectations | None = None
+    guardrails: GuardrailExpectations | None = None
+    iterations: CountBounds | None = Field(
+        default=None,
+        description="Model decisions of the agent under test (its delegates' are their own); agents only.",
+    )
+    usage: UsageExpectations | None = None
+
+
+class TestSpec(SpecModel):
+    """`platform test` runs every Test in parallel, in-process. `validate` checks each against the
+    unit it runs: an unknown unit or model, inputs the unit's schema rejects, an expectation no run
+    can meet (a tool it cannot reach, an outcome it cannot end with, a path its output cannot have).
+    The run uses the real tools: a tool with side effects acts."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+    unit: UnitRef = Field(description="What to run: an Agent, Pipeline or Supervisor.")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's inputs, checked against the unit's inputs schema by `validate`. A "
+        'supervisor takes {"tasks": [{task_id, task_type, payload, priority}]}.',
+    )
+    model: ModelRef | None = Field(
+        default=None,
+        description="A Model (by name or inline, typically scripted with its own script) that answers "
+        "every model call of the run: its agents' decisions, its delegates', its llm steps and "
+        "memory compaction (an injection_classifier guardrail keeps its own). Default: each "
+        "unit's own models.",
+    )
+    approve_all: bool = Field(
+        default=False,
+        description="Approve every tool call that needs approval, as `platform run --approve-all`. "
+        "Without it such a call ends the run `needs_approval`.",
+    )
+    tenant: NonEmptyStr | None = Field(
+        default=None,
+        description="Whose data the run works on (scopes long-term memory), as `platform run "
+        "--tenant`. Default: 'default'.",
+    )
+    timeout: Duration = Field(
+        default=300.0, description="Wall time of the run; the unit's own limits apply as well."
+    )
+    expect: Expectations = Field(
+        default_factory=lambda: Expectations(), description="Default: the run completes."
+    )
 
 
 # --- documents --------------------------------------------------------------------------------
@@ -679,6 +1235,13 @@ class SupervisorDocument(_Document):
     spec: SupervisorSpec
 
 
+class TestDocument(_Document):
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+    kind: Literal["Test"]
+    spec: TestSpec
+
+
 SpecDocument = (
     ModelDocument
     | ToolDocument
@@ -687,6 +1250,7 @@ SpecDocument = (
     | AgentDocument
     | PipelineDocument
     | SupervisorDocument
+    | TestDocument
 )
 AnyDocument = Annotated[SpecDocument, Field(discriminator="kind")]
 
@@ -698,5 +1262,9 @@ DOCUMENT_MODELS: dict[str, type[_Document]] = {
     "Agent": AgentDocument,
     "Pipeline": PipelineDocument,
     "Supervisor": SupervisorDocument,
+    "Test": TestDocument,
 }
 KINDS: tuple[str, ...] = tuple(DOCUMENT_MODELS)
+# What `plan` compiles and `apply` deploys. A Test checks those and is neither: it is validated
+# with them, and run by `platform test`.
+DEPLOYABLE_KINDS: frozenset[str] = frozenset(KINDS) - {"Test"}

@@ -20,11 +20,13 @@ from agent_platform.validate.checks import (
     check_plugins,
     check_schemas,
     check_tool_templates,
+    check_untrusted_context,
     hint_pipelines,
 )
-from agent_platform.validate.documents import TypedSpec, validate_document
+from agent_platform.validate.documents import PartialSpec, TypedSpec, validate_document
 from agent_platform.validate.plugins import PluginResolver, default_plugin_paths
 from agent_platform.validate.references import SpecSet, check_cycles, check_references
+from agent_platform.validate.spec_tests import check_tests
 
 
 @dataclass(frozen=True)
@@ -53,23 +55,26 @@ def validate_documents(
     diags = diagnostics if diagnostics is not None else Diagnostics()
     specs = SpecSet()
     for document in documents:
-        typed = validate_document(document, diags)
-        if typed is not None:
-            specs.add(typed, diags)
-        elif document.kind is not None and document.name is not None:
-            specs.invalid.add((document.kind, document.name))
+        checked = validate_document(document, diags)
+        if isinstance(checked, TypedSpec):
+            specs.add(checked, diags)
+        else:
+            specs.add_invalid(document, checked)
     check_references(specs, diags)
     check_cycles(specs, diags)
     check_schemas(specs, diags)
     check_agent_templates(specs, diags)
     check_tool_templates(specs, diags)
-    for pipeline in specs.of_kind("Pipeline"):
-        check_pipeline(specs, pipeline, diags)
+    roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
+    resolver = PluginResolver(roots, options.import_plugins)
+    for pipeline in specs.checked("Pipeline"):
+        check_pipeline(specs, pipeline, diags, resolver.arguments_schema)
     check_models(specs, diags)
     check_memory_steps(specs, diags)
     check_guardrails(specs, diags)
-    roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
-    check_plugins(specs, PluginResolver(roots, options.import_plugins), diags)
+    check_plugins(specs, resolver, diags)
+    check_untrusted_context(specs, diags)
+    check_tests(specs, diags)
     hint_pipelines(specs, diags)
     return ValidationReport(specs=specs, diagnostics=diags)
 
@@ -85,6 +90,7 @@ def validate_paths(
 
 
 __all__ = [
+    "PartialSpec",
     "SpecSet",
     "TypedSpec",
     "ValidationOptions",

@@ -4,17 +4,20 @@ consumer agreement in pipelines, plugin references, and design hints."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from agent_platform.diagnostics import Diagnostics, did_you_mean
+from agent_platform.load import file_exists
+from agent_platform.regexes import InvalidRegex, compile_regex
 from agent_platform.spec.kinds import (
     MEMORY_WRITE_INPUT_SCHEMA,
     MEMORY_WRITE_OUTPUT_SCHEMA,
     AgentDocument,
     AgentSpec,
     GuardrailDocument,
+    InjectionClassifierGuardrail,
     MemoryDocument,
     ModelDocument,
     ModelSpec,
@@ -26,7 +29,7 @@ from agent_platform.spec.kinds import (
     RegexGuardrail,
     ToolDocument,
 )
-from agent_platform.validate.documents import TypedSpec
+from agent_platform.validate.documents import CheckedSpec, TypedSpec
 from agent_platform.validate.jsonschemas import (
     check_schema,
     check_structured_output,
@@ -50,7 +53,7 @@ from agent_platform.validate.templates import (
 Path_ = tuple[str | int, ...]
 
 
-def _error(diags: Diagnostics, code: str, spec: TypedSpec, path: Path_, message: str) -> None:
+def _error(diags: Diagnostics, code: str, spec: CheckedSpec, path: Path_, message: str) -> None:
     diags.error(code, message, spec.locate(*path), spec.kind, spec.name)
 
 
@@ -69,7 +72,7 @@ def _template_strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
             yield from _template_strings(sub, (*path, index))
 
 
-def _check_templates_at(diags: Diagnostics, spec: TypedSpec, path: Path_, value: Any, scope: Scope) -> None:
+def _check_templates_at(diags: Diagnostics, spec: CheckedSpec, path: Path_, value: Any, scope: Scope) -> None:
     for where, text in _template_strings(value, path):
         for problem in check_template(text, scope):
             location = spec.document.text_location(where, problem.line, problem.column, problem.needle)
@@ -91,16 +94,22 @@ def output_schema_of_step(specs: SpecSet, step: Any) -> dict[str, Any] | None:
     return produced
 
 
+def _schema_field(specs: SpecSet, kind: str, name: str, field: str) -> dict[str, Any] | None:
+    """A schema field of the spec `kind/name`. A partial spec counts when that field is valid: a
+    target broken elsewhere still types the steps that use it, so their checks are not lost."""
+    target = specs.lookup(kind, name)
+    if target is None or not target.has(field):
+        return None
+    return getattr(target.model.spec, field)  # type: ignore[no-any-return]
+
+
 def _target_output_schema(specs: SpecSet, step: Any) -> dict[str, Any] | None:
-    if step.tool is not None and (tool := specs.get("Tool", step.tool)) is not None:
-        assert isinstance(tool.model, ToolDocument)
-        return tool.model.spec.output_schema
-    if step.agent is not None and (agent := specs.get("Agent", step.agent)) is not None:
-        assert isinstance(agent.model, AgentDocument)
-        return agent.model.spec.output
-    if step.pipeline is not None and (pipe := specs.get("Pipeline", step.pipeline)) is not None:
-        assert isinstance(pipe.model, PipelineDocument)
-        return pipe.model.spec.output
+    if step.tool is not None:
+        return _schema_field(specs, "Tool", step.tool, "output_schema")
+    if step.agent is not None:
+        return _schema_field(specs, "Agent", step.agent, "output")
+    if step.pipeline is not None:
+        return _schema_field(specs, "Pipeline", step.pipeline, "output")
     if step.memory is not None:
         return MEMORY_WRITE_OUTPUT_SCHEMA
     return None
@@ -108,26 +117,32 @@ def _target_output_schema(specs: SpecSet, step: Any) -> dict[str, Any] | None:
 
 def input_schema_of_step(specs: SpecSet, step: Any) -> dict[str, Any] | None:
     """The schema the step's target accepts as input."""
-    if step.tool is not None and (tool := specs.get("Tool", step.tool)) is not None:
-        assert isinstance(tool.model, ToolDocument)
-        return tool.model.spec.input_schema
-    if step.agent is not None and (agent := specs.get("Agent", step.agent)) is not None:
-        assert isinstance(agent.model, AgentDocument)
-        return agent.model.spec.inputs
-    if step.pipeline is not None and (pipe := specs.get("Pipeline", step.pipeline)) is not None:
-        assert isinstance(pipe.model, PipelineDocument)
-        return pipe.model.spec.inputs
+    if step.tool is not None:
+        return _schema_field(specs, "Tool", step.tool, "input_schema")
+    if step.agent is not None:
+        return _schema_field(specs, "Agent", step.agent, "inputs")
+    if step.pipeline is not None:
+        return _schema_field(specs, "Pipeline", step.pipeline, "inputs")
     if step.memory is not None:
         return MEMORY_WRITE_INPUT_SCHEMA
     return None
 
 
+def _inputs_binding(spec: CheckedSpec) -> Binding:
+    """`inputs` as the spec's inputs schema declares it; unchecked when that schema is itself broken
+    (its errors are reported: guessing would add false ones)."""
+    assert isinstance(spec.model, AgentDocument | PipelineDocument)
+    return _inputs_var(spec.model.spec.inputs) if spec.has("inputs") else OpaqueVar()
+
+
 def check_agent_templates(specs: SpecSet, diags: Diagnostics) -> None:
-    for spec in specs.of_kind("Agent"):
+    for spec in specs.checked("Agent"):
         assert isinstance(spec.model, AgentDocument)
+        if not spec.has("instructions"):
+            continue
         scope = Scope(
             {
-                "inputs": _inputs_var(spec.model.spec.inputs),
+                "inputs": _inputs_binding(spec),
                 "agent": OpaqueVar(),
                 "tools": OpaqueVar(),
                 "delegates": OpaqueVar(),
@@ -138,23 +153,56 @@ def check_agent_templates(specs: SpecSet, diags: Diagnostics) -> None:
 
 
 def check_tool_templates(specs: SpecSet, diags: Diagnostics) -> None:
-    for spec in specs.of_kind("Tool"):
+    for spec in specs.checked("Tool"):
         assert isinstance(spec.model, ToolDocument)
         tool = spec.model.spec
-        args = SchemaVar(tool.input_schema, "the tool's input_schema")
-        if tool.http is not None:
+        args: Binding = (
+            SchemaVar(tool.input_schema, "the tool's input_schema")
+            if spec.has("input_schema")
+            else OpaqueVar()
+        )
+        if spec.has("http") and tool.http is not None:
             scope = Scope({"args": args, "env": OpaqueVar()}, "an http tool template")
             for field_name in ("url", "headers", "query", "body"):
                 value = getattr(tool.http, field_name)
                 _check_templates_at(diags, spec, ("spec", "http", field_name), value, scope)
-        if tool.idempotency.key is not None:
+        if spec.has("idempotency") and tool.idempotency.key is not None:
             scope = Scope({"args": args, "run": OpaqueVar(), "tool": OpaqueVar()}, "an idempotency key")
             _check_templates_at(diags, spec, ("spec", "idempotency", "key"), tool.idempotency.key, scope)
 
 
-def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
+# The arguments schema a tool function's signature gives, by `module:function` (None when unknown).
+SignatureSchemas = Callable[[str], dict[str, Any] | None]
+
+
+def _no_signatures(ref: str) -> dict[str, Any] | None:
+    return None
+
+
+def check_pipeline(
+    specs: SpecSet, spec: CheckedSpec, diags: Diagnostics, signatures: SignatureSchemas = _no_signatures
+) -> None:
+    """`signatures` types the steps of tools that declare no input_schema (`--import-plugins`)."""
     assert isinstance(spec.model, PipelineDocument)
     pipeline: PipelineSpec = spec.model.spec
+    inputs = _inputs_binding(spec)
+    steps: Binding = (
+        _check_steps(specs, spec, pipeline, inputs, diags, signatures) if spec.has("steps") else OpaqueVar()
+    )
+    if spec.has("returns") and pipeline.returns is not None:
+        scope = Scope({"inputs": inputs, "steps": steps, "pipeline": OpaqueVar()}, "the pipeline's returns")
+        _check_templates_at(diags, spec, ("spec", "returns"), pipeline.returns, scope)
+
+
+def _check_steps(
+    specs: SpecSet,
+    spec: CheckedSpec,
+    pipeline: PipelineSpec,
+    inputs: Binding,
+    diags: Diagnostics,
+    signatures: SignatureSchemas,
+) -> StepsVar:
+    """Check the steps in order; -> what `returns` sees of them."""
     names = [step.name for step in pipeline.steps]
     seen: dict[str, int] = {}
     for index, name in enumerate(names):
@@ -168,7 +216,6 @@ def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
             )
         else:
             seen[name] = index
-    inputs = _inputs_var(pipeline.inputs)
     earlier: dict[str, dict[str, Any] | None] = {}
     for index, step in enumerate(pipeline.steps):
         base: Path_ = ("spec", "steps", index)
@@ -203,14 +250,17 @@ def check_pipeline(specs: SpecSet, spec: TypedSpec, diags: Diagnostics) -> None:
                 _check_templates_at(diags, spec, (*base, "llm", "system"), step.llm.system, scope)
         if step.memory is not None and step.memory.tenant is not None:
             _check_templates_at(diags, spec, (*base, "memory", "tenant"), step.memory.tenant, scope)
-        _check_step_agreement(specs, spec, index, scope, diags)
+        _check_step_agreement(specs, spec, index, scope, diags, signatures)
         earlier[step.name] = output_schema_of_step(specs, step)
-    if pipeline.returns is not None:
-        scope = Scope(
-            {"inputs": inputs, "steps": StepsVar(dict(earlier), frozenset()), "pipeline": OpaqueVar()},
-            "the pipeline's returns",
-        )
-        _check_templates_at(diags, spec, ("spec", "returns"), pipeline.returns, scope)
+    return StepsVar(dict(earlier), frozenset())
+
+
+def _signature_schema(specs: SpecSet, tool: str, signatures: SignatureSchemas) -> dict[str, Any] | None:
+    target = specs.lookup("Tool", tool)
+    if target is None or not target.has("python") or not isinstance(target.model, ToolDocument):
+        return None
+    ref = target.model.spec.python
+    return signatures(ref) if ref is not None else None
 
 
 def schema_of_expression(text: str, scope: Scope) -> tuple[dict[str, Any] | None, str | None]:
@@ -237,7 +287,7 @@ def schema_of_expression(text: str, scope: Scope) -> tuple[dict[str, Any] | None
     return None, None
 
 
-def _map_item(diags: Diagnostics, spec: TypedSpec, base: Path_, over: str, scope: Scope) -> Binding:
+def _map_item(diags: Diagnostics, spec: CheckedSpec, base: Path_, over: str, scope: Scope) -> Binding:
     """The map variable: described by the `items` of what `over` yields, when that is declared."""
     listed, label = schema_of_expression(over, scope)
     if listed is None:
@@ -257,14 +307,22 @@ def _map_item(diags: Diagnostics, spec: TypedSpec, base: Path_, over: str, scope
 
 
 def _check_step_agreement(
-    specs: SpecSet, spec: TypedSpec, index: int, scope: Scope, diags: Diagnostics
+    specs: SpecSet,
+    spec: CheckedSpec,
+    index: int,
+    scope: Scope,
+    diags: Diagnostics,
+    signatures: SignatureSchemas,
 ) -> None:
     """A step must provide its target's required inputs, and where an input value is exactly a
     variable whose schema is declared (an earlier step's output, an input, the map item), that
-    schema must fit what the target accepts."""
+    schema must fit what the target accepts. A tool that declares no input_schema accepts what its
+    function's signature does, when that is known."""
     assert isinstance(spec.model, PipelineDocument)
     step = spec.model.spec.steps[index]
     consumer = input_schema_of_step(specs, step)
+    if consumer is None and step.tool is not None:
+        consumer = _signature_schema(specs, step.tool, signatures)
     if consumer is None or step.llm is not None:
         return
     base: Path_ = ("spec", "steps", index)
@@ -311,32 +369,44 @@ def _check_step_agreement(
 # --- JSON Schemas -----------------------------------------------------------------------------
 
 
-def _schemas_of(spec: TypedSpec) -> Iterator[tuple[Path_, dict[str, Any], bool]]:
-    """(path, schema, used for structured output) for every JSON Schema in a spec."""
+def _schemas_of(spec: CheckedSpec, delegates: set[str]) -> Iterator[tuple[Path_, dict[str, Any], bool]]:
+    """(path, schema, used for structured output) for every JSON Schema in a spec's valid fields.
+    A delegate's inputs schema is structured output too: the calling model writes its task."""
     model = spec.model
+    has = spec.has
     if isinstance(model, AgentDocument):
-        yield ("spec", "inputs"), model.spec.inputs, False
-        if model.spec.output is not None:
+        if has("inputs"):
+            yield ("spec", "inputs"), model.spec.inputs, spec.name in delegates
+        if has("output") and model.spec.output is not None:
             yield ("spec", "output"), model.spec.output, True
     elif isinstance(model, ToolDocument):
-        if model.spec.input_schema is not None:
+        if has("input_schema") and model.spec.input_schema is not None:
             yield ("spec", "input_schema"), model.spec.input_schema, True
-        if model.spec.output_schema is not None:
+        if has("output_schema") and model.spec.output_schema is not None:
             yield ("spec", "output_schema"), model.spec.output_schema, False
     elif isinstance(model, PipelineDocument):
-        yield ("spec", "inputs"), model.spec.inputs, False
-        if model.spec.output is not None:
+        if has("inputs"):
+            yield ("spec", "inputs"), model.spec.inputs, False
+        if has("output") and model.spec.output is not None:
             yield ("spec", "output"), model.spec.output, False
-        for index, step in enumerate(model.spec.steps):
-            if step.output is not None:
-                yield ("spec", "steps", index, "output"), step.output, step.llm is not None
+        if has("steps"):
+            for index, step in enumerate(model.spec.steps):
+                if step.output is not None:
+                    yield ("spec", "steps", index, "output"), step.output, step.llm is not None
     elif isinstance(model, GuardrailDocument) and isinstance(model.spec, OutputSchemaGuardrail):
-        yield ("spec", "schema"), model.spec.json_schema, False
+        if has("json_schema"):
+            yield ("spec", "schema"), model.spec.json_schema, False
 
 
 def check_schemas(specs: SpecSet, diags: Diagnostics) -> None:
-    for spec in specs.specs:
-        for path, schema, structured in _schemas_of(spec):
+    delegates = {
+        name
+        for agent in specs.checked("Agent")
+        if agent.has("delegates") and isinstance(agent.model, AgentDocument)
+        for name in agent.model.spec.delegates
+    }
+    for spec in specs.checked():
+        for path, schema, structured in _schemas_of(spec, delegates):
             problems = check_schema(schema)
             if not problems and structured:
                 problems = check_structured_output(schema)
@@ -349,25 +419,29 @@ def check_schemas(specs: SpecSet, diags: Diagnostics) -> None:
 # --- plugins, models, guardrails, hints -------------------------------------------------------
 
 
-def _python_refs(spec: TypedSpec) -> Iterator[tuple[Path_, str, str]]:
-    """(path, reference, what it must be: tool | exception | callable)."""
+def _python_refs(spec: CheckedSpec) -> Iterator[tuple[Path_, str, str]]:
+    """(path, reference, what it must be: tool | exception | callable) in a spec's valid fields."""
     model = spec.model
     if isinstance(model, ToolDocument):
-        if model.spec.python is not None:
+        if spec.has("python") and model.spec.python is not None:
             yield ("spec", "python"), model.spec.python, "tool"
-        if model.spec.retry is not None:
+        if spec.has("retry") and model.spec.retry is not None:
             for index, entry in enumerate(model.spec.retry.retry_on):
                 if ":" in entry:
                     yield ("spec", "retry", "retry_on", index), entry, "exception"
     elif isinstance(model, GuardrailDocument) and isinstance(model.spec, PythonGuardrail):
-        yield ("spec", "function"), model.spec.function, "callable"
+        if spec.has("function"):
+            yield ("spec", "function"), model.spec.function, "callable"
+    elif isinstance(model, GuardrailDocument) and isinstance(model.spec, InjectionClassifierGuardrail):
+        if spec.has("function") and model.spec.function is not None:
+            yield ("spec", "function"), model.spec.function, "callable"
 
 
 def check_plugins(specs: SpecSet, resolver: PluginResolver, diags: Diagnostics) -> None:
-    for spec in specs.specs:
+    for spec in specs.checked():
         for path, ref, expect in _python_refs(spec):
             schema = None
-            if expect == "tool" and isinstance(spec.model, ToolDocument):
+            if expect == "tool" and isinstance(spec.model, ToolDocument) and spec.has("input_schema"):
                 schema = spec.model.spec.input_schema
             problem = resolver.check(ref, schema, expect=expect)
             if problem is not None:
@@ -475,7 +549,7 @@ def _check_script(spec: TypedSpec, model: ModelSpec, path: Path_, diags: Diagnos
     if model.script is None:
         return
     script = Path(spec.document.file).parent / model.script
-    if not script.is_file():
+    if not file_exists(script):
         _error(
             diags,
             "script-not-found",
@@ -490,10 +564,12 @@ def check_guardrails(specs: SpecSet, diags: Diagnostics) -> None:
         assert isinstance(spec.model, GuardrailDocument)
         guard = spec.model.spec
         if isinstance(guard, RegexGuardrail | PromptInjectionGuardrail):
+            # The flags each guardrail compiles its patterns with at run time.
+            flags = re.MULTILINE | re.IGNORECASE if isinstance(guard, PromptInjectionGuardrail) else 0
             for index, pattern in enumerate(guard.patterns):
                 try:
-                    re.compile(pattern)
-                except re.error as exc:
+                    compile_regex(pattern, flags)
+                except InvalidRegex as exc:
                     _error(
                         diags,
                         "regex",
@@ -501,6 +577,8 @@ def check_guardrails(specs: SpecSet, diags: Diagnostics) -> None:
                         ("spec", "patterns", index),
                         f"invalid regular expression: {exc}",
                     )
+        if isinstance(guard, InjectionClassifierGuardrail) and guard.model is not None:
+            _check_classifier_model(spec, guard, diags)
     for spec in specs.of_kind("Tool"):
         assert isinstance(spec.model, ToolDocument)
         for index, name in enumerate(spec.model.spec.guardrails):
@@ -515,6 +593,68 @@ def check_guardrails(specs: SpecSet, diags: Diagnostics) -> None:
                         ("spec", "guardrails", index),
                         f"guardrail '{name}' does not apply to tool_output, so it cannot guard a tool's output",
                     )
+
+
+def _check_classifier_model(spec: TypedSpec, guard: InjectionClassifierGuardrail, diags: Diagnostics) -> None:
+    """An injection classifier's inline scripted Model has its script (a named Model is checked
+    as a Model, and a dangling name as a reference)."""
+    if isinstance(guard.model, ModelSpec):
+        _check_script(spec, guard.model, ("spec", "model"), diags)
+
+
+def check_untrusted_context(specs: SpecSet, diags: Diagnostics) -> None:
+    """Approval is the default for side effects: say so wherever a spec turns it off, and point
+    at http tools a tainted run will have to ask before calling."""
+    from agent_platform.compile.policy import ContextPolicy, ToolPolicy
+
+    for spec in specs.of_kind("Tool"):
+        assert isinstance(spec.model, ToolDocument)
+        tool = spec.model.spec
+        if tool.side_effects and tool.requires_approval is False:
+            diags.warning(
+                "approval-opt-out",
+                "tool has side effects and opts out of approval (requires_approval: false): a model "
+                "may call it without a person's approval until untrusted content is in its run's "
+                "context (then the agent's untrusted_context policy applies)",
+                spec.locate("spec", "requires_approval"),
+                spec.kind,
+                spec.name,
+            )
+    for spec in [*specs.of_kind("Agent"), *specs.of_kind("Pipeline")]:
+        assert isinstance(spec.model, AgentDocument | PipelineDocument)
+        unit = spec.model.spec
+        if unit.untrusted_context.side_effects == "allow":
+            diags.warning(
+                "untrusted-side-effects",
+                "untrusted_context.side_effects: allow lets a model that read untrusted content call "
+                "tools with side effects that do not require approval themselves, and send requests "
+                "to any host (also through delegates): injected instructions can then act on the world",
+                spec.locate("spec", "untrusted_context", "side_effects"),
+                spec.kind,
+                spec.name,
+            )
+            continue
+        tools = unit.tools if isinstance(unit, AgentSpec) else [s.tool for s in unit.steps if s.tool]
+        policy = ContextPolicy.resolve(f"{spec.kind}/{spec.name}", unit.untrusted_context)
+        for name in tools:
+            found = specs.get("Tool", name)
+            if found is None or not isinstance(found.model, ToolDocument):
+                continue
+            tool_policy = ToolPolicy.of(found.model.spec)
+            unlisted = policy.refused_egress(tool_policy.endpoints) if tool_policy.egress else None
+            if unlisted is not None:
+                host = unlisted[1] or "a host chosen at call time"
+                then = "needs approval" if policy.side_effects.value == "require_approval" else "is refused"
+                diags.hint(
+                    "unlisted-egress",
+                    f"tool '{name}' reaches {host}, which untrusted_context.egress does not list: once "
+                    "untrusted content is in a run's context (the output of an http tool is untrusted "
+                    f"unless it says otherwise), each call {then}; list the host if it may receive what "
+                    "the run has read",
+                    spec.locate("spec", "tools" if isinstance(unit, AgentSpec) else "steps"),
+                    spec.kind,
+                    spec.name,
+                )
 
 
 def hint_pipelines(specs: SpecSet, diags: Diagnostics) -> None:

@@ -3,7 +3,7 @@ located messages a person can act on (with "did you mean" for misspelt fields an
 
 from __future__ import annotations
 
-import difflib
+import functools
 import re
 import types
 import typing
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from agent_platform import API_VERSION
 from agent_platform.diagnostics import Diagnostic, Diagnostics, Severity, SourceLocation, did_you_mean
@@ -22,6 +22,7 @@ from agent_platform.spec.common import (
     PYTHON_REF_PATTERN,
     STEP_NAME_PATTERN,
     FieldError,
+    SpecModel,
 )
 from agent_platform.spec.kinds import DOCUMENT_MODELS, KINDS, SpecDocument
 
@@ -41,11 +42,52 @@ class TypedSpec:
     def name(self) -> str:
         return self.model.metadata.name
 
+    def has(self, field: str) -> bool:
+        """Whether spec field `field` (its Python name) holds a validated value: always, here."""
+        return True
+
     def locate(self, *path: str | int) -> SourceLocation:
         return self.document.locate(path)
 
     def key_location(self, *path: str | int) -> SourceLocation:
         return self.document.key_location(path)
+
+
+@dataclass(slots=True)
+class PartialSpec:
+    """A document that failed its kind's model, kept for the checks its valid parts allow.
+
+    Its errors are already reported; what remains are the top-level spec fields whose values pass
+    their own field's validation (an absent optional field counts, with its default), so that
+    reference, template, JSON Schema and plugin checks still run on them: one mistake in `limits`
+    must not hide an unknown tool or a broken template. A field that failed is absent from `model`
+    (reading it raises AttributeError), so a check that forgets to ask `has()` fails loudly instead
+    of checking a default. A partial spec never reaches compilation."""
+
+    document: Document
+    model: SpecDocument  # built with model_construct from the valid fields only: ask has() first
+    valid_fields: frozenset[str]
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def name(self) -> str | None:
+        return self.document.name  # metadata may be the broken part
+
+    def has(self, field: str) -> bool:
+        return field in self.valid_fields
+
+    def locate(self, *path: str | int) -> SourceLocation:
+        return self.document.locate(path)
+
+    def key_location(self, *path: str | int) -> SourceLocation:
+        return self.document.key_location(path)
+
+
+# What the checks after document validation work on: whole specs, and what is valid of the rest.
+CheckedSpec = TypedSpec | PartialSpec
 
 
 _PATTERN_HINTS = {
@@ -59,6 +101,10 @@ _PATTERN_HINTS = {
     r"^[a-z][a-z0-9_-]*$": "task types use lowercase letters, digits, '_' and '-'",
     r"^[a-z_][a-z0-9_]*$": "a lowercase identifier",
 }
+
+# At most this many errors are reported per document, then how many more there are: a list of
+# 60,000 wrong values is one mistake repeated, and every report costs locating it in the file.
+MAX_ERRORS_PER_DOCUMENT = 100
 
 _YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off", "YES", "NO", "ON", "OFF"}
 
@@ -199,6 +245,8 @@ def _message(error: Any, data: Any, root: type[BaseModel]) -> tuple[str, tuple[s
     if etype in ("int_type", "int_parsing", "int_from_float"):
         extra = " (remove the quotes)" if isinstance(value, str) else ""
         return f"{prefix}expected an integer, got {_describe(value)}{extra}", loc, False
+    if etype == "finite_number":
+        return f"{prefix}expected a finite number, got {_describe(value).removeprefix('number ')}", loc, False
     if etype in ("float_type", "float_parsing"):
         extra = " (remove the quotes)" if isinstance(value, str) else ""
         return f"{prefix}expected a number, got {_describe(value)}{extra}", loc, False
@@ -258,12 +306,15 @@ def _union_branch_matches(tag: str | int, value: Any) -> bool:
 
 
 def _prune_union_noise(errors: list[Any], data: Any) -> list[Any]:
-    """For `name | InlineModel` fields pydantic reports every branch; keep the branch the user meant."""
-    kept = []
-    for error in errors:
+    """For `name | InlineModel` fields pydantic reports every branch; keep the branch the user meant.
+    A value that fits no branch keeps its first error, per union: a wrong value in one field must
+    not silence another."""
+    kept: list[tuple[int, Any]] = []
+    misfits: dict[tuple[Any, ...], tuple[int, Any]] = {}  # union's location -> its first error
+    for position, error in enumerate(errors):
         loc = tuple(error["loc"])
         node = data
-        keep = True
+        union_at: tuple[Any, ...] | None = None
         for index, part in enumerate(loc):
             child, followed = walk_existing(node, [part])
             if followed:
@@ -272,11 +323,16 @@ def _prune_union_noise(errors: list[Any], data: Any) -> list[Any]:
                 not _union_branch_matches(part, node)
             ):
                 # `part` is a union tag and that branch does not fit the value the user wrote.
-                keep = False
+                union_at = loc[:index]
                 break
-        if keep:
-            kept.append(error)
-    return kept or errors[:1]
+        if union_at is None:
+            kept.append((position, error))
+        else:
+            misfits.setdefault(union_at, (position, error))
+    for union_at, first in misfits.items():
+        if not any(tuple(error["loc"])[: len(union_at)] == union_at for _, error in kept):
+            kept.append(first)
+    return [error for _, error in sorted(kept, key=lambda item: item[0])]
 
 
 def _drop_missing_explained_by_typos(errors: list[Any]) -> list[Any]:
@@ -290,14 +346,70 @@ def _drop_missing_explained_by_typos(errors: list[Any]) -> list[Any]:
     for error in errors:
         if error["type"] == "missing":
             parent, field = tuple(error["loc"][:-1]), str(error["loc"][-1])
-            if difflib.get_close_matches(field, unknown.get(parent, []), n=1, cutoff=0.6):
+            if did_you_mean(field, unknown.get(parent, [])):
                 continue
         kept.append(error)
     return kept
 
 
-def validate_document(doc: Document, diags: Diagnostics) -> TypedSpec | None:
-    """Check the envelope, then the kind's model; all problems go to `diags`."""
+# --- what is valid of an invalid document ---------------------------------------------------------
+
+
+@functools.cache
+def _one_field_model(model: type[BaseModel], field: str) -> type[BaseModel]:
+    """A model holding only `field` of `model`, with the same annotation, constraints, alias and
+    strictness: it accepts exactly the values `model` accepts for that field."""
+    info = model.model_fields[field]
+    definition: dict[str, Any] = {field: (info.annotation, info)}
+    one_field: type[BaseModel] = create_model(f"{model.__name__}_{field}", __base__=SpecModel, **definition)
+    return one_field
+
+
+def _spec_class(kind: str, raw_spec: dict[str, Any]) -> type[BaseModel] | None:
+    """The model of a document's `spec`: the kind's, or for a union (guardrails) the member its
+    `type` names; None when that tag is itself wrong."""
+    annotation = DOCUMENT_MODELS[kind].model_fields["spec"].annotation
+    members = [t for t in _unwrap(annotation) if isinstance(t, type) and issubclass(t, BaseModel)]
+    if len(members) == 1:
+        return members[0]
+    return next((m for m in members if _tag_of(m) == raw_spec.get("type")), None)
+
+
+def _partial_spec(doc: Document, kind: str, data: dict[str, Any]) -> PartialSpec | None:
+    """The spec fields of a document that failed its kind's model whose values are valid on their
+    own, or None when its `spec` is not a mapping or names no known type."""
+    raw_spec = data.get("spec")
+    if not isinstance(raw_spec, dict):
+        return None
+    spec_cls = _spec_class(kind, raw_spec)
+    if spec_cls is None:
+        return None
+    values: dict[str, Any] = {}
+    valid: set[str] = set()
+    for field, info in spec_cls.model_fields.items():
+        key = info.alias or field
+        if key not in raw_spec:
+            if not info.is_required():
+                valid.add(field)  # its default, as the whole model would have filled in
+            continue
+        try:
+            checked = _one_field_model(spec_cls, field).model_validate({key: raw_spec[key]})
+        except ValidationError:
+            continue
+        values[field] = getattr(checked, field)
+        valid.add(field)
+    spec = spec_cls.model_construct(**values)
+    for field in spec_cls.model_fields.keys() - valid:
+        spec.__dict__.pop(field, None)  # model_construct filled in defaults for broken fields too
+    envelope: dict[str, Any] = {"kind": kind, "spec": spec}  # metadata may be broken: name from doc
+    model = DOCUMENT_MODELS[kind].model_construct(**envelope)
+    return PartialSpec(document=doc, model=model, valid_fields=frozenset(valid))  # type: ignore[arg-type]
+
+
+def validate_document(doc: Document, diags: Diagnostics) -> TypedSpec | PartialSpec | None:
+    """Check the envelope, then the kind's model; all problems go to `diags`. A document that fails
+    its kind's model yields a `PartialSpec` of its valid fields (when there is a spec to speak of);
+    one with a broken envelope or an unknown kind yields None."""
     data = doc.data
     if not isinstance(data, dict):
         diags.error(
@@ -343,15 +455,27 @@ def validate_document(doc: Document, diags: Diagnostics) -> TypedSpec | None:
         model = model_cls.model_validate(data)
     except ValidationError as exc:
         seen: set[tuple[str, str]] = set()
+        reported: list[Diagnostic] = []
+        left_out: set[tuple[Any, ...]] = set()
         for error in _drop_missing_explained_by_typos(
             _prune_union_noise(exc.errors(include_url=False), data)
         ):
+            if len(reported) >= MAX_ERRORS_PER_DOCUMENT:
+                left_out.add((tuple(error["loc"]), error["type"]))
+                continue
             message, path, at_key = _message(error, data, model_cls)
             location = doc.key_location(path) if at_key else doc.locate(path)
             key = (str(location), message)
             if key in seen:
                 continue
             seen.add(key)
-            diags.add(Diagnostic(Severity.ERROR, f"invalid-{error['type']}", message, location, kind, name))
-        return None
+            reported.append(
+                Diagnostic(Severity.ERROR, f"invalid-{error['type']}", message, location, kind, name)
+            )
+        if left_out:
+            last = reported[-1]
+            more = f"... and {len(left_out):,} more errors in this document"
+            reported.append(Diagnostic(Severity.ERROR, last.code, more, last.location, kind, name))
+        diags.extend(reported)
+        return _partial_spec(doc, kind, data)
     return TypedSpec(document=doc, model=model)  # type: ignore[arg-type]

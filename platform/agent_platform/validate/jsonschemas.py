@@ -1,33 +1,118 @@
-"""JSON Schema checks: validity (Draft 2020-12), support for structured output, and whether a
-producer's output schema agrees with the consumer's input schema."""
+"""JSON Schema checks: validity (Draft 2020-12), fitness for structured output, and whether a
+producer's output schema agrees with the consumer's input schema.
+
+Structured output (an agent's final answer, an `llm` step's output, a tool's arguments, a
+delegate's task) is checked against the declared schema itself, by jsonschema-rs, on every answer
+(see `agent_platform.compile.output_models`). What `validate` checks here is that this can be done
+faithfully: every keyword is one the validator enforces, an annotation it ignores, or an error;
+the validator compiles with the options used at run time (formats asserted, unknown formats
+refused); and the schema can be written out for a model to read (its `$ref`s inlined, so none may
+be recursive). `StructuredSchema` is what both `validate` and the model builder get from
+`structured_schema()`: validate passes exactly when the model can be built."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jsonschema_rs
 
-# Keywords the structured-output model builder (json-schema-to-pydantic) turns into pydantic
-# fields. Anything else in a schema that must become a pydantic model is reported by `validate`
-# instead of failing at run time; tests/test_jsonschemas.py keeps this list honest.
-STRUCTURED_OUTPUT_KEYWORDS = frozenset(
-    {
-        "$schema", "$id", "$comment", "$defs", "definitions", "$ref",
-        "type", "properties", "required", "additionalProperties", "items",
-        "enum", "const", "anyOf", "oneOf", "allOf",
-        "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
-        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-        "minLength", "maxLength", "pattern", "format",
-        "minItems", "maxItems", "uniqueItems",
-    }
-)  # fmt: skip
+from agent_platform.diagnostics import did_you_mean
+
 _DRAFT_2020_12 = frozenset(
     {"https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2020-12/schema#"}
 )
-_SUBSCHEMA_MAP_KEYWORDS = ("properties", "$defs", "definitions")
-_SUBSCHEMA_LIST_KEYWORDS = ("anyOf", "oneOf", "allOf")
+
+# --- the keywords of Draft 2020-12, by what they do ----------------------------------------------
+
+# Subschemas, by how a keyword holds them.
+SCHEMA_MAP_KEYWORDS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+SCHEMA_LIST_KEYWORDS = ("allOf", "anyOf", "oneOf", "prefixItems")
+SCHEMA_KEYWORDS = (
+    "items",
+    "contains",
+    "additionalProperties",
+    "propertyNames",
+    "if",
+    "then",
+    "else",
+    "not",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+)
+# Keywords the validator enforces on a value (assertions and the applicators that combine them).
+ENFORCED_KEYWORDS = frozenset(
+    {
+        "type", "enum", "const",
+        "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+        "maxLength", "minLength", "pattern", "format",
+        "maxItems", "minItems", "uniqueItems", "maxContains", "minContains",
+        "maxProperties", "minProperties", "required", "dependentRequired",
+        "$ref", *SCHEMA_LIST_KEYWORDS, *SCHEMA_KEYWORDS,
+        "properties", "patternProperties", "dependentSchemas",
+    }
+)  # fmt: skip
+# Where `$ref`s point: containers of subschemas that apply nowhere by themselves.
+DEFINITION_KEYWORDS = frozenset({"$defs", "definitions"})
+# Draft 2020-12 annotations: they describe a value and constrain nothing (`format` is asserted
+# here, so it is not one of them; `content*` are annotations in 2020-12).
+ANNOTATION_KEYWORDS = frozenset(
+    {
+        "$schema", "$comment", "title", "description", "default", "examples", "deprecated",
+        "readOnly", "writeOnly", "contentEncoding", "contentMediaType", "contentSchema",
+    }
+)  # fmt: skip
+# Keywords of other vocabularies that tool schemas taken from OpenAPI documents and public
+# function-calling sets carry. JSON Schema gives them no meaning, and neither does the platform:
+# `nullable: true` does not admit null (list "null" in `type` for that).
+FOREIGN_ANNOTATIONS = frozenset({"nullable", "example", "optional", "discriminator", "externalDocs", "xml"})
+FOREIGN_ANNOTATION_PREFIX = "x-"
+# Keywords whose meaning structured output cannot keep, and why.
+UNSUPPORTED_KEYWORDS: dict[str, str] = {
+    "$id": "a schema with its own '$id' changes what its references resolve against; refer to "
+    "'#/$defs/...' from the root instead",
+    "$anchor": "named anchors are not supported; refer to '#/$defs/...' instead",
+    "$dynamicRef": "dynamic references are not supported; use '$ref'",
+    "$dynamicAnchor": "dynamic anchors are not supported; use '$defs' and '$ref'",
+    "$vocabulary": "custom vocabularies are not supported",
+    "$recursiveRef": "a Draft 2019-09 keyword, not part of Draft 2020-12; use '$ref'",
+    "$recursiveAnchor": "a Draft 2019-09 keyword, not part of Draft 2020-12",
+    "dependencies": "a Draft 7 keyword, which Draft 2020-12 ignores; use 'dependentRequired' or "
+    "'dependentSchemas'",
+    "additionalItems": "a Draft 7 keyword, which Draft 2020-12 ignores; use 'prefixItems' and 'items'",
+}
+# The formats the validator checks (asserted: a value that does not match is refused).
+KNOWN_FORMATS = frozenset(
+    {
+        "date", "date-time", "time", "duration", "email", "idn-email", "hostname", "idn-hostname",
+        "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uri-template", "uuid",
+        "json-pointer", "relative-json-pointer", "regex",
+    }
+)  # fmt: skip
+ALL_KEYWORDS = (
+    ENFORCED_KEYWORDS
+    | DEFINITION_KEYWORDS
+    | ANNOTATION_KEYWORDS
+    | FOREIGN_ANNOTATIONS
+    | set(UNSUPPORTED_KEYWORDS)
+) | {"$id", "$anchor"}
+
+# How far a schema may grow when its `$ref`s are written out for a model to read: references
+# that each use the next twice double the text at every level.
+MAX_INLINED_SUBSCHEMAS = 10_000
+
+
+def is_annotation(keyword: str) -> bool:
+    """Whether `keyword` only describes (a Draft 2020-12 annotation, or one of another vocabulary
+    such as OpenAPI's `nullable` or an `x-` extension): accepted, and ignored by every check."""
+    return (
+        keyword in ANNOTATION_KEYWORDS
+        or keyword in FOREIGN_ANNOTATIONS
+        or keyword.startswith(FOREIGN_ANNOTATION_PREFIX)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,42 +122,65 @@ class SchemaProblem:
     at_key: bool = False  # point at the key rather than its value
 
 
-_ALL_KEYWORDS = STRUCTURED_OUTPUT_KEYWORDS | frozenset(
-    [
-        "$anchor",
-        "$dynamicRef",
-        "$dynamicAnchor",
-        "$vocabulary",
-        "not",
-        "if",
-        "then",
-        "else",
-        "dependentSchemas",
-        "prefixItems",
-        "contains",
-        "patternProperties",
-        "propertyNames",
-        "unevaluatedItems",
-        "unevaluatedProperties",
-        "maxContains",
-        "minContains",
-        "maxProperties",
-        "minProperties",
-        "dependentRequired",
-        "contentEncoding",
-        "contentMediaType",
-        "contentSchema",
-        "dependencies",
-    ]
-)
+# --- walking a schema ------------------------------------------------------------------------
+
+
+def walk_schemas(
+    schema: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """Every subschema that is a mapping, with its path, the schema itself first. Recursive, but
+    only as deep as the loader lets YAML nest."""
+    if not isinstance(schema, dict):
+        return
+    yield path, schema
+    for key in SCHEMA_MAP_KEYWORDS:
+        sub = schema.get(key)
+        if isinstance(sub, dict):
+            for name, child in sub.items():
+                yield from walk_schemas(child, (*path, key, name))
+    for key in SCHEMA_LIST_KEYWORDS:
+        sub = schema.get(key)
+        if isinstance(sub, list):
+            for index, child in enumerate(sub):
+                yield from walk_schemas(child, (*path, key, index))
+    for key in SCHEMA_KEYWORDS:
+        yield from walk_schemas(schema.get(key), (*path, key))
+
+
+def _pointer_target(root: Any, ref: str) -> tuple[bool, Any, tuple[str | int, ...]]:
+    """Follow a local `$ref` ('#', '#/a/b', JSON pointer escapes) -> (found, target, its path)."""
+    if ref in ("#", "#/"):
+        return True, root, ()
+    if not ref.startswith("#/"):
+        return False, None, ()
+    target: Any = root
+    path: list[str | int] = []
+    for raw in ref[2:].split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and part in target:
+            target = target[part]
+            path.append(part)
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+            path.append(int(part))
+        else:
+            return False, None, ()
+    return True, target, tuple(path)
+
+
+def _ref_problem(schema: dict[str, Any], ref: str) -> str | None:
+    if not ref.startswith("#"):
+        return f"only local references are allowed, not {ref!r}"
+    found, _, _ = _pointer_target(schema, ref)
+    return None if found else f"reference {ref!r} points to nothing"
 
 
 def _structural_problems(schema: dict[str, Any]) -> list[SchemaProblem]:
     """One walk: text split off by an unquoted comma, and `$ref`s that are remote or dangle."""
     problems: list[SchemaProblem] = []
-    for path, node in _walk(schema):
+    for path, node in walk_schemas(schema):
         for keyword, value in node.items():
-            if value is None and keyword not in _ALL_KEYWORDS:
+            if value is None and keyword not in ALL_KEYWORDS and not is_annotation(keyword):
                 # `{description: Tests it, and why.}` is valid YAML for a key 'and why.'
                 problems.append(
                     SchemaProblem(
@@ -89,8 +197,32 @@ def _structural_problems(schema: dict[str, Any]) -> list[SchemaProblem]:
     return problems
 
 
+def _compile_problem(schema: dict[str, Any], error: BaseException) -> SchemaProblem:
+    """A schema jsonschema-rs refuses to compile (an invalid regex, an unknown format, a reference
+    it cannot resolve), located at what it names."""
+    text = error.message if isinstance(error, jsonschema_rs.ValidationError) else str(error)
+    message = f"invalid JSON Schema: {text.splitlines()[0] if text else type(error).__name__}"
+    path: tuple[str | int, ...] = ()
+    if isinstance(error, jsonschema_rs.ValidationError):
+        path = tuple(error.instance_path)
+    if not path:  # a reference error names the reference, not where it is
+        path = next(
+            (
+                (*where, keyword)
+                for where, node in walk_schemas(schema)
+                for keyword in ("$ref", "$dynamicRef")
+                if isinstance(node.get(keyword), str)
+                and (fragment := node[keyword].partition("#")[2])
+                and fragment in text
+            ),
+            (),
+        )
+    return SchemaProblem(path, message)
+
+
 def check_schema(schema: Any) -> list[SchemaProblem]:
-    """Problems that make `schema` an invalid Draft 2020-12 JSON Schema."""
+    """Problems that make `schema` an invalid Draft 2020-12 JSON Schema, or one the run-time
+    validator (jsonschema-rs, default options) cannot compile."""
     if not isinstance(schema, dict):
         return [SchemaProblem((), "a JSON Schema must be a mapping")]
     dialect = schema.get("$schema")
@@ -113,73 +245,233 @@ def check_schema(schema: Any) -> list[SchemaProblem]:
             return [SchemaProblem(path, f"invalid JSON Schema: {error.message.splitlines()[0]}")]
         except jsonschema_rs.ReferencingError as error:  # e.g. an unknown $schema dialect
             return [SchemaProblem(("$schema",), f"invalid JSON Schema: {error}")]
-    return _structural_problems(schema)
+    problems = _structural_problems(schema)
+    if problems:
+        return problems
+    try:  # what the run-time checks of inputs, tool arguments and step outputs build
+        jsonschema_rs.validator_for(schema, offline=True)
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as error:
+        return [_compile_problem(schema, error)]
+    return []
 
 
-def _walk(
-    schema: Any, path: tuple[str | int, ...] = ()
-) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
-    if not isinstance(schema, dict):
-        return
-    yield path, schema
-    for key in _SUBSCHEMA_MAP_KEYWORDS:
-        sub = schema.get(key)
-        if isinstance(sub, dict):
-            for name, child in sub.items():
-                yield from _walk(child, (*path, key, name))
-    for key in _SUBSCHEMA_LIST_KEYWORDS:
-        sub = schema.get(key)
-        if isinstance(sub, list):
-            for index, child in enumerate(sub):
-                yield from _walk(child, (*path, key, index))
-    for key in ("items", "additionalProperties", "not", "if", "then", "else", "contains"):
-        sub = schema.get(key)
-        if isinstance(sub, dict):
-            yield from _walk(sub, (*path, key))
+# --- structured output -------------------------------------------------------------------------
 
 
-def _ref_problem(schema: dict[str, Any], ref: str) -> str | None:
-    if not ref.startswith("#"):
-        return f"only local references are allowed, not {ref!r}"
-    target: Any = schema
-    for part in ref.lstrip("#").strip("/").split("/") if ref not in ("#", "#/") else []:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(target, dict) and part in target:
-            target = target[part]
-        else:
-            return f"reference {ref!r} points to nothing"
-    return None
+def canonical_text(schema: Any) -> str:
+    """One text per distinct schema: the key models and checks are shared by."""
+    return json.dumps(schema, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class StructuredSchema:
+    """A JSON Schema fit for structured output: the validator every answer is checked with, and
+    the same schema as a model is shown it (references written out, annotations of other
+    vocabularies left out)."""
+
+    schema: dict[str, Any]
+    validator: Any  # a jsonschema_rs validator, compiled once per distinct schema
+    for_model: dict[str, Any]
+
+    def problems(self, value: Any, limit: int = 5) -> list[str]:
+        """Why `value` does not match the schema (at most `limit` reasons), or nothing."""
+        try:
+            errors = self.validator.iter_errors(value)
+            found = []
+            for error in errors:
+                where = "/".join(str(part) for part in error.instance_path)
+                found.append(f"{where or '(root)'}: {error.message}")
+                if len(found) >= limit:
+                    break
+            return found
+        except ValueError as exc:  # a value that is not JSON data
+            return [f"(root): not JSON data: {exc}"]
+
+
+def structured_schema(schema: dict[str, Any]) -> StructuredSchema | list[SchemaProblem]:
+    """`schema` prepared for structured output, or why it cannot be: what `validate` reports and
+    the model builder needs, from one function (cached per distinct schema)."""
+    return _structured_schema(canonical_text(schema))
+
+
+@lru_cache(maxsize=2048)
+def _structured_schema(text: str) -> StructuredSchema | list[SchemaProblem]:
+    schema = json.loads(text)
+    problems = check_schema(schema)
+    if problems:
+        return problems
+    problems = _keyword_problems(schema)
+    if schema.get("type", "object") != "object" and "$ref" not in schema:
+        problems.append(SchemaProblem(("type",), "a structured output schema must have type: object"))
+    inliner = _Inliner(schema)
+    for_model = inliner.inline(schema, ())
+    problems.extend(inliner.problems)
+    if problems:
+        return problems
+    try:
+        validator = jsonschema_rs.Draft202012Validator(
+            schema, validate_formats=True, ignore_unknown_formats=False, offline=True
+        )
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as error:
+        return [_compile_problem(schema, error)]
+    assert isinstance(for_model, dict)
+    return StructuredSchema(schema, validator, for_model)
 
 
 def check_structured_output(schema: dict[str, Any]) -> list[SchemaProblem]:
-    """Problems that stop `schema` from becoming a pydantic model for structured output."""
-    problems = []
-    for path, node in _walk(schema):
-        for keyword in node:
-            if keyword not in STRUCTURED_OUTPUT_KEYWORDS and not (
-                node[keyword] is None and keyword not in _ALL_KEYWORDS
-            ):
-                problems.append(
-                    SchemaProblem(
-                        (*path, keyword),
-                        f"JSON Schema keyword '{keyword}' is not supported for structured output "
-                        f"(supported: type, properties, required, items, enum, const, anyOf, oneOf, "
-                        f"allOf, $ref/$defs, numeric/string/array bounds, pattern, format)",
-                        at_key=True,
+    """Problems that stop `schema` from being used for structured output (none: it can be)."""
+    prepared = structured_schema(schema)
+    return prepared if isinstance(prepared, list) else []
+
+
+# At most this many keyword problems are reported per schema, then how many more there are.
+MAX_PROBLEMS_PER_SCHEMA = 20
+
+
+def _keyword_problems(schema: dict[str, Any]) -> list[SchemaProblem]:
+    """Keywords structured output refuses: unsupported ones, unknown ones (a misspelt keyword would
+    otherwise constrain nothing, silently), formats the validator does not know, and `$id` or
+    `$schema` below the root."""
+    problems: list[SchemaProblem] = []
+    left_out = 0
+    for path, node in walk_schemas(schema):
+        for keyword, value in node.items():
+            if len(problems) >= MAX_PROBLEMS_PER_SCHEMA:
+                left_out += _is_refused(path, keyword, value)
+                continue
+            where = (*path, keyword)
+            if keyword in ENFORCED_KEYWORDS or keyword in DEFINITION_KEYWORDS or is_annotation(keyword):
+                if keyword == "format" and isinstance(value, str) and value not in KNOWN_FORMATS:
+                    problems.append(
+                        SchemaProblem(
+                            where,
+                            f"format {value!r} is not one the validator checks{did_you_mean(value, KNOWN_FORMATS)} "
+                            f"(known: {', '.join(sorted(KNOWN_FORMATS))}); remove it or describe it in "
+                            "'description'",
+                        )
                     )
+                elif keyword == "$schema" and path:
+                    problems.append(
+                        SchemaProblem(where, "'$schema' belongs at the root of a schema only", True)
+                    )
+                continue
+            if keyword == "$id" and not path:
+                continue  # the root's own identifier: nothing resolves against it but '#' pointers
+            if keyword in UNSUPPORTED_KEYWORDS:
+                reason = UNSUPPORTED_KEYWORDS[keyword]
+                message = f"JSON Schema keyword '{keyword}' is not supported for structured output: {reason}"
+            elif value is None:
+                continue  # reported by check_schema: text split off by a comma
+            else:
+                message = (
+                    f"unknown JSON Schema keyword '{keyword}'"
+                    f"{did_you_mean(keyword, ENFORCED_KEYWORDS | ANNOTATION_KEYWORDS)}: structured "
+                    "output enforces every keyword of Draft 2020-12 and ignores annotations (such as "
+                    "'description', 'example' or 'x-...'), so an unknown one would check nothing"
                 )
-    if schema.get("type", "object") != "object" and "$ref" not in schema:
-        problems.append(SchemaProblem(("type",), "a structured output schema must have type: object"))
+            problems.append(SchemaProblem(where, message, at_key=True))
+    if left_out:
+        last = problems[-1]
+        problems.append(
+            SchemaProblem(
+                last.path, f"... and {left_out:,} more keyword problems in this schema", last.at_key
+            )
+        )
     return problems
 
 
+def _is_refused(path: tuple[str | int, ...], keyword: str, value: Any) -> bool:
+    """Whether `_keyword_problems` reports `keyword` (counted, not described, past the limit)."""
+    if keyword in ENFORCED_KEYWORDS or keyword in DEFINITION_KEYWORDS or is_annotation(keyword):
+        return (keyword == "format" and isinstance(value, str) and value not in KNOWN_FORMATS) or (
+            keyword == "$schema" and bool(path)
+        )
+    if keyword == "$id" and not path:
+        return False
+    return keyword in UNSUPPORTED_KEYWORDS or value is not None
+
+
+class _Inliner:
+    """The schema with its `$ref`s written out where they are used (a model reads one schema, not
+    a document of definitions), `$defs` and other vocabularies' annotations left out. A recursive
+    reference cannot be written out, and neither can one that grows past MAX_INLINED_SUBSCHEMAS."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.problems: list[SchemaProblem] = []
+        self.following: list[tuple[str | int, ...]] = []  # targets of the `$ref`s being inlined
+        self.size = 0
+
+    def inline(self, schema: Any, path: tuple[str | int, ...]) -> Any:
+        if not isinstance(schema, dict) or self.problems:
+            return schema
+        self.size += 1
+        if self.size > MAX_INLINED_SUBSCHEMAS:
+            self.problems.append(
+                SchemaProblem(
+                    path,
+                    f"with its $refs written out, the schema grows past {MAX_INLINED_SUBSCHEMAS:,} "
+                    "subschemas; a model cannot be shown it",
+                )
+            )
+            return schema
+        out: dict[str, Any] = {}
+        for keyword, value in schema.items():
+            if keyword in DEFINITION_KEYWORDS or keyword in ("$schema", "$id", "$comment", "$ref"):
+                continue
+            if keyword in FOREIGN_ANNOTATIONS or keyword.startswith(FOREIGN_ANNOTATION_PREFIX):
+                continue
+            if keyword in SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
+                out[keyword] = {name: self.inline(sub, (*path, keyword, name)) for name, sub in value.items()}
+            elif keyword in SCHEMA_LIST_KEYWORDS and isinstance(value, list):
+                out[keyword] = [self.inline(sub, (*path, keyword, i)) for i, sub in enumerate(value)]
+            elif keyword in SCHEMA_KEYWORDS:
+                out[keyword] = self.inline(value, (*path, keyword))
+            else:
+                out[keyword] = value
+        ref = schema.get("$ref")
+        if not isinstance(ref, str):
+            return out
+        found, target, target_path = _pointer_target(self.root, ref)
+        if not found:  # reported by check_schema
+            return out
+        if target_path in self.following:
+            self.problems.append(
+                SchemaProblem(
+                    (*path, "$ref"),
+                    f"reference {ref!r} is recursive: a recursive schema cannot be written out for a "
+                    "model to read, so structured output does not support it",
+                )
+            )
+            return out
+        self.following.append(target_path)
+        written = self.inline(target, target_path)
+        self.following.pop()
+        if not out:
+            return written
+        # `$ref` beside other keywords applies both, as `allOf` does.
+        out["allOf"] = [*out.get("allOf", []), written]
+        return out
+
+
 # --- producer / consumer agreement ------------------------------------------------------------
+
+
+# These read schemas that may be invalid (each problem is reported by check_schema, and the checks
+# that read them run anyway so one mistake does not hide others): a value of the wrong shape counts
+# as not saying anything.
 
 
 def required_of(schema: dict[str, Any]) -> list[str]:
     """`required` as a list of names; an invalid value (reported elsewhere) counts as none."""
     required = schema.get("required", [])
     return [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+
+
+def properties_of(schema: Any) -> dict[str, Any]:
+    """`properties` as a mapping; an invalid value (reported elsewhere) counts as none."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    return properties if isinstance(properties, dict) else {}
 
 
 def _types(schema: dict[str, Any]) -> set[str] | None:
@@ -222,20 +514,35 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+_NOTHING: Any = object()
+
+
+def _enum_key(value: Any) -> tuple[str, Any]:
+    """A key under which JSON Schema's equality holds: 1 and 1.0 are one number, true is not 1."""
+    kind = _json_type(value)
+    if kind == "number" and float(value).is_integer():
+        return "integer", int(value)
+    if kind in ("array", "object"):
+        return kind, canonical_text(value)
+    return kind, value
+
+
+def _shown_value(value: Any) -> str:
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
 def _accepts(consumer: set[str], producer_type: str) -> bool:
     return producer_type in consumer or (producer_type == "integer" and "number" in consumer)
 
 
 def resolve_ref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """The subschema a local `$ref` points to (one step), or `schema` itself."""
     ref = schema.get("$ref")
-    if not isinstance(ref, str) or not ref.startswith("#/"):
+    if not isinstance(ref, str):
         return schema
-    target: Any = root
-    for part in ref[2:].split("/"):
-        if not isinstance(target, dict) or part not in target:
-            return schema
-        target = target[part]
-    return target if isinstance(target, dict) else schema
+    found, target, _ = _pointer_target(root, ref)
+    return target if found and isinstance(target, dict) else schema
 
 
 def incompatibilities(
@@ -263,10 +570,11 @@ def incompatibilities(
                 f"{label} is {' or '.join(sorted(produced))} but the consumer expects {' or '.join(sorted(accepted))}"
             ]
     problems: list[str] = []
-    if "enum" in consumer and "enum" in producer:
-        extra = [v for v in producer["enum"] if v not in consumer["enum"]]
-        if extra:
-            problems.append(f"{label} may be {extra[0]!r}, which the consumer's enum does not allow")
+    if isinstance(consumer.get("enum"), list) and isinstance(producer.get("enum"), list):
+        allowed = {_enum_key(v) for v in consumer["enum"]}
+        extra = next((v for v in producer["enum"] if _enum_key(v) not in allowed), _NOTHING)
+        if extra is not _NOTHING:
+            problems.append(f"{label} may be {_shown_value(extra)}, which the consumer's enum does not allow")
     p_props, c_props = producer.get("properties"), consumer.get("properties")
     if isinstance(c_props, dict):
         provided = set(p_props) if isinstance(p_props, dict) else None

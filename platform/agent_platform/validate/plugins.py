@@ -15,6 +15,7 @@ from typing import Any
 
 from agent_platform.diagnostics import did_you_mean
 from agent_platform.plugin_loader import find_installed_module, find_module_file, import_plugin_module
+from agent_platform.validate.jsonschemas import check_schema, required_of
 
 PLUGIN_PATH_ENV = "PLATFORM_PLUGIN_PATH"
 
@@ -27,14 +28,29 @@ def default_plugin_paths() -> list[Path]:
     return paths
 
 
+def module_not_found(module: str, roots: Sequence[Path]) -> str:
+    """Where `module` was looked for, and how to make the plugin paths include it."""
+    listed = ", ".join(str(root) for root in roots) or "none"
+    file = module.replace(".", "/")
+    return (
+        f"python module '{module}' not found under the plugin paths ({listed}) nor installed: "
+        f"looked for {file}.py and {file}/__init__.py; to look elsewhere, pass --plugin-path DIR "
+        f"or add DIR to ${PLUGIN_PATH_ENV}"
+    )
+
+
 @dataclass
 class PluginResolver:
     roots: Sequence[Path]
     import_plugins: bool = False
     _module_cache: dict[str, tuple[Path | None, set[str] | None, str | None]] = field(default_factory=dict)
+    _signature_schemas: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def _find_file(self, module: str) -> Path | None:
-        return find_module_file(module, self.roots)
+        try:
+            return find_module_file(module, self.roots)
+        except (OSError, ValueError):  # a name the OS cannot look up (too long): no such file
+            return None
 
     def _top_level_names(self, module: str) -> tuple[Path | None, set[str] | None, str | None]:
         if module in self._module_cache:
@@ -50,6 +66,8 @@ class PluginResolver:
                 result = (path, None, f"{path}:{exc.lineno}: syntax error: {exc.msg}")
             except OSError as exc:
                 result = (path, None, f"cannot read {path}: {exc.strerror}")
+            except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+                result = (path, None, f"cannot parse {path}: {type(exc).__name__}: {exc}")
             else:
                 result = (path, _defined_names(tree), None)
         self._module_cache[module] = result
@@ -68,8 +86,7 @@ class PluginResolver:
                 return (
                     self._check_imported(module, attr, input_schema, expect) if self.import_plugins else None
                 )
-            roots = ", ".join(str(r) for r in self.roots)
-            return f"python module '{module}' not found under the plugin paths ({roots})"
+            return module_not_found(module, self.roots)
         if error is not None:
             return f"python module '{module}' cannot be read: {error}"
         assert names is not None
@@ -79,6 +96,28 @@ class PluginResolver:
         if self.import_plugins:
             return self._check_imported(module, attr, input_schema, expect)
         return None
+
+    def arguments_schema(self, ref: str) -> dict[str, Any] | None:
+        """The JSON Schema a tool function's signature gives its arguments (what the runtime
+        validates a call with), or None: plugins are not imported, or this one cannot be (its
+        problem is reported by `check`)."""
+        if not self.import_plugins:
+            return None
+        if ref not in self._signature_schemas:
+            self._signature_schemas[ref] = self._derive_arguments_schema(ref)
+        return self._signature_schemas[ref]
+
+    def _derive_arguments_schema(self, ref: str) -> dict[str, Any] | None:
+        from agent_platform.runtime.tools.registry import build_arguments_model
+
+        module, _, attr = ref.partition(":")
+        try:
+            target = getattr(import_plugin_module(module, self.roots), attr)
+            model, _ = build_arguments_model(getattr(target, "__wrapped_tool__", target), attr)
+            schema: dict[str, Any] = model.model_json_schema()
+        except Exception:  # a plugin that does not import or has no usable signature: reported by check()
+            return None
+        return schema
 
     def _check_imported(
         self, module: str, attr: str, input_schema: dict[str, Any] | None, expect: str = "tool"
@@ -115,10 +154,12 @@ def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | N
             return f"'{ref}' takes *{parameter.name}; tool arguments must be named parameters"
         if parameter.annotation is inspect.Parameter.empty:
             return f"parameter '{parameter.name}' of '{ref}' has no type hint; tool arguments need one"
-    properties = (input_schema or {}).get("properties")
+    if input_schema is None or check_schema(input_schema):
+        return None  # no schema to compare with, or an invalid one (reported as such)
+    properties = input_schema.get("properties")
     if not isinstance(properties, dict):
         return None
-    required = set((input_schema or {}).get("required", []))
+    required = set(required_of(input_schema))
     parameters = signature.parameters
     for name in properties:
         if name not in parameters:

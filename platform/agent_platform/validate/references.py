@@ -6,27 +6,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from agent_platform.diagnostics import Diagnostics, did_you_mean
+from agent_platform.load import Document
 from agent_platform.spec.kinds import (
+    DEPLOYABLE_KINDS,
     AgentDocument,
     GuardrailDocument,
+    InjectionClassifierGuardrail,
     MemoryDocument,
     PipelineDocument,
     SupervisorDocument,
     ToolAllowlistGuardrail,
     ToolDocument,
 )
-from agent_platform.validate.documents import TypedSpec
+from agent_platform.validate.documents import CheckedSpec, PartialSpec, TypedSpec
 
 
 @dataclass
 class SpecSet:
-    """Every valid spec, indexed by kind and name (the first definition of a name wins)."""
+    """Every valid spec, indexed by kind and name (the first definition of a name wins), and what
+    is valid of the documents that failed their kind's model."""
 
+    # What `plan` compiles and `apply` deploys. A Test is checked with them but is neither, so it
+    # is only in `by_kind`: `apply` on a path holding only tests finds no specs and refuses, as it
+    # must (with --prune, applying nothing would delete every deployed spec).
     specs: list[TypedSpec] = field(default_factory=list)
     by_kind: dict[str, dict[str, TypedSpec]] = field(default_factory=dict)
     # (kind, name) of documents that failed their own validation: references to them are not
     # reported again as unknown (one mistake, one message).
     invalid: set[tuple[str, str]] = field(default_factory=set)
+    # Those of them with a spec to check field by field (see PartialSpec); never compiled.
+    partial: list[PartialSpec] = field(default_factory=list)
 
     def add(self, spec: TypedSpec, diags: Diagnostics) -> None:
         table = self.by_kind.setdefault(spec.kind, {})
@@ -41,16 +50,45 @@ class SpecSet:
             )
             return
         table[spec.name] = spec
-        self.specs.append(spec)
+        if spec.kind in DEPLOYABLE_KINDS:
+            self.specs.append(spec)
+
+    def add_invalid(self, document: Document, partial: PartialSpec | None) -> None:
+        """A document that failed its own validation (already reported)."""
+        if document.kind is not None and document.name is not None:
+            self.invalid.add((document.kind, document.name))
+        if partial is not None:
+            self.partial.append(partial)
 
     def get(self, kind: str, name: str) -> TypedSpec | None:
         return self.by_kind.get(kind, {}).get(name)
 
+    def lookup(self, kind: str, name: str) -> CheckedSpec | None:
+        """The spec `kind/name`, whole or partial: for checks that read single fields of it."""
+        return self.get(kind, name) or next(
+            (p for p in self.partial if p.kind == kind and p.name == name), None
+        )
+
     def names(self, kind: str) -> list[str]:
         return list(self.by_kind.get(kind, {}))
 
+    def defined_names(self, kind: str) -> list[str]:
+        """Names defined for `kind`, valid or not: what a misspelt reference may have meant."""
+        valid = self.by_kind.get(kind, {})
+        return [*valid, *sorted(n for k, n in self.invalid if k == kind and n not in valid)]
+
+    def kinds_named(self, name: str) -> list[str]:
+        """The kinds that define `name`, valid or not."""
+        kinds = [k for k, table in self.by_kind.items() if name in table]
+        return kinds + sorted({k for k, n in self.invalid if n == name and k not in kinds})
+
     def of_kind(self, kind: str) -> list[TypedSpec]:
         return list(self.by_kind.get(kind, {}).values())
+
+    def checked(self, kind: str | None = None) -> list[CheckedSpec]:
+        """Whole and partial specs (of `kind`, or all): what field-level checks run on."""
+        whole: list[CheckedSpec] = list(self.specs if kind is None else self.of_kind(kind))
+        return whole + [p for p in self.partial if kind is None or p.kind == kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,26 +98,32 @@ class Reference:
     name: str
 
 
-def references(spec: TypedSpec) -> Iterator[Reference]:
-    """Every by-name reference a spec makes, with the path of the name in its document."""
+def references(spec: CheckedSpec) -> Iterator[Reference]:
+    """Every by-name reference a spec makes in its valid fields, with the path of the name in
+    its document."""
     model = spec.model
+    has = spec.has
     if isinstance(model, AgentDocument):
         s = model.spec
-        if isinstance(s.model, str):
+        if has("model") and isinstance(s.model, str):
             yield Reference(("spec", "model"), "Model", s.model)
-        for i, name in enumerate(s.tools):
-            yield Reference(("spec", "tools", i), "Tool", name)
-        for i, name in enumerate(s.delegates):
-            yield Reference(("spec", "delegates", i), "Agent", name)
-        if s.memory is not None:
+        if has("tools"):
+            for i, name in enumerate(s.tools):
+                yield Reference(("spec", "tools", i), "Tool", name)
+        if has("delegates"):
+            for i, name in enumerate(s.delegates):
+                yield Reference(("spec", "delegates", i), "Agent", name)
+        if has("memory") and s.memory is not None:
             yield Reference(("spec", "memory"), "Memory", s.memory)
-        for i, name in enumerate(s.guardrails):
-            yield Reference(("spec", "guardrails", i), "Guardrail", name)
+        if has("guardrails"):
+            for i, name in enumerate(s.guardrails):
+                yield Reference(("spec", "guardrails", i), "Guardrail", name)
     elif isinstance(model, ToolDocument):
-        for i, name in enumerate(model.spec.guardrails):
-            yield Reference(("spec", "guardrails", i), "Guardrail", name)
+        if has("guardrails"):
+            for i, name in enumerate(model.spec.guardrails):
+                yield Reference(("spec", "guardrails", i), "Guardrail", name)
     elif isinstance(model, MemoryDocument):
-        working = model.spec.working
+        working = model.spec.working if has("working") else None
         if (
             working is not None
             and working.compaction is not None
@@ -87,30 +131,36 @@ def references(spec: TypedSpec) -> Iterator[Reference]:
         ):
             yield Reference(("spec", "working", "compaction", "model"), "Model", working.compaction.model)
     elif isinstance(model, GuardrailDocument):
-        if isinstance(model.spec, ToolAllowlistGuardrail):
+        if isinstance(model.spec, ToolAllowlistGuardrail) and has("tools"):
             for i, name in enumerate(model.spec.tools):
                 yield Reference(("spec", "tools", i), "Tool", name)
+        if isinstance(model.spec, InjectionClassifierGuardrail) and has("model"):
+            if isinstance(model.spec.model, str):
+                yield Reference(("spec", "model"), "Model", model.spec.model)
     elif isinstance(model, PipelineDocument):
-        for i, step in enumerate(model.spec.steps):
-            base = ("spec", "steps", i)
-            if step.tool is not None:
-                yield Reference((*base, "tool"), "Tool", step.tool)
-            if step.agent is not None:
-                yield Reference((*base, "agent"), "Agent", step.agent)
-            if step.pipeline is not None:
-                yield Reference((*base, "pipeline"), "Pipeline", step.pipeline)
-            if step.llm is not None and isinstance(step.llm.model, str):
-                yield Reference((*base, "llm", "model"), "Model", step.llm.model)
-            if step.memory is not None:
-                yield Reference((*base, "memory", "name"), "Memory", step.memory.name)
-                if step.memory.agent is not None:
-                    yield Reference((*base, "memory", "agent"), "Agent", step.memory.agent)
-        for i, name in enumerate(model.spec.guardrails):
-            yield Reference(("spec", "guardrails", i), "Guardrail", name)
+        if has("steps"):
+            for i, step in enumerate(model.spec.steps):
+                base = ("spec", "steps", i)
+                if step.tool is not None:
+                    yield Reference((*base, "tool"), "Tool", step.tool)
+                if step.agent is not None:
+                    yield Reference((*base, "agent"), "Agent", step.agent)
+                if step.pipeline is not None:
+                    yield Reference((*base, "pipeline"), "Pipeline", step.pipeline)
+                if step.llm is not None and isinstance(step.llm.model, str):
+                    yield Reference((*base, "llm", "model"), "Model", step.llm.model)
+                if step.memory is not None:
+                    yield Reference((*base, "memory", "name"), "Memory", step.memory.name)
+                    if step.memory.agent is not None:
+                        yield Reference((*base, "memory", "agent"), "Agent", step.memory.agent)
+        if has("guardrails"):
+            for i, name in enumerate(model.spec.guardrails):
+                yield Reference(("spec", "guardrails", i), "Guardrail", name)
     elif isinstance(model, SupervisorDocument):
-        for task_type, route in model.spec.routes.items():
-            kind, name = route.target
-            yield Reference(("spec", "routes", task_type, kind.lower()), kind, name)
+        if has("routes"):
+            for task_type, route in model.spec.routes.items():
+                kind, name = route.target
+                yield Reference(("spec", "routes", task_type, kind.lower()), kind, name)
 
 
 def _a(word: str) -> str:
@@ -118,16 +168,17 @@ def _a(word: str) -> str:
 
 
 def check_references(specs: SpecSet, diags: Diagnostics) -> None:
-    for spec in specs.specs:
+    for spec in specs.checked():
         for ref in references(spec):
             if specs.get(ref.kind, ref.name) is not None or (ref.kind, ref.name) in specs.invalid:
                 continue
-            other_kinds = [k for k, table in specs.by_kind.items() if ref.name in table and k != ref.kind]
+            other_kinds = [k for k in specs.kinds_named(ref.name) if k != ref.kind]
             if other_kinds:
                 hint = f" ('{ref.name}' is {_a(other_kinds[0])}, not {_a(ref.kind)})"
             else:
-                hint = did_you_mean(ref.name, specs.names(ref.kind))
-                if not specs.names(ref.kind):
+                defined = specs.defined_names(ref.kind)
+                hint = did_you_mean(ref.name, defined)
+                if not defined:
                     hint += f" (no {ref.kind} is defined in the given files)"
             diags.error(
                 "unresolved-reference",

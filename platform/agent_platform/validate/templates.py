@@ -1,23 +1,26 @@
-"""Template checks: every Jinja2 template parses and uses only variables that exist where it is
-rendered. Variables are found through Jinja2's AST (never by rendering user templates here)."""
+"""Template checks: every Jinja2 template parses, uses only variables that exist where it is
+rendered, and breaks none of the sandbox's resource limits that its text shows (a literal
+`'x' * 10**9`, format width or range: see `agent_platform.template_sandbox`). Everything is found
+through Jinja2's AST (never by rendering user templates here)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.compiler import find_undeclared
 
 from agent_platform.diagnostics import did_you_mean
-from agent_platform.validate.jsonschemas import property_schema
+from agent_platform.template_sandbox import BoundedEnvironment, bounded_environment, static_limit_problems
+from agent_platform.validate.jsonschemas import properties_of, property_schema
 
 
-@lru_cache(maxsize=1)
-def template_environment() -> SandboxedEnvironment:
+def template_environment() -> BoundedEnvironment:
     """The one environment templates are parsed with here and rendered with at run time."""
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return bounded_environment()
 
 
 def is_template(text: str) -> bool:
@@ -71,10 +74,10 @@ class TemplateProblem:
 
 
 def _problem(
-    text: str, line: int, message: str, needle: str | None, *, warning: bool = False
+    lines: Sequence[str], line: int, message: str, needle: str | None, *, warning: bool = False
 ) -> TemplateProblem:
-    """Pin the problem to where `needle` appears on its line, when it does."""
-    lines = text.splitlines()
+    """Pin the problem to where `needle` appears on its line (of the template's `lines`), when it
+    does."""
     if needle and 0 < line <= len(lines) and (column := lines[line - 1].find(needle)) >= 0:
         return TemplateProblem(line, message, column, needle, warning)
     return TemplateProblem(line, message, warning=warning)
@@ -113,10 +116,67 @@ class TemplateAnalysis:
     single: tuple[str, tuple[str, ...]] | None  # the chain, when the template is exactly `{{ a.b }}`
     # Chains the template allows to be undefined somewhere: `x | default(...)`, `x is defined`.
     guarded: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
+    # Resource limits the text itself breaks (errors whatever the variables hold).
+    over_limits: tuple[TemplateProblem, ...] = ()
+    # What Jinja's compiler or a loader-less environment refuses at run time although it parses.
+    uncompilable: tuple[TemplateProblem, ...] = ()
 
 
 _GUARD_FILTERS = frozenset({"default", "d"})
 _GUARD_TESTS = frozenset({"defined", "undefined"})
+# At most this many problems are reported per template (each is located by searching the file):
+# a template that repeats one mistake thousands of times gets a count, not thousands of lines.
+MAX_PROBLEMS_PER_TEMPLATE = 20
+_LOADING_NODES: dict[type[nodes.Node], str] = {
+    nodes.Extends: "extends",
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from ... import",
+}
+
+
+def _uncompilable(lines: Sequence[str], node: nodes.Node, blocks: dict[str, int]) -> TemplateProblem | None:
+    """What Jinja's code generator rejects in `node` (its `TemplateAssertionError`s), and tags that
+    load other templates, which spec templates have nowhere to load from: each fails at run time,
+    and `validate` only parses."""
+    if type(node) in _LOADING_NODES:
+        tag = _LOADING_NODES[type(node)]
+        return _problem(
+            lines,
+            node.lineno,
+            f"'{{% {tag} %}}' loads another template, and spec templates have none to load: "
+            "write the text inline, or use a macro defined in this template",
+            tag.split()[0],
+        )
+    if isinstance(node, nodes.Block):
+        if node.name in blocks:  # the walk is not in source order: report at the later one
+            first, again = sorted((blocks[node.name], node.lineno))
+            blocks[node.name] = first
+            return _problem(
+                lines, again, f"block '{node.name}' defined twice (first at line {first})", node.name
+            )
+        blocks[node.name] = node.lineno
+    elif isinstance(node, nodes.For):
+        # Jinja's own rule: no name stored anywhere inside a loop may be 'loop'.
+        for target in node.find_all(nodes.Name):
+            if target.ctx == "store" and target.name == "loop":
+                return _problem(
+                    lines, node.lineno, "a for loop cannot assign to 'loop' (Jinja's loop variable)", "loop"
+                )
+    elif isinstance(node, nodes.Macro | nodes.CallBlock):
+        names = [arg.name for arg in node.args]
+        if (
+            "caller" in names
+            and names.index("caller") < len(names) - len(node.defaults)
+            and "caller" in find_undeclared(node.body, ("caller",))  # the body calls it: Jinja's rule
+        ):
+            return _problem(
+                lines,
+                node.lineno,
+                "the 'caller' argument of a macro or call block must have a default",
+                "caller",
+            )
+    return None
 
 
 @lru_cache(maxsize=8192)
@@ -129,14 +189,20 @@ def analyse_template(text: str) -> TemplateAnalysis | TemplateProblem:
         ast = template_environment().parse(text)
     except TemplateSyntaxError as exc:
         return TemplateProblem(exc.lineno or 1, f"template syntax error: {exc.message}")
+    lines = text.splitlines()
+    over_limits = tuple(_problem(lines, p.line, p.message, p.needle) for p in static_limit_problems(ast))
     filters: list[tuple[str, int]] = []
     tests: list[tuple[str, int]] = []
     chains: list[tuple[int, str, tuple[str, ...]]] = []
     bound: set[str] = set()
     guarded: set[tuple[str, tuple[str, ...]]] = set()
+    uncompilable: list[TemplateProblem] = []
+    blocks: dict[str, int] = {}
     stack: list[tuple[nodes.Node, bool]] = [(ast, False)]
     while stack:
         node, inner = stack.pop()
+        if isinstance(node, nodes.Stmt) and (refused := _uncompilable(lines, node, blocks)) is not None:
+            uncompilable.append(refused)
         if isinstance(node, nodes.Name):
             if node.ctx in ("store", "param"):
                 bound.add(node.name)
@@ -174,43 +240,97 @@ def analyse_template(text: str) -> TemplateAnalysis | TemplateProblem:
     if len(body) == 1 and isinstance(body[0], nodes.Output) and len(body[0].nodes) == 1:
         found = _chain(body[0].nodes[0])
         single = (found[0], tuple(found[1])) if found is not None else None
+    uncompilable.sort(key=lambda problem: problem.line)
     return TemplateAnalysis(
-        tuple(filters), tuple(tests), tuple(chains), frozenset(bound), single, frozenset(guarded)
+        tuple(filters),
+        tuple(tests),
+        tuple(chains),
+        frozenset(bound),
+        single,
+        frozenset(guarded),
+        over_limits,
+        tuple(uncompilable),
     )
 
 
+class _Collected:
+    """A template's problems: the first MAX_PROBLEMS_PER_TEMPLATE located, the rest only counted
+    (locating one searches the template's line, and a template may repeat a mistake thousands of
+    times)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.kept: list[TemplateProblem] = []
+        self.left_out = 0
+        self.left_out_are_warnings = True
+
+    def has_room(self) -> bool:
+        return len(self.kept) < MAX_PROBLEMS_PER_TEMPLATE
+
+    def add(self, line: int, message: str, needle: str | None, *, warning: bool = False) -> None:
+        if len(self.kept) < MAX_PROBLEMS_PER_TEMPLATE:
+            self.kept.append(_problem(self.lines, line, message, needle, warning=warning))
+        else:
+            self.left_out += 1
+            self.left_out_are_warnings = self.left_out_are_warnings and warning
+
+    def extend(self, problems: Sequence[TemplateProblem]) -> None:
+        room = MAX_PROBLEMS_PER_TEMPLATE - len(self.kept)
+        self.kept.extend(problems[:room])
+        for problem in problems[room:]:
+            self.left_out += 1
+            self.left_out_are_warnings = self.left_out_are_warnings and problem.warning
+
+    def result(self) -> list[TemplateProblem]:
+        if not self.left_out:
+            return self.kept
+        last = self.kept[-1]
+        plural = "s" if self.left_out != 1 else ""
+        summary = f"... and {self.left_out:,} more problem{plural} in this template"
+        return [
+            *self.kept,
+            TemplateProblem(last.line, summary, last.column, last.needle, self.left_out_are_warnings),
+        ]
+
+
 def check_template(text: str, scope: Scope) -> list[TemplateProblem]:
+    """The template's problems in `scope`: at most MAX_PROBLEMS_PER_TEMPLATE, then one saying how
+    many more there are."""
     env = template_environment()
     analysis = analyse_template(text)
     if isinstance(analysis, TemplateProblem):
         return [analysis]
-    problems: list[TemplateProblem] = []
+    found = _Collected(text)
+    found.extend(analysis.over_limits)
+    found.extend(analysis.uncompilable)
     for name, line in analysis.filters:
         if name not in env.filters:
-            problems.append(
-                _problem(text, line, f"unknown filter '{name}'{did_you_mean(name, env.filters)}", name)
-            )
+            found.add(line, f"unknown filter '{name}'{did_you_mean(name, env.filters)}", name)
     for name, line in analysis.tests:
         if name not in env.tests:
-            problems.append(
-                _problem(text, line, f"unknown test '{name}'{did_you_mean(name, env.tests)}", name)
-            )
-    seen: set[str] = set()
+            found.add(line, f"unknown test '{name}'{did_you_mean(name, env.tests)}", name)
+    seen: set[str] = set()  # each problem once, told apart by its message without suggestions
     for line, root, attrs in analysis.chains:
         if root in analysis.bound:
             continue
-        chain_problem = _check_chain(root, list(attrs), scope)
+        chain_problem = _check_chain(root, list(attrs), scope, _no_suggestion)
         warning = False
         if chain_problem is None:
             chain_problem = _unguarded_optional_input(root, attrs, scope, analysis.guarded)
             warning = True
-        if chain_problem is not None and chain_problem not in seen:
-            seen.add(chain_problem)
-            needle = ".".join([root, *attrs])
-            problems.append(
-                _problem(text, line, chain_problem, needle if needle in text else root, warning=warning)
-            )
-    return problems
+        if chain_problem is None or chain_problem in seen:
+            continue
+        seen.add(chain_problem)
+        if found.has_room() and not warning:  # suggestions are worth their cost only when shown
+            chain_problem = _check_chain(root, list(attrs), scope, did_you_mean) or chain_problem
+        needle = ".".join([root, *attrs])
+        on_line = 0 < line <= len(found.lines) and needle in found.lines[line - 1]
+        found.add(line, chain_problem, needle if on_line else root, warning=warning)
+    return found.result()
+
+
+def _no_suggestion(word: str, candidates: Any) -> str:
+    return ""
 
 
 def _unguarded_optional_input(
@@ -228,7 +348,9 @@ def _unguarded_optional_input(
     field_schema = declared.get(name) if isinstance(declared, dict) else None
     if not isinstance(field_schema, dict) or "default" in field_schema:
         return None
-    required = binding.schema.get("required") or ()
+    required = binding.schema.get("required") or []
+    if not isinstance(required, list):
+        return None  # the schema is invalid (reported as such): whether it is required is unknown
     if name in required or any(g[0] == root and g[1][:1] == (name,) for g in guarded):
         return None
     return (
@@ -238,7 +360,10 @@ def _unguarded_optional_input(
     )
 
 
-def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
+Suggest = Callable[[str, Iterable[str]], str]
+
+
+def _check_chain(root: str, attrs: list[str], scope: Scope, suggest: Suggest = did_you_mean) -> str | None:
     binding = scope.variables.get(root)
     if binding is None:
         if root in template_environment().globals:
@@ -249,7 +374,7 @@ def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
         if isinstance(declared, dict) and root in declared:
             hint = f" (did you mean 'inputs.{root}'?)"
         else:
-            hint = did_you_mean(root, scope.variables)
+            hint = suggest(root, scope.variables)
         return f"unknown variable '{root}' in {scope.context} (available: {available}){hint}"
     if isinstance(binding, OpaqueVar) or not attrs:
         return None
@@ -258,7 +383,7 @@ def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
             return None
         if binding.declared_only and "properties" not in binding.schema:
             return f"'{root}.{attrs[0]}' is not declared in {binding.label} (it declares no properties)"
-        undeclared = _undeclared(binding.schema, attrs)
+        undeclared = _undeclared(binding.schema, attrs, suggest)
         if undeclared is None:
             return None
         return f"'{root}.{undeclared[0]}' is not declared in {binding.label}{undeclared[1]}"
@@ -269,13 +394,13 @@ def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
     if step in binding.later:
         return f"'steps.{step}' runs after this point; only earlier steps' outputs are available"
     if step not in binding.earlier:
-        return f"unknown step '{step}'{did_you_mean(step, list(binding.earlier) + list(binding.later))}"
+        return f"unknown step '{step}'{suggest(step, list(binding.earlier) + list(binding.later))}"
     if len(attrs) == 1:
         return None
     if attrs[1] != "output":
         return f"'steps.{step}.{attrs[1]}' is not available; use 'steps.{step}.output'"
     schema = binding.earlier[step]
-    undeclared = _undeclared(schema, attrs[2:]) if schema is not None and len(attrs) > 2 else None
+    undeclared = _undeclared(schema, attrs[2:], suggest) if schema is not None and len(attrs) > 2 else None
     if undeclared is None:
         return None
     return (
@@ -283,14 +408,14 @@ def _check_chain(root: str, attrs: list[str], scope: Scope) -> str | None:
     )
 
 
-def _undeclared(schema: dict[str, Any], attrs: list[str]) -> tuple[str, str] | None:
+def _undeclared(schema: dict[str, Any], attrs: list[str], suggest: Suggest) -> tuple[str, str] | None:
     """(the first attribute path not declared in `schema`, a did-you-mean suffix), or None."""
     _, missing = property_schema(schema, attrs)
     if missing is None:
         return None
     parts = missing.split(".")
     parent, _ = property_schema(schema, parts[:-1])
-    return missing, did_you_mean(parts[-1], list((parent or {}).get("properties", {}) or {}))
+    return missing, suggest(parts[-1], properties_of(parent))
 
 
 def single_expression(text: str) -> tuple[str, list[str]] | None:

@@ -1,7 +1,9 @@
 """Guardrails: checks at the input, action, tool_output and output stages of a run.
 
 The agent loop uses `GuardrailSet` (engine.py) and the injection boundary (`wrap_tool_output`,
-`BOUNDARY_INSTRUCTIONS`); everything else is the individual guardrail types."""
+`BOUNDARY_INSTRUCTIONS`); everything else is the individual guardrail types. Injection detection
+is pluggable: patterns (`prompt_injection`, injection.py) or a classifier (`injection_classifier`,
+classifier.py: a Model, or a local Python function typed `ClassifierInput -> InjectionVerdict`)."""
 
 from agent_platform.runtime.guardrails.allowlist import ToolAllowlist
 from agent_platform.runtime.guardrails.base import (
@@ -15,6 +17,11 @@ from agent_platform.runtime.guardrails.base import (
     Verdict,
 )
 from agent_platform.runtime.guardrails.budget import BudgetGuard, RunUsage
+from agent_platform.runtime.guardrails.classifier import (
+    ClassifierInput,
+    InjectionClassifierGuard,
+    InjectionVerdict,
+)
 from agent_platform.runtime.guardrails.engine import GuardrailSet, GuardResult, build_guardrail
 from agent_platform.runtime.guardrails.injection import (
     BOUNDARY_INSTRUCTIONS,
@@ -36,14 +43,17 @@ __all__ = [
     "STAGES",
     "ActionKind",
     "BudgetGuard",
+    "ClassifierInput",
     "Decision",
     "GuardContext",
     "GuardResult",
     "Guardrail",
     "GuardrailConfigError",
     "GuardrailSet",
+    "InjectionClassifierGuard",
     "InjectionDetector",
     "InjectionPattern",
+    "InjectionVerdict",
     "LoopDetector",
     "OutputSchemaGuard",
     "PiiRedactor",

@@ -232,6 +232,9 @@ class Guardrail:
     def restore(self, state: Any) -> None:
         """Load state produced by `snapshot`."""
 
+    async def aclose(self) -> None:
+        """Release resources held across runs (a classifier's connections); most hold none."""
+
     def __repr__(self) -> str:
         stages = ",".join(self.stages)
         return f"<{type(self).__name__} {self.name!r} stages={stages} action={self.action.label}>"

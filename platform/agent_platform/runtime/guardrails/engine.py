@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_platform.runtime.guardrails.allowlist import ToolAllowlist
 from agent_platform.runtime.guardrails.base import (
@@ -33,6 +33,7 @@ from agent_platform.runtime.guardrails.base import (
     Verdict,
 )
 from agent_platform.runtime.guardrails.budget import BudgetGuard
+from agent_platform.runtime.guardrails.classifier import InjectionClassifierGuard, ProviderFactory
 from agent_platform.runtime.guardrails.injection import PromptInjectionGuard
 from agent_platform.runtime.guardrails.loop import LoopDetector
 from agent_platform.runtime.guardrails.output_schema import OutputSchemaGuard
@@ -42,6 +43,7 @@ from agent_platform.runtime.guardrails.regex import RegexGuard
 from agent_platform.spec.kinds import (
     BudgetGuardrail,
     GuardrailSpec,
+    InjectionClassifierGuardrail,
     LoopDetectionGuardrail,
     OutputSchemaGuardrail,
     PiiRedactionGuardrail,
@@ -50,6 +52,9 @@ from agent_platform.spec.kinds import (
     RegexGuardrail,
     ToolAllowlistGuardrail,
 )
+
+if TYPE_CHECKING:
+    from agent_platform.compile.plan import ResolvedModel
 
 
 @dataclass(slots=True)
@@ -104,8 +109,12 @@ def build_guardrail(
     *,
     import_function: ImportFunction | None = None,
     plugin_paths: Sequence[Path] | None = None,
+    model: ResolvedModel | None = None,
+    provider_factory: ProviderFactory | None = None,
 ) -> Guardrail:
-    """One runtime guardrail from its spec."""
+    """One runtime guardrail from its spec. `model` is the resolved Model of a classifier
+    guardrail (from its plan binding); `provider_factory` makes its provider (default: a provider
+    of its own, from `create_provider`)."""
     if isinstance(spec, PromptInjectionGuardrail):
         return PromptInjectionGuard.from_spec(name, spec)
     if isinstance(spec, LoopDetectionGuardrail):
@@ -123,6 +132,15 @@ def build_guardrail(
     if isinstance(spec, PythonGuardrail):
         return PythonHookGuard.from_spec(
             name, spec, import_function=import_function, plugin_paths=plugin_paths
+        )
+    if isinstance(spec, InjectionClassifierGuardrail):
+        return InjectionClassifierGuard.from_spec(
+            name,
+            spec,
+            model=model,
+            provider_factory=provider_factory,
+            import_function=import_function,
+            plugin_paths=plugin_paths,
         )
     raise GuardrailConfigError(f"guardrail {name!r}: unknown type {getattr(spec, 'type', spec)!r}")
 
@@ -152,11 +170,11 @@ class _Fold:
         return GuardResult(self.stage, self.context.content, self.verdicts, self.decision)
 
 
-def _binding_parts(binding: Any) -> tuple[str, GuardrailSpec]:
+def _binding_parts(binding: Any) -> tuple[str, GuardrailSpec, ResolvedModel | None]:
     if isinstance(binding, tuple):
         name, spec = binding
-        return name, spec
-    return binding.name, binding.spec
+        return name, spec, None
+    return binding.name, binding.spec, getattr(binding, "model", None)
 
 
 class GuardrailSet:
@@ -177,14 +195,22 @@ class GuardrailSet:
         *,
         import_function: ImportFunction | None = None,
         plugin_paths: Sequence[Path] | None = None,
+        provider_factory: ProviderFactory | None = None,
     ) -> GuardrailSet:
         """From the plan's `GuardrailBinding`s (or `(name, spec)` pairs), in declaration order.
         Raises `GuardrailConfigError` when one cannot be built (bad regex, unloadable hook)."""
         built = []
         for binding in bindings:
-            name, spec = _binding_parts(binding)
+            name, spec, model = _binding_parts(binding)
             built.append(
-                build_guardrail(name, spec, import_function=import_function, plugin_paths=plugin_paths)
+                build_guardrail(
+                    name,
+                    spec,
+                    import_function=import_function,
+                    plugin_paths=plugin_paths,
+                    model=model,
+                    provider_factory=provider_factory,
+                )
             )
         return cls(built)
 
@@ -194,6 +220,11 @@ class GuardrailSet:
         if not self.guardrails:
             return self
         return GuardrailSet([g.fresh() for g in self.guardrails])
+
+    async def aclose(self) -> None:
+        """Release what the guardrails hold (a classifier's connection pool)."""
+        for guardrail in self.guardrails:
+            await guardrail.aclose()
 
     def for_stage(self, stage: Stage) -> tuple[Guardrail, ...]:
         return self._by_stage.get(stage, ())

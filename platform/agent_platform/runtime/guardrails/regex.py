@@ -4,9 +4,9 @@ patterns matched (by index, never the matched text)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+from agent_platform.regexes import InvalidRegex, compile_regex
 from agent_platform.runtime.guardrails.base import (
     Decision,
     GuardContext,
@@ -36,8 +36,8 @@ class RegexGuard(Guardrail):
         compiled = []
         for index, pattern in enumerate(patterns):
             try:
-                compiled.append(re.compile(pattern))
-            except re.error as exc:
+                compiled.append(compile_regex(pattern))
+            except InvalidRegex as exc:
                 raise GuardrailConfigError(
                     f"guardrail {name!r}: pattern {index} ({pattern!r}) is not a valid regex: {exc}"
                 ) from None

@@ -45,6 +45,7 @@ from agent_platform.runtime.models.factory import (
     exact_instance,
     guard_sdk_logs,
     missing_key_error,
+    reasks,
 )
 from agent_platform.runtime.models.http_provider import HttpProvider
 from agent_platform.spec.kinds import ModelSpec
@@ -63,6 +64,24 @@ def _read_usage(response: Any) -> tuple[int, int] | None:
         + (getattr(usage, "cache_read_input_tokens", 0) or 0)
     )
     return int(inputs), int(getattr(usage, "output_tokens", 0) or 0)
+
+
+def _read_cache_usage(response: Any) -> tuple[int, int]:
+    """Of the input tokens `_read_usage` counts, those written to and read from the prompt cache."""
+    usage = getattr(response, "usage", None)
+    return (
+        int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+        int(getattr(usage, "cache_read_input_tokens", 0) or 0),
+    )
+
+
+def system_blocks(system: str, *, cache: bool) -> str | list[dict[str, Any]]:
+    """The system prompt, as a text block marked as a cache breakpoint when `cache`. The API
+    caches the prompt prefix in the order tools, system, messages: this one breakpoint covers the
+    tool definitions too, so every step of an agent re-reads them at the cache-read price."""
+    if not cache:
+        return system
+    return [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
 
 
 def _tool_use_id(completion: Any) -> str | None:
@@ -93,7 +112,12 @@ class AnthropicProvider(HttpProvider):
         self._spec = spec
         self._sdk = anthropic
         self._retry = RetryRunner(
-            spec.retry, provider=PROVIDER, model=spec.name, sleep=sleep, on_retry=on_retry
+            spec.retry,
+            provider=PROVIDER,
+            model=spec.name,
+            sleep=sleep,
+            on_retry=on_retry,
+            max_retry_after=spec.max_retry_after,
         )
         self._client = anthropic.AsyncAnthropic(
             api_key=key,
@@ -107,7 +131,7 @@ class AnthropicProvider(HttpProvider):
     async def complete(self, request: ModelRequest[T]) -> ModelResult[T]:
         spec = self._spec
         max_tokens, temperature = self.sampling(request)
-        tally = UsageTally(_read_usage)
+        tally = UsageTally(_read_usage, _read_cache_usage)
         hooks = tally.hooks()
 
         async def attempt() -> tuple[T, Any]:
@@ -116,12 +140,12 @@ class AnthropicProvider(HttpProvider):
                 "messages": [m.to_api() for m in request.messages],
                 "max_tokens": max_tokens,
                 "response_model": request.response_model,
-                "max_retries": request.max_validation_retries,
+                "max_retries": reasks(request, self._spec),
                 "strict": True,
                 "hooks": hooks,
             }
             if request.system:
-                kwargs["system"] = request.system
+                kwargs["system"] = system_blocks(request.system, cache=spec.prompt_cache)
             if temperature is not None:
                 # anthropic>=2 has no `temperature` parameter any more: sent as a body field, which
                 # the API rejects (ModelRequestError) for models without sampling parameters.
@@ -140,7 +164,7 @@ class AnthropicProvider(HttpProvider):
         return ModelResult(
             output=exact_instance(request.response_model, output),
             usage=usage,
-            cost_usd=cost_usd(spec, usage),
+            cost_usd=cost_usd(spec, usage, cache_written=tally.cache_written, cache_read=tally.cache_read),
             provider=PROVIDER,
             model=spec.name or "",
             response_id=_tool_use_id(completion),

@@ -33,13 +33,18 @@ class Usage(NamedTuple):
         return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
 
 
-def cost_usd(spec: ModelSpec, usage: Usage) -> float:
-    """Cost from the Model spec's pricing (USD per million tokens); 0 when no pricing is declared."""
-    if spec.pricing is None:
+def cost_usd(spec: ModelSpec, usage: Usage, *, cache_written: int = 0, cache_read: int = 0) -> float:
+    """Cost from the Model spec's pricing (USD per million tokens); 0 when no pricing is declared.
+    `usage.input_tokens` counts every input token; `cache_written` and `cache_read` of them are
+    billed at the cache prices instead of the input price."""
+    pricing = spec.pricing
+    if pricing is None:
         return 0.0
-    return (
-        usage.input_tokens * spec.pricing.input_per_mtok + usage.output_tokens * spec.pricing.output_per_mtok
-    ) / 1_000_000
+    plain = usage.input_tokens - cache_written - cache_read
+    cost = plain * pricing.input_per_mtok + usage.output_tokens * pricing.output_per_mtok
+    if cache_written or cache_read:
+        cost += cache_written * pricing.cache_write + cache_read * pricing.cache_read
+    return cost / 1_000_000
 
 
 @dataclass(slots=True)
@@ -53,7 +58,8 @@ class ModelRequest(Generic[T]):
     key: str
     max_tokens: int | None = None  # default: the Model spec's
     temperature: float | None = None
-    max_validation_retries: int = 2  # re-asks with the validation error before giving up
+    # Re-asks with the validation error before giving up; None: the Model spec's `max_reasks`.
+    max_validation_retries: int | None = None
 
 
 @dataclass(slots=True)

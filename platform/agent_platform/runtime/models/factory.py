@@ -45,6 +45,7 @@ from agent_platform.runtime.models.base import (
     ModelOverloaded,
     ModelProvider,
     ModelRateLimited,
+    ModelRequest,
     ModelRequestError,
     ModelServerError,
     ModelTimeout,
@@ -58,6 +59,11 @@ BM = TypeVar("BM", bound=BaseModel)
 Sleep = Callable[[float], Awaitable[None]]
 # on_retry(failed attempt number, its error, seconds until the next attempt)
 OnRetry = Callable[[int, BaseException, float], None]
+
+
+def reasks(request: ModelRequest[Any], spec: ModelSpec) -> int:
+    """How many times an invalid answer is sent back: the request's own number, else the spec's."""
+    return spec.max_reasks if request.max_validation_retries is None else request.max_validation_retries
 
 
 def create_provider(
@@ -86,7 +92,7 @@ def create_provider(
     if spec.provider == "openai":
         from agent_platform.runtime.models.openai_provider import OpenAIProvider
 
-        return OpenAIProvider(spec, sleep=sleep, on_retry=on_retry)
+        return OpenAIProvider(spec, sleep=sleep, on_retry=on_retry, mode=spec.structured_output)
     raise ModelConfigError(f"unknown model provider {spec.provider!r}", provider=str(spec.provider))
 
 
@@ -169,14 +175,15 @@ class RetryRunner:
     """Runs a call under a `RetryPolicy`: up to `max_attempts` attempts; between them an exponential
     backoff `initial * multiplier**(n-1)` capped at `max`, with `full` jitter (uniform in [0, d]),
     `equal` jitter (d/2 + uniform in [0, d/2]) or none; at least the server's `retry-after` when it
-    sends one, itself capped at `backoff.max`. Only errors in `retry_on` are retried: the categories
+    sends one, itself capped at `max_retry_after` (the Model spec's; `backoff.max` when none is
+    given). Only errors in `retry_on` are retried: the categories
     of `RETRY_CATEGORIES`, or exception classes (`module:Class`) matched against the typed error and
     the SDK error behind it.
 
     The first attempt runs outside tenacity (tenacity costs ~50 us per call, which matters for the
     zero-latency scripted provider); the remaining attempts run in a tenacity `AsyncRetrying`."""
 
-    __slots__ = ("_classes", "_on_retry", "_policy", "_provider", "_sleep", "_types")
+    __slots__ = ("_classes", "_max_retry_after", "_on_retry", "_policy", "_provider", "_sleep", "_types")
 
     def __init__(
         self,
@@ -186,8 +193,10 @@ class RetryRunner:
         model: str | None,
         sleep: Sleep | None = None,
         on_retry: OnRetry | None = None,
+        max_retry_after: float | None = None,
     ) -> None:
         self._policy = policy
+        self._max_retry_after = policy.backoff.max if max_retry_after is None else max_retry_after
         self._on_retry = on_retry
         self._provider = provider
         self._sleep: Sleep = sleep or asyncio.sleep
@@ -224,7 +233,9 @@ class RetryRunner:
             wait = base
         hinted = retry_after_seconds(exc) if exc is not None else None
         if hinted is not None:
-            wait = max(wait, min(hinted, backoff.max))
+            # The server knows when it will take the call again: retrying earlier only fails
+            # again. Its hint is honoured in full up to the declared ceiling.
+            wait = max(wait, min(hinted, self._max_retry_after))
         return wait if math.isfinite(wait) else backoff.max
 
     def _planned(self, failed_attempt: int, exc: BaseException | None) -> float:
@@ -350,15 +361,32 @@ class UsageTally:
     final completion's `usage` is cumulative (within one instructor call) and per-response figures
     exist only at hook time."""
 
-    __slots__ = ("input_tokens", "missing", "output_tokens", "read", "requests", "responses")
+    __slots__ = (
+        "cache_read",
+        "cache_written",
+        "input_tokens",
+        "missing",
+        "output_tokens",
+        "read",
+        "read_cache",
+        "requests",
+        "responses",
+    )
 
-    def __init__(self, read: Callable[[Any], tuple[int, int] | None]) -> None:
+    def __init__(
+        self,
+        read: Callable[[Any], tuple[int, int] | None],
+        read_cache: Callable[[Any], tuple[int, int]] | None = None,
+    ) -> None:
         self.read = read
+        self.read_cache = read_cache  # (tokens written to, read from the prompt cache)
         self.requests = 0  # requests sent (re-asks included)
         self.responses = 0  # responses received with a body
         self.missing = 0  # responses without usage (estimated by the caller)
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cache_written = 0
+        self.cache_read = 0
 
     def hooks(self) -> Any:
         from instructor.core.hooks import Hooks
@@ -379,6 +407,10 @@ class UsageTally:
             return
         self.input_tokens += counted[0]
         self.output_tokens += counted[1]
+        if self.read_cache is not None:
+            written, read = self.read_cache(response)
+            self.cache_written += written
+            self.cache_read += read
 
     @property
     def usage(self) -> Usage:

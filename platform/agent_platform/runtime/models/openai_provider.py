@@ -50,6 +50,7 @@ from agent_platform.runtime.models.factory import (
     guard_sdk_logs,
     is_local_url,
     missing_key_error,
+    reasks,
 )
 from agent_platform.runtime.models.http_provider import HttpProvider
 from agent_platform.runtime.tokens import estimate_tokens, message_tokens
@@ -191,7 +192,12 @@ class OpenAIProvider(HttpProvider):
         self._sdk = openai
         self._token_param = max_tokens_parameter(spec.base_url)
         self._retry = RetryRunner(
-            spec.retry, provider=PROVIDER, model=spec.name, sleep=sleep, on_retry=on_retry
+            spec.retry,
+            provider=PROVIDER,
+            model=spec.name,
+            sleep=sleep,
+            on_retry=on_retry,
+            max_retry_after=spec.max_retry_after,
         )
         self._client = _chat_client_class()(
             api_key=key,
@@ -214,7 +220,7 @@ class OpenAIProvider(HttpProvider):
                 "messages": to_openai_messages(request.system, request.messages),
                 self._token_param: max_tokens,
                 "response_model": request.response_model,
-                "max_retries": request.max_validation_retries,
+                "max_retries": reasks(request, spec),
                 "strict": True,
                 "hooks": hooks,
             }

@@ -311,7 +311,12 @@ class ScriptedProvider:
         self._sleep = sleep
         self._on_retry = on_retry
         self._retry = RetryRunner(
-            spec.retry, provider=PROVIDER, model=self._model, sleep=sleep, on_retry=on_retry
+            spec.retry,
+            provider=PROVIDER,
+            model=self._model,
+            sleep=sleep,
+            on_retry=on_retry,
+            max_retry_after=spec.max_retry_after,
         )
         self._cursors: dict[str, int] = {}
         self._caches = _Caches()

@@ -2,6 +2,7 @@
 (retries, circuit breaker), idempotency (cache and durable keys) and the executor that applies
 them all. See `executor` for the order of checks."""
 
+from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
 from agent_platform.runtime.tools.errors import (
     CircuitOpen,
     IdempotencyConflict,
@@ -13,7 +14,7 @@ from agent_platform.runtime.tools.errors import (
     ToolTimeout,
     ToolUnavailable,
 )
-from agent_platform.runtime.tools.executor import ApprovalRequest, ToolExecutor, ToolResult
+from agent_platform.runtime.tools.executor import ToolExecutor, ToolResult
 from agent_platform.runtime.tools.idempotency import (
     IdempotencyStore,
     SqliteIdempotencyStore,
@@ -30,6 +31,7 @@ from agent_platform.runtime.tools.registry import (
 
 __all__ = [
     "ApprovalRequest",
+    "ApprovalRequired",
     "CircuitOpen",
     "HttpTool",
     "IdempotencyConflict",

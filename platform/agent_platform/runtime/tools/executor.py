@@ -2,14 +2,18 @@
 
 1. allow-list: a tool outside `allowed` -> `ToolNotAllowed` (never called);
 2. argument validation -> `ToolArgumentsInvalid` (never called, never retried);
-3. approval, for `requires_approval` tools (through the `approver` hook; none configured ->
-   `ToolNotAllowed`: fail closed);
+3. authority (`_authorise`, the one place this is decided): once untrusted content is in the
+   run's context (`taint`), the run's `ContextPolicy` may refuse a side effect or a host
+   (`ToolNotAllowed`, shown to the model) or ask for approval; a tool that requires approval
+   always asks. Approval goes through the `approver` hook; with none configured the call is not
+   made and `ApprovalRequired` is raised: the one exception that leaves `call()`, because the
+   run must stop rather than let the model work around a call waiting for a person;
 4. idempotency: `cache` (memoised, single-flight) or `key` (durable store: a stored result is
    returned instead of running again);
 5. per attempt: circuit breaker -> timeout (`asyncio.timeout`) -> the call -> output to JSON ->
    `output_schema` check; attempts retried per the retry policy (tenacity, clock-driven sleeps);
 6. the result (or the typed error) as a `ToolResult`. Errors never raise out of `call()` (except
-   cancellation): the agent loop shows them to the model.
+   cancellation and `ApprovalRequired`): the agent loop shows them to the model.
 
 The breaker is consulted per attempt (inside the retry loop), so a breaker that opens during a
 retry sequence ends it with `CircuitOpen`.
@@ -49,6 +53,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from agent_platform.compile.plan import ToolBinding
+from agent_platform.compile.policy import ContextPolicy, SideEffectRule, ToolPolicy
+from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired, Approver
 from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.tools.errors import (
     IdempotencyConflict,
@@ -89,22 +95,12 @@ from agent_platform.runtime.tools.resilience import (
 if TYPE_CHECKING:
     from jinja2 import Template
 
+    from agent_platform.runtime.provenance import TaintState
     from agent_platform.spec.kinds import ToolSpec
 
 log = logging.getLogger(__name__)
 
 EventHook = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalRequest:
-    tool: str
-    description: str
-    arguments: Mapping[str, Any]
-    run_id: str
-
-
-Approver = Callable[[ApprovalRequest], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -143,6 +139,7 @@ class _Entry:
     name: str
     tool: Tool
     spec: ToolSpec
+    policy: ToolPolicy
     retry: RetryRunner | None = None
     breaker: CircuitBreaker | None = None
     cache: ResultCache | None = None
@@ -156,6 +153,8 @@ class _Entry:
     # Set for an inline sync Python tool with no breaker, cache, idempotency key or approval: its
     # first attempt is a plain call (see `ToolExecutor.call`).
     direct_func: Callable[..., Any] | None = None
+    # What a tainted run's policy governs: side effects or network egress (checked per call).
+    governed_when_tainted: bool = False
 
 
 _PLAIN_TYPES: frozenset[type] = frozenset({dict, list, str, int, float, bool, type(None)})
@@ -214,7 +213,8 @@ class ToolExecutor:
         tool = self.registry.load_binding(binding)
         if self.wrap_tool is not None:
             tool = self.wrap_tool(binding, tool)
-        entry = _Entry(binding.name, tool, spec)
+        entry = _Entry(binding.name, tool, spec, binding.policy)
+        entry.governed_when_tainted = binding.policy.side_effects or binding.policy.egress
         try:
             policy = effective_retry_policy(spec)
             entry.retry = RetryRunner(
@@ -248,7 +248,7 @@ class ToolExecutor:
                 and entry.breaker is None
                 and entry.cache is None
                 and not entry.keyed
-                and not spec.requires_approval
+                and not binding.policy.requires_approval
             ):
                 entry.direct_func = tool.func
         except Exception as exc:
@@ -319,8 +319,11 @@ class ToolExecutor:
         *,
         run_id: str,
         allowed: AbstractSet[str] | None = None,
+        taint: TaintState | None = None,
+        policy: ContextPolicy | None = None,
     ) -> ToolResult:
-        """Call a tool; errors come back in the result (see the module docstring)."""
+        """Call a tool; errors come back in the result (see the module docstring). `taint` and
+        `policy` are the calling run's: what is in its context, and what it may then do."""
         monotonic = self._monotonic
         started = monotonic()
         if allowed is not None and tool_name not in allowed:
@@ -340,7 +343,8 @@ class ToolExecutor:
         try:
             arguments = entry.tool.validate(raw_arguments)
             direct = entry.direct_func
-            if direct is not None:
+            tainted = taint is not None and taint.tainted
+            if direct is not None and not (tainted and entry.governed_when_tainted):
                 # What `_execute` does for this tool, minus the machinery it does not need: the
                 # first attempt is a plain call on the loop; only a failure enters the retry policy.
                 attempts.count = 1
@@ -353,8 +357,9 @@ class ToolExecutor:
                     output = await self._retry_after(entry, arguments, attempts, exc)
                 # Positional: the hot path (ToolResult(tool, output, error, duration_s, attempts)).
                 return ToolResult(tool_name, output, None, monotonic() - started, attempts.count)
+            reasons = self._authorise(entry, taint if tainted else None, policy)
             if entry.keyed:
-                output, replayed = await self._call_keyed(entry, arguments, run_id, attempts)
+                output, replayed = await self._call_keyed(entry, arguments, run_id, attempts, reasons, taint)
                 return ToolResult(
                     tool_name,
                     output,
@@ -362,8 +367,8 @@ class ToolExecutor:
                     attempts=attempts.count,
                     from_idempotency_store=replayed,
                 )
-            if entry.spec.requires_approval:
-                await self._approve(entry, arguments, run_id)
+            if reasons:
+                await self._approve(entry, arguments, run_id, reasons, taint)
             if entry.cache is not None:
                 key = self._cache_key(entry, arguments)
                 if key is not None:
@@ -383,6 +388,8 @@ class ToolExecutor:
             return ToolResult(tool_name, output, duration_s=monotonic() - started, attempts=attempts.count)
         except ToolError as exc:
             return self._failed(exc, started, attempts.count)
+        except ApprovalRequired:
+            raise
         except Exception as exc:  # store or hook failures: still a result, never a crash
             log.exception("tool %s: unexpected error", tool_name)
             return self._failed(ToolFailed(tool_name, exc, classify(exc)), started, attempts.count)
@@ -404,21 +411,80 @@ class ToolExecutor:
                 log.warning("tool %s: call not cached, its arguments have no JSON form: %s", entry.name, exc)
             return None
 
-    async def _approve(self, entry: _Entry, arguments: ToolArguments, run_id: str) -> None:
-        if self.approver is None:
-            raise ToolNotAllowed(
-                entry.name, "this tool requires approval and no approver is configured; it was not called"
+    @staticmethod
+    def _authorise(entry: _Entry, taint: TaintState | None, policy: ContextPolicy | None) -> tuple[str, ...]:
+        """Why this call needs a person's approval (empty: it does not). Raises `ToolNotAllowed`
+        when the policy of a run with untrusted content in its context refuses it. `taint` is
+        given only when the run is tainted. Decided from where the run's content came from, never
+        from what it says: once untrusted content is in the context, a call with side effects, or
+        a request to a host the policy does not list (it can carry out what the run has read),
+        follows the policy's `side_effects` rule."""
+        tool = entry.policy
+        reasons: list[str] = []
+        if tool.requires_approval:
+            reasons.append("the tool requires approval")
+        if taint is None or not entry.governed_when_tainted:
+            return tuple(reasons)
+        if policy is None:  # a caller that states no policy gets the default rule, and no host list
+            rule, owners, unlisted = SideEffectRule.REQUIRE_APPROVAL, "the default policy", None
+        else:
+            rule, owners = policy.side_effects, " and ".join(policy.owners)
+            unlisted = policy.refused_egress(tool.endpoints) if tool.egress else None
+        acts: list[str] = []
+        if tool.side_effects:
+            acts.append("the tool has side effects")
+        if unlisted is not None:
+            egress_rule, endpoint = unlisted
+            where = endpoint or "a host chosen at call time"
+            acts.append(
+                f"it sends a request to {where}, which {egress_rule.owner} does not list in untrusted_context.egress"
             )
+        if not acts:
+            return tuple(reasons)
+        context = f"untrusted content ({taint.describe()}) is in this run's context"
+        if rule is SideEffectRule.DENY:
+            raise ToolNotAllowed(
+                entry.name,
+                f"refused: {context}, {' and '.join(acts)}, and the untrusted_context policy of {owners} "
+                "denies that then; it was not called",
+            )
+        if rule is SideEffectRule.REQUIRE_APPROVAL and (unlisted is not None or not tool.requires_approval):
+            reasons.append(f"{context} and {' and '.join(acts)} ({owners}: require_approval)")
+        return tuple(reasons)
+
+    async def _approve(
+        self,
+        entry: _Entry,
+        arguments: ToolArguments,
+        run_id: str,
+        reasons: tuple[str, ...],
+        taint: TaintState | None,
+    ) -> None:
         try:
             shown = arguments.jsonable()
         except ArgumentsNotSerializable:
             shown = {k: repr(v) for k, v in arguments.kwargs.items()}
-        request = ApprovalRequest(entry.name, entry.tool.description, shown, run_id)
+        request = ApprovalRequest(
+            entry.name,
+            entry.tool.description,
+            shown,
+            run_id,
+            reasons,
+            taint.sources if taint is not None else (),
+        )
+        if self.approver is None:
+            raise ApprovalRequired(request)
         if not await self.approver(request):
             raise ToolNotAllowed(entry.name, "the call was not approved; it was not called")
 
     async def _call_keyed(
-        self, entry: _Entry, arguments: ToolArguments, run_id: str, attempts: _Attempts
+        self,
+        entry: _Entry,
+        arguments: ToolArguments,
+        run_id: str,
+        attempts: _Attempts,
+        reasons: tuple[str, ...] = (),
+        taint: TaintState | None = None,
     ) -> tuple[Any, bool]:
         try:
             data = arguments.jsonable()
@@ -432,12 +498,12 @@ class ToolExecutor:
             ) from exc
         key_hash = sha256_hex(key)
         store = self.idempotency_store
-        if entry.spec.requires_approval:  # a stored result needs no new approval
+        if reasons:  # a stored result needs no new approval: replaying it repeats no side effect
             record = await store.get(entry.name, key_hash)
             now = self.clock.now()
             live = record is not None and (record.expires_at is None or record.expires_at > now)
             if record is None or not live or record.status != "succeeded":
-                await self._approve(entry, arguments, run_id)
+                await self._approve(entry, arguments, run_id, reasons, taint)
 
         async def execute() -> Any:
             return await self._execute(entry, arguments, attempts)

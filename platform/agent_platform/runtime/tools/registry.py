@@ -62,7 +62,6 @@ from agent_platform.spec.kinds import HttpImplementation, ToolSpec
 
 if TYPE_CHECKING:
     import httpx
-    from jinja2 import Template
     from jinja2.sandbox import SandboxedEnvironment
 
     from agent_platform.compile.plan import ToolBinding
@@ -477,96 +476,32 @@ class PythonTool(Tool):
 
 
 def new_template_environment() -> SandboxedEnvironment:
-    """The Jinja2 environment for tool templates: sandboxed, strict about undefined names."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    """The Jinja2 environment for tool templates: the bounded sandbox every spec template uses."""
+    from agent_platform.template_sandbox import bounded_environment
 
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    return bounded_environment()
 
 
 def referenced_env_vars(environment: SandboxedEnvironment, source: str) -> set[str]:
     """Names used as `env.NAME` or `env['NAME']` in a template."""
-    from jinja2 import nodes
+    from agent_platform.runtime.tools.http import referenced_env_vars as names
 
-    found: set[str] = set()
-    tree = environment.parse(source)
-    for getattr_node in tree.find_all(nodes.Getattr):
-        if isinstance(getattr_node.node, nodes.Name) and getattr_node.node.name == "env":
-            found.add(getattr_node.attr)
-    for getitem_node in tree.find_all(nodes.Getitem):
-        base, arg = getitem_node.node, getitem_node.arg
-        if isinstance(base, nodes.Name) and base.name == "env" and isinstance(arg, nodes.Const):
-            if isinstance(arg.value, str):
-                found.add(arg.value)
-    return found
-
-
-_SINGLE_EXPRESSION = re.compile(r"^\{\{\s*(.+?)\s*\}\}$", re.DOTALL)
-
-
-class _Rendered:
-    """A compiled template value: a string template, a single `{{ expr }}` that keeps its type,
-    or a dict/list of those."""
-
-    def __init__(self, environment: SandboxedEnvironment, value: Any, env_names: set[str]) -> None:
-        self.kind: str
-        self.value: Any
-        if isinstance(value, str):
-            env_names.update(referenced_env_vars(environment, value))
-            match = _SINGLE_EXPRESSION.match(value)
-            if match and "{{" not in match.group(1) and "}}" not in match.group(1):
-                self.kind, self.value = (
-                    "expr",
-                    environment.compile_expression(match.group(1), undefined_to_none=False),
-                )
-            else:
-                self.kind, self.value = "template", environment.from_string(value)
-        elif isinstance(value, dict):
-            self.kind = "dict"
-            self.value = {k: _Rendered(environment, v, env_names) for k, v in value.items()}
-        elif isinstance(value, list):
-            self.kind = "list"
-            self.value = [_Rendered(environment, v, env_names) for v in value]
-        else:
-            self.kind, self.value = "const", value
-
-    def render(self, context: Mapping[str, Any]) -> Any:
-        from jinja2 import Undefined
-
-        if self.kind == "template":
-            template: Template = self.value
-            return template.render(context)
-        if self.kind == "expr":
-            result = self.value(**context)
-            if isinstance(result, Undefined):
-                str(result)  # StrictUndefined raises UndefinedError naming what is missing
-            return result
-        if self.kind == "dict":
-            return {k: v.render(context) for k, v in self.value.items()}
-        if self.kind == "list":
-            return [v.render(context) for v in self.value]
-        return self.value
-
-    def render_text(self, context: Mapping[str, Any]) -> str:
-        value = self.render(context)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dict | list):
-            return json.dumps(value)
-        return str(value)
+    return names(source)
 
 
 class HttpTool(Tool):
-    """An `http:` tool: url, headers, query and body are Jinja2 templates (sandboxed, strict) over
-    `args` (the validated arguments), `env` (only the environment variables the templates name)
-    and `idempotency_key` (the call's key in `key` mode, else empty: send it as an
-    `Idempotency-Key` header so the server can deduplicate too).
+    """An `http:` tool: the url (after its fixed origin), headers, query and body are Jinja2
+    templates (bounded sandbox, strict) over `args` (the validated arguments), `env` (only the
+    environment variables the templates name) and `idempotency_key` (the call's key in `key` mode,
+    else empty: send it as an `Idempotency-Key` header so the server can deduplicate too).
 
-    Values are inserted as they are: use `| urlencode` for path segments and query values built
-    by hand (the `query:` mapping is encoded for you). Without `body`, POST/PUT/PATCH send the
-    arguments as JSON and GET/DELETE send no body. A JSON response is returned parsed; any other
-    as text. HTTP 429 -> `rate_limit`, 408 -> `timeout`, 5xx -> `server_error`, transport errors
-    -> `connection`, timeouts -> `ToolTimeout`; other 4xx fail without a retry category.
+    Where the request may go, how values are encoded into the url and which headers are
+    credentials: see `agent_platform.runtime.tools.http`. A value that would be a '.', '..' or
+    empty path segment fails validation (the model can fix it; nothing was sent). Without `body`,
+    POST/PUT/PATCH send the arguments as JSON and GET/DELETE send no body. A JSON response is
+    returned parsed; any other as text. HTTP 429 -> `rate_limit`, 408 -> `timeout`, 5xx ->
+    `server_error`, transport errors -> `connection`, timeouts -> `ToolTimeout`; other 4xx and
+    refused redirects fail without a retry category.
     """
 
     def __init__(
@@ -579,8 +514,9 @@ class HttpTool(Tool):
         timeout: float = 30.0,
         environ: Mapping[str, str] | None = None,
         client: Callable[[], httpx.AsyncClient] | httpx.AsyncClient | None = None,
-        environment: SandboxedEnvironment | None = None,
     ) -> None:
+        from agent_platform.runtime.tools.http import HttpRequestTemplates
+
         self.name = name
         self.description = description
         self.http = http
@@ -588,15 +524,11 @@ class HttpTool(Tool):
         self._environ = environ if environ is not None else os.environ
         self._client_source = client
         self._own_client: httpx.AsyncClient | None = None
-        env = environment or new_template_environment()
-        self.env_names: set[str] = set()
         try:
-            self._url = _Rendered(env, http.url, self.env_names)
-            self._headers = {k: _Rendered(env, v, self.env_names) for k, v in http.headers.items()}
-            self._query = {k: _Rendered(env, v, self.env_names) for k, v in http.query.items()}
-            self._body = _Rendered(env, http.body, self.env_names) if http.body is not None else None
+            self._request = HttpRequestTemplates(http)
         except Exception as exc:
             raise ValueError(f"http tool '{name}': invalid template: {exc}") from exc
+        self.env_names: set[str] = self._request.env_names
         self._schema = input_schema if input_schema is not None else {"type": "object"}
         self._check = _SchemaCheck(self._schema)
         self._model: type[BaseModel] | None = None
@@ -624,6 +556,10 @@ class HttpTool(Tool):
             canonical_json(data)
         except ArgumentsNotSerializable as exc:
             raise ToolArgumentsInvalid(self.name, [f"arguments must be JSON data: {exc}"]) from None
+        # The url is rendered here as well as when sending, so that a value that would change its
+        # path is the model's to fix, before any approval, cache or idempotency record. (The key is
+        # not known yet: a stand-in of its form, 64 hex digits, takes its place.)
+        self._url(self._context(data, _IDEMPOTENCY_KEY_STAND_IN))
         return ToolArguments(data, jsonable=data)
 
     def _client(self) -> httpx.AsyncClient:
@@ -645,40 +581,47 @@ class HttpTool(Tool):
             values[name] = value
         return values
 
+    def _context(self, args: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        return {"args": args, "env": self._environment_values(), "idempotency_key": idempotency_key}
+
+    def _url(self, context: Mapping[str, Any]) -> str:
+        from agent_platform.runtime.rendering import TemplateRenderError
+        from agent_platform.runtime.tools.http import UnsafeUrlValue
+
+        try:
+            return self._request.url(context)
+        except UnsafeUrlValue as exc:
+            raise ToolArgumentsInvalid(self.name, [str(exc)]) from None
+        except TemplateRenderError as exc:
+            raise ToolUnavailable(self.name, f"cannot render the request: {exc}") from None
+
     async def invoke(self, arguments: ToolArguments) -> Any:
         import httpx
 
+        from agent_platform.runtime.rendering import TemplateRenderError
         from agent_platform.runtime.tools.idempotency import current_idempotency_key
 
-        context = {
-            "args": arguments.kwargs,
-            "env": self._environment_values(),
-            "idempotency_key": current_idempotency_key() or "",
-        }
+        context = self._context(arguments.kwargs, current_idempotency_key() or "")
+        url = self._url(context)
         try:
-            url = self._url.render_text(context)
-            headers = {k: v.render_text(context) for k, v in self._headers.items()}
-            params = {k: v.render_text(context) for k, v in self._query.items()}
+            headers = self._request.headers(context)
+            params = self._request.query(context)
             content: str | None = None
             json_body: Any = None
-            if self._body is not None:
-                rendered = self._body.render(context)
-                if isinstance(rendered, str):
-                    content = rendered
-                    if not any(k.lower() == "content-type" for k in headers):
-                        headers["Content-Type"] = "text/plain; charset=utf-8"
-                else:
-                    json_body = rendered
-            elif self.http.method in ("POST", "PUT", "PATCH"):
+            rendered = self._request.body(context)
+            if isinstance(rendered, str):
+                content = rendered
+                if not any(k.lower() == "content-type" for k in headers):
+                    headers["Content-Type"] = "text/plain; charset=utf-8"
+            elif rendered is not None:
+                json_body = rendered
+            elif self.http.body is None and self.http.method in ("POST", "PUT", "PATCH"):
                 json_body = arguments.kwargs
-        except ToolUnavailable:
-            raise
-        except Exception as exc:
-            raise ToolUnavailable(
-                self.name, f"cannot render the request: {type(exc).__name__}: {exc}"
-            ) from exc
+        except TemplateRenderError as exc:
+            raise ToolUnavailable(self.name, f"cannot render the request: {exc}") from None
+        client = self._client()
         try:
-            response = await self._client().request(
+            request = client.build_request(
                 self.http.method,
                 url,
                 headers=headers,
@@ -687,6 +630,7 @@ class HttpTool(Tool):
                 json=json_body,
                 timeout=self.timeout,
             )
+            response = await self._request.send(client, request)
         except httpx.TimeoutException as exc:
             raise ToolTimeout(self.name, self.timeout) from exc
         where = f"{self.http.method} {response.request.url.host}{response.request.url.path}"
@@ -713,18 +657,19 @@ class HttpTool(Tool):
         return f"HttpTool({self.name!r}, {self.http.method} {self.http.url})"
 
 
-def _model_from_schema(name: str, schema: dict[str, Any]) -> type[BaseModel]:
-    """A pydantic model for a declared JSON Schema (for response models); permissive when the
-    schema has no object properties or cannot be translated (validation still uses the schema)."""
-    if schema.get("type") == "object" and isinstance(schema.get("properties"), dict):
-        try:
-            import json_schema_to_pydantic
+_IDEMPOTENCY_KEY_STAND_IN = "0" * 64
 
-            titled = {**schema, "title": _model_name(name)}
-            model: type[BaseModel] = json_schema_to_pydantic.create_model(titled)
-            return model
-        except Exception as exc:
-            log.debug("tool %s: no pydantic model for its input_schema: %s", name, exc)
+
+def _model_from_schema(name: str, schema: dict[str, Any]) -> type[BaseModel]:
+    """The model a declared JSON Schema gives the arguments (what the model is shown, and the
+    schema itself checks every answer: see `compile.output_models`); permissive for a schema that
+    skipped validation and cannot be used (the call's own check still applies the schema)."""
+    from agent_platform.compile.output_models import SchemaMismatch, build_output_model
+
+    try:
+        return build_output_model(schema, _model_name(name))
+    except SchemaMismatch as exc:
+        log.debug("tool %s: no model for its input_schema: %s", name, exc)
     permissive: type[BaseModel] = create_model(_model_name(name), __config__=ConfigDict(extra="allow"))
     return permissive
 
@@ -875,7 +820,6 @@ class ToolRegistry:
                 timeout=spec.timeout,
                 environ=self._environ,
                 client=self._shared_http_client,
-                environment=self.template_environment(),
             )
         if spec.mcp is not None:
             reason = MCP_NOT_IMPLEMENTED.format(
@@ -895,7 +839,12 @@ class ToolRegistry:
             built = self.from_spec(binding.name, binding.spec)
         except Exception as exc:
             what = binding.spec.python or "its declaration"
-            reason = f"cannot load {what}: {type(exc).__name__}: {exc}"
+            reason = f"cannot load {what}: {type(exc).__name__}: {exc}" + (
+                "; plugin modules are imported from the plugin paths: pass --plugin-path DIR or add DIR "
+                "to $PLATFORM_PLUGIN_PATH"
+                if isinstance(exc, ImportError)
+                else ""
+            )
             log.warning("tool %s unavailable: %s", binding.name, reason)
             built = UnavailableTool(binding.name, binding.spec.description, reason, binding.spec.input_schema)
         self._tools[binding.name] = built

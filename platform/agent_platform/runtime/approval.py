@@ -1,0 +1,85 @@
+"""Approval of tool calls: what a person is asked, and what happens when nobody can answer.
+
+The tool executor is the one place that decides whether a call needs approval (`_authorise`):
+its tool requires it, or the run's context is untrusted and its policy says so. It then asks the
+runtime's `Approver`. Without one, the call is not made and `ApprovalRequired` ends the run with
+the outcome `needs_approval`, naming the call: a call that needs a person must never turn into a
+tool error the model works around while the run "completes". (A durable `waiting_approval` run
+state will replace ending the run; it hooks in where `ApprovalRequired` is raised.)"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """One call waiting for a person's yes or no, and why it needs one."""
+
+    tool: str
+    description: str
+    arguments: Mapping[str, Any]
+    run_id: str
+    reasons: tuple[str, ...] = ()
+    # The untrusted sources in the run's context when the call was decided (empty: none).
+    untrusted_sources: tuple[str, ...] = ()
+    # The hand-offs between the run that was asked and the call (outermost first).
+    via: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        where = f" (in {' -> '.join(self.via)})" if self.via else ""
+        why = list(self.reasons) or ["it requires approval"]
+        if self.untrusted_sources and not any("untrusted content" in r for r in why):
+            why.append(f"untrusted content ({', '.join(self.untrusted_sources)}) is in the run's context")
+        return f"call of tool '{self.tool}'{where} needs approval: {'; '.join(why)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "arguments": dict(self.arguments),
+            "run_id": self.run_id,
+            "reasons": list(self.reasons),
+            "untrusted_sources": list(self.untrusted_sources),
+            "via": list(self.via),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApprovalRequest:
+        return cls(
+            tool=str(data.get("tool", "?")),
+            description="",
+            arguments=dict(data.get("arguments") or {}),
+            run_id=str(data.get("run_id", "")),
+            reasons=tuple(map(str, data.get("reasons") or ())),
+            untrusted_sources=tuple(map(str, data.get("untrusted_sources") or ())),
+            via=tuple(map(str, data.get("via") or ())),
+        )
+
+    def handed_through(self, unit: str) -> ApprovalRequest:
+        """The same request as seen by the run that handed work to `unit`."""
+        return ApprovalRequest(
+            self.tool,
+            self.description,
+            self.arguments,
+            self.run_id,
+            self.reasons,
+            self.untrusted_sources,
+            (unit, *self.via),
+        )
+
+
+Approver = Callable[[ApprovalRequest], Awaitable[bool]]
+
+
+class ApprovalRequired(Exception):
+    """A call needs approval and no approver is configured: the call was not made and the run
+    ends with outcome `needs_approval` (not a tool error the model could work around)."""
+
+    def __init__(self, request: ApprovalRequest) -> None:
+        super().__init__(
+            f"{request.describe()}; no approver is configured, so it was not made "
+            "(`platform run --approve-all` approves every call)"
+        )
+        self.request = request

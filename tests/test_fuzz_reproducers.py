@@ -1,0 +1,591 @@
+"""What the fuzzers found, one test each (issue 16).
+
+Crashes: inputs that made `validate` end in an internal error (exit 3) instead of a located
+diagnostic. Gaps: specs `validate` passed that `plan` or `run` then rejected, or passed without
+checking what they say. Each test fails on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from agent_platform.compile import build_output_models, compile_specs
+from agent_platform.compile.output_models import build_output_model
+from agent_platform.diagnostics import Diagnostic, Severity
+from agent_platform.load import load_text
+from agent_platform.runtime.engine import Runtime
+from agent_platform.runtime.outcomes import Outcome
+from agent_platform.runtime.rendering import render, render_value
+from agent_platform.validate import ValidationOptions, validate_paths
+
+API = "apiVersion: agents.platform/v1\n"
+MODEL = f"{API}kind: Model\nmetadata: {{name: m}}\nspec: {{provider: scripted, on_script_exhausted: synthesize}}\n"
+
+
+def _agent(spec: str, name: str = "a") -> str:
+    return f"---\n{API}kind: Agent\nmetadata: {{name: {name}}}\nspec:\n  model: m\n{spec}"
+
+
+def _validate(tmp_path: Path, text: str, *, import_plugins: bool = False) -> list[Diagnostic]:
+    """The errors and warnings `platform validate` reports for `text` (raising nothing), after
+    `plan`'s model building when validation passed (validate passing must mean plan passes)."""
+    path = tmp_path / "specs.yaml"
+    path.write_text(text, encoding="utf-8")
+    report = validate_paths([path], ValidationOptions(plugin_paths=[tmp_path], import_plugins=import_plugins))
+    if report.ok:
+        build_output_models(compile_specs(report.specs), report.diagnostics)
+        assert report.ok, [str(d) for d in report.diagnostics.errors]
+    return [d for d in report.diagnostics.sorted() if d.severity is not Severity.HINT]
+
+
+def _errors(tmp_path: Path, text: str, **options: Any) -> list[str]:
+    """`line:column: message` of each error."""
+    return [
+        f"{d.location.line}:{d.location.column}: {d.message}"
+        for d in _validate(tmp_path, text, **options)
+        if d.severity is Severity.ERROR and d.location is not None
+    ]
+
+
+def _clean(tmp_path: Path, text: str) -> None:
+    found = _validate(tmp_path, text)
+    assert not [d for d in found if d.severity is Severity.ERROR], [str(d) for d in found]
+
+
+# --- crashes: an internal error instead of a located diagnostic --------------------------------
+
+
+def test_a_duration_too_large_for_a_float_is_a_located_error(tmp_path: Path) -> None:
+    """`timeout: 1` followed by 400 zeros: OverflowError in parse_duration."""
+    text = MODEL + _agent("  instructions: Hi.\n  limits: {timeout: 1" + "0" * 400 + "}\n")
+    assert _errors(tmp_path, text) == [
+        "12:21: spec.limits.timeout: a duration must be at most 100 years (3,153,600,000 s)"
+    ]
+
+
+def test_a_regex_repetition_past_the_c_limit_is_a_located_error(tmp_path: Path) -> None:
+    """OverflowError from re.compile: only re.error was caught."""
+    text = f"{API}kind: Guardrail\nmetadata: {{name: g}}\nspec:\n  type: regex\n  applies_to: [input]\n"
+    text += "  patterns: ['a{0,18446744073709551617}']\n"
+    assert _errors(tmp_path, text) == ["7:14: invalid regular expression: the repetition number is too large"]
+
+
+def test_regex_groups_nested_past_the_parser_stack_are_a_located_error(tmp_path: Path) -> None:
+    text = f"{API}kind: Guardrail\nmetadata: {{name: g}}\nspec:\n  type: regex\n  applies_to: [input]\n"
+    text += "  patterns: ['" + "(" * 1000 + "a" + ")" * 1000 + "']\n"
+    assert _errors(tmp_path, text) == ["7:14: invalid regular expression: groups nest more than 100 deep"]
+
+
+def test_a_deeply_nested_template_expression_is_a_located_error(tmp_path: Path) -> None:
+    """`{{ ((((...400 levels...1)))) }}`: RecursionError in the template analysis."""
+    text = MODEL + _agent('  instructions: "{{ ' + "(" * 400 + "1" + ")" * 400 + ' }}"\n')
+    assert _errors(tmp_path, text) == [
+        "11:18: template syntax error: template nests too deeply (at most 32 levels of brackets and 64 "
+        "levels of blocks, expressions, filters and attributes)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ x" + "|upper" * 200 + " }}",  # parsed without recursion, but compiled with it
+        "{{ x" + ".a" * 200 + " }}",
+        "{{ " + "not " * 2000 + "x }}",
+        "{% if x %}" * 300 + "{% endif %}" * 300,
+    ],
+    ids=["filters", "attributes", "nots", "blocks"],
+)
+def test_every_kind_of_deep_template_is_refused_the_same_way_at_validate_and_run_time(
+    tmp_path: Path, template: str
+) -> None:
+    text = MODEL + _agent("  instructions: " + json.dumps(template) + "\n")
+    [error] = _errors(tmp_path, text)
+    assert "template nests too deeply" in error
+    with pytest.raises(Exception, match="template nests too deeply"):
+        render(template, {"x": "y"}, where="instructions")
+
+
+def test_loops_nested_past_what_python_compiles_are_refused_by_validate(tmp_path: Path) -> None:
+    """21 nested `for` loops parse, but the Python code Jinja generates for them does not compile
+    ("too many statically nested blocks"): validate passed, every run failed."""
+    template = "{% for a in inputs.x %}" * 21 + "{{ a }}" + "{% endfor %}" * 21
+    text = MODEL + _agent(
+        "  instructions: " + json.dumps(template) + "\n"
+        "  inputs: {type: object, properties: {x: {type: array}}, required: [x]}\n"
+    )
+    assert _errors(tmp_path, text) == ["11:18: template syntax error: loops nest more than 16 deep"]
+
+
+def test_a_script_path_too_long_for_the_os_is_a_located_error(tmp_path: Path) -> None:
+    """A 300-character `script:`: OSError (File name too long) from Path.is_file."""
+    text = (
+        f"{API}kind: Model\nmetadata: {{name: m}}\nspec: {{provider: scripted, script: {'a' * 300}.jsonl}}\n"
+    )
+    [error] = _errors(tmp_path, text)
+    assert error.startswith("4:36: script file 'aaaa") and "not found" in error
+
+
+def test_required_not_a_list_in_a_schema_read_by_templates_is_a_located_error(tmp_path: Path) -> None:
+    """`required: 1.5` in an inputs schema a template reads: TypeError."""
+    text = MODEL + _agent(
+        '  instructions: "{{ inputs.x }}"\n'
+        "  inputs: {type: object, properties: {x: {type: string}}, required: 1.5}\n"
+    )
+    assert _errors(tmp_path, text) == ['12:69: invalid JSON Schema: 1.5 is not of type "array"']
+
+
+def test_required_not_a_list_in_a_tool_schema_under_import_plugins_is_a_located_error(tmp_path: Path) -> None:
+    """The same `required: 1.5`, read by the signature check of `--import-plugins`: TypeError."""
+    (tmp_path / "tools.py").write_text("def count(text: str) -> int:\n    return len(text)\n")
+    text = (
+        f"{API}kind: Tool\nmetadata: {{name: count}}\nspec:\n  description: Count.\n  python: tools:count\n"
+    )
+    text += "  input_schema: {type: object, properties: {text: {type: string}}, required: 1.5}\n"
+    assert _errors(tmp_path, text, import_plugins=True) == [
+        '7:78: invalid JSON Schema: 1.5 is not of type "array"'
+    ]
+
+
+def test_an_integer_too_long_to_convert_is_a_located_error(tmp_path: Path) -> None:
+    """5,000 digits: ValueError (Python's int-string conversion limit) in the loader."""
+    text = MODEL + _agent("  instructions: Hi.\n  limits: {max_iterations: " + "1" * 5000 + "}\n")
+    assert _errors(tmp_path, text) == [
+        "12:28: integer of about 5,000 digits is too large (at most 4,300 digits); quote it if it is "
+        "meant as text"
+    ]
+
+
+def test_a_float_tag_on_an_integer_beyond_the_float_range_is_a_located_error(tmp_path: Path) -> None:
+    text = MODEL + _agent("  instructions: Hi.\n  limits: {max_cost_usd: !!float 1" + "0" * 400 + "}\n")
+    assert _errors(tmp_path, text) == ["12:26: spec.limits.max_cost_usd: expected a finite number, got inf"]
+
+
+# --- validate passed what it should not have -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (".nan", "a duration must be a number, not NaN"),
+        (".inf", "a duration must be at most 100 years (3,153,600,000 s)"),
+        ('"' + "9" * 300 + 's"', "a duration must be at most 100 years (3,153,600,000 s)"),
+    ],
+)
+def test_durations_that_are_not_a_finite_number_of_seconds_are_errors(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    text = MODEL + _agent(f"  instructions: Hi.\n  limits: {{timeout: {value}}}\n")
+    assert _errors(tmp_path, text) == [f"12:21: spec.limits.timeout: {message}"]
+
+
+def test_infinite_and_nan_numbers_are_errors_everywhere(tmp_path: Path) -> None:
+    text = MODEL + _agent("  instructions: Hi.\n  limits: {max_cost_usd: .inf}\n")
+    assert _errors(tmp_path, text) == ["12:26: spec.limits.max_cost_usd: expected a finite number, got inf"]
+
+
+def test_an_aliased_string_counts_its_text_each_time_it_is_used() -> None:
+    """A 280 kB file whose 200 kB anchored string is aliased 20,000 times loaded in milliseconds
+    and then took 4 GB of data into validation."""
+    text = "a: &s " + "x" * 200_000 + "\nb: [" + ", ".join(["*s"] * 20_000) + "]\n"
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = load_text(text, "bomb.yaml")
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [str(d) for d in result.diagnostics] == [
+        "bomb.yaml:2:81: document expands to more than 4,194,304 characters of text (aliases are "
+        "counted each time they are used); split it or remove aliases"
+    ]
+    assert elapsed < 1.0 and peak < 20 * 2**20
+
+
+def test_a_file_of_tens_of_thousands_of_template_tags_is_refused_quickly(tmp_path: Path) -> None:
+    """80,000 `{{ x }}` in one instructions string (547 KiB, under the file limit) took 16.6 s."""
+    text = MODEL + _agent('  instructions: "' + "{{ x }} " * 80_000 + '"\n')
+    started = time.perf_counter()
+    errors = _errors(tmp_path, text)
+    assert time.perf_counter() - started < 2.0
+    assert errors == [
+        "11:17: the templates in this file add up to more than 262,144 characters (aliases counted "
+        "each time they are used); split the file"
+    ]
+
+
+def test_one_template_repeating_a_mistake_reports_it_once_and_counts_the_rest(tmp_path: Path) -> None:
+    template = " ".join(f"{{{{ x{i} }}}}" for i in range(3000))
+    text = MODEL + _agent("  instructions: " + json.dumps(template) + "\n")
+    started = time.perf_counter()
+    errors = _errors(tmp_path, text)
+    assert time.perf_counter() - started < 2.0
+    assert len(errors) == 21
+    assert [e for e in errors if e.endswith(": ... and 2,980 more problems in this template")]
+
+
+def test_a_template_variable_is_the_input_not_a_method_of_the_mapping() -> None:
+    """`{{ inputs.items }}` resolved to `dict.items`: "map.over must yield a list, got
+    builtin_function_or_method"."""
+    inputs = {"items": [1, 2], "keys": "k", "values": {"v": 1}}
+    context = {"inputs": inputs}
+    assert render_value("{{ inputs.items }}", context, where="map.over") == [1, 2]
+    assert render("{{ inputs.keys }} {{ inputs.values.v }}", context, where="prompt") == "k 1"
+    # a key that is not there still leaves the mapping's methods usable
+    assert render("{{ inputs.values.items() | list }}", context, where="prompt") == "[('v', 1)]"
+
+
+async def test_a_pipeline_maps_over_an_input_named_items(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text("def double(n: int) -> int:\n    return 2 * n\n")
+    text = (
+        f"{API}kind: Tool\nmetadata: {{name: double}}\nspec: {{description: Double., python: tools:double}}\n"
+        f"---\n{API}kind: Pipeline\nmetadata: {{name: p}}\nspec:\n"
+        "  inputs: {type: object, properties: {items: {type: array, items: {type: integer}}}, required: [items]}\n"
+        "  steps:\n"
+        "    - name: each\n"
+        "      tool: double\n"
+        "      map: {over: '{{ inputs.items }}', as: n}\n"
+        "      input: {n: '{{ n }}'}\n"
+        "  returns: '{{ steps.each.output }}'\n"
+    )
+    path = tmp_path / "specs.yaml"
+    path.write_text(text, encoding="utf-8")
+    report = validate_paths([path], ValidationOptions(plugin_paths=[tmp_path]))
+    assert report.ok, [str(d) for d in report.diagnostics]
+    runtime = Runtime(compile_specs(report.specs), plugin_paths=[tmp_path])
+    try:
+        result = await runtime.run("p", {"items": [1, 2, 3]})
+    finally:
+        await runtime.aclose()
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert result.output == [2, 4, 6]
+
+
+def test_an_invalid_pattern_in_an_output_schema_is_a_validate_error(tmp_path: Path) -> None:
+    """Valid for the meta-schema (which does not assert `format: regex`), then `plan` failed."""
+    text = MODEL + _agent(
+        "  instructions: Hi.\n  output: {type: object, properties: {code: {type: string, pattern: '(['}}}\n"
+    )
+    assert _errors(tmp_path, text) == ['12:69: invalid JSON Schema: "([" is not a "regex"']
+
+
+def test_an_invalid_pattern_in_any_schema_is_a_validate_error(tmp_path: Path) -> None:
+    """An inputs schema is compiled at run time by the inputs check: the same error there."""
+    text = MODEL + _agent(
+        "  instructions: Hi.\n  inputs: {type: object, properties: {code: {type: string, pattern: '(['}}}\n"
+    )
+    assert _errors(tmp_path, text) == ['12:69: invalid JSON Schema: "([" is not a "regex"']
+
+
+UNBUILDABLE = {
+    # Each validated, then `plan` said "cannot build a structured-output model".
+    "an untyped property": ({"details": {"description": "Anything."}}, [{"details": [1, {"a": None}]}], []),
+    "an empty sub-schema": ({"x": {}}, [{"x": "anything"}], []),
+    "boolean sub-schemas": ({"yes": True, "no": False}, [{"yes": 1}], [{"no": 1}]),
+    "untyped anyOf branches": (
+        {"x": {"anyOf": [{"minimum": 3}, {"maxLength": 2}]}},
+        [{"x": 5}, {"x": "ab"}, {"x": "abc"}],  # a bound of another type holds vacuously
+        [],
+    ),
+    "an empty enum": ({"x": {"enum": []}}, [{}], [{"x": None}]),
+    "an array without items": ({"x": {"type": "array"}}, [{"x": [1, "a", None]}], [{"x": {}}]),
+    "a property named __proto__": (
+        {"__proto__": {"type": "integer"}},
+        [{"__proto__": 1}],
+        [{"__proto__": "1"}],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNBUILDABLE), ids=list(UNBUILDABLE))
+def test_schemas_the_model_builder_could_not_build_validate_build_and_check(
+    tmp_path: Path, case: str
+) -> None:
+    properties, accepted, refused = UNBUILDABLE[case]
+    schema = {"type": "object", "properties": properties}
+    _clean(tmp_path, MODEL + _agent(f"  instructions: Hi.\n  output: {json.dumps(schema)}\n"))
+    model = build_output_model(schema, "Answer")
+    for value in accepted:
+        assert model.model_validate_json(json.dumps(value), strict=True).model_dump() == value
+    for value in refused:
+        with pytest.raises(ValidationError):
+            model.model_validate_json(json.dumps(value), strict=True)
+
+
+def test_a_ref_to_a_boolean_schema_builds(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/never"}}, "$defs": {"never": False}}
+    _clean(tmp_path, MODEL + _agent(f"  instructions: Hi.\n  output: {json.dumps(schema)}\n"))
+    model = build_output_model(schema, "Answer")
+    assert model.model_validate({}).model_dump() == {}
+    with pytest.raises(ValidationError):
+        model.model_validate({"x": 1})
+
+
+# What the structured-output model accepted although the schema forbids it.
+FORBIDDEN = [
+    ({"type": "object", "required": ["id", "ok"], "properties": {"ok": {"type": "boolean"}}}, {"ok": True}),
+    ({"type": "object", "additionalProperties": {"type": "boolean"}}, {"flag": "yes"}),
+    ({"type": "object", "properties": {"ok": {"const": True}}}, {"ok": 1}),
+    ({"type": "object", "properties": {"ok": {"type": "boolean"}}}, {"ok": 1}),
+    ({"type": "object", "properties": {"n": {"type": "integer"}}}, {"n": "5"}),
+    (
+        {"type": "object", "properties": {"tags": {"type": "array", "enum": [["a", "b"]]}}},
+        {"tags": ["b", "a"]},
+    ),
+    (
+        {"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}},
+        {"at": "yesterday"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("schema", "answer"), FORBIDDEN)
+def test_the_structured_output_model_refuses_what_its_schema_forbids(
+    schema: dict[str, Any], answer: dict[str, Any]
+) -> None:
+    model = build_output_model(schema, "Answer")
+    with pytest.raises(ValidationError, match="does not match its JSON Schema"):
+        model.model_validate_json(json.dumps(answer), strict=True)
+    with pytest.raises(ValidationError, match="does not match its JSON Schema"):
+        model.model_validate(answer)
+
+
+def test_the_model_holds_the_answer_exactly_as_given() -> None:
+    """Integers stay integers where the schema says number, 1.0 is an integer, nothing is filled
+    in or dropped: what the run gets is the JSON that was checked."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "number"},
+            "i": {"type": "integer"},
+            "opt": {"type": "string", "default": "x"},
+        },
+        "additionalProperties": True,
+    }
+    model = build_output_model(schema, "Answer")
+    answer = {"n": 3, "i": 1.0, "extra": {"deep": [1, 2]}}
+    held = model.model_validate_json(json.dumps(answer), strict=True)
+    assert held.model_dump(mode="json") == answer
+    assert held.model_dump(mode="json", exclude_unset=True) == answer
+
+
+async def test_an_agent_final_answer_the_schema_forbids_never_completes_a_run(tmp_path: Path) -> None:
+    """The agent loop's final answer goes through the output model (the loop is unchanged): a
+    scripted answer with `ok: 1` for `const: true` fails the run instead of completing it."""
+    script = {"responses": {"a": [{"action": {"action": "final_answer", "answer": {"ok": 1}}}]}}
+    (tmp_path / "script.yaml").write_text(json.dumps(script))
+    text = (
+        f"{API}kind: Model\nmetadata: {{name: m}}\nspec: {{provider: scripted, script: script.yaml, "
+        "on_script_exhausted: error}\n"
+        + _agent(
+            "  instructions: Answer.\n  output: {type: object, properties: {ok: {const: true}}, required: [ok]}\n"
+        )
+    )
+    path = tmp_path / "specs.yaml"
+    path.write_text(text, encoding="utf-8")
+    report = validate_paths([path], ValidationOptions(plugin_paths=[tmp_path]))
+    assert report.ok, [str(d) for d in report.diagnostics]
+    runtime = Runtime(compile_specs(report.specs), plugin_paths=[tmp_path])
+    try:
+        result = await runtime.run("a", {})
+    finally:
+        await runtime.aclose()
+    assert result.outcome is not Outcome.COMPLETED
+    assert "does not match its JSON Schema" in (result.error or ""), result.error
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        "nullable: true",
+        "example: 42",
+        "x-order: 3",
+        "contentMediaType: text/plain",
+        "optional: true",
+        "deprecated: true",
+        "examples: [1]",
+    ],
+)
+def test_annotation_keywords_in_tool_schemas_are_accepted_and_ignored(
+    tmp_path: Path, annotation: str
+) -> None:
+    """Tool schemas taken from OpenAPI documents and public function-calling sets carry them."""
+    text = (
+        f"{API}kind: Tool\nmetadata: {{name: t}}\nspec:\n  description: T.\n"
+        "  http: {url: 'https://example.invalid/t', method: POST, body: {n: '{{ args.n }}'}}\n"
+        f"  input_schema: {{type: object, properties: {{n: {{type: integer, {annotation}}}}}}}\n"
+    )
+    _clean(tmp_path, text)
+    model = build_output_model(
+        {"type": "object", "properties": {"n": {"type": "integer", **_yaml_pair(annotation)}}}, "T"
+    )
+    assert model.model_validate({"n": 1}).model_dump() == {"n": 1}
+    shown = model.model_json_schema()["properties"]["n"]
+    assert not any(key.startswith("x-") or key in ("nullable", "example", "optional") for key in shown)
+
+
+def _yaml_pair(text: str) -> dict[str, Any]:
+    loaded = load_text(f"{{{text}}}", "pair.yaml").documents[0].data
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("keyword", "message"),
+    [
+        (
+            "maxLenght: 3",
+            "unknown JSON Schema keyword 'maxLenght' (did you mean 'maxLength'?): structured output "
+            "enforces every keyword of Draft 2020-12 and ignores annotations (such as 'description', "
+            "'example' or 'x-...'), so an unknown one would check nothing",
+        ),
+        (
+            "format: colour",
+            "format 'colour' is not one the validator checks (known: date, date-time, duration, "
+            "email, hostname, idn-email, idn-hostname, ipv4, ipv6, iri, iri-reference, json-pointer, "
+            "regex, relative-json-pointer, time, uri, uri-reference, uri-template, uuid); remove it "
+            "or describe it in 'description'",
+        ),
+    ],
+)
+def test_keywords_structured_output_cannot_enforce_are_errors(
+    tmp_path: Path, keyword: str, message: str
+) -> None:
+    text = MODEL + _agent(
+        f"  instructions: Hi.\n  output:\n    type: object\n    properties:\n      x: {{type: string, {keyword}}}\n"
+    )
+    [error] = _errors(tmp_path, text)
+    assert error.split(": ", 1)[1] == message
+
+
+def test_a_recursive_ref_in_an_output_schema_is_an_error_at_the_ref(tmp_path: Path) -> None:
+    text = MODEL + _agent(
+        "  instructions: Hi.\n"
+        "  output:\n"
+        "    type: object\n"
+        "    properties: {root: {$ref: '#/$defs/node'}}\n"
+        "    $defs:\n"
+        "      node: {type: object, properties: {children: {type: array, items: {$ref: '#/$defs/node'}}}}\n"
+    )
+    assert _errors(tmp_path, text) == [
+        "16:79: reference '#/$defs/node' is recursive: a recursive schema cannot be written out for a "
+        "model to read, so structured output does not support it"
+    ]
+
+
+def test_refs_are_written_out_for_the_model_and_checked_as_declared() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/pos"}, "b": {"$ref": "#/$defs/pos", "maximum": 9}},
+        "$defs": {"pos": {"type": "integer", "minimum": 1}},
+    }
+    model = build_output_model(schema, "Answer")
+    shown = model.model_json_schema()
+    assert shown["properties"] == {
+        "a": {"type": "integer", "minimum": 1},
+        "b": {"maximum": 9, "allOf": [{"type": "integer", "minimum": 1}]},
+    }
+    assert "$defs" not in shown
+    assert model.model_validate({"a": 1, "b": 9}).model_dump() == {"a": 1, "b": 9}
+    with pytest.raises(ValidationError):
+        model.model_validate({"b": 10})
+
+
+# --- templates that parse but cannot run ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{% include 'other' %}",
+            "'{% include %}' loads another template, and spec templates have none to load: write the "
+            "text inline, or use a macro defined in this template",
+        ),
+        (
+            "{% block a %}{% endblock %}{% block a %}{% endblock %}",
+            "block 'a' defined twice (first at line 1)",
+        ),
+        (
+            "{% for loop in inputs.x %}{% endfor %}",
+            "a for loop cannot assign to 'loop' (Jinja's loop variable)",
+        ),
+        (
+            "{% macro m(caller) %}{{ caller() }}{% endmacro %}",
+            "the 'caller' argument of a macro or call block must have a default",
+        ),
+    ],
+)
+def test_templates_jinja_refuses_to_compile_are_validate_errors(
+    tmp_path: Path, template: str, message: str
+) -> None:
+    text = MODEL + _agent(
+        "  instructions: " + json.dumps(template) + "\n"
+        "  inputs: {type: object, properties: {x: {type: array}}, required: [x]}\n"
+    )
+    [error] = _errors(tmp_path, text)
+    assert error.split(": ", 1)[1] == message
+    with pytest.raises(Exception):  # noqa: B017 - each is its own Jinja error
+        render(template, {"inputs": {"x": []}}, where="instructions")
+
+
+# --- YAML libyaml reads differently from the YAML spec ------------------------------------------
+
+
+def test_a_tab_after_a_block_indicator_is_named_as_separation_not_indentation() -> None:
+    result = load_text("items:\n  - \tx\n", "tabs.yaml")
+    assert [str(d) for d in result.diagnostics] == [
+        "tabs.yaml:2:5: tab character after '-': YAML allows a tab to separate it from what follows, "
+        "but the parser does not accept one here; use a space"
+    ]
+    indented = load_text("items:\n\t- x\n", "tabs.yaml")
+    assert [str(d) for d in indented.diagnostics] == [
+        "tabs.yaml:2:1: tab character in indentation; YAML requires spaces"
+    ]
+
+
+def test_an_anchor_name_libyaml_would_cut_short_is_an_error_not_another_value() -> None:
+    """`key: &an:chor value` loaded as the string ':chor value'."""
+    result = load_text("key: &an:chor value\n", "anchor.yaml")
+    assert result.documents == []
+    assert [str(d) for d in result.diagnostics] == [
+        "anchor.yaml:1:6: anchor '&an:chor': YAML allows ':' in anchor names, but the parser ends the "
+        "name before it and would read the rest as the value; use only letters, digits, '-' and '_' "
+        "in anchor names"
+    ]
+    plain = load_text("key: &an-chor_1 value\nother: *an-chor_1\n", "anchor.yaml")
+    assert plain.documents[0].data == {"key": "value", "other": "value"}
+
+
+# --- pipeline steps against the tool function's signature -------------------------------------
+
+WORD_COUNT = "def word_count(text: str, minimum: int = 1) -> int:\n    return len(text.split())\n"
+STEP_CALLS_WORD_COUNT = (
+    f"{API}kind: Tool\nmetadata: {{name: word-count}}\nspec: {{description: Count., python: tools:word_count}}\n"
+    f"---\n{API}kind: Pipeline\nmetadata: {{name: p}}\nspec:\n"
+    "  inputs: {type: object, properties: {doc: {type: string}, n: {type: string}}, required: [doc, n]}\n"
+    "  steps:\n"
+    "    - name: count\n"
+    "      tool: word-count\n"
+    "      input: {txt: '{{ inputs.doc }}', minimum: '{{ inputs.n }}'}\n"
+)
+
+
+def test_import_plugins_checks_step_arguments_against_the_tool_signature(tmp_path: Path) -> None:
+    """`txt:` given to `word_count(text)` validated, even with --import-plugins: only a declared
+    input_schema was compared with the step."""
+    (tmp_path / "tools.py").write_text(WORD_COUNT)
+    assert _errors(tmp_path, STEP_CALLS_WORD_COUNT, import_plugins=True) == [
+        "14:7: step 'count' does not provide 'text', required by tool 'word-count'",
+        "14:15: 'txt' is not an input of tool 'word-count' (did you mean 'text'?) (accepted: text, minimum)",
+        "14:49: input 'minimum' of step 'count': inputs.n is string but the consumer expects integer",
+    ]
+
+
+def test_without_import_plugins_the_signature_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text(WORD_COUNT)
+    assert _errors(tmp_path, STEP_CALLS_WORD_COUNT) == []
