@@ -488,8 +488,6 @@ def runs(
         return
     import asyncio
 
-    from agent_platform.deploy.apply_render import table
-
     async def go() -> list[Any]:
         store = _store_for(address, namespace, run_store, "runs")
         try:
@@ -500,25 +498,28 @@ def runs(
     with _deploy_errors("runs"):
         records = asyncio.run(go())
     rows = [_run_row(r) for r in records]
-    emit(
-        rows,
-        output.value,
-        lambda: table(
-            ["RUN", "UNIT", "STATUS", "ATTEMPT", "UPDATED"],
+    emit(rows, output.value, lambda: runs_table(rows))
+
+
+def runs_table(rows: list[dict[str, Any]]) -> str:
+    """`platform runs` for people: aligned however long the ids and units are; the outcome only
+    where it says more than the status (`failed (timeout)`, never `failed (failed)`)."""
+    from agent_platform.deploy.apply_render import table
+
+    return table(
+        ["RUN", "UNIT", "STATUS", "ATTEMPT", "UPDATED"],
+        [
             [
-                [
-                    row["run_id"],
-                    row["unit"],
-                    row["status"]
-                    + (f" ({row['outcome']})" if row["outcome"] not in ("", row["status"]) else ""),
-                    str(row["attempt"]),
-                    f"{row['updated_at']:%Y-%m-%d %H:%M:%S}",
-                ]
-                for row in rows
-            ],
-            right=("ATTEMPT",),
-            empty="no runs",
-        ),
+                row["run_id"],
+                row["unit"],
+                row["status"] + (f" ({row['outcome']})" if row["outcome"] not in ("", row["status"]) else ""),
+                str(row["attempt"]),
+                f"{row['updated_at']:%Y-%m-%d %H:%M:%S}",
+            ]
+            for row in rows
+        ],
+        right=("ATTEMPT",),
+        empty="no runs",
     )
 
 
