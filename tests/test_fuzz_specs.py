@@ -13,7 +13,8 @@ directory with that file replaced (as `platform validate specs/` and `platform p
 Half the examples import the plugins (`--import-plugins`). Then: `validate_paths` must return (any exception is an internal error: exit 3 from the CLI); every
 error must carry a location in a file; when validation passes, compiling and building the
 structured-output models (`plan`) must add no error; rendering the report (text, GitHub, JSON)
-and the plan must work; and all of it within 2 s.
+and the plan must work; and all of it within 2 s of CPU time (wall time on a shared machine
+measures the neighbours too; it is reported, not asserted).
 
 The default suite runs a short session (FUZZ_EXAMPLES, 60 by default); `make fuzz` runs 100,000
 mutants and writes its figures (count, clean, with diagnostics, slowest) to FUZZ_REPORT."""
@@ -66,8 +67,9 @@ class Figures:
     clean: int = 0  # validated (and planned) without errors
     with_diagnostics: int = 0  # located errors
     internal_errors: int = 0  # any exception: the CLI's exit 3
-    slowest_s: float = 0.0
+    slowest_s: float = 0.0  # CPU time of this process: what the mutant costs, whatever else runs
     slowest: str = ""
+    slowest_wall_s: float = 0.0  # wall time, which also counts what the neighbours ran
     operations: dict[str, int] = field(default_factory=dict)
 
 
@@ -366,13 +368,14 @@ def mutants(draw: Draw) -> tuple[str, str, list[str]]:
 @dataclass(frozen=True)
 class Verdict:
     clean: bool
-    seconds: float
+    cpu_seconds: float
+    wall_seconds: float
 
 
 def check_set(root: Path, *, import_plugins: bool = False) -> Verdict:
     """What `platform validate` and then `platform plan` do with the directory, as the CLI does it
     (an exception here is the CLI's internal error, exit 3)."""
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     report = validate_paths([root], ValidationOptions(plugin_paths=[REPO], import_plugins=import_plugins))
     shown = report.diagnostics.sorted()
     for diagnostic in shown:
@@ -390,7 +393,7 @@ def check_set(root: Path, *, import_plugins: bool = False) -> Verdict:
         assert planned == [], f"validate passed but plan failed: {planned}"
         render.plan_text(plan)
         json.dumps(render.plan_json(plan))
-    return Verdict(report.ok, time.perf_counter() - started)
+    return Verdict(report.ok, time.process_time() - started_cpu, time.perf_counter() - started)
 
 
 @pytest.fixture(scope="module")
@@ -431,7 +434,8 @@ def test_a_mutated_spec_gets_a_report_never_an_internal_error(
     for what in done:
         operation = what.split(" ", 1)[0].rstrip(":")
         FIGURES.operations[operation] = FIGURES.operations.get(operation, 0) + 1
-    if verdict.seconds > FIGURES.slowest_s:
-        FIGURES.slowest_s = round(verdict.seconds, 3)
+    if verdict.cpu_seconds > FIGURES.slowest_s:
+        FIGURES.slowest_s = round(verdict.cpu_seconds, 3)
         FIGURES.slowest = f"{name}: {'; '.join(done)}"
-    assert verdict.seconds < TIME_LIMIT_S, f"{name} took {verdict.seconds:.2f}s after {done}"
+    FIGURES.slowest_wall_s = max(FIGURES.slowest_wall_s, round(verdict.wall_seconds, 3))
+    assert verdict.cpu_seconds < TIME_LIMIT_S, f"{name} took {verdict.cpu_seconds:.2f}s of CPU after {done}"

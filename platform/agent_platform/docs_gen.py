@@ -619,21 +619,21 @@ def _formats() -> list[str]:
         (
             "duration",
             "A number of seconds, or a string of one or more `<number><unit>` parts with units `ms`, "
-            "`s`, `m`, `h`, `d`; must be greater than zero.",
+            "`s`, `m`, `h`, `d`; must be greater than zero and at most 100 years.",
             _code(DURATION_REGEX),
             ", ".join(f"`{ex}` = {parse_duration(ex):g} s" for ex in durations) + ", `90` = 90 s",
         ),
         (
             "size",
             "A number of bytes, or a number with a unit: `B`, `K`, `M`, `G`, `T` (powers of 1000) or "
-            "`Ki`, `Mi`, `Gi`, `Ti` (powers of 1024); must be greater than zero.",
+            "`Ki`, `Mi`, `Gi`, `Ti` (powers of 1024); must be greater than zero and at most 1 PiB.",
             _code(SIZE_REGEX),
             ", ".join(f"`{ex}` = {parse_byte_size(ex)} bytes" for ex in sizes),
         ),
         (
             "JSON Schema",
             "An inline JSON Schema (Draft 2020-12) object, written in YAML; checked as a whole by the "
-            "validator.",
+            "validator. See [JSON Schemas in specs](#json-schemas-in-specs) for the keywords.",
             "",
             "`{type: object, properties: {q: {type: string}}}`",
         ),
@@ -654,6 +654,40 @@ def _formats() -> list[str]:
         "",
         "`runtime.placement` accepts a strategy name as shorthand: `placement: spread` means "
         "`placement: {strategy: spread}`.",
+        "",
+        *_json_schema_keywords(),
+    ]
+
+
+def _json_schema_keywords() -> list[str]:
+    from agent_platform.validate import jsonschemas
+
+    def listed(keywords: Any) -> str:
+        return ", ".join(_code(k) for k in sorted(keywords))
+
+    refused = "; ".join(f"{_code(k)}: {why}" for k, why in sorted(jsonschemas.UNSUPPORTED_KEYWORDS.items()))
+    return [
+        "### JSON Schemas in specs",
+        "",
+        "Every schema (inputs, outputs, tool schemas, `output_schema` guardrails, Test checks) must be a "
+        "valid Draft 2020-12 schema with local `$ref`s only, and compile as the run-time checks compile "
+        "it (an invalid `pattern` is a validate error).",
+        "",
+        "Schemas used for **structured output** (an Agent's `output`, an `llm` step's `output`, a "
+        "Tool's `input_schema`, and the `inputs` of an Agent that is a delegate) check every answer "
+        'against the schema itself, strictly (`1` is not `true`, `"5"` is not `5`), and hold it as '
+        "given. Their keywords are:",
+        "",
+        f"- **enforced**: {listed(jsonschemas.ENFORCED_KEYWORDS | jsonschemas.DEFINITION_KEYWORDS)}; "
+        f"`format` is asserted, and must be one of {listed(jsonschemas.KNOWN_FORMATS)};",
+        f"- **accepted and ignored** (annotations): {listed(jsonschemas.ANNOTATION_KEYWORDS)}, and "
+        f"those of other vocabularies found in OpenAPI documents and function-calling sets: "
+        f"{listed(jsonschemas.FOREIGN_ANNOTATIONS)} and any `{jsonschemas.FOREIGN_ANNOTATION_PREFIX}...` "
+        "extension (`nullable: true` does not admit null: list `null` in `type`);",
+        f"- **refused** (a validate error at the keyword): {refused}; `$id` and `$schema` are allowed at "
+        "the root only; an unknown keyword (a misspelling would check nothing); a recursive `$ref`; `$ref`s "
+        f"that write out to more than {jsonschemas.MAX_INLINED_SUBSCHEMAS:,} subschemas (the model is "
+        "shown the schema with its references written out).",
         "",
     ]
 

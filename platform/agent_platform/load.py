@@ -52,7 +52,7 @@ class LoadLimits:
     max_text_per_document: int = 4 << 20
     # Characters of strings holding template tags ({{ }}, {% %}, {# #}) per file, aliases counted
     # each time: every template is parsed and walked, and Jinja's parser is the slowest reader of
-    # a spec (about 25 µs per tag).
+    # a spec, so this is what bounds the time one file can take.
     max_template_text_per_file: int = 256 << 10
     max_documents_per_file: int = 1_000
 

@@ -698,8 +698,15 @@ class BoundedEnvironment(SandboxedEnvironment):
     concat = staticmethod(_concat_output)
 
     def __init__(self, finalize: Callable[..., Any] = finalize_output) -> None:
+        # optimized=False: Jinja's optimizer evaluates constant parts of a template while compiling
+        # it, and some of that raises (`{{ 1.a ~ 's' }}`: an undefined made text), so a template
+        # that parses would fail to compile; everything is evaluated when rendered instead.
         super().__init__(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=finalize
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=finalize,
+            optimized=False,
         )
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
         self.globals["range"] = bounded_range

@@ -13,8 +13,9 @@ be recursive). `StructuredSchema` is what both `validate` and the model builder 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from typing import Any
 
@@ -98,7 +99,7 @@ ALL_KEYWORDS = (
     | ANNOTATION_KEYWORDS
     | FOREIGN_ANNOTATIONS
     | set(UNSUPPORTED_KEYWORDS)
-) | {"$id", "$anchor"}
+)
 
 # How far a schema may grow when its `$ref`s are written out for a model to read: references
 # that each use the next twice double the text at every level.
@@ -125,26 +126,44 @@ class SchemaProblem:
 # --- walking a schema ------------------------------------------------------------------------
 
 
+class _Holds(Enum):
+    """How a keyword holds subschemas."""
+
+    MAP = "a mapping of names to subschemas"
+    LIST = "a list of subschemas"
+    ONE = "one subschema"
+
+
+_SUBSCHEMAS = {
+    **dict.fromkeys(SCHEMA_MAP_KEYWORDS, _Holds.MAP),
+    **dict.fromkeys(SCHEMA_LIST_KEYWORDS, _Holds.LIST),
+    **dict.fromkeys(SCHEMA_KEYWORDS, _Holds.ONE),
+}
+
+
 def walk_schemas(
     schema: Any, path: tuple[str | int, ...] = ()
 ) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
-    """Every subschema that is a mapping, with its path, the schema itself first. Recursive, but
-    only as deep as the loader lets YAML nest."""
-    if not isinstance(schema, dict):
-        return
-    yield path, schema
-    for key in SCHEMA_MAP_KEYWORDS:
-        sub = schema.get(key)
-        if isinstance(sub, dict):
-            for name, child in sub.items():
-                yield from walk_schemas(child, (*path, key, name))
-    for key in SCHEMA_LIST_KEYWORDS:
-        sub = schema.get(key)
-        if isinstance(sub, list):
-            for index, child in enumerate(sub):
-                yield from walk_schemas(child, (*path, key, index))
-    for key in SCHEMA_KEYWORDS:
-        yield from walk_schemas(schema.get(key), (*path, key))
+    """Every subschema that is a mapping, with its path, in document order (the schema itself
+    first). Looks only at the keys each node has: most nodes are a type and a description."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, schema)]
+    while stack:
+        where, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        yield where, node
+        children: list[tuple[tuple[str | int, ...], Any]] = []
+        for key, sub in node.items():
+            holds = _SUBSCHEMAS.get(key)
+            if holds is None:
+                continue
+            if holds is _Holds.ONE:
+                children.append(((*where, key), sub))
+            elif holds is _Holds.MAP and isinstance(sub, dict):
+                children.extend(((*where, key, name), child) for name, child in sub.items())
+            elif holds is _Holds.LIST and isinstance(sub, list):
+                children.extend(((*where, key, index), child) for index, child in enumerate(sub))
+        stack.extend(reversed(children))
 
 
 def _pointer_target(root: Any, ref: str) -> tuple[bool, Any, tuple[str | int, ...]]:
@@ -294,7 +313,7 @@ def structured_schema(schema: dict[str, Any]) -> StructuredSchema | list[SchemaP
     return _structured_schema(canonical_text(schema))
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=512)
 def _structured_schema(text: str) -> StructuredSchema | list[SchemaProblem]:
     schema = json.loads(text)
     problems = check_schema(schema)
@@ -331,64 +350,56 @@ MAX_PROBLEMS_PER_SCHEMA = 20
 def _keyword_problems(schema: dict[str, Any]) -> list[SchemaProblem]:
     """Keywords structured output refuses: unsupported ones, unknown ones (a misspelt keyword would
     otherwise constrain nothing, silently), formats the validator does not know, and `$id` or
-    `$schema` below the root."""
+    `$schema` below the root. The first MAX_PROBLEMS_PER_SCHEMA are described, the rest counted."""
     problems: list[SchemaProblem] = []
     left_out = 0
     for path, node in walk_schemas(schema):
         for keyword, value in node.items():
-            if len(problems) >= MAX_PROBLEMS_PER_SCHEMA:
-                left_out += _is_refused(path, keyword, value)
+            described = len(problems) < MAX_PROBLEMS_PER_SCHEMA
+            message = _refusal(path, keyword, value, suggest=did_you_mean if described else _no_suggestion)
+            if message is None:
                 continue
-            where = (*path, keyword)
-            if keyword in ENFORCED_KEYWORDS or keyword in DEFINITION_KEYWORDS or is_annotation(keyword):
-                if keyword == "format" and isinstance(value, str) and value not in KNOWN_FORMATS:
-                    problems.append(
-                        SchemaProblem(
-                            where,
-                            f"format {value!r} is not one the validator checks{did_you_mean(value, KNOWN_FORMATS)} "
-                            f"(known: {', '.join(sorted(KNOWN_FORMATS))}); remove it or describe it in "
-                            "'description'",
-                        )
-                    )
-                elif keyword == "$schema" and path:
-                    problems.append(
-                        SchemaProblem(where, "'$schema' belongs at the root of a schema only", True)
-                    )
-                continue
-            if keyword == "$id" and not path:
-                continue  # the root's own identifier: nothing resolves against it but '#' pointers
-            if keyword in UNSUPPORTED_KEYWORDS:
-                reason = UNSUPPORTED_KEYWORDS[keyword]
-                message = f"JSON Schema keyword '{keyword}' is not supported for structured output: {reason}"
-            elif value is None:
-                continue  # reported by check_schema: text split off by a comma
+            if described:
+                problems.append(SchemaProblem((*path, keyword), message, at_key=keyword != "format"))
             else:
-                message = (
-                    f"unknown JSON Schema keyword '{keyword}'"
-                    f"{did_you_mean(keyword, ENFORCED_KEYWORDS | ANNOTATION_KEYWORDS)}: structured "
-                    "output enforces every keyword of Draft 2020-12 and ignores annotations (such as "
-                    "'description', 'example' or 'x-...'), so an unknown one would check nothing"
-                )
-            problems.append(SchemaProblem(where, message, at_key=True))
+                left_out += 1
     if left_out:
         last = problems[-1]
-        problems.append(
-            SchemaProblem(
-                last.path, f"... and {left_out:,} more keyword problems in this schema", last.at_key
-            )
-        )
+        more = f"... and {left_out:,} more keyword problems in this schema"
+        problems.append(SchemaProblem(last.path, more, last.at_key))
     return problems
 
 
-def _is_refused(path: tuple[str | int, ...], keyword: str, value: Any) -> bool:
-    """Whether `_keyword_problems` reports `keyword` (counted, not described, past the limit)."""
+def _no_suggestion(word: str, candidates: Any) -> str:
+    return ""
+
+
+def _refusal(
+    path: tuple[str | int, ...], keyword: str, value: Any, suggest: Callable[[str, Any], str]
+) -> str | None:
+    """Why structured output refuses `keyword` where it is, or None when it does not."""
+    if keyword == "format":
+        if isinstance(value, str) and value not in KNOWN_FORMATS:
+            return (
+                f"format {value!r} is not one the validator checks{suggest(value, KNOWN_FORMATS)} "
+                f"(known: {', '.join(sorted(KNOWN_FORMATS))}); remove it or describe it in 'description'"
+            )
+        return None
+    if keyword in ("$schema", "$id") and not path:
+        return None  # the root's dialect and identifier (nothing resolves against the `$id` but '#')
+    if keyword == "$schema":
+        return "'$schema' belongs at the root of a schema only"
     if keyword in ENFORCED_KEYWORDS or keyword in DEFINITION_KEYWORDS or is_annotation(keyword):
-        return (keyword == "format" and isinstance(value, str) and value not in KNOWN_FORMATS) or (
-            keyword == "$schema" and bool(path)
-        )
-    if keyword == "$id" and not path:
-        return False
-    return keyword in UNSUPPORTED_KEYWORDS or value is not None
+        return None
+    if keyword in UNSUPPORTED_KEYWORDS:
+        return f"JSON Schema keyword '{keyword}' is not supported for structured output: {UNSUPPORTED_KEYWORDS[keyword]}"
+    if value is None:
+        return None  # reported by check_schema: text split off by a comma
+    return (
+        f"unknown JSON Schema keyword '{keyword}'{suggest(keyword, ENFORCED_KEYWORDS | ANNOTATION_KEYWORDS)}: "
+        "structured output enforces every keyword of Draft 2020-12 and ignores annotations (such as "
+        "'description', 'example' or 'x-...'), so an unknown one would check nothing"
+    )
 
 
 class _Inliner:

@@ -154,6 +154,14 @@ def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | N
             return f"'{ref}' takes *{parameter.name}; tool arguments must be named parameters"
         if parameter.annotation is inspect.Parameter.empty:
             return f"parameter '{parameter.name}' of '{ref}' has no type hint; tool arguments need one"
+    from agent_platform.runtime.tools.registry import build_arguments_model
+
+    try:  # what the runtime's registry builds from the signature, built the same way
+        model, _ = build_arguments_model(func, ref)
+        model.model_json_schema()
+    except Exception as exc:  # an unresolvable hint, a type with no JSON Schema, ...
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"the arguments of '{ref}' cannot be built from its signature: {first_line}"
     if input_schema is None or check_schema(input_schema):
         return None  # no schema to compare with, or an invalid one (reported as such)
     properties = input_schema.get("properties")

@@ -269,7 +269,8 @@ def _declared_types(schema: dict[str, Any]) -> set[str] | None:
     if isinstance(declared, str):
         return {declared}
     if isinstance(declared, list):
-        return {t for t in declared if isinstance(t, str)}
+        # An invalid `type` (reported as such) names no type: the schema then does not say.
+        return {t for t in declared if isinstance(t, str)} or None
     return None
 
 
