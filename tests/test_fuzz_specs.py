@@ -79,14 +79,16 @@ FIGURES = Figures()
 # --- data mutations ---------------------------------------------------------------------------
 
 
-def _nodes(value: Any, path: PathKey = ()) -> Iterator[tuple[PathKey, Any]]:
-    yield path, value
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            yield from _nodes(sub, (*path, key))
-    elif isinstance(value, list):
-        for index, sub in enumerate(value):
-            yield from _nodes(sub, (*path, index))
+def _nodes(value: Any) -> Iterator[tuple[PathKey, Any]]:
+    """Every node with its path, without recursion (mutations nest values deeply)."""
+    stack: list[tuple[PathKey, Any]] = [((), value)]
+    while stack:
+        path, node = stack.pop()
+        yield path, node
+        if isinstance(node, dict):
+            stack.extend(((*path, key), sub) for key, sub in node.items())
+        elif isinstance(node, list):
+            stack.extend(((*path, index), sub) for index, sub in enumerate(node))
 
 
 def _set(root: Any, path: PathKey, value: Any) -> Any:
@@ -360,8 +362,12 @@ def mutants(draw: Draw) -> tuple[str, str, list[str]]:
             continue
         raw: list[str] = []
         operation = draw(st.sampled_from(sorted(DATA_MUTATIONS)))
-        done.append(DATA_MUTATIONS[operation](draw, docs, raw))
-        text = _dump(docs, raw)
+        what = DATA_MUTATIONS[operation](draw, docs, raw)
+        try:
+            text = _dump(docs, raw)
+        except RecursionError:  # nested past what PyYAML's representer recurses through
+            text, what = text_mutation(draw, text)
+        done.append(what)
     return name, text, done
 
 
