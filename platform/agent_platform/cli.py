@@ -340,8 +340,6 @@ def run(
     Without --local, the run goes to the deployment (`platform apply`); stderr says on which node
     and actor it and each of its hand-offs ran. The span tree (--trace) goes to stderr too. OTLP
     export follows the standard OTEL_* environment variables."""
-    import asyncio
-
     from agent_platform.compile import compile_specs
     from agent_platform.validate import validate_paths
 
@@ -374,35 +372,41 @@ def run(
         raise typer.Exit(EXIT_INVALID)
     plan = compile_specs(report.specs)
 
-    from agent_platform.runtime.engine import Runtime, UnknownUnit, tune_gc_for_runs
+    from agent_platform.cli_runs import origin_of, report_waiting, run_local
+    from agent_platform.runstore import RunStoreError
+    from agent_platform.runtime.engine import Runtime, UnknownUnit, find_unit, tune_gc_for_runs
     from agent_platform.runtime.inputs import InputError
-    from agent_platform.runtime.outcomes import RunResult
     from agent_platform.runtime.span_tree import render_span_tree
     from agent_platform.runtime.supervisor import TaskError
     from agent_platform.runtime.tracing import configure_tracing
 
-    tracing = configure_tracing(memory=trace, jsonl_path=trace_file, capture_content=capture_content)
-    tune_gc_for_runs()
-    runtime = Runtime(
-        plan,
-        plugin_paths=list(plugin_path) if plugin_path else None,
-        tracing=tracing,
-        approve_all=approve_all,
-    )
-
-    async def go() -> RunResult:
-        try:
-            return await runtime.run(name, inputs, tenant=tenant)
-        finally:
-            await runtime.aclose()
-
-    try:
-        result = asyncio.run(go())
+    try:  # refused before anything is recorded: a usage error
+        unit = find_unit(plan, name)
+        Runtime.prepare_inputs(unit, inputs)
     except (UnknownUnit, InputError, TaskError) as exc:
         typer.echo(f"platform run: {exc}", err=True)
         raise typer.Exit(2) from None
+    tracing = configure_tracing(memory=trace, jsonl_path=trace_file, capture_content=capture_content)
+    tune_gc_for_runs()
+    plugins = list(plugin_path) if plugin_path else None
+    try:
+        result = run_local(
+            plan,
+            str(unit.ref),
+            inputs,
+            run_id=None,
+            origin=origin_of(spec_paths, plugins),
+            plugin_paths=plugins,
+            tracing=tracing,
+            approve_all=approve_all,
+            tenant=tenant,
+        )
+    except RunStoreError as exc:
+        typer.echo(f"platform run: the local run store cannot record the run: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
     finally:
         tracing.force_flush()
+    report_waiting(result)
     emit_result(result.to_json(), (output or Output.json).value)
     if trace:
         note(render_span_tree(tracing.finished_spans()))
@@ -430,7 +434,7 @@ def result_text(payload: dict[str, Any]) -> str:
 
 
 # The deployment commands register themselves on `app` (they import Ray only when they run).
-from agent_platform import cli_deploy, cli_init, cli_memory, cli_test  # noqa: E402, F401
+from agent_platform import cli_deploy, cli_eval, cli_init, cli_memory, cli_runs, cli_test  # noqa: E402, F401
 
 
 def main() -> None:

@@ -14,26 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent_platform.compile.plan import SpecRef, SupervisorUnit
-from agent_platform.compile.policy import ContextPolicy
 from agent_platform.deploy.bundle import SpecBundle
-from agent_platform.runstore.base import JsonText
-from agent_platform.runtime.checkpoint import AgentCheckpoint, CheckpointEncoder
+from agent_platform.runtime.durable import (
+    MAX_REST_S,
+    SUPERSEDED,
+    CheckpointWriter,
+    Durable,
+    DurableRunner,
+    RunRequest,
+    Superseded,
+)
 from agent_platform.runtime.engine import Runtime
 from agent_platform.runtime.inputs import InputError
 from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.provenance import TaintState
 from agent_platform.runtime.services import RunState
 from agent_platform.runtime.supervisor import TaskError
 from agent_platform.runtime.tracing import (
@@ -47,7 +51,8 @@ from agent_platform.runtime.tracing import (
 log = logging.getLogger(__name__)
 
 CONTROL_PLANE = "platform-control-plane"
-SUPERSEDED = "superseded"
+# Re-exported: hand-offs, the control plane and tests name them from here.
+__all__ = ["MAX_REST_S", "CheckpointWriter", "Durable", "RunRequest", "Superseded"]
 ROUTE_TTL_S = 2.0
 HANDOFF_ATTEMPTS = 8
 
@@ -64,20 +69,6 @@ class HostConfig:
     # process that applies the deployment, so the driver's OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
     # is read where this config is made and travels with it.
     capture_content: bool = field(default_factory=capture_content_from_env)
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    run_id: str
-    unit: str  # "Kind/name"
-    inputs: Mapping[str, Any]
-    parent_run_id: str | None = None
-    trace_carrier: Mapping[str, str] = field(default_factory=dict)
-    tenant: str | None = None  # the namespace of the run's long-term memory (RunState.tenant)
-    # The caller's taint and untrusted-context policy (`ContextPolicy.to_json()`): a hand-off
-    # to another actor never widens what the run may do, exactly as in-process.
-    taint: tuple[str, ...] = ()
-    policy: Mapping[str, Any] | None = None
 
 
 CANCELLED_BY_USER = "cancelled by `platform cancel`"
@@ -243,180 +234,13 @@ class Router:
         return RunResult.from_json(record.result)
 
 
-@dataclass
-class Durable:
-    """A run's place in the run store: its fencing attempt, the next checkpoint number, and the
-    encoder of its checkpoints."""
-
-    writer: CheckpointWriter
-    attempt: int
-    seq: int = 0
-    encoder: CheckpointEncoder = field(default_factory=CheckpointEncoder)
-
-
-class Superseded(Exception):
-    """This replica's attempt was fenced out: another replica resumed the run."""
-
-
-StateText = Callable[[], dict[str, Any] | JsonText]
-
-CHECKPOINT_BATCH = 128  # runs per transaction: a run record's write never waits behind thousands
-CHECKPOINT_PACE = 4.0  # after a batch that took t, wait PACE * t: the writer takes <= 1/5 of the time
-MAX_REST_S = 0.5  # ...but never longer: how far a run's stored state may lag behind its last step
-RETRY_FIRST_S = 0.05
-RETRY_MAX_S = 2.0
-
-
-class CheckpointWriter:
-    """Write-behind, group-committed checkpoints for all the runs of one replica.
-
-    A step hands over its snapshot and goes on; the writer keeps only the latest snapshot per
-    run and commits what is pending (up to `CHECKPOINT_BATCH` runs, those waiting longest first)
-    in one transaction, then rests `pace` times as long as that took before the next batch. With
-    few runs a batch takes a millisecond and every step is checkpointed; under load the
-    checkpoints of a run thin out instead of queueing, and encoding and writing them take at
-    most a fifth of the replica's time, not as much as the runs leave over (a replica hosting
-    1,000 runs does not do 10,000 writes a second). This is safe because a checkpoint is an
-    optimisation of resume: a replica that dies before its last snapshot is committed resumes
-    from an earlier step, and those steps' side effects replay from the idempotency store.
-
-    A write refused because a newer attempt owns the run marks it superseded; the run stops at
-    its next step. When the store itself fails, the batch is logged and tried again (with
-    backoff) unless a newer snapshot of the run replaced it or the run finished meanwhile."""
-
-    def __init__(self, store: Any, *, pace: float = CHECKPOINT_PACE, batch: int = CHECKPOINT_BATCH) -> None:
-        self.store = store
-        self.pace = pace
-        self.batch = batch
-        self._pending: dict[str, tuple[int, int, StateText]] = {}
-        self._active: set[str] = set()
-        self._superseded: set[str] = set()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.written = 0
-        self.failures = 0
-
-    def submit(self, run_id: str, attempt: int, seq: int, state: StateText) -> None:
-        if run_id in self._superseded:
-            raise Superseded(f"run {run_id} was resumed elsewhere (attempt {attempt} is stale)")
-        self._pending[run_id] = (attempt, seq, state)
-        self._active.add(run_id)
-        if self._task is None or self._task.done():
-            # (Re)started on the running loop; its event belongs to that loop.
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-        self._wake.set()
-
-    def discard(self, run_id: str) -> None:
-        """The run is finishing: its last snapshot is moot."""
-        self._pending.pop(run_id, None)
-        self._active.discard(run_id)
-        self._superseded.discard(run_id)
-
-    def rest_after(self, batch_s: float) -> float:
-        """The pause after a batch that took `batch_s`: `pace` times as long, at most MAX_REST_S."""
-        return min(batch_s * self.pace, MAX_REST_S)
-
-    def _take(self) -> dict[str, tuple[int, int, StateText]]:
-        if len(self._pending) <= self.batch:
-            batch, self._pending = self._pending, {}
-            return batch
-        batch = {}
-        for run_id in list(itertools.islice(self._pending, self.batch)):
-            batch[run_id] = self._pending.pop(run_id)
-        return batch
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        delay = RETRY_FIRST_S
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            started = loop.time()
-            batch = self._take()
-            if not batch:
-                continue
-            if self._pending:
-                self._wake.set()
-            try:
-                await self._write(batch)
-            except Exception as exc:
-                self.failures += 1
-                log.warning("checkpoints of %d run(s) not saved (trying again): %s", len(batch), exc)
-                for run_id, pending in batch.items():
-                    if run_id in self._active and run_id not in self._pending:
-                        self._pending[run_id] = pending
-                self._wake.set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-                continue
-            delay = RETRY_FIRST_S
-            await asyncio.sleep(self.rest_after(loop.time() - started))
-
-    async def _write(self, batch: dict[str, tuple[int, int, StateText]]) -> None:
-        from agent_platform.runstore import StaleAttempt
-
-        items: list[tuple[str, int, int, dict[str, Any] | JsonText]] = []
-        for run_id, (attempt, seq, state) in batch.items():
-            try:
-                items.append((run_id, attempt, seq, state()))
-            except (TypeError, ValueError) as exc:  # a state with no JSON form: a bug, not the store's
-                log.error("checkpoint of %s not saved: %s", run_id, exc)
-        if not items:
-            return
-        results = await self.store.save_checkpoints(items)
-        self.batches += 1
-        for (run_id, *_), outcome in zip(items, results, strict=True):
-            if isinstance(outcome, StaleAttempt):
-                self._superseded.add(run_id)
-            elif outcome is not None:
-                log.warning("checkpoint of %s not saved: %s", run_id, outcome)
-            else:
-                self.written += 1
-
-
-def _encoded(encoder: CheckpointEncoder, checkpoint: AgentCheckpoint) -> JsonText:
-    return JsonText(encoder.encode(checkpoint))
-
-
 class RayRuntime(Runtime):
     """The runtime core with hand-offs to other units going to their actors, and a checkpoint
     of every agent run after every step."""
 
-    checkpoints_enabled = True
-
     def __init__(self, *args: Any, router: Router, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, durable=True, **kwargs)
         self.router = router
-        self._model_names = {id(m.spec): name for name, m in self.plan.models.items()}
-
-    async def checkpoint(self, state: RunState, snapshot: Callable[[], AgentCheckpoint]) -> None:
-        durable: Durable | None = state.resources.get(Durable)
-        if durable is None:
-            return
-        checkpoint = snapshot()  # copies of the run's lists: the run goes on while it is written
-        for key, provider in state.resources.items():
-            cursors = getattr(provider, "cursors", None)
-            if callable(cursors) and key in self._model_names:
-                checkpoint.model_cursors[self._model_names[key]] = cursors()
-        durable.seq += 1
-        durable.writer.submit(
-            state.run_id,
-            durable.attempt,
-            durable.seq,
-            functools.partial(_encoded, durable.encoder, checkpoint),
-        )
-
-    def restore_models(self, state: RunState, checkpoint: AgentCheckpoint) -> None:
-        """Put each scripted model of the run back where the checkpoint left it."""
-        for name, cursors in checkpoint.model_cursors.items():
-            model = self.plan.models.get(name)
-            if model is not None:
-                provider = self.provider(model, run=state)
-                restore = getattr(provider, "restore", None)
-                if callable(restore):
-                    restore(cursors)
 
     async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
         if ref not in self.plan.units or isinstance(self.plan.units[ref], SupervisorUnit):
@@ -487,7 +311,7 @@ class UnitHost:
             wrap_tool=isolating(bundle.plugin_paths),
         )
         self._store: Any = None
-        self._checkpoints: CheckpointWriter | None = None
+        self._runner: DurableRunner | None = None
         self._in_flight = 0
         self._max_concurrency = self.plan.units[_ref(unit)].actor.max_concurrency
         self._slots: asyncio.Semaphore | None = None
@@ -627,85 +451,18 @@ class UnitHost:
         return result
 
     async def _run(self, request: RunRequest) -> RunResult:
-        from agent_platform.runstore import RunRecord, RunStatus, StaleAttempt
-
-        ref = _ref(request.unit)
-        unit = self.plan.units.get(ref)
-        if unit is None:
-            return RunResult(
-                request.run_id,
-                request.unit,
-                Outcome.FAILED,
-                error=f"{request.unit} is not in this deployment",
+        if self._runner is None:
+            self._runner = DurableRunner(
+                self.runtime,
+                await self._run_store(),
+                self.actor_name,
+                cancel_requested=self._cancelling.__contains__,
+                cancelled_error=CANCELLED_BY_USER,
             )
-        store = await self._run_store()
-        started = await store.start(
-            RunRecord(
-                run_id=request.run_id,
-                unit=request.unit,
-                inputs=dict(request.inputs),
-                parent_run_id=request.parent_run_id,
-                tenant=request.tenant,
-            ),
-            self.actor_name,
-        )
-        if started.attempt is None:  # finished before (a retried hand-off): its stored answer
-            record = started.record
-            if record.result is not None:
-                return RunResult.from_json(record.result)
-            return RunResult(
-                request.run_id, request.unit, Outcome.FAILED, error=record.error or "the run ended"
-            )
-        attempt = started.attempt
-        # The tenant the run was started for is authoritative (a recovered request may lack it).
-        tenant = started.record.tenant if started.record.tenant is not None else request.tenant
-        state = RunState(
-            request.run_id,
-            request.unit,
-            tenant=tenant,
-            taint=TaintState(request.taint),
-            policy=ContextPolicy.from_json(request.policy),
-        )
-        if self._checkpoints is None:
-            self._checkpoints = CheckpointWriter(store)
-        state.resources[Durable] = Durable(self._checkpoints, attempt)
-        saved = started.checkpoint
-        if saved is not None:  # another replica ran part of this run: continue from its last step
-            checkpoint = AgentCheckpoint.from_json(saved.state)
-            state.resources[Durable].seq = saved.seq
-            state.resources["resume_from"] = checkpoint
-            self.runtime.restore_models(state, checkpoint)
         try:
-            inputs = self.runtime.prepare_inputs(unit, request.inputs)
-        except (InputError, TaskError) as exc:
-            result = RunResult(request.run_id, request.unit, Outcome.FAILED, error=str(exc))
-        else:
-            try:
-                result = await self.runtime._run(unit, inputs, state)
-            except asyncio.CancelledError:
-                if request.run_id not in self._cancelling:
-                    raise  # the actor is going away: the run resumes elsewhere
-                self._cancelling.discard(request.run_id)
-                result = RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=CANCELLED_BY_USER)
-        if request.run_id in self._cancelling:  # the runtime turned the cancellation into a result
+            return await self._runner.run(request)
+        finally:
             self._cancelling.discard(request.run_id)
-            result.outcome, result.error = Outcome.CANCELLED, result.error or CANCELLED_BY_USER
-        placements = state.resources.get("placements")
-        if placements:
-            result.details["placements"] = placements
-        status = (
-            RunStatus.COMPLETED
-            if result.ok
-            else RunStatus.CANCELLED
-            if result.outcome is Outcome.CANCELLED
-            else RunStatus.FAILED
-        )
-        self._checkpoints.discard(request.run_id)
-        try:
-            await store.finish(request.run_id, attempt, status, result=result.to_json(), error=result.error)
-        except StaleAttempt as exc:  # a zombie: the run belongs to a newer attempt now
-            return RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=f"{SUPERSEDED}: {exc}")
-        return result
 
 
 def actor_name(unit: str, generation: int, replica: int) -> str:

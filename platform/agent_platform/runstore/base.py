@@ -44,6 +44,9 @@ class RunStatus(StrEnum):
 
     PENDING = "pending"
     RUNNING = "running"
+    # Paused on a tool call that needs a person's decision (`platform approve` / `deny`): no
+    # replica holds it, nothing resumes it until every call it waits on is decided.
+    WAITING_APPROVAL = "waiting_approval"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -51,6 +54,11 @@ class RunStatus(StrEnum):
     @property
     def finished(self) -> bool:
         return self in _FINISHED
+
+    @property
+    def settled(self) -> bool:
+        """Nothing will change it without a person: finished, or waiting for approval."""
+        return self in _FINISHED or self is RunStatus.WAITING_APPROVAL
 
 
 _FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -74,10 +82,46 @@ class RunRecord:
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     tenant: str | None = None  # whose data the run works on (RunState.tenant): kept for resumes
+    # Where a run started outside a deployment (`platform run --local`) found its specs
+    # (`{"paths": [...], "plugin_paths": [...], "cwd": ...}`), so `platform resume` and
+    # `platform approve` can rebuild its runtime; None for deployed runs (their replicas hold it).
+    origin: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
         return self.status.finished
+
+
+class Decision(StrEnum):
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A tool call a run waits on. `run_id` is the run that made the call (the waiting run, or
+    one of its hand-offs); `call_key` identifies the call by its tool and exact arguments
+    (`ApprovalRequest.key`), so a decision applies to that call and no other; `request` is the
+    `ApprovalRequest.to_json()` shown to the person deciding."""
+
+    run_id: str
+    call_key: str
+    request: dict[str, Any]
+    requested_at: datetime
+    decision: Decision | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionReport:
+    """What `decide` did: the calls it decided, and whether the run may now resume (no call in
+    its tree is left undecided: its waiting runs are pending again)."""
+
+    root_run_id: str
+    decided: list[PendingApproval]
+    resumable: bool
+    undecided: list[PendingApproval] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +142,8 @@ class Checkpoint:
 @dataclass(frozen=True, slots=True)
 class Started:
     """What a replica needs to run a run: its record, the attempt it now holds (None when the run
-    had already finished: `record.result` is the answer) and the checkpoint to resume from."""
+    had already finished, or waits for approval: `record.result` is the answer so far) and the
+    checkpoint to resume from."""
 
     record: RunRecord
     attempt: int | None
@@ -157,6 +202,26 @@ class RunAlreadyFinished(RunStoreError):
         self.run_id = run_id
         self.status = status
         super().__init__(f"{operation} for run {run_id!r} rejected: the run has already finished ({status})")
+
+
+class RunWaitingApproval(RunStoreError):
+    """`begin_attempt` on a run that waits for a person's decision: it resumes once `decide` has
+    decided every call it waits on."""
+
+    def __init__(self, run_id: str, operation: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"{operation} for run {run_id!r} rejected: the run is waiting for approval "
+            f"(`platform approve {run_id}` or `platform deny {run_id}` resumes it)"
+        )
+
+
+class NoPendingApproval(RunStoreError, LookupError):
+    """`decide` found no undecided call to decide (none at all, or none matching the key)."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r}: {reason}")
 
 
 class CheckpointOutOfOrder(RunStoreError):
@@ -317,6 +382,7 @@ class RunStore(ABC):
         error: str | None = None,
     ) -> RunRecord:
         """Record the end of the run (`status` completed, failed or cancelled) and wake `wait`ers.
+        A run waiting for approval may be finished too (cancelled, or failed) by its last attempt.
         Repeating the same finish of the same attempt is a no-op (safe to retry); finishing a
         finished run otherwise raises RunAlreadyFinished. Raises StaleAttempt for an old
         attempt. A pending run (attempt 0) may be finished with attempt 0, e.g. cancelled.
@@ -362,13 +428,54 @@ class RunStore(ABC):
         return results
 
     @abstractmethod
+    async def await_approval(
+        self,
+        run_id: str,
+        attempt: int,
+        asked: Sequence[tuple[str, str, dict[str, Any]]],
+        *,
+        result: Any,
+        error: str | None,
+        checkpoint: tuple[int, dict[str, Any] | JsonText] | None = None,
+    ) -> RunRecord:
+        """Pause the run on the calls in `asked` ((asking run id, call key, request) each; a call
+        already recorded keeps its state), in one transaction: the run becomes waiting_approval
+        with no owner, `result` (the RunResult so far, outcome needs_approval) and `error` say
+        why, and `checkpoint` (seq, state), when given, replaces its checkpoint: the state to
+        resume from, the undecided call included. Fenced like `finish` (StaleAttempt,
+        AttemptNotStarted); RunAlreadyFinished on a finished run."""
+
+    @abstractmethod
+    async def decide(
+        self, run_id: str, decision: Decision | str, *, by: str, call_key: str | None = None
+    ) -> DecisionReport:
+        """Decide the undecided calls of the tree `run_id` belongs to (its top-level run and every
+        hand-off under it): all of them, or with `call_key` (or a unique prefix of one) that call
+        wherever it waits. When none is left undecided, every waiting run of the tree becomes
+        pending in the same transaction (whoever resumes the top-level run resumes them). Raises
+        RunNotFound, RunAlreadyFinished (the top-level run ended), NoPendingApproval."""
+
+    @abstractmethod
+    async def approvals(self, run_id: str) -> list[PendingApproval]:
+        """Every call recorded for the tree `run_id` belongs to, decided or not, oldest first.
+        Raises RunNotFound."""
+
+    async def decisions(self, run_id: str) -> dict[str, bool]:
+        """The decided calls of the tree `run_id` belongs to: call key -> approved. What a resumed
+        run (or a hand-off of it) consults before asking again."""
+        return {
+            a.call_key: a.decision is Decision.APPROVED for a in await self.approvals(run_id) if a.decision
+        }
+
+    @abstractmethod
     async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
         """The latest checkpoint, or None when none was saved. Raises RunNotFound."""
 
     @abstractmethod
     async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
-        """Return the run once it has finished. Raises TimeoutError after `timeout` seconds
-        (None: wait forever) and RunNotFound when the run does not exist (or is deleted)."""
+        """Return the run once it has finished or waits for approval (`RunStatus.settled`).
+        Raises TimeoutError after `timeout` seconds (None: wait forever) and RunNotFound when the
+        run does not exist (or is deleted)."""
 
     @abstractmethod
     async def delete_run(self, run_id: str) -> bool:
@@ -447,6 +554,8 @@ def check_checkpoint_write(
     check_writer(run_id, attempt, current, "save_checkpoint")
     if RunStatus(status).finished:
         raise RunAlreadyFinished(run_id, RunStatus(status), "save_checkpoint")
+    if status == RunStatus.WAITING_APPROVAL:
+        raise RunWaitingApproval(run_id, "save_checkpoint")
     if current == 0:
         raise AttemptNotStarted(run_id, attempt, current, "save_checkpoint")
     if stored is not None and stored[0] == attempt and seq < stored[1]:

@@ -24,10 +24,14 @@ import psycopg
 from psycopg import sql
 
 from agent_platform.redaction import redact_secrets
+from agent_platform.runstore import approvals as approval_sql
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
     Checkpoint,
+    Decision,
+    DecisionReport,
     JsonText,
+    PendingApproval,
     RunAlreadyFinished,
     RunNotFound,
     RunRecord,
@@ -35,6 +39,7 @@ from agent_platform.runstore.base import (
     RunStore,
     RunStoreError,
     RunStoreUnavailable,
+    RunWaitingApproval,
     Started,
     check_checkpoint_write,
     check_finish_status,
@@ -55,13 +60,15 @@ T = TypeVar("T")
 NOTIFY_CHANNEL = "runstore_finished"
 _SCHEMA_LOCK = 7_216_305_114  # pg_advisory_xact_lock key: serialises schema creation
 
+_STATUSES = ", ".join(f"'{status.value}'" for status in RunStatus)
+
 _RUN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runstore_runs (
     id BIGINT GENERATED ALWAYS AS IDENTITY,
     run_id TEXT PRIMARY KEY,
     unit TEXT NOT NULL,
     inputs TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    status TEXT NOT NULL CONSTRAINT runstore_runs_status_check CHECK (status IN ({statuses})),
     parent_run_id TEXT,
     attempt INTEGER NOT NULL DEFAULT 0,
     owner TEXT,
@@ -71,8 +78,9 @@ CREATE TABLE IF NOT EXISTS runstore_runs (
     updated_at TIMESTAMPTZ NOT NULL,
     tenant TEXT
 );
--- Stores created before runs carried a tenant.
+-- Stores created before runs carried a tenant, or an origin.
 ALTER TABLE runstore_runs ADD COLUMN IF NOT EXISTS tenant TEXT;
+ALTER TABLE runstore_runs ADD COLUMN IF NOT EXISTS origin TEXT;
 CREATE INDEX IF NOT EXISTS runstore_runs_created ON runstore_runs (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS runstore_runs_status ON runstore_runs (status, created_at DESC);
 CREATE INDEX IF NOT EXISTS runstore_runs_unit ON runstore_runs (unit, created_at DESC);
@@ -84,7 +92,26 @@ CREATE TABLE IF NOT EXISTS runstore_checkpoints (
     state TEXT NOT NULL,
     saved_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runstore_approvals ({approvals})
+""".format(
+    statuses=_STATUSES,
+    approvals=approval_sql.TABLE_COLUMNS.format(time="TIMESTAMPTZ"),
+)
+# A store made before runs could wait for approval: its status check is replaced (one statement
+# of its own: the body has semicolons).
+_STATUS_CHECK = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_constraint
+    WHERE conrelid = 'runstore_runs'::regclass AND conname = 'runstore_runs_status_check'
+      AND pg_get_constraintdef(oid) LIKE '%waiting_approval%'
+  ) THEN
+    ALTER TABLE runstore_runs DROP CONSTRAINT IF EXISTS runstore_runs_status_check;
+    ALTER TABLE runstore_runs ADD CONSTRAINT runstore_runs_status_check CHECK (status IN ({_STATUSES}));
+  END IF;
+END $$
 """
+_RUN_SCHEMA_STATEMENTS = (*filter(str.strip, _RUN_SCHEMA.split(";")), _STATUS_CHECK)
 
 _IDEMPOTENCY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -106,7 +133,7 @@ CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 
 _COLUMNS = (
     "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at, "
-    "tenant"
+    "tenant, origin"
 )
 
 
@@ -120,7 +147,7 @@ def _opt_utc(value: datetime | None) -> datetime | None:
 
 _FINISH_UPDATE = (
     "UPDATE runstore_runs SET status = %s, result = %s, error = %s, updated_at = %s "
-    "WHERE run_id = %s AND attempt = %s AND status IN ('pending', 'running') "
+    "WHERE run_id = %s AND attempt = %s AND status IN ('pending', 'running', 'waiting_approval') "
     f"RETURNING {_COLUMNS}"
 )
 _FINISH = _FINISH_UPDATE.encode()
@@ -146,7 +173,11 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         created_at=_utc(row[9]),
         updated_at=_utc(row[10]),
         tenant=row[11],
+        origin=loads(row[12]),
     )
+
+
+_DIALECT = approval_sql.Dialect("%s", lambda moment: moment, _utc, " FOR UPDATE")
 
 
 def _broken(conn: psycopg.Connection[Any], exc: BaseException) -> bool:
@@ -169,7 +200,7 @@ class _PgConnections:
     def __init__(
         self,
         url: str,
-        schema: str,
+        schema: Sequence[str],
         *,
         pool_size: int,
         connect_timeout_s: float,
@@ -205,7 +236,7 @@ class _PgConnections:
                 if not self._schema_ready:
                     with conn.transaction():
                         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                        for statement in filter(str.strip, self.schema.split(";")):
+                        for statement in self.schema:
                             conn.execute(sql.SQL(statement))
                     self._schema_ready = True
         except psycopg.Error as exc:
@@ -239,7 +270,7 @@ class PostgresRunStore(RunStore):
         self.url = url
         self._db = _PgConnections(
             url,
-            _RUN_SCHEMA,
+            _RUN_SCHEMA_STATEMENTS,
             pool_size=pool_size,
             connect_timeout_s=connect_timeout_s,
             idle_check_s=idle_check_s,
@@ -280,8 +311,9 @@ class PostgresRunStore(RunStore):
     ) -> bool:
         """Insert the run unless it exists; whether it was inserted."""
         result = None if record.result is None else dumps(record.result, "run result")
+        origin = None if record.origin is None else dumps(record.origin, "run origin")
         cursor = conn.execute(
-            f"INSERT INTO runstore_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO runstore_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (run_id) DO NOTHING".encode(),
             (
                 record.run_id,
@@ -296,6 +328,7 @@ class PostgresRunStore(RunStore):
                 now,
                 now,
                 record.tenant,
+                origin,
             ),
         )
         return cursor.rowcount == 1
@@ -342,7 +375,7 @@ class PostgresRunStore(RunStore):
                 )
             stored = self._get(conn, record.run_id, lock=True)
             assert stored is not None
-            if stored.finished:
+            if stored.status.settled:
                 return Started(stored, None, None)
             attempt = stored.attempt + 1
             conn.execute(
@@ -381,6 +414,8 @@ class PostgresRunStore(RunStore):
             status, attempt = self._lock(conn, run_id)
             if RunStatus(status).finished:
                 raise RunAlreadyFinished(run_id, RunStatus(status), "begin_attempt")
+            if status == RunStatus.WAITING_APPROVAL:
+                raise RunWaitingApproval(run_id, "begin_attempt")
             conn.execute(
                 "UPDATE runstore_runs SET attempt = %s, status = 'running', owner = %s, updated_at = %s "
                 "WHERE run_id = %s",
@@ -479,6 +514,53 @@ class PostgresRunStore(RunStore):
 
         return await self._db.run(body, write=True)
 
+    async def await_approval(
+        self,
+        run_id: str,
+        attempt: int,
+        asked: Sequence[tuple[str, str, dict[str, Any]]],
+        *,
+        result: Any,
+        error: str | None,
+        checkpoint: tuple[int, dict[str, Any] | JsonText] | None = None,
+    ) -> RunRecord:
+        result_text = None if result is None else dumps(result, "run result")
+        saved = None if checkpoint is None else (checkpoint[0], state_text(checkpoint[1]))
+        now = utcnow()
+
+        def body(conn: psycopg.Connection[Any]) -> RunRecord:
+            approval_sql.await_approval(
+                conn,
+                _DIALECT,
+                run_id,
+                attempt,
+                asked,
+                result_text=result_text,
+                error=error,
+                checkpoint=saved,
+                now=now,
+            )
+            conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, run_id))  # `wait` returns
+            stored = self._get(conn, run_id)
+            assert stored is not None
+            return stored
+
+        return await self._db.run(body, write=True)
+
+    async def decide(
+        self, run_id: str, decision: Decision | str, *, by: str, call_key: str | None = None
+    ) -> DecisionReport:
+        chosen, now = Decision(decision), utcnow()
+        return await self._db.run(
+            lambda conn: approval_sql.decide(
+                conn, _DIALECT, run_id, chosen, by=by, call_key=call_key, now=now
+            ),
+            write=True,
+        )
+
+    async def approvals(self, run_id: str) -> list[PendingApproval]:
+        return await self._db.run(lambda conn: approval_sql.approvals(conn, _DIALECT, run_id)[1], write=False)
+
     @staticmethod
     def _checkpoint(conn: psycopg.Connection[Any], run_id: str) -> Checkpoint | None:
         return checkpoint_of(run_id, conn.execute(_CHECKPOINT, (run_id,)).fetchone(), _utc)
@@ -498,7 +580,7 @@ class PostgresRunStore(RunStore):
                     record = await self.get_run(run_id)
                     if record is None:
                         raise RunNotFound(run_id)
-                    if record.finished:
+                    if record.status.settled:
                         return record
                     slice_s = 2.0
                     if deadline is not None:
@@ -516,6 +598,7 @@ class PostgresRunStore(RunStore):
 
     async def delete_run(self, run_id: str) -> bool:
         def body(conn: psycopg.Connection[Any]) -> bool:
+            conn.execute("DELETE FROM runstore_approvals WHERE root_run_id = %s", (run_id,))
             cursor = conn.execute("DELETE FROM runstore_runs WHERE run_id = %s", (run_id,))
             if cursor.rowcount == 1:
                 conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, run_id))  # wake waiters
@@ -539,10 +622,17 @@ class PostgresRunStore(RunStore):
         # Checkpoints go with their runs (ON DELETE CASCADE). SKIP LOCKED: a run some writer holds
         # now is left for the next batch or prune rather than waited for.
         delete = (
-            "DELETE FROM runstore_runs WHERE run_id IN (SELECT run_id FROM runstore_runs "
-            f"WHERE {where} LIMIT {int(batch)} FOR UPDATE SKIP LOCKED)"
+            "WITH gone AS (DELETE FROM runstore_runs WHERE run_id IN (SELECT run_id FROM runstore_runs "
+            f"WHERE {where} LIMIT {int(batch)} FOR UPDATE SKIP LOCKED) RETURNING run_id), "
+            "approvals AS (DELETE FROM runstore_approvals WHERE root_run_id IN (SELECT run_id FROM gone)) "
+            "SELECT count(*) FROM gone"
         ).encode()
-        return await self._db.run(lambda conn: conn.execute(delete, params).rowcount, write=True)
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(delete, params).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return await self._db.run(body, write=True)
 
     async def close(self) -> None:
         await self._db.aclose()
@@ -569,7 +659,7 @@ class PostgresIdempotencyStore(IdempotencyStore):
         self.url = url
         self._db = _PgConnections(
             url,
-            _IDEMPOTENCY_SCHEMA,
+            tuple(filter(str.strip, _IDEMPOTENCY_SCHEMA.split(";"))),
             pool_size=pool_size,
             connect_timeout_s=connect_timeout_s,
             idle_check_s=idle_check_s,

@@ -17,10 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent_platform.runstore import approvals as approval_sql
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
     Checkpoint,
+    Decision,
+    DecisionReport,
     JsonText,
+    PendingApproval,
     RunAlreadyFinished,
     RunNotFound,
     RunRecord,
@@ -28,6 +32,7 @@ from agent_platform.runstore.base import (
     RunStore,
     RunStoreError,
     RunStoreUnavailable,
+    RunWaitingApproval,
     Started,
     check_checkpoint_write,
     check_finish_status,
@@ -75,7 +80,7 @@ CREATE TABLE IF NOT EXISTS runstore_runs (
     run_id TEXT PRIMARY KEY,
     unit TEXT NOT NULL,
     inputs TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    status TEXT NOT NULL CHECK (status IN ({statuses})),
     parent_run_id TEXT,
     attempt INTEGER NOT NULL DEFAULT 0,
     owner TEXT,
@@ -83,7 +88,8 @@ CREATE TABLE IF NOT EXISTS runstore_runs (
     error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    tenant TEXT
+    tenant TEXT,
+    origin TEXT
 );
 CREATE INDEX IF NOT EXISTS runstore_runs_created ON runstore_runs (created_at);
 CREATE INDEX IF NOT EXISTS runstore_runs_status ON runstore_runs (status, created_at);
@@ -96,7 +102,12 @@ CREATE TABLE IF NOT EXISTS runstore_checkpoints (
     state TEXT NOT NULL,
     saved_at REAL NOT NULL
 ) WITHOUT ROWID;
-"""
+CREATE TABLE IF NOT EXISTS runstore_approvals ({approvals}) WITHOUT ROWID;
+""".format(
+    statuses=", ".join(f"'{status.value}'" for status in RunStatus),
+    approvals=approval_sql.TABLE_COLUMNS.format(time="REAL"),
+)
+_RUNS_TABLE = _SCHEMA.split(";", 1)[0]
 
 # A checkpoint write in one statement when it is allowed in the usual way: the run is running on
 # this attempt, and the stored checkpoint is of an earlier attempt or not ahead of this one.
@@ -113,7 +124,7 @@ _CHECKPOINT = checkpoint_query("?")
 
 _COLUMNS = (
     "run_id, unit, inputs, status, parent_run_id, attempt, owner, result, error, created_at, updated_at, "
-    "tenant"
+    "tenant, origin"
 )
 
 
@@ -139,7 +150,11 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         created_at=_time(row[9]),
         updated_at=_time(row[10]),
         tenant=row[11],
+        origin=loads(row[12]),
     )
+
+
+_DIALECT = approval_sql.Dialect("?", _epoch, _time)
 
 
 def _transient(exc: sqlite3.OperationalError) -> bool:
@@ -212,15 +227,46 @@ class SqliteRunStore(RunStore):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 conn.executescript(_SCHEMA)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(runstore_runs)")}
-                if "tenant" not in columns:  # a store created before runs carried a tenant
-                    conn.execute("ALTER TABLE runstore_runs ADD COLUMN tenant TEXT")
+                self._upgrade(conn)
                 return
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or time.monotonic() + delay > deadline:
                     raise
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.25)
+
+    @staticmethod
+    def _upgrade(conn: sqlite3.Connection) -> None:
+        """Bring a store made by an earlier version up to date, in one transaction (a process
+        opening it at the same moment waits, then finds it done): runs without a tenant or an
+        origin column gain them; a status check that predates waiting_approval is replaced by
+        rebuilding the table (SQLite cannot alter a check)."""
+        current = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runstore_runs'").fetchone()[0]
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runstore_runs)")}
+        if "waiting_approval" in current and {"tenant", "origin"} <= columns:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(runstore_runs)")}
+            for column in ("tenant", "origin"):
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE runstore_runs ADD COLUMN {column} TEXT")
+            current = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runstore_runs'").fetchone()[0]
+            if "waiting_approval" not in current:
+                conn.execute("ALTER TABLE runstore_runs RENAME TO runstore_runs_old")
+                conn.execute(_RUNS_TABLE)
+                conn.execute(
+                    f"INSERT INTO runstore_runs ({_COLUMNS}) SELECT {_COLUMNS} FROM runstore_runs_old"
+                )
+                conn.execute("DROP TABLE runstore_runs_old")
+                # The indexes went with the old table.
+                for statement in _SCHEMA.split(";"):
+                    if "CREATE INDEX" in statement and "runstore_runs" in statement:
+                        conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     async def _run(self, body: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         if not write:
@@ -311,6 +357,7 @@ class SqliteRunStore(RunStore):
         run (the usual case) is inserted already on its first attempt: one statement, and no
         checkpoint to look for."""
         inputs = dumps(record.inputs, "run inputs")
+        origin = None if record.origin is None else dumps(record.origin, "run origin")
         create = self._create_body(record, inputs)
         now = _epoch(utcnow())
         fresh = record.status is RunStatus.PENDING and record.result is None
@@ -319,7 +366,7 @@ class SqliteRunStore(RunStore):
             if fresh:
                 inserted = conn.execute(
                     f"INSERT OR IGNORE INTO runstore_runs ({_COLUMNS}) "
-                    "VALUES (?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
                     (
                         record.run_id,
                         record.unit,
@@ -331,6 +378,7 @@ class SqliteRunStore(RunStore):
                         now,
                         now,
                         record.tenant,
+                        origin,
                     ),
                 ).rowcount
                 if inserted:
@@ -345,10 +393,11 @@ class SqliteRunStore(RunStore):
                         created_at=_time(now),
                         updated_at=_time(now),
                         tenant=record.tenant,
+                        origin=record.origin,
                     )
                     return Started(created, record.attempt + 1, None)
             stored = create(conn)
-            if stored.finished:
+            if stored.status.settled:
                 return Started(stored, None, None)
             attempt = self._begin(conn, record.run_id, owner, now)
             row = conn.execute(
@@ -376,12 +425,13 @@ class SqliteRunStore(RunStore):
         if inputs is None:
             inputs = dumps(record.inputs, "run inputs")
         result = None if record.result is None else dumps(record.result, "run result")
+        origin = None if record.origin is None else dumps(record.origin, "run origin")
         status = RunStatus(record.status)
         now = _epoch(utcnow())
 
         def body(conn: sqlite3.Connection) -> RunRecord:
             conn.execute(
-                f"INSERT OR IGNORE INTO runstore_runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO runstore_runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.run_id,
                     record.unit,
@@ -395,6 +445,7 @@ class SqliteRunStore(RunStore):
                     now,
                     now,
                     record.tenant,
+                    origin,
                 ),
             )
             stored = self._get(conn, record.run_id)
@@ -427,6 +478,8 @@ class SqliteRunStore(RunStore):
         status, attempt = self._require(conn, run_id)
         if RunStatus(status).finished:
             raise RunAlreadyFinished(run_id, RunStatus(status), "begin_attempt")
+        if status == RunStatus.WAITING_APPROVAL:
+            raise RunWaitingApproval(run_id, "begin_attempt")
         conn.execute(
             "UPDATE runstore_runs SET attempt = ?, status = 'running', owner = ?, updated_at = ? WHERE run_id = ?",
             (attempt + 1, owner, now, run_id),
@@ -453,7 +506,7 @@ class SqliteRunStore(RunStore):
             # The usual case in one statement: the current attempt finishes its unfinished run.
             row = conn.execute(
                 "UPDATE runstore_runs SET status = ?, result = ?, error = ?, updated_at = ? "
-                "WHERE run_id = ? AND attempt = ? AND status IN ('pending', 'running') "
+                "WHERE run_id = ? AND attempt = ? AND status IN ('pending', 'running', 'waiting_approval') "
                 f"RETURNING {_COLUMNS}",
                 (final.value, result_text, error, now, run_id, attempt),
             ).fetchone()
@@ -519,6 +572,52 @@ class SqliteRunStore(RunStore):
 
         return await self._run(body, write=True)
 
+    async def await_approval(
+        self,
+        run_id: str,
+        attempt: int,
+        asked: Sequence[tuple[str, str, dict[str, Any]]],
+        *,
+        result: Any,
+        error: str | None,
+        checkpoint: tuple[int, dict[str, Any] | JsonText] | None = None,
+    ) -> RunRecord:
+        result_text = None if result is None else dumps(result, "run result")
+        saved = None if checkpoint is None else (checkpoint[0], state_text(checkpoint[1]))
+        now = utcnow()
+
+        def body(conn: sqlite3.Connection) -> RunRecord:
+            approval_sql.await_approval(
+                conn,
+                _DIALECT,
+                run_id,
+                attempt,
+                asked,
+                result_text=result_text,
+                error=error,
+                checkpoint=saved,
+                now=now,
+            )
+            stored = self._get(conn, run_id)
+            assert stored is not None
+            return stored
+
+        return await self._run(body, write=True)
+
+    async def decide(
+        self, run_id: str, decision: Decision | str, *, by: str, call_key: str | None = None
+    ) -> DecisionReport:
+        chosen, now = Decision(decision), utcnow()
+        return await self._run(
+            lambda conn: approval_sql.decide(
+                conn, _DIALECT, run_id, chosen, by=by, call_key=call_key, now=now
+            ),
+            write=True,
+        )
+
+    async def approvals(self, run_id: str) -> list[PendingApproval]:
+        return await self._run(lambda conn: approval_sql.approvals(conn, _DIALECT, run_id)[1], write=False)
+
     async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
         def body(conn: sqlite3.Connection) -> Checkpoint | None:
             return checkpoint_of(run_id, conn.execute(_CHECKPOINT, (run_id,)).fetchone(), _time)
@@ -534,7 +633,7 @@ class SqliteRunStore(RunStore):
             record = await self.get_run(run_id)
             if record is None:
                 raise RunNotFound(run_id)
-            if record.finished:
+            if record.status.settled:
                 return record
             if deadline is not None:
                 remaining = deadline - loop.time()
@@ -550,6 +649,7 @@ class SqliteRunStore(RunStore):
     async def delete_run(self, run_id: str) -> bool:
         def body(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM runstore_checkpoints WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM runstore_approvals WHERE root_run_id = ?", (run_id,))
             return conn.execute("DELETE FROM runstore_runs WHERE run_id = ?", (run_id,)).rowcount == 1
 
         return await self._run(body, write=True)
@@ -568,6 +668,7 @@ class SqliteRunStore(RunStore):
             if ids:
                 marks = ", ".join("?" * len(ids))
                 conn.execute(f"DELETE FROM runstore_checkpoints WHERE run_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM runstore_approvals WHERE root_run_id IN ({marks})", ids)
                 conn.execute(f"DELETE FROM runstore_runs WHERE run_id IN ({marks})", ids)
             return len(ids)
 

@@ -24,6 +24,7 @@ import asyncio
 import json
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,18 @@ class AgentRun:
 # Tool-use ids need to be unique within a conversation, not secret: a PRNG seeded once from the
 # OS is enough, where a getrandom() syscall per step measured ~25 µs on a loaded VM.
 _IDS = random.Random()
+
+
+def _undecided_action(run: AgentRun, decision_tool: str) -> tuple[dict[str, Any], str] | None:
+    """The decision a resumed run was carrying out when it paused for approval: the conversation
+    ends with it, unanswered ((the decision, its call id); None when it ends otherwise)."""
+    messages = run.messages
+    if not messages or messages[-1].role != "assistant":
+        return None
+    last = messages[-1].content[-1] if messages[-1].content else None
+    if isinstance(last, ToolUseBlock) and last.name == decision_tool:
+        return dict(last.input), last.id
+    return None
 
 
 def new_call_id() -> str:
@@ -392,6 +405,13 @@ class AgentLoopExecutor:
         state = run.state
         durable = self._checkpoints
         budgeted = self._budgeted
+        pending = _undecided_action(run, decision_model.__name__)
+        if pending is not None:  # resumed after a person decided about the call it was making
+            with tracing.iteration_span(state.iterations) if tracing.enabled else nullcontext():
+                if await self._act(run, *pending, result):
+                    return
+            if durable:
+                await self.services.checkpoint(state, run.checkpoint)
         for _ in range(limits.max_iterations - state.iterations):
             if budgeted:
                 self._check_budgets(state)
@@ -440,13 +460,19 @@ class AgentLoopExecutor:
         decision = answer.output
         # = decision.model_dump(mode="json", exclude_unset=True), minus its wrapper (~0.7 µs a step)
         dumped = decision.__pydantic_serializer__.to_python(decision, mode="json", exclude_unset=True)
-        kind, name, payload = action_of_dump(dumped)
         thought: str = dumped.get("thought", "")
         call_id = answer.response_id or new_call_id()
         # The model called the decision tool: record exactly that, then answer it.
         tool_use = ToolUseBlock(call_id, decision_model.__name__, dumped)
         append = run.append if memory is not None else run.plain_messages.append
         append(Message("assistant", [TextBlock(thought), tool_use] if thought else [tool_use]))
+        return await self._act(run, dumped, call_id, result)
+
+    async def _act(self, run: AgentRun, dumped: dict[str, Any], call_id: str, result: RunResult) -> bool:
+        """Carry out a decision the conversation already holds. True when it is the final answer."""
+        state = run.state
+        kind, name, payload = action_of_dump(dumped)
+        append = run.append if run.memory is not None else run.plain_messages.append
         step: dict[str, Any] = {"iteration": state.iterations, "action": kind, "name": name}
         run.trajectory.append(step)
         if (kind == "tool" and name not in self.allowed) or self._guard_actions:
@@ -466,6 +492,7 @@ class AgentLoopExecutor:
             step["blocked"] = rejection
             append(Message("user", [ToolResultBlock(call_id, rejection, is_error=True)]))
             return False
+        counters = state.tool_calls, state.sub_runs
         try:
             if kind == "tool":
                 content, is_error, provenance = await self._call_tool(run, name, payload, call_id)
@@ -473,6 +500,11 @@ class AgentLoopExecutor:
                 content, is_error, provenance = await self._delegate(run, name, payload)
         except ApprovalRequired:
             step["needs_approval"] = True
+            # The call was not made: a resumed run makes it again, under the same counters (so the
+            # same sub-run id and idempotency keys), from the state that holds the decision.
+            state.tool_calls, state.sub_runs = counters
+            if self._checkpoints:
+                await self.services.checkpoint(state, run.checkpoint, waiting=True)
             raise
         step["error" if is_error else "ok"] = True
         append(Message("user", [ToolResultBlock(call_id, content, is_error, provenance)]))

@@ -1,14 +1,18 @@
 """Approval of tool calls: what a person is asked, and what happens when nobody can answer.
 
 The tool executor is the one place that decides whether a call needs approval (`_authorise`):
-its tool requires it, or the run's context is untrusted and its policy says so. It then asks the
-runtime's `Approver`. Without one, the call is not made and `ApprovalRequired` ends the run with
-the outcome `needs_approval`, naming the call: a call that needs a person must never turn into a
-tool error the model works around while the run "completes". (A durable `waiting_approval` run
-state will replace ending the run; it hooks in where `ApprovalRequired` is raised.)"""
+its tool requires it, or the run's context is untrusted and its policy says so. It then looks for
+a person's decision about that exact call (`RunState.approvals`, by `ApprovalRequest.key`), else
+asks the runtime's `Approver` (`--approve-all`). With neither, the call is not made and
+`ApprovalRequired` stops the run with the outcome `needs_approval`, naming the call: a call that
+needs a person must never turn into a tool error the model works around while the run
+"completes". A run driven by a `DurableRunner` then pauses in the run store (`waiting_approval`)
+and resumes at that call once a person has decided (`platform approve` / `platform deny`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +32,19 @@ class ApprovalRequest:
     # The hand-offs between the run that was asked and the call (outermost first).
     via: tuple[str, ...] = field(default=())
 
+    @property
+    def key(self) -> str:
+        """The call's identity for a decision: its tool and exact arguments. A decision about one
+        call never covers another (other arguments are another call)."""
+        canonical = json.dumps(
+            {"tool": self.tool, "arguments": self.arguments},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=repr,
+        )
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
     def describe(self) -> str:
         where = f" (in {' -> '.join(self.via)})" if self.via else ""
         why = list(self.reasons) or ["it requires approval"]
@@ -38,6 +55,7 @@ class ApprovalRequest:
     def to_json(self) -> dict[str, Any]:
         return {
             "tool": self.tool,
+            "call_key": self.key,
             "arguments": dict(self.arguments),
             "run_id": self.run_id,
             "reasons": list(self.reasons),

@@ -7,6 +7,7 @@ script replays from its start for every run; HTTP providers are shared and poole
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import sys
@@ -74,8 +75,12 @@ class Runtime:
         idempotency_store: IdempotencyStore | None = None,
         wrap_tool: Callable[[ToolBinding, Tool], Tool] | None = None,
         memories: MemoryRegistry | None = None,
+        durable: bool = False,
     ) -> None:
         self.plan = plan
+        # Agent runs hand their state to `checkpoint` after every step (a `DurableRunner` drives
+        # the runs and gives each a place in the run store).
+        self.checkpoints_enabled = durable
         self._tracing = tracing or Tracing.disabled()
         self.clock = clock or SystemClock()
         self.registry = ToolRegistry(plugin_paths)
@@ -94,6 +99,7 @@ class Runtime:
         # Captured content never shows an API key, even one whose variable is not named like one.
         self._tracing.mask_secret_variables(model.spec.api_key_env for model in plan.models.values())
         self._shared_providers: dict[int, ModelProvider] = {}
+        self._model_names = {id(m.spec): name for name, m in plan.models.items()}
         self._executors: dict[SpecRef, Any] = {}
         self._input_models: dict[SpecRef, type[BaseModel] | None] = {}
 
@@ -101,19 +107,7 @@ class Runtime:
 
     def unit(self, name: str) -> AnyUnit:
         """A unit by `Kind/name` or bare name."""
-        kind, _, bare = name.rpartition("/")
-        if kind:
-            found = self.plan.unit(kind, bare)
-        else:
-            matches = self.plan.find(bare)
-            if len(matches) > 1:
-                refs = " and ".join(sorted(str(u.ref) for u in matches))
-                raise UnknownUnit(f"{name!r} is ambiguous ({refs}); name it as Kind/name")
-            found = matches[0] if matches else None
-        if found is None:
-            names = ", ".join(sorted(str(ref) for ref in self.plan.units))
-            raise UnknownUnit(f"no agent, pipeline or supervisor named {name!r} (known: {names})")
-        return found
+        return find_unit(self.plan, name)
 
     async def run(
         self,
@@ -168,10 +162,36 @@ class Runtime:
 
     # --- Services -----------------------------------------------------------------------------
 
-    checkpoints_enabled = False  # in-process runs are not durable (the Ray host's runtime is)
+    async def checkpoint(
+        self, state: RunState, snapshot: Callable[[], AgentCheckpoint], *, waiting: bool = False
+    ) -> None:
+        from agent_platform.runtime.durable import WAITING_CHECKPOINT, Durable, encoded
 
-    async def checkpoint(self, state: RunState, snapshot: Callable[[], AgentCheckpoint]) -> None:
-        return None
+        durable: Durable | None = state.resources.get(Durable)
+        if durable is None:  # a run no DurableRunner drives (an in-process hand-off, a test)
+            return
+        checkpoint = snapshot()  # copies of the run's lists: the run goes on while it is written
+        for key, provider in state.resources.items():
+            cursors = getattr(provider, "cursors", None)
+            if callable(cursors) and key in self._model_names:
+                checkpoint.model_cursors[self._model_names[key]] = cursors()
+        if waiting:  # written with the pause itself, in one transaction (DurableRunner)
+            state.resources[WAITING_CHECKPOINT] = checkpoint
+            return
+        durable.seq += 1
+        durable.writer.submit(
+            state.run_id, durable.attempt, durable.seq, functools.partial(encoded, durable.encoder, checkpoint)
+        )
+
+    def restore_models(self, state: RunState, checkpoint: AgentCheckpoint) -> None:
+        """Put each scripted model of the run back where the checkpoint left it."""
+        for name, cursors in checkpoint.model_cursors.items():
+            model = self.plan.models.get(name)
+            if model is not None:
+                provider = self.provider(model, run=state)
+                restore = getattr(provider, "restore", None)
+                if callable(restore):
+                    restore(cursors)
 
     @property
     def tracing(self) -> Tracing:
@@ -266,7 +286,13 @@ class Runtime:
                 if capture:  # opt-in: what the tool was given and returned
                     tracing.capture_tool_arguments(span, arguments)
                 result = await self.tools.call(
-                    name, arguments, run_id=run.run_id, allowed=allowed, taint=run.taint, policy=run.policy
+                    name,
+                    arguments,
+                    run_id=run.run_id,
+                    allowed=allowed,
+                    taint=run.taint,
+                    policy=run.policy,
+                    approvals=run.approvals,
                 )
                 error = result.error
                 if error is None:
@@ -289,7 +315,13 @@ class Runtime:
                     )
         else:  # nothing to record: no span attributes computed
             result = await self.tools.call(
-                name, arguments, run_id=run.run_id, allowed=allowed, taint=run.taint, policy=run.policy
+                name,
+                arguments,
+                run_id=run.run_id,
+                allowed=allowed,
+                taint=run.taint,
+                policy=run.policy,
+                approvals=run.approvals,
             )
         if result.error is not None:
             return ToolOutcome(None, True, result.content(), attempts=result.attempts)
@@ -328,6 +360,7 @@ class Runtime:
             tenant=parent.tenant,
             taint=parent.taint.copy(),
             policy=parent.policy,
+            approvals=parent.approvals,
         )
         try:
             checked = check_inputs(_input_schema(unit), inputs, unit=str(ref))
@@ -413,6 +446,13 @@ class Runtime:
         overall = (
             Outcome.NEEDS_APPROVAL if unfinished == {Outcome.NEEDS_APPROVAL} else outcome.outcome
         )  # tasks that only wait for a person have not failed
+        waiting = [
+            ApprovalRequest.from_json(r.run.details["approval"]).handed_through(f"task {task_id}").to_json()
+            for task_id, r in outcome.results.items()
+            if r.run is not None
+            and r.outcome is Outcome.NEEDS_APPROVAL
+            and isinstance(r.run.details.get("approval"), dict)
+        ]
         return RunResult(
             state.run_id,
             str(unit.ref),
@@ -422,7 +462,7 @@ class Runtime:
             usage=state.usage,
             cost_usd=state.cost_usd,
             tool_calls=state.tool_calls,
-            details={"start_order": outcome.start_order},
+            details={"start_order": outcome.start_order, **({"approvals": waiting} if waiting else {})},
         )
 
     async def _auto_approve(self, request: ApprovalRequest) -> bool:
@@ -435,6 +475,23 @@ class Runtime:
 
     def _tool_event(self, name: str, attributes: Mapping[str, Any]) -> None:
         self._tracing.event(name, dict(attributes))
+
+
+def find_unit(plan: Plan, name: str) -> AnyUnit:
+    """A unit of `plan` by `Kind/name` or bare name. Raises UnknownUnit."""
+    kind, _, bare = name.rpartition("/")
+    if kind:
+        found = plan.unit(kind, bare)
+    else:
+        matches = plan.find(bare)
+        if len(matches) > 1:
+            refs = " and ".join(sorted(str(u.ref) for u in matches))
+            raise UnknownUnit(f"{name!r} is ambiguous ({refs}); name it as Kind/name")
+        found = matches[0] if matches else None
+    if found is None:
+        names = ", ".join(sorted(str(ref) for ref in plan.units))
+        raise UnknownUnit(f"no agent, pipeline or supervisor named {name!r} (known: {names})")
+    return found
 
 
 def tune_gc_for_runs() -> None:

@@ -55,6 +55,9 @@ class RunState:
     # What the run may do once tainted: its unit's policy tightened by every caller's (set by
     # the runtime when the run starts; a sub-run inherits it, so delegation never widens it).
     policy: ContextPolicy | None = None
+    # What people decided about calls of this run's tree: call key (`ApprovalRequest.key`) ->
+    # approved. Loaded when a paused run resumes; shared with its sub-runs.
+    approvals: dict[str, bool] = field(default_factory=dict)
     # Objects that live exactly as long as this run (e.g. its forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)
 
@@ -119,8 +122,12 @@ class Services(Protocol):
         """The long-term layers of the Memory spec `name` (episodic, knowledge)."""
         ...
 
-    async def checkpoint(self, state: RunState, snapshot: Callable[[], AgentCheckpoint]) -> None:
-        """Persist an agent run's state after a step (called only when `checkpoints_enabled`)."""
+    async def checkpoint(
+        self, state: RunState, snapshot: Callable[[], AgentCheckpoint], *, waiting: bool = False
+    ) -> None:
+        """Persist an agent run's state after a step (called only when `checkpoints_enabled`);
+        `waiting`: the run is pausing on a call that needs approval, and this is the state it
+        resumes from (its last message is the decision that made the call)."""
         ...
 
     async def complete(

@@ -321,9 +321,11 @@ class ToolExecutor:
         allowed: AbstractSet[str] | None = None,
         taint: TaintState | None = None,
         policy: ContextPolicy | None = None,
+        approvals: Mapping[str, bool] | None = None,
     ) -> ToolResult:
         """Call a tool; errors come back in the result (see the module docstring). `taint` and
-        `policy` are the calling run's: what is in its context, and what it may then do."""
+        `policy` are the calling run's: what is in its context, and what it may then do;
+        `approvals` what people decided about its calls (`ApprovalRequest.key` -> approved)."""
         monotonic = self._monotonic
         started = monotonic()
         if allowed is not None and tool_name not in allowed:
@@ -359,7 +361,9 @@ class ToolExecutor:
                 return ToolResult(tool_name, output, None, monotonic() - started, attempts.count)
             reasons = self._authorise(entry, taint if tainted else None, policy)
             if entry.keyed:
-                output, replayed = await self._call_keyed(entry, arguments, run_id, attempts, reasons, taint)
+                output, replayed = await self._call_keyed(
+                    entry, arguments, run_id, attempts, reasons, taint, approvals
+                )
                 return ToolResult(
                     tool_name,
                     output,
@@ -368,7 +372,7 @@ class ToolExecutor:
                     from_idempotency_store=replayed,
                 )
             if reasons:
-                await self._approve(entry, arguments, run_id, reasons, taint)
+                await self._approve(entry, arguments, run_id, reasons, taint, approvals)
             if entry.cache is not None:
                 key = self._cache_key(entry, arguments)
                 if key is not None:
@@ -459,6 +463,7 @@ class ToolExecutor:
         run_id: str,
         reasons: tuple[str, ...],
         taint: TaintState | None,
+        approvals: Mapping[str, bool] | None = None,
     ) -> None:
         try:
             shown = arguments.jsonable()
@@ -472,6 +477,21 @@ class ToolExecutor:
             reasons,
             taint.sources if taint is not None else (),
         )
+        decided = approvals.get(request.key) if approvals else None
+        if decided is not None:  # a person decided about this exact call while the run was paused
+            if self.on_event is not None:
+                self.on_event(
+                    "tool.approval",
+                    {
+                        "tool": entry.name,
+                        "run_id": run_id,
+                        "call_key": request.key,
+                        "decision": "approved" if decided else "denied",
+                    },
+                )
+            if decided:
+                return
+            raise ToolNotAllowed(entry.name, "a person denied this call when asked; it was not called")
         if self.approver is None:
             raise ApprovalRequired(request)
         if not await self.approver(request):
@@ -485,6 +505,7 @@ class ToolExecutor:
         attempts: _Attempts,
         reasons: tuple[str, ...] = (),
         taint: TaintState | None = None,
+        approvals: Mapping[str, bool] | None = None,
     ) -> tuple[Any, bool]:
         try:
             data = arguments.jsonable()
@@ -503,7 +524,7 @@ class ToolExecutor:
             now = self.clock.now()
             live = record is not None and (record.expires_at is None or record.expires_at > now)
             if record is None or not live or record.status != "succeeded":
-                await self._approve(entry, arguments, run_id, reasons, taint)
+                await self._approve(entry, arguments, run_id, reasons, taint, approvals)
 
         async def execute() -> Any:
             return await self._execute(entry, arguments, attempts)

@@ -1,0 +1,416 @@
+"""Runs that outlive a command: `platform run --local` recorded in the local run store, and the
+commands that act on a recorded run: `approve` and `deny` (a run waiting for a person),
+`approvals` (what it waits on), `resume` (a local run whose process died).
+
+A local run keeps its record, checkpoints and pending approvals in the state directory's
+SQLite run store (the one the embedded Ray head uses too), with the spec paths it was started
+from (`RunRecord.origin`), so any later command can rebuild its runtime and continue it. A
+deployed run is resumed by its deployment: `approve` hands it back to the control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import socket
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from agent_platform.cli import EXIT_INVALID, EXIT_USAGE, _options, _print_diagnostics, app, emit_result
+from agent_platform.cli_output import Output, OutputOpt, emit, note
+
+if TYPE_CHECKING:
+    from agent_platform.runstore import PendingApproval, RunRecord, RunStore
+    from agent_platform.runtime.outcomes import RunResult
+    from agent_platform.runtime.tracing import TracingHandle
+
+T = TypeVar("T")
+
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster of the deployment (default: $RAY_ADDRESS).")
+]
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Deployment namespace.")]
+RunStoreOpt = Annotated[
+    str | None, typer.Option("--run-store", help="The run store holding the run (default: the local one).")
+]
+
+ResultOutputOpt = Annotated[Output, typer.Option("--output", "-o", help="json (default), yaml or text.")]
+WaitingRunArg = Annotated[str, typer.Argument(help="The run waiting for approval (or one of its hand-offs).")]
+CallKeyArg = Annotated[
+    str | None,
+    typer.Argument(help="Decide only this call (its key, or a unique prefix; `platform approvals`)."),
+]
+ByOpt = Annotated[str | None, typer.Option("--as", help="Who decides (default: user@host).")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume/--no-resume", help="Resume the run once nothing is left to decide.")
+]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", help="Deployed runs: seconds to wait for the resumed run (0: do not).")
+]
+
+
+def local_owner() -> str:
+    return f"local:{socket.gethostname()}:{os.getpid()}"
+
+
+def origin_of(paths: list[Path], plugin_paths: list[Path] | None) -> dict[str, Any]:
+    """What `resume` needs to rebuild a local run's runtime."""
+    return {
+        "paths": [str(p.resolve()) for p in paths],
+        "plugin_paths": [str(p.resolve()) for p in plugin_paths] if plugin_paths else None,
+        "cwd": os.getcwd(),
+    }
+
+
+def run_local(
+    plan: Any,
+    unit: str,
+    inputs: dict[str, Any],
+    *,
+    run_id: str | None,
+    origin: dict[str, Any],
+    plugin_paths: list[Path] | None,
+    tracing: TracingHandle,
+    approve_all: bool,
+    tenant: str | None = None,
+    store_url: str | None = None,
+) -> RunResult:
+    """Run (or resume) `unit` in this process, recorded in the local run store: checkpointed after
+    every step, paused in the store when a call needs a person."""
+    from agent_platform.runstore import open_run_store
+    from agent_platform.runtime.durable import DurableRunner, RunRequest
+    from agent_platform.runtime.engine import Runtime
+    from agent_platform.runtime.services import new_run_id
+
+    runtime = Runtime(plan, plugin_paths=plugin_paths, tracing=tracing, approve_all=approve_all, durable=True)
+    store = open_run_store(store_url)
+
+    async def go() -> RunResult:
+        try:
+            runner = DurableRunner(runtime, store, local_owner())
+            request = RunRequest(run_id or new_run_id(), unit, inputs, tenant=tenant, origin=origin)
+            return await runner.run(request)
+        finally:
+            await runtime.aclose()
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def report_waiting(result: RunResult) -> None:
+    """On stderr: what a run that stopped for approval waits on, and the commands that decide."""
+    from agent_platform.runtime.outcomes import Outcome
+
+    if result.outcome is not Outcome.NEEDS_APPROVAL:
+        return
+    asked = result.details.get("approvals") or [result.details.get("approval") or {}]
+    for item in asked:
+        key = item.get("call_key", "")
+        note(
+            f"waiting for approval: call {key} of tool '{item.get('tool', '?')}' {item.get('arguments', {})}"
+        )
+    note(
+        f"  approve: platform approve {result.run_id}   deny: platform deny {result.run_id}"
+        "   (add a call key to decide one call)"
+    )
+
+
+def _store(run_store: str | None) -> RunStore:
+    from agent_platform.runstore import open_run_store, run_store_url, sqlite_path, url_scheme
+
+    url = run_store_url(run_store)
+    if url_scheme(url) == "sqlite" and not sqlite_path(url).exists():
+        from agent_platform.runstore import RunStoreUnavailable
+
+        raise RunStoreUnavailable(
+            url, f"there is no run store at {sqlite_path(url)} (no run was recorded here)"
+        )
+    return open_run_store(url)
+
+
+def _with_store(run_store: str | None, command: str, body: Callable[[RunStore], Coroutine[Any, Any, T]]) -> T:
+    from agent_platform.runstore import RunStoreError
+
+    async def go() -> T:
+        store = _store(run_store)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except RunStoreError as exc:
+        typer.echo(f"platform {command}: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _approval_row(approval: PendingApproval) -> dict[str, Any]:
+    return {
+        "call_key": approval.call_key,
+        "run_id": approval.run_id,
+        "tool": approval.request.get("tool"),
+        "arguments": approval.request.get("arguments"),
+        "reasons": approval.request.get("reasons"),
+        "via": approval.request.get("via"),
+        "decision": approval.decision.value if approval.decision else "waiting",
+        "decided_by": approval.decided_by,
+        "requested_at": approval.requested_at,
+        "decided_at": approval.decided_at,
+    }
+
+
+def _approvals_text(rows: list[dict[str, Any]]) -> str:
+    from agent_platform.deploy.apply_render import table
+
+    return table(
+        ["CALL", "TOOL", "ARGUMENTS", "DECISION", "BY"],
+        [
+            [
+                row["call_key"],
+                row["tool"] or "?",
+                str(row["arguments"])[:60],
+                row["decision"],
+                row["decided_by"] or "",
+            ]
+            for row in rows
+        ],
+        empty="no tool call of this run has needed approval",
+    )
+
+
+@app.command()
+def approvals(
+    run_id: Annotated[str, typer.Argument(help="A run id (`platform runs --status waiting_approval`).")],
+    run_store: RunStoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """The tool calls a run (and its hand-offs) asked a person about, decided or waiting."""
+
+    async def body(store: RunStore) -> list[PendingApproval]:
+        return await store.approvals(run_id)
+
+    rows = [_approval_row(a) for a in _with_store(run_store, "approvals", body)]
+    emit(rows, output.value, lambda: _approvals_text(rows))
+
+
+def _decide(
+    decision: str,
+    run_id: str,
+    call_key: str | None,
+    by: str | None,
+    resume: bool,
+    wait: float,
+    address: str | None,
+    namespace: str,
+    run_store: str | None,
+    output: Output,
+) -> None:
+    from agent_platform.runstore import DecisionReport
+
+    command = "approve" if decision == "approved" else "deny"
+    decided_by = by or f"{getpass.getuser()}@{socket.gethostname()}"
+
+    async def body(store: RunStore) -> tuple[DecisionReport, RunRecord | None]:
+        report = await store.decide(run_id, decision, by=decided_by, call_key=call_key)
+        return report, await store.get_run(report.root_run_id)
+
+    report, root = _with_store(run_store, command, body)
+    rows = [_approval_row(a) for a in report.decided]
+    for row in rows:
+        note(
+            f"{decision} call {row['call_key']} of tool '{row['tool']}' {row['arguments']} (by {decided_by})"
+        )
+    if not report.resumable:
+        left = ", ".join(f"{a.call_key} ({a.request.get('tool', '?')})" for a in report.undecided)
+        note(f"run {report.root_run_id} still waits for: {left}")
+        emit(rows, output.value, lambda: _approvals_text(rows))
+        return
+    if not resume or root is None:
+        note(f"run {report.root_run_id} may resume: `platform resume {report.root_run_id}`")
+        emit(rows, output.value, lambda: _approvals_text(rows))
+        return
+    if root.origin is not None:  # a local run: it goes on here
+        _resume_local(root, run_store, output)
+        return
+    _resume_deployed(root, address, namespace, wait, output)
+
+
+def _resume_deployed(
+    root: RunRecord, address: str | None, namespace: str, wait: float, output: Output
+) -> None:
+    from agent_platform.cli_deploy import _deploy_errors
+
+    with _deploy_errors("approve"):
+        from agent_platform.deploy.client import Deployment
+
+        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        deployment.submit(root.unit, root.inputs or {}, run_id=root.run_id, tenant=root.tenant)
+    note(f"run {root.run_id} resumed on the deployment")
+    if wait <= 0:
+        emit({"run_id": root.run_id, "status": "pending"}, output.value, lambda: root.run_id)
+        return
+
+    async def settled(store: RunStore) -> RunRecord:
+        return await store.wait(root.run_id, timeout=wait)
+
+    from agent_platform.runtime.outcomes import RunResult
+
+    try:
+        record = _with_store(deployment.settings()["run_store_url"], "approve", settled)
+    except TimeoutError:
+        note(f"run {root.run_id} has not settled after {wait:g}s: `platform result {root.run_id}` waits")
+        return
+    result = RunResult.from_json(record.result) if record.result else None
+    _print_result(result, record, output)
+
+
+def _print_result(result: RunResult | None, record: RunRecord, output: Output) -> None:
+    payload = (
+        result.to_json()
+        if result is not None
+        else {"run_id": record.run_id, "unit": record.unit, "outcome": "failed", "error": record.error}
+    )
+    emit_result(payload, output.value)
+    if result is not None:
+        report_waiting(result)
+    if result is None or not result.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def approve(
+    run_id: WaitingRunArg,
+    call_key: CallKeyArg = None,
+    by: ByOpt = None,
+    resume: ResumeOpt = True,
+    wait: WaitOpt = 600.0,
+    address: AddressOpt = None,
+    namespace: NamespaceOpt = "agent-platform",
+    run_store: RunStoreOpt = None,
+    output: ResultOutputOpt = Output.json,
+) -> None:
+    """Approve the calls a paused run waits on (all, or one), then resume it: a local run goes on
+    in this process, a deployed one on its deployment. Exit 0 when the run then completes."""
+    _decide("approved", run_id, call_key, by, resume, wait, address, namespace, run_store, output)
+
+
+@app.command()
+def deny(
+    run_id: WaitingRunArg,
+    call_key: CallKeyArg = None,
+    by: ByOpt = None,
+    resume: ResumeOpt = True,
+    wait: WaitOpt = 600.0,
+    address: AddressOpt = None,
+    namespace: NamespaceOpt = "agent-platform",
+    run_store: RunStoreOpt = None,
+    output: ResultOutputOpt = Output.json,
+) -> None:
+    """Deny the calls a paused run waits on (all, or one), then resume it: the model is told the
+    call was denied and carries on without it."""
+    _decide("denied", run_id, call_key, by, resume, wait, address, namespace, run_store, output)
+
+
+@app.command("resume")
+def resume_command(
+    run_id: Annotated[str, typer.Argument(help="A local run (`platform run --local`) that did not finish.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Resume even if the process that ran it is still alive.")
+    ] = False,
+    run_store: RunStoreOpt = None,
+    output: ResultOutputOpt = Output.json,
+) -> None:
+    """Continue a local run from its last checkpoint (its process was killed, or it was approved
+    with --no-resume). Tool calls it had made replay from the idempotency store: none runs twice."""
+
+    async def body(store: RunStore) -> RunRecord | None:
+        return await store.get_run(run_id)
+
+    record = _with_store(run_store, "resume", body)
+    if record is None:
+        typer.echo(f"platform resume: run {run_id!r} is not in the run store", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    if record.origin is None:
+        typer.echo(
+            f"platform resume: run {run_id} is a deployed run: its deployment resumes it "
+            "(`platform apply` restarts a stopped one)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    alive = _owner_alive(record.owner)
+    if alive and not force and record.status.value == "running":
+        typer.echo(
+            f"platform resume: run {run_id} is still running in process {record.owner} "
+            "(--force takes it over; the old process then stops at its next step)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INVALID)
+    _resume_local(record, run_store, output)
+
+
+def _resume_local(record: RunRecord, run_store: str | None, output: Output) -> None:
+    from agent_platform.compile import compile_specs
+    from agent_platform.runtime.durable import stored_result
+    from agent_platform.runtime.tracing import configure_tracing
+    from agent_platform.validate import validate_paths
+
+    if record.status.settled and record.status.value != "pending":
+        _print_result(stored_result(record), record, output)
+        return
+    origin = record.origin or {}
+    paths = [Path(p) for p in origin.get("paths") or []]
+    plugin_paths = [Path(p) for p in origin["plugin_paths"]] if origin.get("plugin_paths") else None
+    cwd = origin.get("cwd")
+    if cwd and Path(cwd).is_dir():
+        os.chdir(cwd)  # relative paths in specs (scripts, plugins) mean what they meant
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        typer.echo(f"platform resume: the run's specs are gone: {', '.join(missing)}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    report = validate_paths(paths, _options(plugin_paths, False))
+    if not report.ok:
+        _print_diagnostics(report, _text_output(), hints=False, err=True)
+        raise typer.Exit(EXIT_INVALID)
+    plan = compile_specs(report.specs)
+    tracing = configure_tracing()
+    note(f"resuming run {record.run_id} of {record.unit}")
+    result = run_local(
+        plan,
+        record.unit,
+        record.inputs or {},
+        run_id=record.run_id,
+        origin=origin,
+        plugin_paths=plugin_paths,
+        tracing=tracing,
+        approve_all=False,
+        tenant=record.tenant,
+        store_url=run_store,
+    )
+    tracing.shutdown()
+    _print_result(result, record, output)
+
+
+def _text_output() -> Any:
+    from agent_platform.cli import ValidateOutput
+
+    return ValidateOutput.text
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the local process named by a run's owner (`local:host:pid`) is alive here."""
+    if not owner or not owner.startswith("local:"):
+        return False
+    _, host, pid = owner.split(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(pid) != os.getpid()
