@@ -78,3 +78,14 @@ def test_a_deployed_run_waits_for_approval_and_resumes_on_its_deployment(
     assert mails(root) == ["ana@example.com"]
     runs = json.loads(platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
     assert {r["status"] for r in runs} == {"completed"}
+
+    # A waiting run can be cancelled, with the hand-off it waits through; nothing is sent.
+    second = json.loads(platform("run", "boss", "--input", "{}", env=env, cwd=root).stdout)
+    assert second["outcome"] == "needs_approval"
+    cancelled = platform("cancel", second["run_id"], env=env, cwd=root)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
+    runs = json.loads(platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
+    assert {r["status"] for r in runs if r["run_id"].startswith(second["run_id"])} == {"cancelled"}
+    assert mails(root) == ["ana@example.com"]
+    refused = platform("approve", second["run_id"], env=env, cwd=root)
+    assert refused.returncode == 1 and "already finished (cancelled)" in refused.stderr

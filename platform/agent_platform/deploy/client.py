@@ -534,7 +534,7 @@ async def _unfinished_descendants(store: Any, run_id: str) -> list[RunRecord]:
 
     unfinished = [
         r
-        for status in (RunStatus.PENDING, RunStatus.RUNNING)
+        for status in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)
         for r in await store.list_runs(status=status, limit=10_000)
     ]
     children: dict[str, list[RunRecord]] = {}
