@@ -674,3 +674,41 @@ def test_the_security_docs_example_validates(tmp_path: Path) -> None:
     report = validate_paths([tmp_path / "specs.yaml"], ValidationOptions(plugin_paths=[tmp_path]))
     assert report.ok, [str(d) for d in report.diagnostics.errors]
     assert {s.name for s in report.specs.of_kind("Guardrail")} == {"injection-judge", "local-injection-model"}
+
+
+async def test_the_classifiers_calls_count_against_the_runs_token_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openai_server: ChatCompletionsServer
+) -> None:
+    """Checking untrusted content is spending by the run that read it: the judge's tokens (as the
+    server counted them) are in the run's usage and stop it at its token budget."""
+    from agent_platform.runtime.engine import Runtime
+
+    openai_server.reset()
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("AP_TEST_CLASSIFIER_OPENAI", OPENAI_KEY)
+    verdict = {"injection": False, "confidence": 0.9, "reason": "an ordinary email"}
+    answer = openai_tool_call(verdict, prompt_tokens=900, completion_tokens=100)
+    openai_server.push(answer)
+    judge = (
+        "spec: {provider: openai, name: small-judge, api_key_env: AP_TEST_CLASSIFIER_OPENAI, "
+        f"base_url: '{openai_server.url}/v1', retry: {{max_attempts: 1}}}}"
+    )
+    specs = SPECS.replace(
+        "metadata: {name: judge-model}\nspec: {provider: scripted, script: script.yaml}",
+        f"metadata: {{name: judge-model}}\n{judge}",
+    )
+    specs = specs.replace(
+        "  guardrails: [judge]\n", "  guardrails: [judge]\n  limits: {max_total_tokens: 500}\n"
+    )
+    report = validate_paths(
+        [write_world(tmp_path, specs, flagged=False)], ValidationOptions(plugin_paths=[tmp_path])
+    )
+    assert report.ok, [str(d) for d in report.diagnostics.errors]
+    runtime = Runtime(compile_specs(report.specs), plugin_paths=[tmp_path])
+    try:
+        result = await runtime.run("assistant", {})
+    finally:
+        await runtime.aclose()
+    assert [r.reply_status for r in openai_server.requests] == [200]
+    assert result.usage.input_tokens >= 900 and result.usage.output_tokens >= 100
+    assert result.outcome is Outcome.TOKEN_BUDGET, result.error

@@ -331,6 +331,11 @@ class AgentLoopExecutor:
             self._decision_model = build_decision_model(self.unit.name, choices)
         return self._decision_model
 
+    async def aclose(self) -> None:
+        await self.guards.aclose()
+        for guards in self._tool_guard_sets.values():
+            await guards.aclose()
+
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self, inputs: dict[str, Any], state: RunState) -> RunResult:

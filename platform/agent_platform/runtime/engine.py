@@ -42,6 +42,7 @@ from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.inputs import InputError, check_inputs
 from agent_platform.runtime.messages import Message
 from agent_platform.runtime.models.base import (
+    RUN_SPEND,
     ModelError,
     ModelProvider,
     ModelRequest,
@@ -155,6 +156,8 @@ class Runtime:
         return check_inputs(_input_schema(unit), dict(inputs), unit=str(unit.ref))
 
     async def aclose(self) -> None:
+        for executor in self._executors.values():
+            await executor.aclose()  # their guardrails' classifier connections
         await self.tools.aclose()
         for provider in self._shared_providers.values():
             await provider.aclose()
@@ -180,7 +183,10 @@ class Runtime:
             return
         durable.seq += 1
         durable.writer.submit(
-            state.run_id, durable.attempt, durable.seq, functools.partial(encoded, durable.encoder, checkpoint)
+            state.run_id,
+            durable.attempt,
+            durable.seq,
+            functools.partial(encoded, durable.encoder, checkpoint),
         )
 
     def restore_models(self, state: RunState, checkpoint: AgentCheckpoint) -> None:
@@ -377,46 +383,50 @@ class Runtime:
         started = time.perf_counter()
         if not isinstance(unit, SupervisorUnit):
             state.policy = _policy_of(unit, state.policy)
-        with self._tracing.run_span(unit.ref.kind.lower(), unit.name, state.run_id) as span:
-            if self.approve_all:  # every approval in this run is automatic: say so on the run
-                span.set_attribute(AP_APPROVE_ALL, True)
-            unexpected: Exception | None = None
-            try:
-                if isinstance(unit, SupervisorUnit):
-                    result = await self._run_supervisor(unit, inputs["tasks"], state)
-                else:
-                    result = await self._executor(unit).run(inputs, state)
-            except ApprovalRequired as exc:  # the executors report it themselves; never a failure
-                result = RunResult(
-                    state.run_id,
-                    str(unit.ref),
-                    Outcome.NEEDS_APPROVAL,
-                    error=str(exc),
-                    details={"approval": exc.request.to_json()},
+        spending = RUN_SPEND.set(state.add_model_result)
+        try:
+            with self._tracing.run_span(unit.ref.kind.lower(), unit.name, state.run_id) as span:
+                if self.approve_all:  # every approval in this run is automatic: say so on the run
+                    span.set_attribute(AP_APPROVE_ALL, True)
+                unexpected: Exception | None = None
+                try:
+                    if isinstance(unit, SupervisorUnit):
+                        result = await self._run_supervisor(unit, inputs["tasks"], state)
+                    else:
+                        result = await self._executor(unit).run(inputs, state)
+                except ApprovalRequired as exc:  # the executors report it themselves; never a failure
+                    result = RunResult(
+                        state.run_id,
+                        str(unit.ref),
+                        Outcome.NEEDS_APPROVAL,
+                        error=str(exc),
+                        details={"approval": exc.request.to_json()},
+                    )
+                    result.usage, result.cost_usd = state.usage, state.cost_usd
+                except Exception as exc:  # a bug or an unexpected failure: the run fails, located
+                    unexpected = exc
+                    result = RunResult(
+                        state.run_id, str(unit.ref), Outcome.FAILED, error=f"{type(exc).__name__}: {exc}"
+                    )
+                    result.usage, result.cost_usd = state.usage, state.cost_usd
+                result.taint = state.taint.sources
+                if result.error is not None:
+                    # It may quote a connection string or a server's error body, and is shown and stored.
+                    result.error = redact_secrets(result.error)
+                self._tracing.record_run_result(
+                    span,
+                    result.outcome.value,
+                    usage=result.usage,
+                    cost_usd=result.cost_usd,
+                    # The executors return every way a run can end as an outcome, without raising.
+                    error=None if result.ok else result.error or result.outcome.value,
+                    exception=unexpected,
                 )
-                result.usage, result.cost_usd = state.usage, state.cost_usd
-            except Exception as exc:  # a bug or an unexpected failure: the run fails, located
-                unexpected = exc
-                result = RunResult(
-                    state.run_id, str(unit.ref), Outcome.FAILED, error=f"{type(exc).__name__}: {exc}"
-                )
-                result.usage, result.cost_usd = state.usage, state.cost_usd
-            result.taint = state.taint.sources
-            if result.error is not None:
-                # It may quote a connection string or a server's error body, and is shown and stored.
-                result.error = redact_secrets(result.error)
-            self._tracing.record_run_result(
-                span,
-                result.outcome.value,
-                usage=result.usage,
-                cost_usd=result.cost_usd,
-                # The executors return every way a run can end as an outcome, without raising.
-                error=None if result.ok else result.error or result.outcome.value,
-                exception=unexpected,
-            )
-            context = getattr(span, "get_span_context", None)
-            if context is not None and context().trace_id:
-                result.trace_id = f"{context().trace_id:032x}"
+                context = getattr(span, "get_span_context", None)
+                if context is not None and context().trace_id:
+                    result.trace_id = f"{context().trace_id:032x}"
+        finally:
+            RUN_SPEND.reset(spending)
         result.duration_s = time.perf_counter() - started
         return result
 

@@ -125,6 +125,11 @@ class PipelineExecutor:
             if s.tool is not None and any(g.name not in own for g in s.tool.guardrails)
         }
 
+    async def aclose(self) -> None:
+        await self._guards.aclose()
+        for guards in self._tool_guards.values():
+            await guards.aclose()
+
     async def run(self, inputs: dict[str, Any], run: RunState) -> RunResult:
         started = time.perf_counter()
         context: dict[str, Any] = {

@@ -207,7 +207,10 @@ class ModelClassifier:
             self.key,
             temperature=0.0,
         )
+        from agent_platform.runtime.models.base import charge_run
+
         result = await self._get_provider().complete(request)
+        charge_run(result)  # the run that read the content pays for checking it
         return result.output
 
     async def aclose(self) -> None:

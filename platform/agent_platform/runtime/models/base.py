@@ -4,8 +4,10 @@ retry policies) can tell a rate limit from a bad key from a malformed answer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -71,6 +73,19 @@ class ModelResult(Generic[T]):
     model: str
     response_id: str | None = None  # e.g. the tool_use id the answer came in, when the API gives one
     attempts: int = 1  # including validation re-asks
+
+
+# What the run being executed in this context spends on a model call made for it outside its own
+# conversation (an injection classifier's calls): set by the runtime for the duration of each
+# run, so such calls count against the run's token and cost budgets like its own.
+RUN_SPEND: ContextVar[Callable[[ModelResult[Any]], None] | None] = ContextVar("run_spend", default=None)
+
+
+def charge_run(result: ModelResult[Any]) -> None:
+    """Account `result` to the run executing in this context (nothing outside a run)."""
+    spend = RUN_SPEND.get()
+    if spend is not None:
+        spend(result)
 
 
 class ModelProvider(Protocol):
