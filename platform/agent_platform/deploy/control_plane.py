@@ -26,6 +26,12 @@ from agent_platform.state_files import create_private_file, make_private_dirs
 
 log = logging.getLogger(__name__)
 
+RECOVERY_INTERVAL_S = 15.0
+# A run not started or resumed for this long, that no live replica holds, is taken up again (the
+# grace keeps the sweep off runs being handed to a replica right now).
+STALE_AFTER_S = 30.0
+FAILURE_PATIENCE_S = 300.0
+
 
 class ControlPlane:
     def __init__(self, namespace: str, state_file: str, run_store_url: str, state_dir: str) -> None:
@@ -37,6 +43,8 @@ class ControlPlane:
         self.router = Router(namespace, run_store_url)
         self._background: set[asyncio.Task[Any]] = set()
         self._recovered = False
+        self._driving: set[str] = set()  # detached and recovered runs this actor is driving
+        self._sweeper: asyncio.Task[None] | None = None
 
     # --- the deployment -----------------------------------------------------------------------
 
@@ -142,27 +150,43 @@ class ControlPlane:
         return request.run_id
 
     async def _drive(self, request: RunRequest) -> None:
+        self._driving.add(request.run_id)
         try:
             await self.router.call(request)
-        except Exception as exc:  # recorded for `platform result`; the run record says the rest
-            log.error("detached run %s failed to dispatch: %s", request.run_id, exc)
-            await self._mark_failed(request, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            from agent_platform.faults import PlatformFault
 
-    async def _mark_failed(self, request: RunRequest, error: str) -> None:
-        from agent_platform.runstore import RunRecord, RunStatus, open_run_store
+            if isinstance(exc, PlatformFault):  # the store is down: the run is resumed, not failed
+                log.warning(
+                    "run %s is waiting for the run store (%s); recovery resumes it", request.run_id, exc
+                )
+                return
+            log.error("detached run %s failed to dispatch: %s", request.run_id, exc)
+            await self._record_failure(request, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._driving.discard(request.run_id)
+
+    async def _record_failure(self, request: RunRequest, error: str) -> None:
+        """The run ends failed in the store, through an outage of the store; never dropped: if the
+        store stays down, the error is logged and recovery takes the run up again later."""
+        from agent_platform.faults import through_outage
+        from agent_platform.runstore import open_run_store
+        from agent_platform.runtime.durable import fail_run
 
         store = open_run_store(self.run_store_url)
         try:
-            await store.create_run(
-                RunRecord(
-                    run_id=request.run_id,
-                    unit=request.unit,
-                    inputs=dict(request.inputs),
-                    tenant=request.tenant,
-                )
+            deadline = asyncio.get_running_loop().time() + FAILURE_PATIENCE_S
+            await through_outage(
+                lambda: fail_run(store, request, error, owner=CONTROL_PLANE),
+                f"run {request.run_id}: recording its failure",
+                deadline=deadline,
             )
-            attempt = await store.begin_attempt(request.run_id, CONTROL_PLANE)
-            await store.finish(request.run_id, attempt, RunStatus.FAILED, error=error)
+        except Exception as exc:
+            log.error(
+                "run %s: its failure could not be recorded (%s); recovery will see it again",
+                request.run_id,
+                exc,
+            )
         finally:
             await store.close()
 
@@ -171,7 +195,28 @@ class ControlPlane:
         if self._recovered:
             return []
         self._recovered = True
+        resumed = await self._resubmit(stale_after=None)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        return resumed
+
+    async def _sweep(self) -> None:
+        """Every RECOVERY_INTERVAL_S: resubmit the unfinished top-level runs nobody is running
+        (their replica died, a call driving them failed, the store was down when they ended),
+        so no run waits for a person to restart something."""
+        while True:
+            await asyncio.sleep(RECOVERY_INTERVAL_S)
+            try:
+                resumed = await self._resubmit(stale_after=STALE_AFTER_S)
+            except Exception as exc:  # the store is down: the next sweep tries again
+                log.warning("recovery sweep: %s", exc)
+                continue
+            if resumed:
+                log.warning("resumed %d run(s) nobody was running: %s", len(resumed), ", ".join(resumed[:10]))
+
+    async def _resubmit(self, *, stale_after: float | None) -> list[str]:
         from agent_platform.runstore import RunStatus, open_run_store
+        from agent_platform.runstore.base import utcnow
 
         store = open_run_store(self.run_store_url)
         try:
@@ -182,12 +227,39 @@ class ControlPlane:
             ]
         finally:
             await store.close()
-        for record in pending:
-            if record.unit in self.records:
-                self._spawn(
-                    self._drive(RunRequest(record.run_id, record.unit, record.inputs, tenant=record.tenant))
-                )
-        return [r.run_id for r in pending]
+        now = utcnow()
+        candidates = [
+            r
+            for r in pending
+            if r.unit in self.records
+            and r.run_id not in self._driving
+            and (stale_after is None or (now - r.updated_at).total_seconds() > stale_after)
+        ]
+        if stale_after is not None:
+            held = await self._held(candidates)
+            candidates = [r for r in candidates if r.run_id not in held]
+        for record in candidates:
+            self._spawn(
+                self._drive(RunRequest(record.run_id, record.unit, record.inputs, tenant=record.tenant))
+            )
+        return [r.run_id for r in candidates]
+
+    async def _held(self, records: list[Any]) -> set[str]:
+        """Which of these runs a live replica of their unit is running now."""
+        import ray
+
+        held: set[str] = set()
+        by_unit: dict[str, list[str]] = {}
+        for record in records:
+            by_unit.setdefault(record.unit, []).append(record.run_id)
+        for unit, run_ids in by_unit.items():
+            for name in self.records.get(unit, {}).get("actors", []):
+                try:
+                    handle = ray.get_actor(name, namespace=self.namespace)
+                    held.update(await asyncio.wait_for(handle.holding.remote(run_ids), timeout=10))
+                except Exception:  # a replica that is gone holds nothing
+                    continue
+        return held
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -1,6 +1,6 @@
 """A unit's actor: the runtime core hosted in a Ray actor.
 
-`UnitHost` is a plain class; `actors.py` turns it into a Ray actor class with the unit's options.
+`UnitHost` is a plain class; `client.py` makes it a Ray actor class with the unit's options.
 One replica hosts whole runs of its unit (the model and tool calls of a run never cross actors:
 a Ray round trip costs as much as a whole agent step); only hand-offs to *other* units (a
 supervisor's tasks, a delegate, a pipeline's agent step) go to those units' actors, through the
@@ -219,6 +219,22 @@ class Router:
             if not future.done():
                 future.set_exception(failure)
 
+    async def record_failure(self, request: RunRequest, error: str) -> None:
+        """No replica could take the hand-off: its record ends failed, so that it does not stay
+        `running` forever with nobody to finish it (its caller is told by the result)."""
+        if self.store_url is None:
+            return
+        from agent_platform.runstore import open_run_store
+        from agent_platform.runtime.durable import fail_run
+
+        store = open_run_store(self.store_url)
+        try:
+            await fail_run(store, request, error, owner="router")
+        except Exception as exc:  # the store is down too: the caller's resume asks again
+            log.warning("hand-off %s: its failure could not be recorded: %s", request.run_id, exc)
+        finally:
+            await store.close()
+
     async def _result_of(self, request: RunRequest, superseded: RunResult) -> RunResult:
         if self.store_url is None:
             return superseded
@@ -261,6 +277,7 @@ class RayRuntime(Runtime):
             result = await self.router.call(request)
         except HandoffFailed as exc:
             result = RunResult(run_id, str(ref), Outcome.FAILED, error=str(exc))
+            await self.router.record_failure(request, str(exc))
         parent.add_sub_run(result)
         placements = parent.resources.setdefault("placements", {})
         placements[run_id] = result.details.get("placement")
@@ -417,6 +434,10 @@ class UnitHost:
             finished.clear()
             left -= len(chunk)
             yield chunk
+
+    def holding(self, run_ids: list[str]) -> list[str]:
+        """Which of these runs this replica is running now (the control plane's recovery sweep)."""
+        return [run_id for run_id in run_ids if run_id in self._run_tasks]
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel the run if it is in flight on this replica (True), else False. The run ends

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from agent_platform.faults import PlatformFault
 from agent_platform.redaction import dsn_secrets, redact_secrets
 from agent_platform.state_files import default_state_dir
 
@@ -237,13 +238,15 @@ class CheckpointOutOfOrder(RunStoreError):
         )
 
 
-class RunStoreUnavailable(RunStoreError):
+class RunStoreUnavailable(RunStoreError, PlatformFault):
     """The database cannot be reached or opened. `url` has its password removed, and `reason` (a
-    driver's message, which may echo the connection string or its password) too."""
+    driver's message, which may echo the connection string or its password) too. `transient`:
+    False when waiting cannot help (a file that cannot be opened or is not a database)."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, transient: bool = True) -> None:
         self.url = redact_secrets(url)
         self.reason = redact_secrets(reason, dsn_secrets(url))
+        self.transient = transient
         super().__init__(f"run store {self.url} is unavailable: {self.reason}")
 
 

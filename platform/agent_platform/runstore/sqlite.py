@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent_platform.faults import sqlite_transient
 from agent_platform.runstore import approvals as approval_sql
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
@@ -157,6 +158,11 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
 _DIALECT = approval_sql.Dialect("?", _epoch, _time)
 
 
+def _store_failure(exc: sqlite3.DatabaseError) -> bool:
+    """The database failed (busy, unreadable, corrupted), not one statement (a constraint)."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
 def _transient(exc: sqlite3.OperationalError) -> bool:
     text = str(exc)
     return "locked" in text or "busy" in text
@@ -207,13 +213,17 @@ class SqliteRunStore(RunStore):
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
-            raise RunStoreUnavailable(self.url, f"cannot open {self.path}: {exc}") from exc
+            raise RunStoreUnavailable(
+                self.url, f"cannot open {self.path}: {exc}", transient=sqlite_transient(exc)
+            ) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             self._set_up(conn)
         except sqlite3.Error as exc:
             conn.close()
-            raise RunStoreUnavailable(self.url, f"cannot set up {self.path}: {exc}") from exc
+            raise RunStoreUnavailable(
+                self.url, f"cannot set up {self.path}: {exc}", transient=sqlite_transient(exc)
+            ) from exc
         return conn
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
@@ -274,8 +284,10 @@ class SqliteRunStore(RunStore):
             def read(conn: sqlite3.Connection) -> T:
                 try:
                     return body(conn)
-                except sqlite3.OperationalError as exc:
-                    raise RunStoreUnavailable(self.url, str(exc)) from exc
+                except sqlite3.DatabaseError as exc:
+                    if not _store_failure(exc):
+                        raise
+                    raise RunStoreUnavailable(self.url, str(exc), transient=sqlite_transient(exc)) from exc
 
             return await self._pool.run(read)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -312,18 +324,21 @@ class SqliteRunStore(RunStore):
                     conn.execute("SAVEPOINT write")
                     try:
                         outcomes.append((body(conn), None))
-                    except sqlite3.OperationalError:
-                        raise  # the database itself failed: the whole batch fails
+                    except sqlite3.DatabaseError as exc:
+                        if _store_failure(exc):
+                            raise  # the database itself failed: the whole batch fails
+                        conn.execute("ROLLBACK TO write")
+                        outcomes.append((None, exc))
                     except Exception as exc:
                         conn.execute("ROLLBACK TO write")
                         outcomes.append((None, exc))
                     conn.execute("RELEASE write")
                 conn.execute("COMMIT")
                 self.commits += 1
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:  # BEGIN, SAVEPOINT or COMMIT: the store failed
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                failure = RunStoreUnavailable(self.url, str(exc))
+                failure = RunStoreUnavailable(self.url, str(exc), transient=sqlite_transient(exc))
                 outcomes = [(None, failure)] * len(batch)
             _settle_threadsafe(
                 [

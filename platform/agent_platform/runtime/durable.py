@@ -25,6 +25,7 @@ from typing import Any
 
 from agent_platform.compile.plan import SpecRef
 from agent_platform.compile.policy import ContextPolicy
+from agent_platform.faults import through_outage
 from agent_platform.runstore.base import JsonText, RunRecord, RunStatus, RunStore, StaleAttempt
 from agent_platform.runtime.approval import ApprovalRequest
 from agent_platform.runtime.checkpoint import AgentCheckpoint, CheckpointEncoder
@@ -57,8 +58,6 @@ class RunRequest:
     policy: Mapping[str, Any] | None = None
     # Where a run started outside a deployment found its specs (`RunRecord.origin`).
     origin: Mapping[str, Any] | None = None
-
-
 
 
 @dataclass
@@ -217,23 +216,34 @@ class DurableRunner:
         self.cancel_requested = cancel_requested
         self.cancelled_error = cancelled_error
 
+    def _patience(self, unit: Any) -> Callable[[], float]:
+        """The deadline of one of the run's writes through an outage: as long as the run itself
+        may last (its timeout), and at least MIN_PATIENCE_S, from when the write begins."""
+        limits = getattr(unit, "limits", None)
+        span = max(float(getattr(limits, "timeout", 0.0) or 0.0), MIN_PATIENCE_S)
+        return lambda: asyncio.get_running_loop().time() + span
+
     async def run(self, request: RunRequest) -> RunResult:
         unit = self.runtime.plan.units.get(_ref(request.unit))
         if unit is None:
             return RunResult(
-                request.run_id, request.unit, Outcome.FAILED, error=f"{request.unit} is not in this deployment"
+                request.run_id,
+                request.unit,
+                Outcome.FAILED,
+                error=f"{request.unit} is not in this deployment",
             )
         store = self.store
-        started = await store.start(
-            RunRecord(
-                run_id=request.run_id,
-                unit=request.unit,
-                inputs=dict(request.inputs),
-                parent_run_id=request.parent_run_id,
-                tenant=request.tenant,
-                origin=dict(request.origin) if request.origin is not None else None,
-            ),
-            self.owner,
+        record = RunRecord(
+            run_id=request.run_id,
+            unit=request.unit,
+            inputs=dict(request.inputs),
+            parent_run_id=request.parent_run_id,
+            tenant=request.tenant,
+            origin=dict(request.origin) if request.origin is not None else None,
+        )
+        patience = self._patience(unit)
+        started = await through_outage(
+            lambda: store.start(record, self.owner), f"run {request.run_id}: starting", deadline=patience()
         )
         if started.attempt is None:  # finished (a retried hand-off), or waiting: its stored answer
             return stored_result(started.record)
@@ -255,7 +265,11 @@ class DurableRunner:
             state.resources["resume_from"] = checkpoint
             self.runtime.restore_models(state, checkpoint)
         if attempt > 1:  # a resumed run asks no one again about a call a person has decided
-            state.approvals = await store.decisions(request.run_id)
+            state.approvals = await through_outage(
+                lambda: store.decisions(request.run_id),
+                f"run {request.run_id}: reading its approvals",
+                deadline=patience(),
+            )
         try:
             inputs = self.runtime.prepare_inputs(unit, request.inputs)
         except (InputError, TaskError) as exc:
@@ -266,31 +280,40 @@ class DurableRunner:
             except asyncio.CancelledError:
                 if not self.cancel_requested(request.run_id):
                     raise  # the process is going away: the run resumes elsewhere
-                result = RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=self.cancelled_error)
+                result = RunResult(
+                    request.run_id, request.unit, Outcome.CANCELLED, error=self.cancelled_error
+                )
         if self.cancel_requested(request.run_id):  # the runtime turned the cancellation into a result
             result.outcome, result.error = Outcome.CANCELLED, result.error or self.cancelled_error
         placements = state.resources.get("placements")
         if placements:
             result.details["placements"] = placements
         self.checkpoints.discard(request.run_id)
-        try:
-            asked = _approvals_asked(result)
+        asked = _approvals_asked(result)
+        waiting: AgentCheckpoint | None = state.resources.get(WAITING_CHECKPOINT)
+        outcome = result.to_json()
+
+        async def settle() -> Any:
             if asked:
-                waiting: AgentCheckpoint | None = state.resources.get(WAITING_CHECKPOINT)
-                await store.await_approval(
+                return await store.await_approval(
                     request.run_id,
                     attempt,
                     [(a.run_id, a.key, a.to_json()) for a in asked],
-                    result=result.to_json(),
+                    result=outcome,
                     error=result.error,
                     checkpoint=None
                     if waiting is None
                     else (durable.seq + 1, encoded(durable.encoder, waiting)),
                 )
-            else:
-                await store.finish(
-                    request.run_id, attempt, _status_of(result), result=result.to_json(), error=result.error
-                )
+            return await store.finish(
+                request.run_id, attempt, _status_of(result), result=outcome, error=result.error
+            )
+
+        try:
+            # How the run ended is written through an outage of the store (the same write again
+            # is a no-op); should the store stay down past the patience, the fault is raised and
+            # the run, still `running` in the store, is resumed later (recovery, `platform resume`).
+            await through_outage(settle, f"run {request.run_id}: recording its end", deadline=patience())
         except StaleAttempt as exc:  # a zombie: the run belongs to a newer attempt now
             return RunResult(request.run_id, request.unit, Outcome.CANCELLED, error=f"{SUPERSEDED}: {exc}")
         return result
@@ -299,6 +322,32 @@ class DurableRunner:
 # `RunState.resources` key: the checkpoint of an agent run paused on a call that needs approval
 # (its conversation ends with the decision that made the call), set by the runtime.
 WAITING_CHECKPOINT = "waiting_checkpoint"
+
+
+# How long a run's own writes (start, end) keep trying through an outage of the store, at least.
+MIN_PATIENCE_S = 60.0
+
+
+async def fail_run(store: RunStore, request: RunRequest, error: str, *, owner: str) -> RunRecord | None:
+    """Record that a run could not be carried out (no replica could take it, it could not be
+    dispatched): it ends `failed` with `error`, so nobody waits for it forever. A run that has
+    settled meanwhile (finished, or waiting for approval) is left as it is (None is returned)."""
+    from agent_platform.runstore.base import RunAlreadyFinished, RunWaitingApproval
+
+    await store.create_run(
+        RunRecord(
+            run_id=request.run_id,
+            unit=request.unit,
+            inputs=dict(request.inputs),
+            parent_run_id=request.parent_run_id,
+            tenant=request.tenant,
+        )
+    )
+    try:
+        attempt = await store.begin_attempt(request.run_id, owner)
+        return await store.finish(request.run_id, attempt, RunStatus.FAILED, error=error)
+    except (RunAlreadyFinished, RunWaitingApproval, StaleAttempt):
+        return None
 
 
 def stored_result(record: RunRecord) -> RunResult:

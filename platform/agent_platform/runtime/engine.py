@@ -32,6 +32,7 @@ from agent_platform.compile.plan import (
 )
 from agent_platform.compile.policy import ContextPolicy
 from agent_platform.compile.privileges import context_policy_of
+from agent_platform.faults import PlatformFault
 from agent_platform.memory.manager import MemoryManager
 from agent_platform.memory.registry import MemoryRegistry
 from agent_platform.redaction import redact_secrets
@@ -405,9 +406,15 @@ class Runtime:
                     result.usage, result.cost_usd = state.usage, state.cost_usd
                 except Exception as exc:  # a bug or an unexpected failure: the run fails, located
                     unexpected = exc
-                    result = RunResult(
-                        state.run_id, str(unit.ref), Outcome.FAILED, error=f"{type(exc).__name__}: {exc}"
+                    fault = _platform_fault(exc)
+                    error = (
+                        f"platform fault (not the unit's): {fault}"
+                        if fault is not None
+                        else f"{type(exc).__name__}: {exc}"
                     )
+                    result = RunResult(state.run_id, str(unit.ref), Outcome.FAILED, error=error)
+                    if fault is not None:
+                        result.details["platform_fault"] = type(fault).__name__
                     result.usage, result.cost_usd = state.usage, state.cost_usd
                 result.taint = state.taint.sources
                 if result.error is not None:
@@ -485,6 +492,18 @@ class Runtime:
 
     def _tool_event(self, name: str, attributes: Mapping[str, Any]) -> None:
         self._tracing.event(name, dict(attributes))
+
+
+def _platform_fault(exc: BaseException) -> PlatformFault | None:
+    """The platform fault behind a run's failure (inside an exception group: parallel steps)."""
+    if isinstance(exc, PlatformFault):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _platform_fault(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def find_unit(plan: Plan, name: str) -> AnyUnit:

@@ -54,6 +54,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from agent_platform.compile.plan import ToolBinding
 from agent_platform.compile.policy import ContextPolicy, SideEffectRule, ToolPolicy
+from agent_platform.faults import PlatformFault
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired, Approver
 from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.tools.errors import (
@@ -392,9 +393,9 @@ class ToolExecutor:
             return ToolResult(tool_name, output, duration_s=monotonic() - started, attempts=attempts.count)
         except ToolError as exc:
             return self._failed(exc, started, attempts.count)
-        except ApprovalRequired:
-            raise
-        except Exception as exc:  # store or hook failures: still a result, never a crash
+        except (ApprovalRequired, PlatformFault):
+            raise  # a person's decision, or the platform's own failure: never the tool's error
+        except Exception as exc:  # a hook's failure: still a result, never a crash
             log.exception("tool %s: unexpected error", tool_name)
             return self._failed(ToolFailed(tool_name, exc, classify(exc)), started, attempts.count)
 

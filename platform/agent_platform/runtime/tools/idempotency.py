@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from agent_platform.faults import PlatformFault, sqlite_transient, through_outage
 from agent_platform.runtime.clock import Clock
 from agent_platform.runtime.tools.errors import IdempotencyConflict
 from agent_platform.state_files import create_private_file
@@ -293,6 +294,15 @@ def _epoch(now: datetime) -> float:
     return now.timestamp()
 
 
+class IdempotencyStoreUnavailable(PlatformFault):
+    """The tool-call records cannot be read or written: a platform fault, never the tool's."""
+
+    def __init__(self, where: str, reason: str, *, transient: bool) -> None:
+        self.where = where
+        self.transient = transient
+        super().__init__(f"the idempotency store {where} is unavailable: {reason}")
+
+
 class SqliteIdempotencyStore(IdempotencyStore):
     """SQLite (stdlib `sqlite3`) in WAL mode with `synchronous=FULL`; every operation runs in a
     worker thread (`asyncio.to_thread`) inside a `BEGIN IMMEDIATE` transaction, which serialises
@@ -338,16 +348,24 @@ class SqliteIdempotencyStore(IdempotencyStore):
                 delay = min(delay * 2, 0.25)
 
     def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = body(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+        try:
+            with self._lock:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(conn)
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+        except (OSError, sqlite3.DatabaseError) as exc:
+            if self._conn is not None and not sqlite_transient(exc):
+                self.close()  # opened again on the next call, should the file come back
+            raise IdempotencyStoreUnavailable(
+                str(self.path), str(exc), transient=sqlite_transient(exc)
+            ) from exc
 
     async def claim(
         self, tool: str, key_hash: str, *, owner: str, now: datetime, lease_s: float, ttl_s: float | None
@@ -458,6 +476,17 @@ class SqliteIdempotencyStore(IdempotencyStore):
 # --- key mode: claim, run, store --------------------------------------------------------------
 
 
+async def _release(
+    store: IdempotencyStore, tool: str, key_hash: str, owner: str, error: str, clock: Clock
+) -> None:
+    """Mark a call that failed, so the next caller need not wait for its lease; should the store
+    be down, the lease lapses by itself, which is all this saves."""
+    try:
+        await store.fail(tool, key_hash, owner=owner, error=error, now=clock.now())
+    except PlatformFault as exc:
+        log.warning("tool %s: could not record a failed call (its lease lapses instead): %s", tool, exc)
+
+
 def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
@@ -488,7 +517,12 @@ async def run_once(
     deadline = clock.monotonic() + wait_limit
     delay = poll_initial_s
     while True:
-        claim = await store.claim(tool, key_hash, owner=owner, now=clock.now(), lease_s=lease_s, ttl_s=ttl_s)
+        # Through an outage of the store: nothing runs before its claim is recorded.
+        claim = await through_outage(
+            lambda: store.claim(tool, key_hash, owner=owner, now=clock.now(), lease_s=lease_s, ttl_s=ttl_s),
+            f"tool {tool}: claiming its idempotency key",
+            sleep=clock.sleep,
+        )
         if claim.status == "succeeded":
             return KeyedOutcome(json.loads(claim.result_json or "null"), True)
         if claim.status == "claimed":
@@ -507,15 +541,23 @@ async def run_once(
     try:
         output = await fn()
     except asyncio.CancelledError:
-        await asyncio.shield(store.fail(tool, key_hash, owner=owner, error="cancelled", now=clock.now()))
+        await asyncio.shield(_release(store, tool, key_hash, owner, "cancelled", clock))
         raise
     except Exception as exc:
-        await store.fail(tool, key_hash, owner=owner, error=f"{type(exc).__name__}: {exc}", now=clock.now())
+        await _release(store, tool, key_hash, owner, f"{type(exc).__name__}: {exc}", clock)
         raise
     finally:
         _IDEMPOTENCY_KEY.reset(token)
     text = json.dumps(output, ensure_ascii=False)
-    if not await store.complete(tool, key_hash, owner=owner, result_json=text, now=clock.now(), ttl_s=ttl_s):
+    # The side effect has happened: its record must be written before anything else happens, or a
+    # resume would run it again. Tried through an outage of the store, for as long as the run
+    # may last (its own timeout stops it).
+    completed = await through_outage(
+        lambda: store.complete(tool, key_hash, owner=owner, result_json=text, now=clock.now(), ttl_s=ttl_s),
+        f"tool {tool}: recording the result of a call that ran",
+        sleep=clock.sleep,
+    )
+    if not completed:
         log.warning(
             "tool %s: the idempotency lease for key %s expired before the call finished; another "
             "process may have run it too",
