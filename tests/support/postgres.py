@@ -129,11 +129,10 @@ def running_postgres() -> Iterator[PostgresServer]:
         port = 0
         for attempt in range(5):  # a free port may be taken before the server binds it
             port = _free_port()
-            options = (
-                f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=200"
-            )
-            argv = [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-o", options, "-w"]
+            argv = [
+                *[str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file)],
+                *["-o", _server_options(port), "-w"],
+            ]
             done = subprocess.run(
                 _as_service_user([*argv, "-t", "30", "start"]), capture_output=True, text=True, check=False
             )
@@ -163,6 +162,29 @@ def running_postgres() -> Iterator[PostgresServer]:
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _server_options(port: int) -> str:
+    return (
+        f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off -c max_connections=200"
+    )
+
+
+def kill_server(server: PostgresServer) -> None:
+    """Stop the server at once, as a crash would: every connection breaks, nothing is flushed."""
+    argv = [str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "stop"]
+    subprocess.run(_as_service_user(argv), capture_output=True, check=True)
+
+
+def restart_server(server: PostgresServer) -> None:
+    """Start a killed server again on its port (crash recovery replays its log)."""
+    log_file = server.data_dir.parent / "server.log"
+    argv = [
+        *[str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(log_file)],
+        *["-o", _server_options(server.port)],
+    ]
+    subprocess.run(_as_service_user([*argv, "-w", "-t", "60", "start"]), capture_output=True, check=True)
 
 
 def fresh_schema_url(server_url: str, name: str) -> str:
