@@ -147,6 +147,10 @@ def test_a_call_that_needs_approval_pauses_the_run_and_approve_resumes_it(projec
     assert f"platform approve {run_id}" in err and "send-email" in err
     code, out, _ = cli("runs", "--status", "waiting_approval", "-o", "json")
     assert code == 0 and [r["run_id"] for r in json.loads(out)] == [run_id]
+    code, out, err = cli("result", run_id, "--timeout", "5")  # answers at once: a person must act
+    assert (
+        code == 1 and json.loads(out)["outcome"] == "needs_approval" and f"platform approve {run_id}" in err
+    )
     code, out, _ = cli("approvals", run_id, "-o", "json")
     [waiting] = json.loads(out)
     assert waiting["tool"] == "send-email" and waiting["decision"] == "waiting"
@@ -238,6 +242,8 @@ def test_a_killed_local_run_resumes_without_repeating_a_side_effect(project: Pat
     [record] = json.loads(out)
     assert record["status"] == "running"  # its process died holding it
     run_id = record["run_id"]
+    code, _, err = cli("result", run_id)  # never waits forever for a run nobody runs
+    assert code == 1 and "cannot finish on its own" in err and f"platform resume {run_id}" in err
     code, out, err = cli("resume", run_id)
     assert code == 0, err
     assert json.loads(out)["output"] == {"answer": "three steps"}
@@ -251,7 +257,7 @@ def test_a_killed_local_run_resumes_without_repeating_a_side_effect(project: Pat
 def test_resume_refuses_a_run_whose_process_is_alive(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agent_platform import cli_runs
 
-    monkeypatch.setattr(cli_runs, "_owner_alive", lambda owner: True)
+    monkeypatch.setattr(cli_runs, "owner_gone", lambda owner: False)
     steps = [{"action": {"action": "step", "arguments": {"n": 1}}}]
     script(project, stepper=[*steps, final("one")])
     _, out, _ = cli("run", "stepper", "--local", "-s", "specs", "-i", "{}")

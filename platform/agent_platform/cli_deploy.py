@@ -597,7 +597,9 @@ def prune(
 @app.command()
 def result(
     run_id: Annotated[str, typer.Argument(help="A run id from `platform run --detach` or `platform runs`.")],
-    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the run to finish.")] = 600.0,
+    wait: Annotated[
+        float, typer.Option("--timeout", "--wait", help="Seconds to wait for the run to finish.")
+    ] = 600.0,
     address: AddressOpt = None,
     namespace: NamespaceOpt = DEFAULT_NS,
     run_store: RunStoreOpt = None,
@@ -613,8 +615,12 @@ def result(
         Output, typer.Option("--output", "-o", help="Result format: json (default), yaml or text.")
     ] = Output.json,
 ) -> None:
-    """Wait for a run and print its result (exit 0 when it completed, 1 when it did not)."""
+    """Wait for a run and print its result (exit 0 when it completed, 1 when it did not). A run
+    waiting for a person's approval, or one nobody is running any more (a local run whose process
+    died), is reported at once, with the command that moves it on."""
     import asyncio
+
+    from agent_platform.cli_runs import owner_gone, report_waiting
 
     if checkpoint:
         _print_checkpoint(run_id, address, namespace, run_store, output.value)
@@ -623,10 +629,13 @@ def result(
     async def go() -> Any:
         store = _store_for(address, namespace, run_store, "result")
         try:
-            if await store.get_run(run_id) is None:
+            found = await store.get_run(run_id)
+            if found is None:
                 from agent_platform.runstore import RunNotFound
 
                 raise RunNotFound(run_id)
+            if found.origin is not None and not found.status.settled and owner_gone(found.owner):
+                return found  # a local run nobody runs: waiting would be forever
             return await store.wait(run_id, timeout=wait)
         finally:
             await store.close()
@@ -637,6 +646,13 @@ def result(
         except TimeoutError:
             typer.echo(f"platform result: run {run_id} did not finish within {wait:g}s", err=True)
             raise typer.Exit(EXIT_INVALID) from None
+    if not record.status.settled:
+        typer.echo(
+            f"platform result: run {run_id} cannot finish on its own: it was running in {record.owner}, "
+            f"which is gone (`platform resume {run_id}` continues it from its last checkpoint)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INVALID)
     payload = record.result or {
         "run_id": run_id,
         "unit": record.unit,
@@ -644,6 +660,10 @@ def result(
         "error": record.error,
     }
     emit_result(payload, output.value)
+    if record.status is RunStatus.WAITING_APPROVAL and record.result:
+        from agent_platform.runtime.outcomes import RunResult
+
+        report_waiting(RunResult.from_json(record.result))
     if record.status.value != "completed":
         raise typer.Exit(EXIT_INVALID)
 

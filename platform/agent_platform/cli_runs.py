@@ -341,7 +341,7 @@ def resume_command(
             err=True,
         )
         raise typer.Exit(EXIT_USAGE)
-    alive = _owner_alive(record.owner)
+    alive = not owner_gone(record.owner)
     if alive and not force and record.status.value == "running":
         typer.echo(
             f"platform resume: run {run_id} is still running in process {record.owner} "
@@ -400,17 +400,21 @@ def _text_output() -> Any:
     return ValidateOutput.text
 
 
-def _owner_alive(owner: str | None) -> bool:
-    """Whether the local process named by a run's owner (`local:host:pid`) is alive here."""
+def owner_gone(owner: str | None) -> bool:
+    """Whether the local process named by a run's owner (`local:host:pid`) is known to be gone:
+    it ran on this host and no such process lives. An owner elsewhere, or of a deployment, is
+    not known to be gone."""
     if not owner or not owner.startswith("local:"):
         return False
     _, host, pid = owner.split(":", 2)
     if host != socket.gethostname() or not pid.isdigit():
         return False
+    if int(pid) == os.getpid():
+        return True  # this process holds no run it did not start itself
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
-    return int(pid) != os.getpid()
+    except PermissionError:
+        return False
+    return False
