@@ -1,0 +1,181 @@
+"""Chaos: the process running local runs is killed (`kill -9`) mid-flight, then they are resumed.
+
+A child process runs many local runs at once, recorded in the local run store (what
+`platform run --local` does for one), each calling a keyed side-effecting tool three times. It
+is killed while the runs are half done; the runs are then resumed from the store, as
+`platform resume` does. Every run must complete; the tool records every real execution, and an
+execution of a key that had already completed is a repeated side effect.
+
+A call the kill interrupts mid-way has not completed: resuming runs it again once its lease has
+lapsed (the tool gets the same idempotency key, `current_idempotency_key()`, to deduplicate on
+its side). That is not counted as a repeat when the interrupted execution never finished its
+effect, which the tool's record shows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent_platform.compile import compile_specs
+from agent_platform.runstore import RunStatus, open_run_store
+from agent_platform.runtime.durable import DurableRunner, RunRequest
+from agent_platform.runtime.engine import Runtime
+from agent_platform.validate import ValidationOptions, validate_paths
+
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+
+RUNS = int(os.environ.get("CHAOS_RUNS", "100"))
+
+PLUGIN = '''
+import asyncio, os, sqlite3
+from agent_platform.runtime.tools import current_idempotency_key
+
+def _log(table, key, item):
+    with sqlite3.connect(os.path.join(os.path.dirname(__file__), "effects.db"), timeout=30) as db:
+        db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT, item TEXT)")
+        db.execute(f"INSERT INTO {table} VALUES (?, ?)", (key, item))
+
+async def record(item: str) -> dict:
+    """Record a side effect.
+
+    Args:
+        item: What to record.
+    """
+    key = current_idempotency_key()
+    _log("started", key, item)
+    await asyncio.sleep(0.2)
+    _log("effects", key, item)  # the side effect, done
+    return {"recorded": item}
+'''
+
+SPECS = textwrap.dedent(
+    """\
+    apiVersion: agents.platform/v1
+    kind: Model
+    metadata: {name: m}
+    spec: {provider: scripted, script: script.json, on_script_exhausted: error}
+    ---
+    apiVersion: agents.platform/v1
+    kind: Tool
+    metadata: {name: record}
+    spec:
+      description: Record a side effect.
+      python: killplug:record
+      side_effects: true
+      requires_approval: false
+      trust: trusted
+      timeout: 5s  # 100 runs at once on a small machine: no call may time out for being slow
+      idempotency: {mode: key}
+    ---
+    apiVersion: agents.platform/v1
+    kind: Agent
+    metadata: {name: worker}
+    spec:
+      model: m
+      instructions: Record a, b and c.
+      output: {type: object, properties: {answer: {type: string}}, required: [answer]}
+      tools: [record]
+    """
+)
+
+SCRIPT = {
+    "responses": {
+        "worker": [
+            *({"action": {"action": "record", "arguments": {"item": i}}} for i in "abc"),
+            {"action": {"action": "final_answer", "answer": {"answer": "recorded a-c"}}},
+        ]
+    }
+}
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from agent_platform.compile import compile_specs
+from agent_platform.runstore import open_run_store
+from agent_platform.runtime.durable import DurableRunner, RunRequest
+from agent_platform.runtime.engine import Runtime
+from agent_platform.validate import ValidationOptions, validate_paths
+
+root, runs = Path(sys.argv[1]), int(sys.argv[2])
+report = validate_paths([root / "specs.yaml"], ValidationOptions(plugin_paths=[root]))
+runtime = Runtime(compile_specs(report.specs), plugin_paths=[root], durable=True)
+
+async def main():
+    runner = DurableRunner(runtime, open_run_store(), "local:chaos-child")
+    await asyncio.gather(*(runner.run(RunRequest(f"run-{n}", "Agent/worker", {})) for n in range(runs)))
+
+asyncio.run(main())
+"""
+
+
+def rows(root: Path, table: str) -> list[tuple[str, str]]:
+    try:
+        with sqlite3.connect(root / "effects.db") as db:
+            return list(db.execute(f"SELECT key, item FROM {table}"))
+    except sqlite3.OperationalError:
+        return []
+
+
+async def test_local_runs_killed_mid_flight_resume_without_repeating_side_effects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "killplug.py").write_text(PLUGIN)
+    (tmp_path / "specs.yaml").write_text(SPECS)
+    (tmp_path / "script.json").write_text(json.dumps(SCRIPT))
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path), str(RUNS)],
+        env={**os.environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")},
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while len(rows(tmp_path, "effects")) < RUNS:  # about a third of the calls are done
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        await asyncio.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    done_before = Counter(rows(tmp_path, "effects"))
+    interrupted = len(rows(tmp_path, "started")) - sum(done_before.values())
+
+    report = validate_paths([tmp_path / "specs.yaml"], ValidationOptions(plugin_paths=[tmp_path]))
+    runtime = Runtime(compile_specs(report.specs), plugin_paths=[tmp_path], durable=True)
+    store = open_run_store()
+    runner = DurableRunner(runtime, store, "local:chaos-resume")
+    started = time.monotonic()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(runner.run(RunRequest(f"run-{n}", "Agent/worker", {})) for n in range(RUNS))),
+        timeout=240,
+    )
+    resumed_in_s = time.monotonic() - started
+    records = [await store.get_run(f"run-{n}") for n in range(RUNS)]
+    await store.close()
+    await runtime.aclose()
+
+    effects = Counter(rows(tmp_path, "effects"))
+    repeated = sum(n - 1 for n in effects.values() if n > 1)
+    report_line = {
+        "runs": RUNS,
+        "effects_before_kill": sum(done_before.values()),
+        "calls_interrupted_by_the_kill": interrupted,
+        "failed": sum(1 for r in results if not r.ok),
+        "lost": sum(1 for r in records if r is None),
+        "not_final": sum(1 for r in records if r is not None and r.status is not RunStatus.COMPLETED),
+        "side_effects": sum(effects.values()),
+        "repeated_side_effects": repeated,
+        "resumed_in_s": round(resumed_in_s, 1),
+    }
+    print(f"\nchaos local-kill: {json.dumps(report_line)}")
+    assert report_line["failed"] == 0 and report_line["lost"] == 0 and report_line["not_final"] == 0
+    assert repeated == 0, [k for k, n in effects.items() if n > 1][:5]
+    assert sum(effects.values()) == 3 * RUNS
