@@ -434,7 +434,7 @@ def result_text(payload: dict[str, Any]) -> str:
 
 
 # The deployment commands register themselves on `app` (they import Ray only when they run).
-from agent_platform import cli_deploy, cli_eval, cli_init, cli_memory, cli_runs, cli_test  # noqa: E402, F401
+from agent_platform import cli_deploy, cli_init, cli_memory, cli_runs, cli_test  # noqa: E402, F401
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,13 @@ class Runtime:
         wrap_tool: Callable[[ToolBinding, Tool], Tool] | None = None,
         memories: MemoryRegistry | None = None,
         durable: bool = False,
+        tools: Iterable[Callable[..., Any] | Tool] = (),
+        models: Mapping[str, ModelProvider] | None = None,
     ) -> None:
+        """`tools`: functions (or `Tool`s) that implement Tool specs of the same name (`@tool(name=
+        "web-search")`), in place of what the specs' `python:` references name. `models`: providers
+        that serve the Model specs of those names (a `FunctionModel` in tests) in place of the
+        declared provider."""
         self.plan = plan
         # Agent runs hand their state to `checkpoint` after every step (a `DurableRunner` drives
         # the runs and gives each a place in the run store).
@@ -86,6 +92,8 @@ class Runtime:
         self._tracing = tracing or Tracing.disabled()
         self.clock = clock or SystemClock()
         self.registry = ToolRegistry(plugin_paths)
+        for given in tools:  # before the executor binds the specs' tools: these win
+            self.registry.register(given, replace=True)
         self.approve_all = approve_all
         approver = self._auto_approve if approve_all else None
         self.tools = ToolExecutor(
@@ -101,6 +109,13 @@ class Runtime:
         # Captured content never shows an API key, even one whose variable is not named like one.
         self._tracing.mask_secret_variables(model.spec.api_key_env for model in plan.models.values())
         self._shared_providers: dict[int, ModelProvider] = {}
+        for model_name, provider in (models or {}).items():
+            if model_name not in plan.models:
+                known = ", ".join(sorted(plan.models)) or "none"
+                raise UnknownUnit(f"models: no Model named {model_name!r} in the plan (known: {known})")
+            spec = plan.models[model_name].spec
+            bind = getattr(provider, "bind", None)
+            self._shared_providers[id(spec)] = bind(spec) if callable(bind) else provider
         self._model_names = {id(m.spec): name for name, m in plan.models.items()}
         self._executors: dict[SpecRef, Any] = {}
         self._input_models: dict[SpecRef, type[BaseModel] | None] = {}
@@ -155,6 +170,12 @@ class Runtime:
             check_tasks(unit, tasks)
             return {"tasks": tasks}
         return check_inputs(_input_schema(unit), dict(inputs), unit=str(unit.ref))
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         for executor in self._executors.values():
@@ -218,7 +239,11 @@ class Runtime:
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
             if spec.provider == "scripted":
-                cached = run.resources[id(spec)] = self._shared(model).fork()  # type: ignore[attr-defined]
+                shared = self._shared(model)
+                fork = getattr(shared, "fork", None)  # a provider given in code may keep no script
+                if not callable(fork):
+                    return shared
+                cached = run.resources[id(spec)] = fork()
                 return cached  # type: ignore[no-any-return]
         return self._shared(model)
 

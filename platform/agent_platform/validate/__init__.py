@@ -33,6 +33,9 @@ from agent_platform.validate.spec_tests import check_tests
 class ValidationOptions:
     plugin_paths: Sequence[Path] | None = None  # default: cwd + $PLATFORM_PLUGIN_PATH
     import_plugins: bool = False
+    # Tools the caller implements in code (the Python API's `load_project(tools=...)`): the
+    # `python:` references of Tool specs of these names are not looked for.
+    provided_tools: frozenset[str] = frozenset()
     limits: LoadLimits = DEFAULT_LIMITS
 
 
@@ -72,7 +75,7 @@ def validate_documents(
     check_models(specs, diags)
     check_memory_steps(specs, diags)
     check_guardrails(specs, diags)
-    check_plugins(specs, resolver, diags)
+    check_plugins(specs, resolver, diags, provided_tools=options.provided_tools)
     check_untrusted_context(specs, diags)
     check_tests(specs, diags)
     hint_pipelines(specs, diags)

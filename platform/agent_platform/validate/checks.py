@@ -437,8 +437,12 @@ def _python_refs(spec: CheckedSpec) -> Iterator[tuple[Path_, str, str]]:
             yield ("spec", "function"), model.spec.function, "callable"
 
 
-def check_plugins(specs: SpecSet, resolver: PluginResolver, diags: Diagnostics) -> None:
+def check_plugins(
+    specs: SpecSet, resolver: PluginResolver, diags: Diagnostics, *, provided_tools: frozenset[str] = frozenset()
+) -> None:
     for spec in specs.checked():
+        if spec.kind == "Tool" and spec.name in provided_tools:
+            continue  # implemented in code by the caller
         for path, ref, expect in _python_refs(spec):
             schema = None
             if expect == "tool" and isinstance(spec.model, ToolDocument) and spec.has("input_schema"):

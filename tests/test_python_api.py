@@ -1,0 +1,149 @@
+"""The Python API: its face is small and cheap to import, and the program in docs/python-api.md
+runs as written (it loads specs/, registers a tool and a function model in code, and runs the
+research agent)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agent_platform as ap
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_public_face_is_a_deliberate_list() -> None:
+    assert sorted(ap.__all__) == sorted(
+        [
+            "API_VERSION",
+            "__version__",
+            "load_project",
+            "Project",
+            "InvalidProject",
+            "Runtime",
+            "UnknownUnit",
+            "tool",
+            "RunResult",
+            "Outcome",
+            "InputError",
+            "FunctionModel",
+            "ModelCall",
+            "ModelError",
+            "configure_tracing",
+        ]
+    )
+    for name in ap.__all__:
+        assert getattr(ap, name) is not None
+    with pytest.raises(AttributeError):
+        ap.compile_specs  # noqa: B018  (not public)
+
+
+def test_importing_the_package_imports_no_runtime() -> None:
+    code = (
+        "import sys, agent_platform; print(sorted(m for m in sys.modules if m.startswith('agent_platform')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['agent_platform']"
+
+
+def test_the_documented_program_runs(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    (program,) = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
+    script = tmp_path / "program.py"
+    script.write_text(program)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("completed\n")
+
+
+def test_load_reports_errors_located_and_plan_refuses(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: agents.platform/v1\nkind: Agent\nmetadata: {name: a}\nspec: {model: nowhere, instructions: x}\n"
+    )
+    project = ap.load_project(tmp_path)
+    assert not project.ok and project.errors[0].startswith(f"{tmp_path / 'bad.yaml'}:4:")
+    with pytest.raises(ap.InvalidProject, match="unknown Model 'nowhere'"):
+        _ = project.plan
+
+
+SPECS = """\
+apiVersion: agents.platform/v1
+kind: Model
+metadata: {name: m}
+spec: {provider: scripted, on_script_exhausted: synthesize}
+---
+apiVersion: agents.platform/v1
+kind: Tool
+metadata: {name: add}
+spec: {description: Add two numbers., python: "nowhere:add", trust: trusted}
+---
+apiVersion: agents.platform/v1
+kind: Agent
+metadata: {name: calc}
+spec:
+  model: m
+  instructions: Add 2 and 3.
+  output: {type: object, properties: {sum: {type: integer}}, required: [sum]}
+  tools: [add]
+"""
+
+
+async def test_tools_and_models_given_in_code_replace_the_declared_ones(tmp_path: Path) -> None:
+    """The measured failure: a tool registered in code after `Runtime(plan)` was ignored and the
+    run failed with "cannot load". Tools given to the Runtime bind to the specs of their name."""
+    (tmp_path / "calc.yaml").write_text(SPECS)
+
+    @ap.tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers.
+
+        Args:
+            a: The first.
+            b: The second.
+        """
+        return a + b
+
+    assert not ap.load_project(tmp_path).ok  # the declared module does not exist
+    project = ap.load_project(tmp_path, tools=[add])
+    assert project.ok, project.errors
+
+    def decide(call: ap.ModelCall) -> dict:
+        if not any(m.role == "assistant" for m in call.messages):
+            return {"action": {"action": "add", "arguments": {"a": 2, "b": 3}}}
+        return {"action": {"action": "final_answer", "answer": {"sum": 5}}}
+
+    model = ap.FunctionModel(decide)
+    async with ap.Runtime(project.plan, tools=[add], models={"m": model}) as runtime:
+        result = await runtime.run("calc", {})
+    assert result.outcome is ap.Outcome.COMPLETED and result.output == {"sum": 5}
+    assert result.tool_calls == 1 and len(model.calls) == 2
+    assert "5" in model.calls[1].last_text  # the tool's answer reached the model
+
+
+async def test_a_function_model_answer_that_breaks_the_schema_fails_like_a_models(tmp_path: Path) -> None:
+    (tmp_path / "calc.yaml").write_text(SPECS)
+
+    def add(a: int, b: int) -> int:
+        """Add."""
+        return a + b
+
+    project = ap.load_project(tmp_path, tools=[add])
+    model = ap.FunctionModel(lambda call: {"action": {"action": "final_answer", "answer": {"sum": "five"}}})
+    async with ap.Runtime(project.plan, tools=[add], models={"m": model}) as runtime:
+        result = await runtime.run("calc", {})
+        with pytest.raises(ap.UnknownUnit):
+            await runtime.run("nope", {})
+    assert result.outcome is ap.Outcome.FAILED and "does not match" in (result.error or "")
+    with pytest.raises(ap.UnknownUnit, match="no Model named 'missing'"):
+        ap.Runtime(project.plan, models={"missing": model})
