@@ -1,7 +1,7 @@
 """What a unit's actors are built from: the spec sources themselves, not a pickled Plan.
 
-An actor re-validates and re-compiles the bundle in its constructor (79 ms for 1,000 specs), so
-it holds exactly the Plan `apply` checked, with no pickled pydantic classes or plugin functions
+An actor re-validates and re-compiles the bundle in its constructor (cheap: see
+bench/validate_bench.py), so it holds exactly the Plan `apply` checked, with no pickled pydantic classes or plugin functions
 crossing the wire. Paths are absolute: a scripted model's script and `python:` plugins are found
 on every node of a single machine or of a cluster sharing the project directory."""
 

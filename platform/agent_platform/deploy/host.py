@@ -189,8 +189,8 @@ class Router:
         task.add_done_callback(self._streams.discard)
 
     async def _stream(self, name: str, batch: list[tuple[RunRequest, asyncio.Future[RunResult]]]) -> None:
-        """One Ray call for the batch (Ray's own cost per call, ~2 ms of CPU between the two
-        processes, would otherwise exceed the runs'); the replica streams results back as runs
+        """One Ray call for the batch (Ray's own cost per call, CPU in both processes, would
+        otherwise exceed the runs'); the replica streams results back as runs
         finish. A failed call fails every request not answered yet: each caller retries its own.
         A request whose caller stopped waiting (a task timeout) is skipped."""
         try:

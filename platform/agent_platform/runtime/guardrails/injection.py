@@ -86,8 +86,9 @@ _NORMALISED_MARKER_RE = re.compile(r"<\s*/?\s*tool[_\-\s]?output", re.IGNORECASE
 _ANY_LT_RE = re.compile(f"[{_LT_CHARS}]")
 
 
-# Boundary ids read from the OS CSPRNG 64 at a time: one getrandom() per step measured ~1 µs on a
-# loaded VM. `list.pop` is atomic under the GIL, so no id is handed out twice, even across threads.
+# Boundary ids read from the OS CSPRNG 64 at a time: a getrandom() syscall per step would cost
+# more than the step's own work. `list.pop` is atomic under the GIL, so no id is handed out twice,
+# even across threads.
 _NONCE_BATCH = 64
 _nonces: list[str] = []
 

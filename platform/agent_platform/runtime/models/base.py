@@ -19,7 +19,7 @@ T = TypeVar("T", bound=BaseModel)
 
 class Usage(NamedTuple):
     """Tokens of one or more model calls. Immutable; a NamedTuple because the agent loop makes two
-    per step and a frozen dataclass costs ~1 µs to build (its __init__ goes through
+    per step and a frozen dataclass is several times dearer to build (its __init__ goes through
     object.__setattr__). `+` adds field-wise (it is not tuple concatenation)."""
 
     input_tokens: int = 0

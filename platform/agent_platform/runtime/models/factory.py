@@ -180,7 +180,7 @@ class RetryRunner:
     of `RETRY_CATEGORIES`, or exception classes (`module:Class`) matched against the typed error and
     the SDK error behind it.
 
-    The first attempt runs outside tenacity (tenacity costs ~50 us per call, which matters for the
+    The first attempt runs outside tenacity (its machinery would cost more than a call of the
     zero-latency scripted provider); the remaining attempts run in a tenacity `AsyncRetrying`."""
 
     __slots__ = ("_classes", "_max_retry_after", "_on_retry", "_policy", "_provider", "_sleep", "_types")

@@ -20,10 +20,10 @@ declares `input_schema`, the raw arguments must satisfy *both* that schema (chec
     def add(a: int, b: int) -> int: ...
 
 Sync functions run in a worker thread (`asyncio.to_thread`) so they never block the event loop.
-A thread hop costs ~80-120 µs, so a function marked `@tool(inline=True)` runs directly on the
-event loop instead: only for trivial, non-blocking, CPU-only functions (well under ~50 µs; no I/O,
-no locks, no sleeps). An inline function cannot be interrupted by the tool's timeout. Async
-functions always run on the loop.
+A thread hop costs more than a trivial function, so a function marked `@tool(inline=True)` runs
+directly on the event loop instead: only for trivial, non-blocking, CPU-only functions (much
+cheaper than a thread hop; no I/O, no locks, no sleeps). An inline function cannot be
+interrupted by the tool's timeout. Async functions always run on the loop.
 
 `@tool` only marks the function (it stays a plain function, callable and typed as before); the
 arguments model is built when a `ToolRegistry` registers it. Undecorated functions can be

@@ -5,8 +5,8 @@ Retries
     policy declares, with exponential backoff `initial * multiplier**(n-1)` capped at `max`:
     jitter `none` waits exactly that; `full` waits uniform(0, d) (`wait_random_exponential`);
     `equal` waits d/2 + uniform(0, d/2). Waits are slept with the clock's `sleep`, so a
-    `FakeClock` records the exact sequence. The first attempt runs outside tenacity (tenacity
-    costs ~50 µs per call even when nothing fails); only after a retryable failure does tenacity
+    `FakeClock` records the exact sequence. The first attempt runs outside tenacity (its machinery
+    costs more than a fast tool's call even when nothing fails); only after a retryable failure does tenacity
     take over, replaying that failure as its attempt 1, so waits and stop counts are unchanged.
 
     Policy (`effective_retry_policy`): the spec's `retry`, else 3 attempts on timeout/connection
