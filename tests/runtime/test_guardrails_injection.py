@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 import pytest
 
@@ -308,14 +309,35 @@ def test_detection_precision_recall_and_false_positive_rate() -> None:
     assert figures["false_positive_rate"] <= 0.1  # type: ignore[operator]
 
 
-def test_detector_is_fast_on_large_outputs() -> None:
-    import time
+class CountingPattern:
+    """A compiled pattern that counts the scans it is asked for."""
 
-    detector = InjectionDetector()
-    text = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 2000)[:100_000]
-    start = time.perf_counter()
-    assert not detector.find(text)
-    assert time.perf_counter() - start < 1.0
+    def __init__(self, regex: Any, scans: list[str]) -> None:
+        self.regex, self.scans = regex, scans
+
+    def finditer(self, text: str) -> Any:
+        self.scans.append(self.regex.pattern)
+        return self.regex.finditer(text)
+
+
+def counting(detector: InjectionDetector) -> list[str]:
+    scans: list[str] = []
+    detector._compiled = tuple((pid, CountingPattern(rx, scans), kw) for pid, rx, kw in detector._compiled)
+    return scans
+
+
+def test_benign_outputs_short_or_large_run_almost_no_pattern() -> None:
+    """The keyword prefilter is what keeps detection cheap: on ordinary text, nearly every
+    pattern is skipped without running its regex (counted, not timed)."""
+    detector = default_detector()
+    scans = counting(detector)
+    short = "Paris: sunny, 21C, humidity 40%. Source: weather.example.org (updated 12:00)."
+    large = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 2000)[:100_000]
+    for text in (short, large):
+        scans.clear()
+        assert not detector.find(text)
+        assert len(scans) <= 2, scans
+    assert len(detector._compiled) > 10
 
 
 def test_keyword_prefilter_never_changes_results() -> None:
@@ -328,14 +350,3 @@ def test_keyword_prefilter_never_changes_results() -> None:
     detector = default_detector()
     for text in [*BENIGN, *ATTACKS]:
         assert detector.find(text) == unfiltered.find(text), text
-
-
-def test_short_output_detection_is_cheap() -> None:
-    import time
-
-    detector = default_detector()
-    text = "Paris: sunny, 21C, humidity 40%. Source: weather.example.org (updated 12:00)."
-    start = time.perf_counter()
-    for _ in range(1000):
-        detector.find(text)
-    assert (time.perf_counter() - start) / 1000 < 500e-6  # generous bound for slow CI machines

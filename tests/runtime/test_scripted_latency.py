@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -22,17 +21,32 @@ def request() -> ModelRequest[Answer]:
     return ModelRequest(system="s", messages=[Message.user("hi")], response_model=Answer, key="a")
 
 
-async def test_latency_delays_each_call_without_blocking_the_loop() -> None:
+async def test_latency_delays_each_call_without_blocking_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call awaits its latency on the event loop: 20 concurrent calls are all asleep at
+    once (counted, not timed)."""
     spec = ModelSpec.model_validate(
         {"provider": "scripted", "on_script_exhausted": "synthesize", "latency": "50ms"}
     )
+    real_sleep = asyncio.sleep
+    asleep: list[float] = []
+    asked: list[float] = []
+    most = 0
+
+    async def sleep(seconds: float) -> None:
+        nonlocal most
+        asleep.append(seconds)
+        asked.append(seconds)
+        most = max(most, len(asleep))
+        await real_sleep(0)
+        await real_sleep(0)
+        asleep.remove(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
     provider = ScriptedProvider(spec)
-    started = time.perf_counter()
     results = await asyncio.gather(*(provider.fork().complete(request()) for _ in range(20)))
-    elapsed = time.perf_counter() - started
     assert all(isinstance(r.output, Answer) for r in results)
-    # 20 concurrent calls of 50 ms each overlap: far less than 20 x 50 ms.
-    assert 0.05 <= elapsed < 0.75
+    assert asked == [0.05] * 20  # each call waits its latency, once
+    assert most == 20, "the calls overlap: none blocks the loop while it waits"
 
 
 def test_latency_is_only_for_the_scripted_provider() -> None:
