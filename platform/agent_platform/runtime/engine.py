@@ -42,6 +42,7 @@ from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.inputs import InputError, check_inputs
 from agent_platform.runtime.messages import Message
+from agent_platform.runtime.model_guard import model_guards
 from agent_platform.runtime.models.base import (
     RUN_SPEND,
     ModelError,
@@ -117,6 +118,7 @@ class Runtime:
             bind = getattr(provider, "bind", None)
             self._shared_providers[id(spec)] = bind(spec) if callable(bind) else provider
         self._model_names = {id(m.spec): name for name, m in plan.models.items()}
+        self._model_guards = model_guards(plan.models, self.clock, self._tracing)
         self._executors: dict[SpecRef, Any] = {}
         self._input_models: dict[SpecRef, type[BaseModel] | None] = {}
 
@@ -261,6 +263,22 @@ class Runtime:
         self,
         model: ResolvedModel,
         *,
+        system: str,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        key: str,
+        run: RunState,
+    ) -> ModelResult[BaseModel]:
+        guard = self._model_guards.get(id(model.spec))
+        if guard is None:  # the usual case: no breaker, no fallback
+            return await self._complete(model, system, messages, response_model, key, run)
+        return await guard.complete(
+            lambda chosen: self._complete(chosen, system, messages, response_model, key, run)
+        )
+
+    async def _complete(
+        self,
+        model: ResolvedModel,
         system: str,
         messages: list[Message],
         response_model: type[BaseModel],

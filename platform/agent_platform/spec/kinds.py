@@ -136,6 +136,18 @@ class ModelSpec(SpecModel):
         description="The longest `Retry-After` a server may ask for that is waited in full; a "
         "longer hint waits this long. Retries otherwise follow `retry`.",
     )
+    circuit_breaker: CircuitBreakerPolicy | None = Field(
+        default=None,
+        description="Stop calling the model after `failure_threshold` consecutive failed calls "
+        "(each after its retries) until `reset_after` has passed; calls then go to `fallback`, "
+        "or fail at once. Per process (replica).",
+    )
+    fallback: list[ResourceName] = Field(
+        default_factory=list,
+        description="Models (by name) to call, in order, when a call of this one fails for good "
+        "(after its retries and re-asks) or its circuit is open. Each answers the same request "
+        "with its own provider, retries and pricing.",
+    )
 
     @model_validator(mode="after")
     def _provider_fields(self) -> Self:

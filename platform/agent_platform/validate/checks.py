@@ -452,6 +452,35 @@ def check_plugins(
                 _error(diags, "python-ref", spec, path, problem)
 
 
+def _check_fallback(spec: TypedSpec, specs: SpecSet, diags: Diagnostics) -> None:
+    from agent_platform.diagnostics import did_you_mean
+
+    assert isinstance(spec.model, ModelDocument)
+    models = {s.name for s in specs.of_kind("Model")}
+    for index, name in enumerate(spec.model.spec.fallback):
+        path = ("spec", "fallback", index)
+        if name == spec.name:
+            _error(diags, "model-fallback", spec, path, "a Model cannot fall back to itself")
+        elif name not in models:
+            hint = did_you_mean(name, sorted(models - {spec.name}))
+            _error(diags, "model-fallback", spec, path, f"unknown Model '{name}'{hint}")
+    # A cycle would pass a failing call around for ever: follow each chain once.
+    seen, chain = {spec.name}, list(spec.model.spec.fallback)
+    while chain:
+        name = chain.pop(0)
+        if name == spec.name and name in seen and len(seen) > 1:
+            _error(
+                diags, "model-fallback", spec, ("spec", "fallback"), "the fallbacks lead back to this Model"
+            )
+            return
+        found = specs.get("Model", name)
+        if name in seen or found is None:
+            continue
+        seen.add(name)
+        assert isinstance(found.model, ModelDocument)
+        chain.extend(found.model.spec.fallback)
+
+
 def _model_of(specs: SpecSet, ref: str | ModelSpec) -> ModelSpec | None:
     if isinstance(ref, ModelSpec):
         return ref
@@ -463,10 +492,12 @@ def _model_of(specs: SpecSet, ref: str | ModelSpec) -> ModelSpec | None:
 
 
 def check_models(specs: SpecSet, diags: Diagnostics) -> None:
-    """Scripts exist; cost budgets have prices to compute cost from."""
+    """Scripts exist; fallbacks name other Models, without a cycle; cost budgets have prices to
+    compute cost from."""
     for spec in specs.of_kind("Model"):
         assert isinstance(spec.model, ModelDocument)
         _check_script(spec, spec.model.spec, ("spec",), diags)
+        _check_fallback(spec, specs, diags)
     for spec in specs.of_kind("Agent"):
         assert isinstance(spec.model, AgentDocument)
         agent = spec.model.spec
