@@ -356,7 +356,7 @@ async def test_the_episode_keeps_what_the_input_guardrails_redacted(
 
         state = RunState("run-pii", "Agent/a")
         if resumed:
-            state.resources["resume_from"] = AgentCheckpoint(
+            state.resume_from = AgentCheckpoint(
                 messages=[],
                 trajectory=[],
                 iterations=0,
@@ -366,7 +366,7 @@ async def test_the_episode_keeps_what_the_input_guardrails_redacted(
                 cost_usd=0.0,
             )
         inputs = {"topic": "refund for mallory@example.com"}
-        result = await runtime._run(
+        result = await runtime.run_state(
             runtime.unit("a"), runtime.prepare_inputs(runtime.unit("a"), inputs), state
         )
         assert result.outcome is Outcome.COMPLETED, result.error

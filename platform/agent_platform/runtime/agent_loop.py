@@ -346,9 +346,7 @@ class AgentLoopExecutor:
         try:
             async with asyncio.timeout(self.unit.limits.timeout):
                 system, task = self._prompts(inputs)
-                resume: AgentCheckpoint | None = (
-                    state.resources.get("resume_from") if state.resources else None
-                )
+                resume = state.resume_from
                 if resume is not None:  # another replica ran part of this run: continue from it
                     self._restore(run, resume)
                     if self._long_term is not None:  # the episode records the task as guarded

@@ -262,7 +262,7 @@ class DurableRunner:
         if saved is not None:  # part of this run ran before: continue from its last step
             checkpoint = AgentCheckpoint.from_json(saved.state)
             durable.seq = saved.seq
-            state.resources["resume_from"] = checkpoint
+            state.resume_from = checkpoint
             self.runtime.restore_models(state, checkpoint)
         if attempt > 1:  # a resumed run asks no one again about a call a person has decided
             state.approvals = await through_outage(
@@ -276,7 +276,7 @@ class DurableRunner:
             result = RunResult(request.run_id, request.unit, Outcome.FAILED, error=str(exc))
         else:
             try:
-                result = await self.runtime._run(unit, inputs, state)
+                result = await self.runtime.run_state(unit, inputs, state)
             except asyncio.CancelledError:
                 if not self.cancel_requested(request.run_id):
                     raise  # the process is going away: the run resumes elsewhere

@@ -144,6 +144,12 @@ class Runtime:
         state = RunState(run_id or new_run_id(), str(unit.ref), tenant=tenant)
         return await self._run(unit, checked, state=state)
 
+    async def run_state(self, unit: AnyUnit, inputs: dict[str, Any], state: RunState) -> RunResult:
+        """Run `unit` with a run state the caller prepared (a durable runner's: its run id, taint,
+        policy, the checkpoint to resume from, the decisions of a paused run). `inputs` are
+        already checked (`prepare_inputs`)."""
+        return await self._run(unit, inputs, state)
+
     def memory(self, name: str) -> MemoryManager:
         return self.memories.manager(name)
 

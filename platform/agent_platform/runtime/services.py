@@ -58,6 +58,8 @@ class RunState:
     # What people decided about calls of this run's tree: call key (`ApprovalRequest.key`) ->
     # approved. Loaded when a paused run resumes; shared with its sub-runs.
     approvals: dict[str, bool] = field(default_factory=dict)
+    # The checkpoint an agent run continues from (a resumed run; None: it starts afresh).
+    resume_from: AgentCheckpoint | None = None
     # Objects that live exactly as long as this run (e.g. its forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)
 
