@@ -41,6 +41,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -305,7 +306,7 @@ class IdempotencyStoreUnavailable(PlatformFault):
 
 class SqliteIdempotencyStore(IdempotencyStore):
     """SQLite (stdlib `sqlite3`) in WAL mode with `synchronous=FULL`; every operation runs in a
-    worker thread (`asyncio.to_thread`) inside a `BEGIN IMMEDIATE` transaction, which serialises
+    worker thread of the store's own inside a `BEGIN IMMEDIATE` transaction, which serialises
     claims across threads and processes sharing the file. Default file:
     `$PLATFORM_STATE_DIR/idempotency.sqlite3`, else `.platform/idempotency.sqlite3`; a new one is
     created readable by its user only (`state_files`)."""
@@ -315,6 +316,14 @@ class SqliteIdempotencyStore(IdempotencyStore):
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # A thread of its own: never queued behind tools holding the default executor's threads
+        # (a call's result must be recorded the moment the call returns).
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:  # closed, and used again
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idempotency")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -396,7 +405,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
             )
             return Claim("claimed", lease_expires_at=_ts(t + lease_s))
 
-        return await asyncio.to_thread(self._transaction, body)
+        return await self._in_thread(self._transaction, body)
 
     async def complete(
         self, tool: str, key_hash: str, *, owner: str, result_json: str, now: datetime, ttl_s: float | None
@@ -413,7 +422,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
             )
             return cursor.rowcount == 1
 
-        return await asyncio.to_thread(self._transaction, body)
+        return await self._in_thread(self._transaction, body)
 
     async def fail(self, tool: str, key_hash: str, *, owner: str, error: str, now: datetime) -> None:
         t = _epoch(now)
@@ -425,7 +434,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
                 (error[:2000], t, tool, key_hash, owner),
             )
 
-        await asyncio.to_thread(self._transaction, body)
+        await self._in_thread(self._transaction, body)
 
     async def get(self, tool: str, key_hash: str) -> IdempotencyRecord | None:
         def body(conn: sqlite3.Connection) -> IdempotencyRecord | None:
@@ -448,7 +457,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
                 expires_at=_ts(row[10]),
             )
 
-        return await asyncio.to_thread(self._transaction, body)
+        return await self._in_thread(self._transaction, body)
 
     async def purge_expired(self, now: datetime) -> int:
         t = _epoch(now)
@@ -461,7 +470,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
             )
             return cursor.rowcount
 
-        return await asyncio.to_thread(self._transaction, body)
+        return await self._in_thread(self._transaction, body)
 
     def close(self) -> None:
         with self._lock:
@@ -470,7 +479,10 @@ class SqliteIdempotencyStore(IdempotencyStore):
                 self._conn = None
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
+        await self._in_thread(self.close)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.shutdown(wait=False)
 
 
 # --- key mode: claim, run, store --------------------------------------------------------------

@@ -19,7 +19,7 @@ declares `input_schema`, the raw arguments must satisfy *both* that schema (chec
     @tool(name="add", inline=True)         # trivial, non-blocking, pure CPU: runs inline
     def add(a: int, b: int) -> int: ...
 
-Sync functions run in a worker thread (`asyncio.to_thread`) so they never block the event loop.
+Sync functions run on the tool threads (`threads.run_sync_tool`) so they never block the event loop.
 A thread hop costs more than a trivial function, so a function marked `@tool(inline=True)` runs
 directly on the event loop instead: only for trivial, non-blocking, CPU-only functions (much
 cheaper than a thread hop; no I/O, no locks, no sleeps). An inline function cannot be
@@ -58,6 +58,7 @@ from agent_platform.runtime.tools.errors import (
     ToolTimeout,
     ToolUnavailable,
 )
+from agent_platform.runtime.tools.threads import run_sync_tool
 from agent_platform.spec.kinds import HttpImplementation, ToolSpec
 
 if TYPE_CHECKING:
@@ -463,7 +464,7 @@ class PythonTool(Tool):
         elif self.inline:
             result = self.func(*arguments.args, **arguments.kwargs)
         else:
-            result = await asyncio.to_thread(self.func, *arguments.args, **arguments.kwargs)
+            result = await run_sync_tool(self.func, *arguments.args, **arguments.kwargs)
         if inspect.isawaitable(result):
             result = await result
         return result
