@@ -854,7 +854,7 @@ class TracingHandle(Tracing):
     """A configured provider and the facade over it. Owns its exporters: `shutdown()` (or leaving a
     `with` block) flushes and closes them. Not installed globally unless `install_global()`."""
 
-    __slots__ = ("_closed", "exporters", "memory_exporter", "provider")
+    __slots__ = ("_closed", "exporters", "memory_exporter", "meter_provider", "metrics_reader", "provider")
 
     def __init__(
         self,
@@ -865,6 +865,8 @@ class TracingHandle(Tracing):
         capture_content: bool = False,
         content_max_chars: int | None = None,
         record_guardrail_passes: bool = False,
+        meter_provider: Any = None,
+        metrics_reader: Any = None,
     ) -> None:
         super().__init__(
             provider.get_tracer(INSTRUMENTATION_NAME),
@@ -876,7 +878,18 @@ class TracingHandle(Tracing):
         self.memory_exporter = memory_exporter
         # What the spans go to, for a start-up line: "memory", "console", "jsonl:<path>", "otlp".
         self.exporters = exporters
+        # The metrics derived from the spans (`runtime/metrics.py`), and the reader tests read.
+        self.meter_provider = meter_provider
+        self.metrics_reader = metrics_reader
         self._closed = False
+
+    def metric_points(self) -> dict[str, list[Any]]:
+        """Every metric data point recorded so far, by name (empty without `memory=True`)."""
+        if self.metrics_reader is None:
+            return {}
+        from agent_platform.runtime.metrics import metric_points
+
+        return metric_points(self.metrics_reader)
 
     def finished_spans(self) -> tuple[ReadableSpan, ...]:
         """Spans the in-memory exporter holds (empty without `memory=True`)."""
@@ -885,12 +898,17 @@ class TracingHandle(Tracing):
         return self.memory_exporter.get_finished_spans()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.provider.force_flush(timeout_millis)
+        flushed = self.provider.force_flush(timeout_millis)
+        if self.meter_provider is not None:  # after the spans: the metrics are made from them
+            flushed = bool(self.meter_provider.force_flush(timeout_millis)) and flushed
+        return flushed
 
     def shutdown(self) -> None:
         if not self._closed:
             self._closed = True
             self.provider.shutdown()
+            if self.meter_provider is not None:
+                self.meter_provider.shutdown()
 
     def install_global(self) -> TracingHandle:
         """Make this provider the process-wide one (OpenTelemetry allows that once per process), so
@@ -999,6 +1017,7 @@ def configure_tracing(
     extra_processors: Iterable[SpanProcessor] = (),
     capture_content: bool | None = None,
     record_guardrail_passes: bool = False,
+    metrics: bool | None = None,
 ) -> TracingHandle:
     """Build a tracer provider and the facade over it.
 
@@ -1015,6 +1034,10 @@ def configure_tracing(
       `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says" (`true`/`false`, any case; unset is
       off). Captured content is redacted (secrets always, personal data in tool results) and cut to
       a bounded size: see `content_capture`.
+    * `metrics`: also the GenAI and platform metrics, derived from the spans (`metrics.py`) and
+      exported wherever the spans go: OTLP, JSON lines beside the span file
+      (`<name>.metrics.jsonl`), and in memory (`handle.metric_points()`) when asked for. `None`
+      means "when spans are exported" (OTLP or a span file), not for in-memory spans alone.
 
     With `OTEL_SDK_DISABLED=true` the handle is disabled: no exporter is built, every scope is the
     shared no-op one and nothing is captured."""
@@ -1038,12 +1061,24 @@ def configure_tracing(
     if jsonl_path is not None:
         provider.add_span_processor(batched_processor(JsonlSpanExporter(jsonl_path)))
         names.append(f"jsonl:{jsonl_path}")
-    if otlp if otlp is not None else otlp_configured_by_env():
+    use_otlp = otlp if otlp is not None else otlp_configured_by_env()
+    if use_otlp:
         # Imported only when used: the exporter pulls in protobuf and an HTTP client.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(batched_processor(OTLPSpanExporter()))
         names.append("otlp")
+    meter_provider, metrics_reader = None, None
+    exported = jsonl_path is not None or use_otlp
+    if metrics or (metrics is None and exported):
+        from agent_platform.runtime.metrics import configure_metrics
+
+        built = configure_metrics(
+            resource, jsonl_path=jsonl_path, otlp=use_otlp, memory=memory and bool(metrics)
+        )
+        if built is not None:
+            meter_provider, metrics_processor, metrics_reader = built
+            provider.add_span_processor(metrics_processor)
     for processor in extra_processors:
         provider.add_span_processor(processor)
         names.append(type(processor).__name__)
@@ -1053,6 +1088,8 @@ def configure_tracing(
         exporters=tuple(names),
         capture_content=capture_content,
         record_guardrail_passes=record_guardrail_passes,
+        meter_provider=meter_provider,
+        metrics_reader=metrics_reader,
     )
 
 
