@@ -418,3 +418,53 @@ def owner_gone(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+@app.command("trace")
+def trace_command(
+    run_id: Annotated[str, typer.Argument(help="A run id (`platform runs`).")],
+    trace_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace-file",
+            help="The JSON-lines span file (default: the state directory's traces.jsonl, where a "
+            "deployment's actors write; a local run writes one with --trace-file).",
+        ),
+    ] = None,
+    run_store: RunStoreOpt = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text (default), json or yaml.")
+    ] = Output.text,
+) -> None:
+    """A run's span tree, with durations, tokens and cost (its hand-offs on other nodes included):
+    what its spans recorded, read from the span file."""
+    from agent_platform.deploy.traces import read_spans, render_trace
+    from agent_platform.state_files import default_state_dir
+
+    path = trace_file or default_state_dir() / "traces.jsonl"
+
+    async def body(store: RunStore) -> RunRecord | None:
+        return await store.get_run(run_id)
+
+    record = _with_store(run_store, "trace", body)
+    trace_id = (record.result or {}).get("trace_id") if record is not None else None
+    if trace_id is None:  # a run whose record holds no result: its run span, if it has ended
+        trace_id = next(
+            (
+                s.get("trace_id")
+                for s in read_spans(path)
+                if (s.get("attributes") or {}).get("agent_platform.run.id") == run_id
+            ),
+            None,
+        )
+    spans = read_spans(path, trace_id) if trace_id is not None else []
+    if not spans:
+        state = f" (it is {record.status.value})" if record is not None else ""
+        typer.echo(
+            f"platform trace: no spans of run {run_id} in {path}{state}; a run's spans are written "
+            "as they end: deployed runs always, local runs with --trace-file",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INVALID)
+    assert trace_id is not None
+    emit(spans, output.value, lambda: render_trace(path, trace_id))
