@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent_platform.runstore import RunRecord, open_run_store
-from agent_platform.runtime.tools.idempotency import SqliteIdempotencyStore
+from agent_platform.runstore.idempotency import SqliteIdempotencyStore
 from agent_platform.runtime.tracing import configure_tracing
 
 

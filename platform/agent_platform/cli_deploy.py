@@ -360,7 +360,7 @@ def down(
         head = stop_head()
         if head is not None:
             # The deployment died with the head: forget it (a later apply starts afresh).
-            from agent_platform.runtime.tools.idempotency import default_state_dir
+            from agent_platform.state_files import default_state_dir
 
             for state in (default_state_dir() / "control-plane").glob("*.json"):
                 state.unlink(missing_ok=True)

@@ -20,9 +20,9 @@ from agent_platform.cli import app
 from agent_platform.faults import PlatformFault, through_outage
 from agent_platform.runstore import RunStatus, RunStoreUnavailable, open_run_store
 from agent_platform.runstore.base import RunStore
+from agent_platform.runstore.idempotency import IdempotencyStore, IdempotencyStoreUnavailable
 from agent_platform.runtime.clock import FakeClock
 from agent_platform.runtime.tools import SqliteIdempotencyStore, ToolExecutor, ToolRegistry
-from agent_platform.runtime.tools.idempotency import IdempotencyStore, IdempotencyStoreUnavailable
 
 
 class Outage:

@@ -40,7 +40,7 @@ from agent_platform.deploy.reconcile import Action, desired_state, reconcile
 from agent_platform.runstore.base import RunRecord, RunStoreError
 from agent_platform.runtime.outcomes import RunResult
 from agent_platform.runtime.services import new_run_id
-from agent_platform.runtime.tools.idempotency import default_state_dir
+from agent_platform.state_files import default_state_dir
 from agent_platform.validate.references import SpecSet
 
 READY_TIMEOUT_S = 90.0

@@ -43,7 +43,7 @@ from agent_platform.memory.items import (
     WriteAck,
     content_hash,
 )
-from agent_platform.runtime.tokens import estimate_tokens
+from agent_platform.text_tokens import estimate_tokens
 
 if TYPE_CHECKING:
     from agent_platform.memory.embedders import Embedder

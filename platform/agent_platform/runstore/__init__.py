@@ -36,7 +36,7 @@ from agent_platform.runstore.base import (
 )
 
 if TYPE_CHECKING:
-    from agent_platform.runtime.tools.idempotency import IdempotencyStore
+    from agent_platform.runstore.idempotency import IdempotencyStore
 
 
 def open_idempotency_store(url: str) -> IdempotencyStore:
@@ -44,7 +44,7 @@ def open_idempotency_store(url: str) -> IdempotencyStore:
     machine), `PostgresIdempotencyStore` for a postgresql URL (a cluster sharing tool-call
     records). May share the run store's database: the tables do not collide."""
     if url_scheme(url) == "sqlite":
-        from agent_platform.runtime.tools.idempotency import SqliteIdempotencyStore
+        from agent_platform.runstore.idempotency import SqliteIdempotencyStore
 
         return SqliteIdempotencyStore(sqlite_path(url))
     from agent_platform.runstore.postgres import PostgresIdempotencyStore

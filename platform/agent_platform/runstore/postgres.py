@@ -53,7 +53,7 @@ from agent_platform.runstore.base import (
     state_text,
     utcnow,
 )
-from agent_platform.runtime.tools.idempotency import Claim, IdempotencyRecord, IdempotencyStore
+from agent_platform.runstore.idempotency import Claim, IdempotencyRecord, IdempotencyStore
 
 T = TypeVar("T")
 

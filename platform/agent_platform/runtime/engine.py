@@ -36,6 +36,7 @@ from agent_platform.faults import PlatformFault
 from agent_platform.memory.manager import MemoryManager
 from agent_platform.memory.registry import MemoryRegistry
 from agent_platform.redaction import redact_secrets
+from agent_platform.runstore.idempotency import IdempotencyStore
 from agent_platform.runtime.agent_loop import AgentLoopExecutor
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
 from agent_platform.runtime.checkpoint import AgentCheckpoint
@@ -56,7 +57,6 @@ from agent_platform.runtime.pipeline import PipelineExecutor
 from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
 from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError, check_tasks
 from agent_platform.runtime.tools import ToolExecutor, ToolRegistry
-from agent_platform.runtime.tools.idempotency import IdempotencyStore
 from agent_platform.runtime.tools.registry import Tool
 from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec

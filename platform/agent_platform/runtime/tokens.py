@@ -25,8 +25,9 @@ import math
 from collections.abc import Iterable, Sequence
 
 from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from agent_platform.text_tokens import CHARS_PER_TOKEN as CHARS_PER_TOKEN
+from agent_platform.text_tokens import estimate_tokens as estimate_tokens
 
-CHARS_PER_TOKEN = 4.0
 MESSAGE_OVERHEAD = 4  # role + message framing
 TEXT_BLOCK_OVERHEAD = 1
 TOOL_USE_OVERHEAD = 12  # block type, id, name and input framing
@@ -36,15 +37,6 @@ TOOL_RESULT_OVERHEAD = 8  # block type, tool_use_id and content framing
 # figure for another request, a cached-prompt discount, ...), not information about the tokeniser.
 MIN_RATIO = 0.25
 MAX_RATIO = 4.0
-
-
-def estimate_tokens(text: str) -> int:
-    """An *estimate* of the tokens in `text`: UTF-8 bytes / 4, rounded up (~4 characters per token
-    for English text and code). Use the provider's reported usage wherever it is available."""
-    if not text:
-        return 0
-    size = len(text) if text.isascii() else len(text.encode("utf-8"))
-    return math.ceil(size / CHARS_PER_TOKEN)
 
 
 def _json_size(value: object) -> int:

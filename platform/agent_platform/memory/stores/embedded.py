@@ -40,7 +40,7 @@ import psycopg
 
 from agent_platform.memory.stores.base import StoreUnavailable
 from agent_platform.processes import pid_alive
-from agent_platform.runtime.tools.idempotency import default_state_dir
+from agent_platform.state_files import default_state_dir
 
 DATA_DIR_NAME = "pgvector"
 DATABASE = "memory"

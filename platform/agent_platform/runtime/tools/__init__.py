@@ -2,6 +2,7 @@
 (retries, circuit breaker), idempotency (cache and durable keys) and the executor that applies
 them all. See `executor` for the order of checks."""
 
+from agent_platform.runstore.idempotency import IdempotencyStore, SqliteIdempotencyStore
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
 from agent_platform.runtime.tools.errors import (
     CircuitOpen,
@@ -15,11 +16,7 @@ from agent_platform.runtime.tools.errors import (
     ToolUnavailable,
 )
 from agent_platform.runtime.tools.executor import ToolExecutor, ToolResult
-from agent_platform.runtime.tools.idempotency import (
-    IdempotencyStore,
-    SqliteIdempotencyStore,
-    current_idempotency_key,
-)
+from agent_platform.runtime.tools.idempotency import current_idempotency_key
 from agent_platform.runtime.tools.registry import (
     HttpTool,
     PythonTool,

@@ -55,6 +55,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from agent_platform.compile.plan import ToolBinding
 from agent_platform.compile.policy import ContextPolicy, SideEffectRule, ToolPolicy
 from agent_platform.faults import PlatformFault
+from agent_platform.runstore.idempotency import IdempotencyStore, SqliteIdempotencyStore
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired, Approver
 from agent_platform.runtime.clock import Clock, SystemClock
 from agent_platform.runtime.tools.errors import (
@@ -68,10 +69,8 @@ from agent_platform.runtime.tools.errors import (
     classify,
 )
 from agent_platform.runtime.tools.idempotency import (
-    IdempotencyStore,
     ResultCache,
     SingleFlight,
-    SqliteIdempotencyStore,
     default_key,
     render_key,
     run_once,
