@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.memory.stores.base import VectorStore, VectorStoreError, open_vector_store
+from agent_platform.memory.stores import VectorStore, VectorStoreError, open_vector_store
 from agent_platform.memory.stores.embedded import ensure_embedded_server, stop_embedded_server
 from agent_platform.memory.stores.pgvector import PgVectorStore
 

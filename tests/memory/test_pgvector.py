@@ -27,7 +27,7 @@ from tests.memory.workers import start_and_write
 from tests.support.dsn import DSN_FORMS, PASSWORDS, dsn_with
 
 from agent_platform.memory.items import MemoryItem, Provenance
-from agent_platform.memory.stores.base import (
+from agent_platform.memory.stores import (
     InvalidStoreUrl,
     StoreTimeout,
     StoreUnavailable,

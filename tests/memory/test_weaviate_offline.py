@@ -37,7 +37,7 @@ from weaviate.proto.v1 import (
 from weaviate.util import generate_uuid5
 
 from agent_platform.memory.items import MemoryItem, Namespace, Provenance, WriteAck, content_hash
-from agent_platform.memory.stores.base import (
+from agent_platform.memory.stores import (
     DimensionMismatch,
     InvalidStoreUrl,
     StoreTimeout,

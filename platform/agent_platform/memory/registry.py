@@ -64,7 +64,7 @@ class MemoryRegistry:
         return found
 
     def _store(self, spec: VectorStoreSpec) -> VectorStore:
-        from agent_platform.memory.stores.base import open_vector_store
+        from agent_platform.memory.stores.factory import open_vector_store
 
         url = store_url(spec)
         key = (spec.backend, url, spec.api_key_env)

@@ -642,17 +642,3 @@ def list_runs_query(
         query += " WHERE " + " AND ".join(where)
     query += f" ORDER BY created_at DESC, {newest} DESC LIMIT {mark}"
     return query, [*params, limit]
-
-
-def open_run_store(url: str | None = None) -> RunStore:
-    """A run store for `url` (see `run_store_url` for the default): `sqlite:///abs/path.db`,
-    `sqlite:relative.db`, `postgresql://user:pass@host:port/db` (or `postgres://`). Connects
-    lazily: an unreachable database raises RunStoreUnavailable on first use."""
-    resolved = run_store_url(url)
-    if url_scheme(resolved) == "sqlite":
-        from agent_platform.runstore.sqlite import SqliteRunStore
-
-        return SqliteRunStore(sqlite_path(resolved), url=resolved)
-    from agent_platform.runstore.postgres import PostgresRunStore
-
-    return PostgresRunStore(resolved)

@@ -8,8 +8,8 @@ from agent_platform.memory.stores.base import (
     StoreUnavailable,
     VectorStore,
     VectorStoreError,
-    open_vector_store,
 )
+from agent_platform.memory.stores.factory import open_vector_store
 
 __all__ = [
     "DimensionMismatch",

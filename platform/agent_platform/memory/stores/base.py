@@ -31,7 +31,6 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -180,27 +179,3 @@ class VectorStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def open_vector_store(
-    backend: str, url: str | None, *, state_dir: Path | None = None, api_key_env: str | None = None
-) -> VectorStore:
-    """The store a Memory spec's `store` names. pgvector with no URL is the embedded PostgreSQL
-    server under `state_dir` (started on first use). Imports the backend's driver lazily."""
-    if backend == "pgvector":
-        from agent_platform.memory.stores.pgvector import PgVectorStore
-
-        if url is None:
-            from agent_platform.memory.stores.embedded import ensure_embedded_server
-
-            url = ensure_embedded_server(state_dir)
-        return PgVectorStore(url)
-    if backend == "weaviate":
-        if url is None:
-            raise InvalidStoreUrl(
-                "the weaviate backend needs a URL (it has no embedded mode)", backend="weaviate", location="?"
-            )
-        from agent_platform.memory.stores.weaviate import WeaviateStore
-
-        return WeaviateStore(url, api_key_env=api_key_env)
-    raise InvalidStoreUrl(f"unknown backend {backend!r}", backend=backend, location=url or "?")
