@@ -1,0 +1,1 @@
+"""Tools for the platform's own development (not part of the public API)."""
