@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "template_sandbox",
             "plugin_loader",
             "extras",
+            "http_util",
         ),
     ),
     ("spec", ("spec",)),
@@ -47,8 +48,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # fails on any other), to be moved down and deleted from here.
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
     {
-        # HTTP helpers of the model providers the embedder reuses: to move below both.
-        ("agent_platform.memory.embedders", "agent_platform.runtime.models.factory"),
         # validate checks policies and MCP locks with compile's types: to move to the spec layer.
         ("agent_platform.validate.checks", "agent_platform.compile.policy"),
         ("agent_platform.validate.mcp", "agent_platform.compile.mcp_lock"),

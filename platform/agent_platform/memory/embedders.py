@@ -657,8 +657,8 @@ class OpenAIEmbedder(Embedder):
     ) -> None:
         from tenacity import wait_exponential, wait_random
 
+        from agent_platform.http_util import is_local_url
         from agent_platform.redaction import redact_secrets
-        from agent_platform.runtime.models.factory import is_local_url
 
         base_url = (spec.base_url or OPENAI_BASE_URL).rstrip("/")
         location = redact_secrets(base_url)
@@ -779,7 +779,7 @@ class OpenAIEmbedder(Embedder):
         import httpx
         import numpy as np
 
-        from agent_platform.runtime.models.factory import retry_after_seconds
+        from agent_platform.http_util import retry_after_seconds
 
         key = self._api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
