@@ -124,6 +124,7 @@ async def test_a_store_that_cannot_be_opened_is_a_platform_fault_not_a_tool_erro
 async def test_a_corrupted_idempotency_file_is_a_permanent_platform_fault(tmp_path: Path) -> None:
     path = tmp_path / "idem.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
+
     def send(to: str) -> str:
         return to
 

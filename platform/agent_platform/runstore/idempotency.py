@@ -318,5 +318,3 @@ class SqliteIdempotencyStore(IdempotencyStore):
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.shutdown(wait=False)
-
-
