@@ -4,6 +4,7 @@ research agent)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -55,14 +56,19 @@ def test_the_documented_program_runs(tmp_path: Path) -> None:
     (program,) = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
     script = tmp_path / "program.py"
     script.write_text(program)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")},
-    )
+    from agent_platform.memory.stores.embedded import stop_embedded_server
+
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")},
+        )
+    finally:  # the research agent's memory started the embedded pgvector server of that state dir
+        stop_embedded_server(tmp_path / "state")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("completed\n")
 

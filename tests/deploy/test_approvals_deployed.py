@@ -5,27 +5,15 @@ which resumes it on a replica from the call it was making; the side effect happe
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.cli_env import isolated_env, run_platform
 from tests.test_approvals_local import PLUGIN, SPECS, final, send
 
 pytestmark = pytest.mark.slow
-
-PLATFORM = str(Path(sys.executable).parent / "platform")
-
-
-def platform(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PLATFORM, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
-    )
 
 
 @pytest.fixture
@@ -42,11 +30,9 @@ def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
         "mailer": [send("ana@example.com"), final("sent")],
     }
     (tmp_path / "specs" / "script.json").write_text(json.dumps({"responses": script}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    (tmp_path / "home").mkdir()
-    env.update(HOME=str(tmp_path / "home"), PLATFORM_STATE_DIR=str(tmp_path / "state"))
+    env = isolated_env(tmp_path)
     yield tmp_path, env
-    platform("down", env=env, cwd=tmp_path)
+    run_platform("down", env=env, cwd=tmp_path)
 
 
 def mails(root: Path) -> list[str]:
@@ -60,32 +46,32 @@ def test_a_deployed_run_waits_for_approval_and_resumes_on_its_deployment(
     project: tuple[Path, dict[str, str]],
 ) -> None:
     root, env = project
-    applied = platform("apply", "specs", env=env, cwd=root)
+    applied = run_platform("apply", "specs", env=env, cwd=root)
     assert applied.returncode == 0, applied.stderr
-    ran = platform("run", "boss", "--input", "{}", env=env, cwd=root)
+    ran = run_platform("run", "boss", "--input", "{}", env=env, cwd=root)
     paused = json.loads(ran.stdout)
     assert ran.returncode == 1 and paused["outcome"] == "needs_approval", ran.stderr
     run_id = paused["run_id"]
     assert mails(root) == []
-    runs = json.loads(platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
+    runs = json.loads(run_platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
     waiting = {r["run_id"] for r in runs if r["status"] == "waiting_approval"}
     assert waiting == {run_id, f"{run_id}/mailer-1"}, runs  # the hand-off that asked, and its caller
 
-    approved = platform("approve", run_id, "--as", "ana", env=env, cwd=root)
+    approved = run_platform("approve", run_id, "--as", "ana", env=env, cwd=root)
     assert approved.returncode == 0, approved.stderr
     result = json.loads(approved.stdout)
     assert result["outcome"] == "completed" and result["output"] == {"answer": "the mailer sent it"}
     assert mails(root) == ["ana@example.com"]
-    runs = json.loads(platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
+    runs = json.loads(run_platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
     assert {r["status"] for r in runs} == {"completed"}
 
     # A waiting run can be cancelled, with the hand-off it waits through; nothing is sent.
-    second = json.loads(platform("run", "boss", "--input", "{}", env=env, cwd=root).stdout)
+    second = json.loads(run_platform("run", "boss", "--input", "{}", env=env, cwd=root).stdout)
     assert second["outcome"] == "needs_approval"
-    cancelled = platform("cancel", second["run_id"], env=env, cwd=root)
+    cancelled = run_platform("cancel", second["run_id"], env=env, cwd=root)
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
-    runs = json.loads(platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
+    runs = json.loads(run_platform("runs", "--all", "-o", "json", env=env, cwd=root).stdout)
     assert {r["status"] for r in runs if r["run_id"].startswith(second["run_id"])} == {"cancelled"}
     assert mails(root) == ["ana@example.com"]
-    refused = platform("approve", second["run_id"], env=env, cwd=root)
+    refused = run_platform("approve", second["run_id"], env=env, cwd=root)
     assert refused.returncode == 1 and "already finished (cancelled)" in refused.stderr
