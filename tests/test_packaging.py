@@ -71,7 +71,9 @@ def _constraints() -> dict[str, Version]:
 def _declared_requirements() -> list[Requirement]:
     project = PYPROJECT["project"]
     extras = [r for group in project["optional-dependencies"].values() for r in group]
-    return [Requirement(r) for r in [*project["dependencies"], *extras]]
+    requirements = [Requirement(r) for r in [*project["dependencies"], *extras]]
+    # `all` names the other extras of this package itself: nothing to pin.
+    return [r for r in requirements if canonicalize_name(r.name) != canonicalize_name(project["name"])]
 
 
 @pytest.mark.parametrize("requirement", _declared_requirements(), ids=str)
@@ -260,3 +262,54 @@ def test_the_wheel_alone_writes_schemas_and_a_project(built_wheel: tuple[Path, s
         [*command, "validate", "specs/"], cwd=tmp_path / "proj", env=env, capture_output=True, text=True
     )
     assert valid.returncode == 0, valid.stdout + valid.stderr
+
+
+# --- installs sized to the job ----------------------------------------------------------------------
+
+
+def _site_packages_mb(venv: Path) -> float:
+    (site,) = venv.glob("lib/python*/site-packages")
+    return sum(f.stat().st_size for f in site.rglob("*") if f.is_file()) / 2**20
+
+
+@pytest.mark.slow
+def test_the_core_install_validates_specs_and_names_the_extra_a_run_needs(
+    built_wheel: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`pip install agent-platform` (no extra) in a fresh venv: `validate`, `plan` and `schema` work
+    on specs/; `run --local` says it needs the 'run' extra. Ray, the SDKs, OpenTelemetry and the
+    memory stack are not installed."""
+    wheel, _ = built_wheel
+    venv = tmp_path / "core"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "-c",
+        str(ROOT / "constraints.txt"),
+    ]
+    installed = subprocess.run([*pip, str(wheel)], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    platform = str(venv / "bin" / "platform")
+    env = {**os.environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PYTHONPATH", None)
+    for command in (["validate", "specs/"], ["plan", "specs/"], ["schema", "--out", str(tmp_path / "s")]):
+        done = subprocess.run([platform, *command], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+    run = subprocess.run(
+        [platform, "run", "researcher", "--local", "--input", '{"topic": "retries"}'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "pip install 'agent-platform[run]'" in run.stderr, run.stderr
+    freeze = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
+    ).stdout.lower()
+    for heavy in ("ray", "anthropic", "openai", "opentelemetry", "onnxruntime", "psycopg", "weaviate"):
+        assert f"\n{heavy}" not in f"\n{freeze}", f"{heavy} is in the core install"
+    print(f"\ncore install: {_site_packages_mb(venv):.0f} MB of site-packages")

@@ -23,6 +23,7 @@ from plugins import code, documents, search, support
 from plugins.documents import DocumentSource, EmbeddedChunk
 from pydantic import BaseModel, ValidationError, create_model
 
+from agent_platform.load import NOT_SPEC_FILES
 from agent_platform.spec.kinds import MEMORY_WRITE_INPUT_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,8 @@ def run(coro: Any) -> Any:
 def spec_documents() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path in sorted(SPECS.glob("*.yaml")):
+        if path.name in NOT_SPEC_FILES:  # mcp.lock.yaml, written by `platform plan`
+            continue
         docs.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
     return docs
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from agent_platform import docs_gen, schema_export
+from agent_platform.load import NOT_SPEC_FILES
 from agent_platform.spec import DOCUMENT_MODELS, KINDS, AnyDocument
 from agent_platform.spec.kinds import GUARDRAIL_TYPES
 
@@ -66,6 +67,14 @@ VALID: dict[str, dict[str, Any]] = {
             "limits": {"timeout": "5m"},
         },
     ),
+    "McpServer": _doc(
+        "McpServer",
+        "files",
+        {
+            "stdio": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "."]},
+            "timeout": "10s",
+        },
+    ),
     "Pipeline": _doc(
         "Pipeline",
         "batch",
@@ -86,6 +95,11 @@ VALID: dict[str, dict[str, Any]] = {
         "Supervisor",
         "desk",
         {"routes": {"question": {"agent": "helper"}, "bulk": {"pipeline": "batch", "timeout": "1h"}}},
+    ),
+    "Endpoint": _doc(
+        "Endpoint",
+        "api",
+        {"units": ["a"], "auth": {"token_env": "API_TOKEN"}, "max_body": "1Mi", "wait_timeout": "2m"},
     ),
     "Test": _doc(
         "Test",
@@ -394,6 +408,8 @@ def test_docs_examples_are_valid(
 def _spec_documents() -> list[Any]:
     cases = []
     for path in sorted(SPECS_DIR.rglob("*.yaml")) + sorted(SPECS_DIR.rglob("*.yml")):
+        if path.name in NOT_SPEC_FILES:  # mcp.lock.yaml: written by `platform plan`, not a spec
+            continue
         with path.open(encoding="utf-8") as handle:
             documents = [d for d in yaml.safe_load_all(handle) if d is not None]
         for index, document in enumerate(documents):

@@ -112,7 +112,7 @@ def test_a_step_target_broken_elsewhere_still_types_the_step(tmp_path: Path) -> 
     property of that output is still told so."""
     spec = (
         f"{API}kind: Tool\nmetadata: {{name: t}}\nspec:\n  description: T.\n"
-        "  mcp: {server: srv, tool: t}\n  timeout: never\n"
+        "  http: {url: 'https://example.com/t'}\n  timeout: never\n"
         "  output_schema: {type: object, additionalProperties: false, properties: {hits: {type: array}}}\n"
         f"---\n{API}kind: Pipeline\nmetadata: {{name: p}}\nspec:\n  steps:\n"
         "    - {name: first, tool: t}\n"
@@ -132,7 +132,7 @@ def test_a_reference_to_a_broken_spec_is_not_unknown_and_typos_still_get_a_sugge
 ) -> None:
     spec = (
         f"{API}kind: Tool\nmetadata: {{name: search}}\nspec:\n  description: S.\n"
-        "  mcp: {server: srv, tool: s}\n  timeout: never\n"
+        "  http: {url: 'https://example.com/s'}\n  timeout: never\n"
         f"---\n{API}kind: Agent\nmetadata: {{name: a}}\nspec:\n  model: m\n  instructions: Go.\n"
         "  tools: [search, serch]\n  delegates: [search]\n" + MODEL_M
     )

@@ -165,7 +165,7 @@ def test_required_and_unknown_inputs_of_the_target(tmp_path: Path) -> None:
     )
     assert errors == [
         "37:7: step 'one' does not provide 'text', required by tool 'count'",
-        "37:25: 'txt' is not an input of tool 'count' (did you mean 'text'?) (accepted: text, limit)",
+        "37:25: step 'one': 'txt' is not an input of tool 'count' (did you mean 'text'?) (accepted: text, limit)",
     ]
 
 

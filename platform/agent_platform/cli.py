@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -197,12 +197,29 @@ def plan(
     format: DeprecatedFormatOpt = None,
     plugin_path: PluginPathOpt = None,
     import_plugins: ImportPluginsOpt = False,
+    discover_mcp: Annotated[
+        bool,
+        typer.Option(
+            "--discover-mcp",
+            help="Start the stdio MCP servers the specs use to list their tools (HTTP servers are always contacted).",
+        ),
+    ] = False,
+    update_mcp_lock: Annotated[
+        bool,
+        typer.Option("--update-mcp-lock", help="Accept MCP tools that changed: write them to mcp.lock.yaml."),
+    ] = False,
 ) -> None:
-    """Show the compiled plan: each unit, pipeline or agent loop and why, its actors, its dependencies."""
+    """Show the compiled plan: each unit, pipeline or agent loop and why, its actors, its dependencies.
+
+    First pins the tools of the MCP servers the specs use in mcp.lock.yaml (see --discover-mcp)."""
     from agent_platform import render
+    from agent_platform.cli_mcp import pin_before_plan
 
     fmt = chosen_output("plan", output, format=format)
-    _, compiled = compile_or_exit(paths, _options(plugin_path, import_plugins))
+    options = _options(plugin_path, import_plugins)
+    require_paths("plan", paths)
+    pin_before_plan(paths, options, discover=discover_mcp, update=update_mcp_lock)
+    _, compiled = compile_or_exit(paths, options)
     emit(render.plan_json(compiled), fmt, lambda: render.plan_text(compiled))
 
 
@@ -245,6 +262,109 @@ def schema(
         return
     for path in write_schemas(out):
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def serve(
+    mcp: Annotated[
+        bool,
+        typer.Option("--mcp", help="Serve the units as MCP tools (with --stdio or --http)."),
+    ] = False,
+    stdio: Annotated[
+        bool, typer.Option("--stdio", help="Over stdin/stdout (for Claude Desktop, IDEs).")
+    ] = False,
+    http: Annotated[
+        str | None,
+        typer.Option("--http", metavar="HOST:PORT", help="Over streamable HTTP at http://HOST:PORT/mcp."),
+    ] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run the units in this process (no Ray).")] = False,
+    specs: Annotated[
+        list[Path] | None, typer.Option("--specs", "-s", help="Spec files or directories (default: specs/).")
+    ] = None,
+    approve_all: Annotated[
+        bool, typer.Option("--approve-all", help="Approve every tool that requires approval.")
+    ] = False,
+    plugin_path: PluginPathOpt = None,
+    api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="Serve the HTTP API (runs, approvals, OpenAPI) on Ray Serve, against the local "
+            "deployment: the specs' Endpoints, else one serving every unit.",
+        ),
+    ] = False,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env", metavar="VAR", help="--api without an Endpoint: the bearer token is $VAR."
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="--api without an Endpoint: no token (local development only).")
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="--api: the HTTP port.")
+    ] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="The deployment namespace.")] = (
+        "agent-platform"
+    ),
+) -> None:
+    """Serve every Agent, Pipeline and Supervisor of the specs as an MCP tool: its input schema is
+    the unit's inputs, its output schema the unit's output, its description metadata.description.
+
+    With --api, serve the HTTP API on Ray Serve instead, for local development against the local
+    deployment (`platform apply` the specs first), until interrupted.
+
+    A run that needs approval (without --approve-all) or does not complete is an error result
+    naming its outcome. Units run on the deployment (`platform apply` them first; only what is
+    deployed is served), or in this process with --local."""
+    from agent_platform.cli_mcp import parse_address, serve_mcp
+    from agent_platform.compile import compile_specs
+    from agent_platform.validate import validate_paths
+
+    if api:
+        if mcp:
+            raise typer.BadParameter("give one of --mcp and --api", param_hint="--api")
+        from agent_platform.cli_serve import serve_api
+
+        serve_api(
+            specs or [Path("specs")],
+            address=None,
+            namespace=namespace,
+            insecure=insecure,
+            token_env=token_env,
+            port=port,
+            plugin_path=plugin_path,
+        )
+        return
+    if not mcp:
+        raise typer.BadParameter("say which protocol to serve: --mcp or --api", param_hint="--mcp")
+    if stdio == (http is not None):
+        raise typer.BadParameter("give one of --stdio and --http HOST:PORT", param_hint="--stdio")
+    try:
+        address = parse_address(http) if http is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--http") from None
+    if approve_all:
+        warn_approve_all("serve")
+    spec_paths = specs or [Path("specs")]
+    require_spec_files("serve", spec_paths)
+    report = validate_paths(spec_paths, _options(plugin_path, False))
+    if not report.ok:
+        _print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
+        raise typer.Exit(EXIT_INVALID)
+    plan = compile_specs(report.specs)
+    plugins = list(plugin_path) if plugin_path else None
+    deployment = None
+    if not local:  # each call a run on the deployment the specs were applied to
+        from agent_platform.cli_deploy import _deploy_errors
+        from agent_platform.deploy.client import Deployment
+
+        with _deploy_errors("serve"):
+            deployment = Deployment.connect(None, namespace, start=False, create=False)
+    serve_mcp(
+        plan, report.specs, http=address, approve_all=approve_all, plugins=plugins, deployment=deployment
+    )
 
 
 def _read_input(raw: str | None) -> object:
@@ -333,6 +453,14 @@ def run(
         ),
     ] = None,
     plugin_path: PluginPathOpt = None,
+    update_mcp_lock: Annotated[
+        bool,
+        typer.Option(
+            "--update-mcp-lock",
+            help="With --local: first list the tools of the MCP servers the specs use (starting stdio "
+            "ones) and accept what changed into mcp.lock.yaml, as `plan --discover-mcp --update-mcp-lock`.",
+        ),
+    ] = False,
 ) -> None:
     """Run a unit and print its result on stdout, as JSON unless -o says otherwise (exit 0 when it
     completed, 1 when it did not).
@@ -348,6 +476,8 @@ def run(
         raise typer.BadParameter("inputs must be a JSON object", param_hint="--input")
     if approve_all:
         warn_approve_all("run")
+    if update_mcp_lock and not local:
+        raise typer.BadParameter("--update-mcp-lock applies to --local runs", param_hint="--update-mcp-lock")
     if not local:
         from agent_platform.cli_deploy import run_deployed
 
@@ -366,6 +496,10 @@ def run(
         raise typer.BadParameter("--detach needs a deployment (drop --local)", param_hint="--detach")
     spec_paths = specs or [Path("specs")]
     require_spec_files("run", spec_paths)
+    if update_mcp_lock:
+        from agent_platform.cli_mcp import pin_before_plan
+
+        pin_before_plan(spec_paths, _options(plugin_path, False), discover=True, update=True)
     report = validate_paths(spec_paths, _options(plugin_path, False))
     if not report.ok:
         _print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
@@ -434,7 +568,7 @@ def result_text(payload: dict[str, Any]) -> str:
 
 
 # The deployment commands register themselves on `app` (they import Ray only when they run).
-from agent_platform import cli_deploy, cli_init, cli_memory, cli_runs, cli_test  # noqa: E402, F401
+from agent_platform import cli_deploy, cli_eval, cli_init, cli_memory, cli_runs, cli_test  # noqa: E402, F401
 
 
 def main() -> None:
@@ -446,12 +580,26 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except Exception as exc:  # last resort: report, don't dump
+    except ImportError as exc:  # an optional extra this command needs is not installed
+        from agent_platform.extras import extra_for, install_hint
+
+        missing = extra_for(exc)
+        if missing is None:
+            _internal_error(exc)
         sys.stderr.write(
-            f"platform: internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in the platform, not in your specs. Please report it with the command you ran.\n"
+            f"platform: this command needs more than the core install: {install_hint(*missing)}\n"
         )
-        sys.exit(EXIT_INTERNAL)
+        sys.exit(EXIT_INVALID)
+    except Exception as exc:  # last resort: report, don't dump
+        _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    sys.stderr.write(
+        f"platform: internal error: {type(exc).__name__}: {exc}\n"
+        "This is a bug in the platform, not in your specs. Please report it with the command you ran.\n"
+    )
+    sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -51,15 +51,21 @@ DEFAULT_NS = "agent-platform"
 
 @contextmanager
 def _deploy_errors(command: str) -> Iterator[None]:
+    from agent_platform.deploy.apply_lock import ApplyInProgress
     from agent_platform.deploy.client import DeployError
     from agent_platform.deploy.cluster import ClusterError
     from agent_platform.runstore import RunStoreError
 
     try:
         yield
-    except (DeployError, ClusterError, RunStoreError) as exc:
+    except (DeployError, ClusterError, RunStoreError, ApplyInProgress) as exc:
         typer.echo(f"platform {command}: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+
+
+def _notes(command: str) -> Any:
+    """Where `Deployment.connect` tells what it did on the way (a head started again)."""
+    return lambda text: note(f"platform {command}: {text}")
 
 
 def _compile(paths: list[Path], plugin_path: list[Path] | None) -> tuple[Any, Any, Any]:
@@ -93,6 +99,15 @@ def apply(
             "Default: $PLATFORM_RUN_STORE, else SQLite under the state directory (one machine only).",
         ),
     ] = None,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(
+            "--lock-timeout",
+            min=0,
+            help="Seconds to wait for another apply to this deployment to finish. "
+            "Default: 0 (stop at once, naming it).",
+        ),
+    ] = 0.0,
     output: OutputOpt = Output.text,
     format: DeprecatedFormatOpt = None,
     plugin_path: PluginPathOpt = None,
@@ -101,7 +116,10 @@ def apply(
 
     With --dry-run, like `kubectl diff`: exit 0 when nothing would change, 1 when something would
     (every creation, update and, with --prune, deletion is listed); invalid specs exit 1 too,
-    with their diagnostics on stderr."""
+    with their diagnostics on stderr.
+
+    One apply runs at a time per deployment: another one stops with a message naming it, or
+    waits for it with --lock-timeout."""
     from agent_platform.deploy.apply_render import apply_json, apply_text
     from agent_platform.deploy.client import Deployment
     from agent_platform.runstore import run_store_url
@@ -118,6 +136,10 @@ def apply(
             err=True,
         )
         raise typer.Exit(EXIT_INVALID)
+    if not dry_run:
+        from agent_platform.cli_serve import check_endpoint_tokens
+
+        check_endpoint_tokens(report.specs, namespace)
     with _deploy_errors("apply"):
         started = time.perf_counter()
         if dry_run:
@@ -125,15 +147,52 @@ def apply(
             # everything as created.
             result, where = _dry_run(report, plan, address, namespace, prune=prune)
         else:
-            deployment = Deployment.connect(
-                address, namespace, start=True, run_store_url=run_store_url(run_store)
-            )
-            where = deployment.address
-            result = deployment.apply(report.specs, plan, bundle, prune=prune, approve_all=approve_all)
+            with _embedded_apply_lock(address, lock_timeout):
+                deployment = Deployment.connect(
+                    address,
+                    namespace,
+                    start=True,
+                    run_store_url=run_store_url(run_store),
+                    note=_notes("apply"),
+                )
+                where = deployment.address
+                result = deployment.apply(
+                    report.specs,
+                    plan,
+                    bundle,
+                    prune=prune,
+                    approve_all=approve_all,
+                    lock_wait=lock_timeout,
+                    note=_notes("apply"),
+                )
+                from agent_platform.cli_serve import apply_endpoints_after
+
+                apply_endpoints_after(deployment, report.specs, bundle, result.actions)
         elapsed = time.perf_counter() - started
     emit(apply_json(result, where, namespace), fmt, lambda: apply_text(result, where, namespace, elapsed))
     if dry_run and any(a.kind in ("create", "update", "delete") for a in result.actions):
         raise typer.Exit(EXIT_INVALID)
+
+
+def _embedded_apply_lock(address: str | None, wait: float) -> Any:
+    """On the embedded head, the state directory's lock, held from before the head is started
+    (two first applies must not start two heads) to the end; the control plane's lease is taken
+    inside, on every cluster."""
+    import os
+    from contextlib import nullcontext
+
+    from agent_platform.deploy.apply_lock import local_lock
+    from agent_platform.state_files import default_state_dir
+
+    if address or os.environ.get("RAY_ADDRESS"):
+        return nullcontext()
+    return local_lock(default_state_dir().resolve(), purpose="apply", wait=wait, on_wait=_lock_wait_note)
+
+
+def _lock_wait_note(holder: Any) -> None:
+    who = f" ({holder.describe()})" if holder is not None else ""
+    what = holder.purpose if holder is not None else "apply"
+    note(f"platform apply: waiting for another {what}{who} to finish")
 
 
 def _dry_run(report: Any, plan: Any, address: str | None, namespace: str, *, prune: bool) -> tuple[Any, str]:
@@ -154,7 +213,7 @@ def _dry_run(report: Any, plan: Any, address: str | None, namespace: str, *, pru
     return ApplyReport(actions, dry_run=True), "(no deployment)"
 
 
-KINDS = ("model", "tool", "memory", "guardrail", "agent", "pipeline", "supervisor")
+KINDS = ("model", "tool", "memory", "guardrail", "agent", "pipeline", "supervisor", "endpoint")
 
 
 def _kind_of(word: str) -> str | None:
@@ -206,7 +265,7 @@ def get(
     fmt = chosen_output("get", output, format=format)
     kind, wanted = _selection(kind_or_name, name)
     with _deploy_errors("get"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("get"))
         rows = deployment.status()
     if kind:
         rows = [r for r in rows if r["kind"].lower() == kind]
@@ -240,7 +299,9 @@ def describe(
 
     kind, wanted = _selection(target, name)
     with _deploy_errors("describe"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        deployment = Deployment.connect(
+            address, namespace, start=False, create=False, note=_notes("describe")
+        )
         rows = [
             r
             for r in deployment.status()
@@ -297,7 +358,7 @@ def delete(
     from agent_platform.load import load_paths
 
     with _deploy_errors("delete"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("delete"))
         records = deployment.records()
         refs: list[str] = []
         unknown: list[str] = []
@@ -320,6 +381,9 @@ def delete(
                 else:
                     unknown.append(target)
         report = deployment.delete(sorted(set(refs)), force=force)
+        from agent_platform.cli_serve import remove_deleted_endpoints
+
+        remove_deleted_endpoints(namespace, report.deleted)
     for ref in report.deleted:
         typer.echo(f"{ref} deleted")
     for ref, users in sorted(report.in_use.items()):
@@ -350,20 +414,28 @@ def down(
 
             from agent_platform.deploy.client import Deployment
 
-            deployment = Deployment.connect(address, namespace, start=False, create=False)
+            deployment = Deployment.connect(
+                address, namespace, start=False, create=False, note=_notes("down")
+            )
             refs = sorted(deployment.records())
             if refs:
                 deployment.delete(refs, force=True)
+                from agent_platform.cli_serve import remove_deleted_endpoints
+
+                remove_deleted_endpoints(namespace, refs)
             ray.kill(deployment.control, no_restart=True)
             typer.echo(f"deleted {len(refs)} spec(s) and the control plane of namespace {namespace!r}")
             return
         head = stop_head()
         if head is not None:
-            # The deployment died with the head: forget it (a later apply starts afresh).
+            # The deployment stops with the head, on purpose: forget it, and what was applied, so
+            # neither a later command restores it nor a later apply finds it.
+            from agent_platform.deploy import applied
             from agent_platform.state_files import default_state_dir
 
             for state in (default_state_dir() / "control-plane").glob("*.json"):
                 state.unlink(missing_ok=True)
+            applied.forget_all(default_state_dir())
     typer.echo(f"stopped the local Ray head at {head.address}" if head else "no local Ray head is running")
     from agent_platform.memory.stores.embedded import stop_embedded_server
 
@@ -386,20 +458,25 @@ def run_deployed(
     where each part ran, and the span tree, to stderr."""
     from agent_platform.deploy.apply_render import placement_text
     from agent_platform.deploy.client import Deployment
+    from agent_platform.deploy.cluster import note_activity
+    from agent_platform.runtime.services import new_run_id
 
     with _deploy_errors("run"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("run"))
         unit = deployment.resolve(name)
         problem = deployment.input_problem(unit, inputs)
         if problem is not None:  # like --local: refused before anything runs, a usage error
             typer.echo(f"platform run: {problem}", err=True)
             raise typer.Exit(EXIT_USAGE)
+        # Assigned here, so that if the cluster goes down meanwhile the user is told the id.
+        run_id = new_run_id()
+        note_activity(f"{'submitting' if detach else 'running'} run {run_id} of {unit}", run_id)
         if detach:
-            run_id = deployment.submit(unit, inputs, tenant=tenant)
+            run_id = deployment.submit(unit, inputs, run_id=run_id, tenant=tenant)
             # No -o: the run id alone, for `id=$(platform run X --detach)`.
             emit({"run_id": run_id, "unit": unit, "status": "pending"}, output or "text", lambda: run_id)
             return
-        result = deployment.run(unit, inputs, tenant=tenant)
+        result = deployment.run(unit, inputs, run_id=run_id, tenant=tenant)
     emit_result(result.to_json(), output or Output.json.value)
     note(placement_text(result))
     if trace and result.trace_id:
@@ -438,16 +515,18 @@ def _store_for(address: str | None, namespace: str, explicit: str | None, comman
             raise RunStoreUnavailable(explicit, f"there is no database file at {sqlite_path(explicit)}")
         return open_run_store(explicit)
     from agent_platform.deploy.client import Deployment
-    from agent_platform.deploy.cluster import running_head
+    from agent_platform.deploy.cluster import read_head, running_head
 
-    if not address and not os.environ.get("RAY_ADDRESS") and running_head() is None:
+    # No head on record (never applied, or after `platform down`): the local run store. A head on
+    # record that is down is started again by connecting (its runs then resume).
+    if not address and not os.environ.get("RAY_ADDRESS") and read_head() is None and running_head() is None:
         local = default_run_store_url()
         if sqlite_path(local).exists():
             note(
                 f"platform {command}: no local Ray head is up; reading the local run store {sqlite_path(local)}"
             )
             return open_run_store(local)
-    deployment = Deployment.connect(address, namespace, start=False, create=False)
+    deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes(command))
     return open_run_store(deployment.settings()["run_store_url"])
 
 
@@ -681,7 +760,7 @@ def cancel(
     from agent_platform.deploy.client import Deployment
 
     with _deploy_errors("cancel"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False)
+        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("cancel"))
         record = deployment.cancel(run_id, wait=wait)
     row = _run_row(record)
     emit(row, output.value, lambda: f"{run_id} {row['status']}")

@@ -21,6 +21,7 @@ import typer
 
 from agent_platform.cli import EXIT_INVALID, EXIT_USAGE, _options, _print_diagnostics, app, emit_result
 from agent_platform.cli_output import Output, OutputOpt, emit, note
+from agent_platform.deploy.decisions import Decided, approval_row, decide, resume_on_deployment
 
 if TYPE_CHECKING:
     from agent_platform.runstore import PendingApproval, RunRecord, RunStore
@@ -148,21 +149,6 @@ def _with_store(run_store: str | None, command: str, body: Callable[[RunStore], 
         raise typer.Exit(EXIT_INVALID) from None
 
 
-def _approval_row(approval: PendingApproval) -> dict[str, Any]:
-    return {
-        "call_key": approval.call_key,
-        "run_id": approval.run_id,
-        "tool": approval.request.get("tool"),
-        "arguments": approval.request.get("arguments"),
-        "reasons": approval.request.get("reasons"),
-        "via": approval.request.get("via"),
-        "decision": approval.decision.value if approval.decision else "waiting",
-        "decided_by": approval.decided_by,
-        "requested_at": approval.requested_at,
-        "decided_at": approval.decided_at,
-    }
-
-
 def _approvals_text(rows: list[dict[str, Any]]) -> str:
     from agent_platform.deploy.apply_render import table
 
@@ -193,7 +179,7 @@ def approvals(
     async def body(store: RunStore) -> list[PendingApproval]:
         return await store.approvals(run_id)
 
-    rows = [_approval_row(a) for a in _with_store(run_store, "approvals", body)]
+    rows = [approval_row(a) for a in _with_store(run_store, "approvals", body)]
     emit(rows, output.value, lambda: _approvals_text(rows))
 
 
@@ -209,17 +195,15 @@ def _decide(
     run_store: str | None,
     output: Output,
 ) -> None:
-    from agent_platform.runstore import DecisionReport
-
     command = "approve" if decision == "approved" else "deny"
     decided_by = by or f"{getpass.getuser()}@{socket.gethostname()}"
 
-    async def body(store: RunStore) -> tuple[DecisionReport, RunRecord | None]:
-        report = await store.decide(run_id, decision, by=decided_by, call_key=call_key)
-        return report, await store.get_run(report.root_run_id)
+    async def body(store: RunStore) -> Decided:
+        return await decide(store, run_id, decision, by=decided_by, call_key=call_key)
 
-    report, root = _with_store(run_store, command, body)
-    rows = [_approval_row(a) for a in report.decided]
+    decided = _with_store(run_store, command, body)
+    report, root = decided.report, decided.root
+    rows = [approval_row(a) for a in report.decided]
     for row in rows:
         note(
             f"{decision} call {row['call_key']} of tool '{row['tool']}' {row['arguments']} (by {decided_by})"
@@ -248,7 +232,7 @@ def _resume_deployed(
         from agent_platform.deploy.client import Deployment
 
         deployment = Deployment.connect(address, namespace, start=False, create=False)
-        deployment.submit(root.unit, root.inputs or {}, run_id=root.run_id, tenant=root.tenant)
+        asyncio.run(resume_on_deployment(deployment.control, root))
     note(f"run {root.run_id} resumed on the deployment")
     if wait <= 0:
         emit({"run_id": root.run_id, "status": "pending"}, output.value, lambda: root.run_id)

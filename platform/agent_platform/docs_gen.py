@@ -99,6 +99,34 @@ spec:
   retry: {max_attempts: 3}
   circuit_breaker: {failure_threshold: 5, reset_after: 1m}
 """,
+    "McpServer": """\
+apiVersion: agents.platform/v1
+kind: McpServer
+metadata:
+  name: github
+spec:
+  http:
+    url: https://api.githubcopilot.com/mcp/
+    headers:
+      Authorization: {env: GITHUB_TOKEN, prefix: "Bearer "}
+    connect_timeout: 10s
+  timeout: 30s
+  circuit_breaker: {failure_threshold: 5, reset_after: 1m}
+  guardrails: [injection-patterns]
+""",
+    "Endpoint": """\
+apiVersion: agents.platform/v1
+kind: Endpoint
+metadata:
+  name: api
+spec:
+  units: [support-agent, code-review-supervisor]
+  auth: {token_env: PLATFORM_API_TOKEN}
+  port: 8000
+  max_body: 1Mi
+  concurrency: 64
+  wait_timeout: 5m
+""",
     "Memory": """\
 apiVersion: agents.platform/v1
 kind: Memory

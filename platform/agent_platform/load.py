@@ -35,6 +35,8 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Parser  # type: ignore[assignment]
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+# YAML files a directory of specs holds that are not specs: `platform plan`'s MCP lock.
+NOT_SPEC_FILES = frozenset({"mcp.lock.yaml"})
 
 PathKey = tuple[str | int, ...]
 
@@ -641,10 +643,13 @@ def _decode(data: bytes, file: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _tab_problem(text: str, mark: Any) -> tuple[int, str] | None:
-    """When the parser stopped at a tab: (its 1-based column, what is wrong with it). A tab in a
-    line's indentation is invalid YAML; one separating a block indicator from what follows is
-    valid YAML that libyaml refuses, so that one is named for what it is."""
+def _tab_problem(text: str, exc: yaml.MarkedYAMLError) -> tuple[int, int, str] | None:
+    """When the parser stopped at a tab: (its 1-based line and column, what is wrong with it). A
+    tab in a line's indentation is invalid YAML. Valid YAML that libyaml refuses is named for what
+    it is: a tab separating a block indicator from what follows, a tab on a line holding only
+    whitespace or a comment, and a block scalar whose text starts with a tab after its indentation
+    (libyaml works the indentation out from that line and takes the tab for part of it)."""
+    mark = exc.problem_mark or exc.context_mark
     if mark is None:
         return None
     lines = text.splitlines()
@@ -660,12 +665,74 @@ def _tab_problem(text: str, mark: Any) -> tuple[int, str] | None:
     if tab < 0:
         return None
     before = line[:tab].rstrip(" \t")
+    after = line[tab:].lstrip(" \t")
+    where = mark.line + 1, tab + 1
+    if not before and (not after or after.startswith("#")):
+        holding = "a comment" if after else "whitespace"
+        return (
+            *where,
+            f"tab character on a line holding only {holding}: YAML allows it there, but the parser "
+            "takes it for indentation; remove the tab or use spaces",
+        )
+    if (
+        not before
+        and tab > 0
+        and (exc.context or "").endswith("block scalar")
+        and not _has_indentation_indicator(lines, exc.context_mark)
+    ):
+        return (
+            *where,
+            "tab character at the start of a block scalar's text, after its indentation: YAML reads "
+            "it as text, but the parser takes it for indentation; give the indentation after the "
+            "indicator (the number of spaces the text is indented past its parent's indentation: '|2' "
+            "under a top-level key) or begin the text with a line that does not start with a tab",
+        )
     if not before:
-        return tab + 1, "tab character in indentation; YAML requires spaces"
-    return tab + 1, (
+        return (*where, "tab character in indentation; YAML requires spaces")
+    return (
+        *where,
         f"tab character after {before[-1]!r}: YAML allows a tab to separate it from what follows, "
-        "but the parser does not accept one here; use a space"
+        "but the parser does not accept one here; use a space",
     )
+
+
+def _name_problem(text: str, exc: yaml.MarkedYAMLError) -> tuple[int, int, str] | None:
+    """When libyaml stopped inside an anchor or alias name at a character YAML 1.2 allows there
+    (any but spaces and flow indicators: `&é`, `&a.b`, `&0%`): (line, column of the name, what is
+    wrong). libyaml reads names of letters, digits, '-' and '_' only."""
+    problem = exc.problem_mark
+    if problem is None or not 0 < problem.index < len(text):
+        return None
+    start = problem.index
+    while start > 0 and text[start - 1] not in _BEFORE_A_NAME:
+        start -= 1
+    written = _WRITTEN_NAME.match(text, start + 1) if text[start] in "&*" else None
+    if written is None or not written.start() <= problem.index < written.end():
+        return None
+    refused = next((c for c in written.group() if not _LIBYAML_NAME_CHARACTER.match(c)), None)
+    if refused is None:
+        return None
+    what = "anchor" if text[start] == "&" else "alias"
+    line = text.count("\n", 0, start)
+    column = start - (text.rfind("\n", 0, start) + 1)
+    return (
+        line + 1,
+        column + 1,
+        f"{what} '{text[start]}{written.group()}': YAML allows {refused!r} in {what} names, but the "
+        f"parser does not; use only letters, digits, '-' and '_' in {what} names",
+    )
+
+
+_LIBYAML_NAME_CHARACTER = re.compile(r"[0-9A-Za-z_-]")
+_BEFORE_A_NAME = _NAME_ENDS | frozenset("[{")  # what an anchor or alias may follow
+
+
+def _has_indentation_indicator(lines: list[str], mark: Any) -> bool:
+    """Whether the block scalar header at `mark` (its `|` or `>`) gives the indentation."""
+    if mark is None or not 0 <= mark.line < len(lines):
+        return True  # unknown: the plain message claims less
+    header = lines[mark.line][mark.column + 1 : mark.column + 3]
+    return any(character.isdigit() for character in header)
 
 
 def _yaml_error_message(exc: yaml.MarkedYAMLError) -> str:
@@ -717,9 +784,12 @@ def load_text(text_or_bytes: str | bytes, file: str, limits: LoadLimits = DEFAUL
         diags.add(Diagnostic(Severity.ERROR, exc.code, exc.message, exc.location))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        tab = _tab_problem(text, mark)
-        if tab is not None and mark is not None:
-            diags.error("yaml-tab", tab[1], SourceLocation(file, mark.line + 1, tab[0]))
+        tab = _tab_problem(text, exc)
+        name = _name_problem(text, exc)
+        if tab is not None:
+            diags.error("yaml-tab", tab[2], SourceLocation(file, tab[0], tab[1]))
+        elif name is not None:
+            diags.error("yaml-anchor", name[2], SourceLocation(file, name[0], name[1]))
         else:
             diags.add(Diagnostic(Severity.ERROR, "yaml-syntax", _yaml_error_message(exc), _loc(file, mark)))
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
@@ -806,7 +876,11 @@ def find_spec_files(paths: Iterable[str | os.PathLike[str]]) -> SpecFiles:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
+            candidates = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in SPEC_SUFFIXES and p.name not in NOT_SPEC_FILES and p.is_file()
+            )
             if not candidates:
                 without_specs.append(path)
         elif path.is_file():

@@ -63,6 +63,8 @@ KIND_DESCRIPTIONS: dict[str, str] = {
     "Tool": "A capability agents and pipeline steps can call, implemented by exactly one of a Python "
     "function, an HTTP request or an MCP server tool, with its timeout, retry, idempotency, "
     "circuit-breaker, approval and isolation policies.",
+    "McpServer": "An MCP server (a local process over stdio, or a remote one over streamable HTTP) "
+    "whose tools Tool specs and Agents use; `platform plan` pins its tools' schemas in mcp.lock.yaml.",
     "Memory": "The memory an agent uses: a token-bounded working memory with optional compaction, and "
     "vector-backed episodic and knowledge layers ranked by relevance, recency and importance.",
     "Guardrail": "A check run at one or more stages (input, tool_output, action, output) that blocks, "
@@ -73,6 +75,9 @@ KIND_DESCRIPTIONS: dict[str, str] = {
     "inputs are templates over earlier outputs; a step can fan out over a list.",
     "Supervisor": "Routes typed tasks to agents or pipelines through a priority queue with bounded "
     "concurrency, and places the sub-agents on the cluster.",
+    "Endpoint": "An HTTP API on Ray Serve for agents, pipelines and supervisors: start runs (waiting "
+    "or detached), read, list and cancel them, decide approvals; bearer-token auth, bounded bodies, "
+    "per-unit concurrency, an OpenAPI document from the units' schemas.",
     "Test": "A run of an agent, pipeline or supervisor with given inputs (and, optionally, a model "
     "that answers every model call), and the expectations its result must meet: outcome, output "
     "values, tool calls, guardrail decisions, iterations, tokens and cost. Run by `platform test`; "

@@ -25,8 +25,10 @@ them) recurse once per level of nesting: a template may nest brackets at most
 `MAX_TEMPLATE_DEPTH` levels, or it is a `TemplateSyntaxError` like any other, from `parse` and
 `from_string` alike, so `validate` reports exactly what would fail at run time.
 
-`a.b` reads the key `b` of a mapping before any attribute: a run input or step output field
-named `items`, `keys` or `values` is that field, not the dict method of that name.
+`a.b` reads the key `b` of a mapping (any `Mapping`, not only `dict`) before any attribute: a run
+input or step output field named `items`, `keys` or `values` is that field, not the dict method of
+that name; the methods stay reachable where no key has their name. `a['b']` (and the attribute
+lookups of filters: `map(attribute='b')`, `sort(attribute='b')`) reads only keys of a mapping.
 
 The loop and concatenation hooks are compiled into the template code by `BoundedCodeGenerator`;
 the rest are the sandbox's own hooks (`call`, `call_binop`, `wrap_str_format`) and filter wrappers.
@@ -731,9 +733,26 @@ class BoundedEnvironment(SandboxedEnvironment):
     # attribute access: the keys of spec data first
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute in obj:
-            return obj[attribute]
+        if type(obj) is dict:  # the common case, without the ABC check below
+            if attribute in obj:
+                return obj[attribute]
+        elif isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                pass
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        # A subscript of spec data names a key, never a method: `inputs['keys']` without such a
+        # key is undefined (Jinja would fall back to `dict.keys`), as `make_attrgetter` lookups
+        # (`map(attribute='items')`, `sort(attribute=...)`) are.
+        if isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
 
     # hooks the compiled code calls
 

@@ -5,19 +5,17 @@ failure messages a user sees instead of Ray tracebacks."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.cli_env import PLATFORM, isolated_env
 
 pytestmark = pytest.mark.slow
 
-PLATFORM = str(Path(sys.executable).parent / "platform")
 
 SPECS = textwrap.dedent(
     """\
@@ -48,9 +46,7 @@ def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "greeter.yaml").write_text(SPECS)
     # As on a machine that never ran Ray: an empty HOME (no ~/.ray/auth_token), no Ray variables.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    (tmp_path / "home").mkdir()
-    env.update(HOME=str(tmp_path / "home"), PLATFORM_STATE_DIR=str(tmp_path / "state"))
+    env = isolated_env(tmp_path)
     yield tmp_path, env
     platform("down", env=env)  # never leave a head behind, whatever failed
 

@@ -9,7 +9,6 @@ progress go to stderr), so `| jq` works."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.support.cli_env import PLATFORM, isolated_env
 
 pytestmark = pytest.mark.slow
 
-PLATFORM = str(Path(sys.executable).parent / "platform")
 
 SPECS = textwrap.dedent(
     """\
@@ -80,14 +79,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     (root / "invalid").mkdir()
     (root / "invalid" / "broken.yaml").write_text(INVALID)
     (root / "empty").mkdir()
-    (root / "home").mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RAY_", "OTEL_", "XDG_")) and k not in ("PLATFORM_RUN_STORE",)
-    }
-    env.update(HOME=str(root / "home"), PLATFORM_STATE_DIR=str(root / "state"))
-    project = Project(root, env)
+    project = Project(root, isolated_env(root))
     applied = project.platform("apply", "specs")
     assert applied.returncode == 0, applied.stderr
     ran = project.platform("run", "greeter", "-i", '{"who": "Ada"}')

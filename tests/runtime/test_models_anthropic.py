@@ -505,3 +505,19 @@ def test_prompt_caching_marks_the_system_prompt_and_bills_cache_tokens_at_cache_
     server.push(tool_use({"label": "true", "confidence": 7}))
     complete(make_spec(server, prompt_cache=False), request(), NoSleep())
     assert isinstance(server.requests[0].body["system"], str)
+
+
+@pytest.mark.parametrize(("max_requests", "expected"), [(None, 6), (3, 3)])
+def test_a_server_that_keeps_answering_garbage_gets_a_bounded_number_of_requests(
+    server: MessagesAPIServer, max_requests: int | None, expected: int
+) -> None:
+    """The measured failure: malformed bodies with `max_attempts: 4` cost 12 requests (instructor's
+    re-asks times the platform's attempts). Every request counts against one budget per call:
+    `max_requests`, by default `retry.max_attempts + max_reasks` (4 + 2)."""
+    server.push(*(malformed() for _ in range(20)))
+    overrides: dict[str, Any] = {"retry": {"max_attempts": 4, "backoff": {"initial": 0.01, "max": 0.01}}}
+    if max_requests is not None:
+        overrides["max_requests"] = max_requests
+    error = failure(make_spec(server, **overrides), request(), NoSleep())
+    assert isinstance(error, ModelServerError), error
+    assert len(server.requests) == expected

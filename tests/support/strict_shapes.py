@@ -35,12 +35,53 @@ def _non_empty_content(content: Any, *, allow_null: bool) -> str | None:
     return f"content must be a string or an array, not {type(content).__name__}"
 
 
+def response_format_problem(fmt: Any) -> str | None:
+    """What the API refuses in `response_format`. `schema` beside `type: json_object` is
+    llama-cpp-python's documented extension (a grammar from the schema), accepted here so the
+    `json_object_schema` mode is exercised; anything else unknown is refused."""
+    if not isinstance(fmt, dict):
+        return "response_format must be an object"
+    kind = fmt.get("type")
+    allowed = {"text": {"type"}, "json_object": {"type", "schema"}, "json_schema": {"type", "json_schema"}}
+    if kind not in allowed:
+        return f"response_format.type {kind!r} is not one of {sorted(allowed)}"
+    unknown = sorted(set(fmt) - allowed[kind])
+    if unknown:
+        return f"response_format: unrecognized argument(s) {', '.join(unknown)} for type {kind!r}"
+    if kind == "json_object" and "schema" in fmt and not isinstance(fmt["schema"], dict):
+        return "response_format.schema must be a JSON Schema object"
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            return "response_format.json_schema needs a 'name'"
+        if "schema" in spec and not isinstance(spec["schema"], dict):
+            return "response_format.json_schema.schema must be an object"
+    return None
+
+
+def llama_cpp_python_problem(message: dict[str, Any]) -> str | None:
+    """What llama-cpp-python's server refuses in a message although OpenAI accepts it: its
+    system, assistant and tool messages take `content` only as a string (an assistant's may be
+    absent, never null). The providers must send what both accept."""
+    if message.get("role") not in ("system", "assistant", "tool") or "content" not in message:
+        return None
+    if not isinstance(message["content"], str):
+        shown = "null" if message["content"] is None else type(message["content"]).__name__
+        return f"content must be a string (llama-cpp-python's server refuses {shown} here)"
+    return None
+
+
 def chat_completions_problem(body: Any) -> str | None:
-    """What OpenAI's `POST /v1/chat/completions` would refuse in `body`."""
+    """What OpenAI's `POST /v1/chat/completions` would refuse in `body`, and what
+    llama-cpp-python's server refuses besides (`llama_cpp_python_problem`)."""
     if not isinstance(body, dict):
         return "the body must be a JSON object"
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "'model' is required"
+    if "response_format" in body:
+        problem = response_format_problem(body["response_format"])
+        if problem:
+            return problem
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty array"
@@ -52,6 +93,9 @@ def chat_completions_problem(body: Any) -> str | None:
         role = message.get("role")
         if role not in CHAT_ROLES:
             return f"{where}.role {role!r} is not one of {sorted(CHAT_ROLES)}"
+        stricter = llama_cpp_python_problem(message)
+        if stricter:
+            return f"{where}: {stricter}"
         if unanswered and role != "tool":
             return (
                 f"{where}: an assistant message with 'tool_calls' must be followed by tool messages "

@@ -8,6 +8,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from agent_platform.compile.mcp_lock import (
+    LockError,
+    attached_tool_spec,
+    effective_tool_spec,
+    lock_path_for,
+    model_tool_name,
+    read_lock,
+    select_tools,
+)
+
 # The structured-output models live in output_models; the runtime imports them from here.
 from agent_platform.compile.output_models import build_output_model as build_output_model
 from agent_platform.compile.output_models import build_output_models as build_output_models
@@ -16,6 +26,7 @@ from agent_platform.compile.plan import (
     AgentLoopUnit,
     ExecutionMode,
     GuardrailBinding,
+    McpServerBinding,
     PipelineUnit,
     Plan,
     ResolvedModel,
@@ -31,6 +42,8 @@ from agent_platform.spec.kinds import (
     AgentDocument,
     GuardrailDocument,
     InjectionClassifierGuardrail,
+    McpServerDocument,
+    McpToolSelection,
     MemoryDocument,
     ModelDocument,
     ModelSpec,
@@ -88,8 +101,46 @@ class Compiler:
             assert isinstance(found.model, ToolDocument)
             spec = found.model.spec
             guardrails = tuple(self._guardrail(g) for g in spec.guardrails)
-            self.plan.tools[name] = ToolBinding(name, spec, guardrails)
+            server = None
+            if spec.mcp is not None:
+                server = self._mcp_server(spec.mcp.server)
+                spec = effective_tool_spec(spec, server.pinned.get(spec.mcp.tool))
+            self.plan.tools[name] = ToolBinding(name, spec, guardrails, server)
         return self.plan.tools[name]
+
+    def _mcp_server(self, name: str) -> McpServerBinding:
+        if name not in self.plan.mcp_servers:
+            found = self.specs.get("McpServer", name)
+            if found is None:
+                raise CompileError(f"unresolved McpServer {name!r}")
+            assert isinstance(found.model, McpServerDocument)
+            path = lock_path_for(found.document.file)
+            try:
+                pinned = read_lock(path).servers.get(name)
+            except LockError as exc:  # validate reports it; a plan built regardless pins nothing
+                raise CompileError(str(exc)) from None
+            self.plan.mcp_servers[name] = McpServerBinding(
+                name,
+                found.model.spec,
+                str(Path(found.document.file).resolve().parent),
+                str(path),
+                dict(pinned.tools) if pinned is not None else {},
+            )
+        return self.plan.mcp_servers[name]
+
+    def _attached_tools(self, selection: McpToolSelection) -> list[ToolBinding]:
+        """The tools of an Agent's attached MCP server its allow-list selects among the pinned ones."""
+        server = self._mcp_server(selection.server)
+        guardrails = tuple(self._guardrail(g) for g in server.spec.guardrails)
+        names, _ = select_tools(selection.tools, server.pinned)
+        bindings = []
+        for tool in names:
+            name = model_tool_name(server.name, tool)
+            if name not in self.plan.tools:
+                spec = attached_tool_spec(server.spec, server.pinned[tool], server.name)
+                self.plan.tools[name] = ToolBinding(name, spec, guardrails, server)
+            bindings.append(self.plan.tools[name])
+        return bindings
 
     def _guardrail(self, name: str) -> GuardrailBinding:
         found = self.specs.get("Guardrail", name)
@@ -145,6 +196,12 @@ class Compiler:
         for spec in self.specs.specs:
             ref = SpecRef(spec.kind, spec.name)
             self.plan.graph[ref] = [SpecRef(r.kind, r.name) for r in references(spec)]
+        for spec in self.specs.of_kind("Endpoint"):
+            # An endpoint depends on what it serves: a unit's new schemas change its OpenAPI.
+            from agent_platform.validate.endpoints import served_units
+
+            served = served_units(self.specs, spec)
+            self.plan.graph[SpecRef(spec.kind, spec.name)] = [SpecRef(u.kind, u.name) for u in served]
         for spec in self.specs.of_kind("Agent"):
             self._agent(spec)
         for spec in self.specs.of_kind("Pipeline"):
@@ -155,6 +212,8 @@ class Compiler:
             self._model(spec.name)
         for spec in self.specs.of_kind("Tool"):
             self._tool(spec.name)
+        for spec in self.specs.of_kind("McpServer"):
+            self._mcp_server(spec.name)
         for spec in self.specs.of_kind("Memory"):
             assert isinstance(spec.model, MemoryDocument)
             self.plan.memories[spec.name] = spec.model.spec
@@ -171,7 +230,10 @@ class Compiler:
             found = self.specs.get("Memory", agent.memory)
             assert found is not None and isinstance(found.model, MemoryDocument)
             memory = (agent.memory, found.model.spec)
-        choices = [f"{len(agent.tools)} tool{'s' if len(agent.tools) != 1 else ''}"]
+        tools = [self._tool(t) for t in agent.tools] + [
+            b for selection in agent.mcp for b in self._attached_tools(selection)
+        ]
+        choices = [f"{len(tools)} tool{'s' if len(tools) != 1 else ''}"]
         if agent.delegates:
             choices.append(f"{len(agent.delegates)} delegate{'s' if len(agent.delegates) != 1 else ''}")
         reason = (
@@ -191,7 +253,7 @@ class Compiler:
             instructions=agent.instructions,
             input_schema=agent.inputs,
             output_schema=agent.output,
-            tools=[self._tool(t) for t in agent.tools],
+            tools=tools,
             delegates=list(agent.delegates),
             memory=memory,
             remember=frozenset(agent.remember),

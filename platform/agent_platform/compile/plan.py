@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agent_platform.compile.mcp_lock import PinnedTool
 from agent_platform.compile.policy import ContextPolicy, ToolPolicy
 from agent_platform.diagnostics import SourceLocation
 from agent_platform.spec.common import Limits, Placement, Resources
 from agent_platform.spec.kinds import (
     GuardrailSpec,
     MapSpec,
+    McpServerSpec,
     MemorySpec,
     MemoryWrite,
     ModelSpec,
@@ -65,16 +67,38 @@ class ResolvedModel:
 
 
 @dataclass(frozen=True)
+class McpServerBinding:
+    """An McpServer spec and the tools its lock pins (see `compile/mcp_lock.py`)."""
+
+    name: str
+    spec: McpServerSpec
+    base_dir: str  # directory of the spec file: a stdio server's working directory is relative to it
+    lock_path: str
+    pinned: dict[str, PinnedTool] = field(compare=False)
+
+
+@dataclass(frozen=True)
 class ToolBinding:
     name: str
     spec: ToolSpec
     # The Guardrails its spec lists (applied to its output wherever it is called), resolved.
     guardrails: tuple[GuardrailBinding, ...] = ()
+    # The server of an `mcp:` tool (its spec's or an Agent's attached one); `spec.mcp.tool` names it there.
+    mcp_server: McpServerBinding | None = field(default=None, compare=False)
     # Approval, trust, egress and output caps as the runtime applies them (derived from `spec`).
     policy: ToolPolicy = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "policy", ToolPolicy.of(self.spec))
+        server = self.mcp_server
+        url = server.spec.http.url if server is not None and server.spec.http is not None else None
+        object.__setattr__(self, "policy", ToolPolicy.of(self.spec, mcp_url=url))
+
+    @property
+    def mcp_tool(self) -> PinnedTool | None:
+        """The pinned tool an `mcp:` binding calls (None when the lock does not pin it)."""
+        if self.mcp_server is None or self.spec.mcp is None:
+            return None
+        return self.mcp_server.pinned.get(self.spec.mcp.tool)
 
     @property
     def isolated(self) -> bool:
@@ -176,6 +200,7 @@ class Plan:
     tools: dict[str, ToolBinding] = field(default_factory=dict)
     models: dict[str, ResolvedModel] = field(default_factory=dict)
     memories: dict[str, MemorySpec] = field(default_factory=dict)
+    mcp_servers: dict[str, McpServerBinding] = field(default_factory=dict)
     # Every spec's dependencies (including non-unit kinds), for `plan` and for deploy order.
     graph: dict[SpecRef, list[SpecRef]] = field(default_factory=dict)
 

@@ -109,7 +109,9 @@ class ToolPolicy:
     max_output_tokens: int
 
     @classmethod
-    def of(cls, spec: ToolSpec) -> ToolPolicy:
+    def of(cls, spec: ToolSpec, *, mcp_url: str | None = None) -> ToolPolicy:
+        """`mcp_url`: the endpoint of the MCP server an `mcp:` tool is served by, when it is
+        reached over HTTP (a stdio server is a local process: no egress of its own to govern)."""
         requires_approval = (
             spec.requires_approval if spec.requires_approval is not None else spec.side_effects
         )
@@ -118,8 +120,8 @@ class ToolPolicy:
             url = spec.http.url
             redirects = getattr(spec.http, "allowed_hosts", ())
             endpoints = (endpoint_of(url), *(_redirect_endpoint(h, url) for h in redirects))
-        elif spec.mcp is not None and spec.mcp.transport == "http":
-            endpoints = (endpoint_of(spec.mcp.server),)
+        elif spec.mcp is not None and mcp_url is not None:
+            endpoints = (endpoint_of(mcp_url),)
         return cls(
             side_effects=spec.side_effects,
             requires_approval=requires_approval,

@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent_platform.compile.plan import Plan, SupervisorUnit
-from agent_platform.deploy.bundle import SpecBundle
-from agent_platform.deploy.cluster import ClusterError, connect
+from agent_platform.deploy import applied
+from agent_platform.deploy.apply_lock import ApplyInProgress, Holder, LeaseKeeper, local_lock
+from agent_platform.deploy.bundle import BundleError, SpecBundle
+from agent_platform.deploy.cluster import ClusterError, connect, read_head, running_head, start_head
 from agent_platform.deploy.control_plane import ControlPlane
 from agent_platform.deploy.credentials import runtime_env
 from agent_platform.deploy.host import (
@@ -45,6 +48,9 @@ from agent_platform.validate.references import SpecSet
 
 READY_TIMEOUT_S = 90.0
 DRAIN_GRACE_S = 120.0
+# How long a command that finds the embedded head down waits for another command that is
+# already starting it again (and restoring the deployment) before giving up.
+HEAD_LOCK_WAIT_S = 300.0
 
 
 class DeployError(RuntimeError):
@@ -71,6 +77,7 @@ class Deployment:
         self.namespace = namespace
         self.address = address
         self.control = control
+        self.embedded = False  # the platform's own head: what is applied is kept for a restart
 
     # --- connecting ---------------------------------------------------------------------------
 
@@ -84,10 +91,22 @@ class Deployment:
         run_store_url: str | None = None,
         create: bool = True,
         state_dir: Path | None = None,
+        lock_wait: float = HEAD_LOCK_WAIT_S,
+        note: Callable[[str], None] | None = None,
     ) -> Deployment:
+        """Connect to the deployment of `namespace`. On the embedded head, a head that died is
+        started again and what was applied to it restored first (see `_bring_up_embedded`);
+        `note` is told what happened, for the user."""
+        state = (state_dir or default_state_dir()).resolve()
+        embedded = _embedded(address)
+        note = note or _stderr_note
         try:
+            if embedded:
+                cls._bring_up_embedded(namespace, state, start=start, wait=lock_wait, note=note)
             resolved = connect(address, namespace, start=start)
-        except ClusterError as exc:
+            head = running_head(state) if embedded else None
+            resolved = head.address if head is not None else resolved  # as the user knows it
+        except (ClusterError, ApplyInProgress) as exc:
             raise DeployError(str(exc)) from None
         import ray  # after connect(): it sets Ray's auth mode, read when Ray is imported
 
@@ -97,31 +116,141 @@ class Deployment:
         if control is None:
             if not create:
                 raise DeployError(f"nothing is deployed in namespace {namespace!r} at {resolved}")
-            state = (state_dir or default_state_dir()).resolve()
-            control = (
-                ray.remote(ControlPlane)
-                .options(
-                    name=CONTROL_PLANE,
-                    namespace=namespace,
-                    lifetime="detached",
-                    get_if_exists=True,
-                    max_restarts=-1,
-                    max_task_retries=-1,
-                    num_cpus=0,
-                    max_concurrency=1000,
-                    # On the head node: it outlives worker nodes, and its state file lives there.
-                    resources={"node:__internal_head__": 0.001},
-                )
-                .remote(
-                    namespace,
-                    str(state / "control-plane" / f"{namespace}.json"),
-                    run_store_url or _default_store_url(state),
-                    str(state),
-                )
-            )
+            control = _create_control_plane(namespace, state, run_store_url)
         deployment = cls(namespace, resolved, control)
+        deployment.embedded = embedded
         deployment._call(control.ping.remote(), "reach the control plane", timeout=60)
         return deployment
+
+    @classmethod
+    def _bring_up_embedded(
+        cls,
+        namespace: str,
+        state: Path,
+        *,
+        start: bool,
+        wait: float,
+        note: Callable[[str], None] | None,
+    ) -> None:
+        """Start the embedded head (`start`), or start again one that died, and restore what was
+        applied to it: its replicas are created and its records written before its control plane
+        starts, so the control plane's recovery resubmits unfinished runs to replicas that
+        exist. Under the state directory's apply lock: two commands that find the head down
+        start one head and restore each deployment once."""
+        if running_head(state) is not None:
+            connect(None, namespace, start=False)
+            if _needs_restore(namespace, state):
+                with local_lock(
+                    state, purpose="restore of the deployment", wait=wait, on_wait=_waiting(note)
+                ):
+                    if _needs_restore(namespace, state):
+                        cls._restore_namespaces([namespace], state, note)
+            return
+        recorded = read_head(state)
+        if recorded is None and not start:
+            return  # connect() says that nothing is deployed
+        purpose = "start of the local Ray head" if recorded is None else "restart of the local Ray head"
+        with local_lock(state, purpose=purpose, wait=wait, on_wait=_waiting(note)):
+            if running_head(state) is None:
+                try:
+                    head = start_head(state)
+                except ClusterError as exc:
+                    if recorded is None:
+                        raise
+                    raise ClusterError(
+                        f"the local Ray head at {recorded.address} was down and could not be started "
+                        f"again: {exc}. `platform down` forgets it (the run store is kept), then "
+                        "`platform apply SPECS` starts afresh"
+                    ) from None
+                if recorded is not None and note is not None:
+                    note(
+                        f"the local Ray head at {recorded.address} was down; started it again at {head.address}"
+                    )
+            connect(None, namespace, start=False)
+            cls._restore_namespaces(
+                [ns for ns in applied.namespaces(state) if _needs_restore(ns, state)], state, note
+            )
+
+    @classmethod
+    def _restore_namespaces(
+        cls, namespaces: Sequence[str], state: Path, note: Callable[[str], None] | None
+    ) -> None:
+        for ns in namespaces:
+            try:
+                done = cls._restore(ns, state)
+            except DeployError as exc:
+                raise DeployError(
+                    f"the local Ray head was down and was started again, but restoring namespace {ns!r} "
+                    f"failed: {exc}; run `platform apply SPECS` to deploy it again"
+                ) from None
+            if note is not None and (done.restored or done.lost):
+                text = f"namespace {ns!r}: re-applied {len(done.restored)} spec(s) with replicas"
+                if done.lost:
+                    text += (
+                        f"; could not restore {', '.join(done.lost)} ({done.why}): "
+                        "run `platform apply SPECS` for them"
+                    )
+                note(text)
+            for line in done.missing_credentials:
+                if note is not None:
+                    note(line)
+
+    @classmethod
+    def _restore(cls, namespace: str, state: Path) -> RestoreReport:
+        """Recreate the replicas of every record of `namespace` from the bundle that last applied
+        it (see applied.py), then start its control plane on the updated records."""
+        report = RestoreReport()
+        state_file = applied.control_state_file(state, namespace)
+        records = applied.read_records(state_file)
+        wanted = {ref for ref, r in records.items() if r.get("actors")}
+        deployment = cls(namespace, "", None)
+        settings = applied.load_settings(state, namespace)
+        for entry in applied.load(state, namespace):
+            refs = [r for r in entry.refs if r in wanted]
+            if not refs:
+                continue
+            try:
+                specs, plan = _compile_bundle(entry.bundle)
+            except (BundleError, OSError) as exc:
+                report.lost.extend(refs)
+                report.why = str(exc)
+                wanted -= set(refs)
+                continue
+            current = {ref: {**record, "status": "missing"} for ref, record in records.items()}
+            desired = desired_state(specs, plan, os.environ)
+            actions = [
+                a
+                for a in reconcile(desired, current, prune=False)
+                if a.ref in refs and a.kind in ("create", "update") and a.has_actors
+            ]
+            config = HostConfig(
+                namespace=namespace,
+                state_dir=settings["state_dir"],
+                run_store_url=settings["run_store_url"],
+                trace_file=entry.trace_file or settings["trace_file"],
+                approve_all=entry.approve_all,
+                cwd=entry.cwd,
+            )
+            new_records, _ = deployment._deploy(actions, entry.bundle, config, plan, current)
+            for record in new_records:
+                records[record["ref"]] = record
+                report.restored.append(record["ref"])
+            for action in actions:
+                assert action.desired is not None
+                unset = [v for v in action.desired.credential_vars if not os.environ.get(v)]
+                if unset:
+                    report.missing_credentials.append(
+                        f"{action.ref} reads {', '.join(unset)}, which this command's environment does "
+                        "not set: run `platform apply SPECS` from a shell that has it"
+                    )
+            wanted -= set(refs)
+        for ref in sorted(wanted):  # applied by a platform that kept no bundle
+            report.lost.append(ref)
+            report.why = report.why or "its specs were not kept"
+            records[ref] = {**records[ref], "status": "missing"}
+        applied.write_records(state_file, records)
+        _create_control_plane(namespace, state, settings["run_store_url"])
+        return report
 
     def _call(self, ref: Any, what: str, *, timeout: float = 30.0) -> Any:
         import ray
@@ -152,14 +281,54 @@ class Deployment:
         prune: bool = False,
         approve_all: bool = False,
         trace_file: str | None = None,
+        lock_wait: float = 0.0,
+        note: Callable[[str], None] | None = None,
+    ) -> ApplyReport:
+        """Reconcile the deployment with `specs`, holding the control plane's apply lease (one
+        apply at a time per namespace, from any machine) from reading the records to writing
+        them. A second apply waits up to `lock_wait` seconds, then gets `DeployError`."""
+        if dry_run:
+            desired = desired_state(specs, plan, os.environ)
+            actions = reconcile(desired, self._with_liveness(self.records()), prune=prune)
+            return ApplyReport(actions, dry_run=True)
+        assert bundle is not None, "a real apply needs the bundle"
+        keeper = LeaseKeeper(self._lease_call, wait=lock_wait, on_wait=_waiting(note))
+        try:
+            with keeper:
+                report = self._apply(
+                    specs, plan, bundle, prune=prune, approve_all=approve_all, trace_file=trace_file
+                )
+        except ApplyInProgress as exc:
+            raise DeployError(str(exc)) from None
+        if keeper.lost and note is not None:
+            note(
+                "the apply lock ran out while this apply ran (a stall longer than the lease): check `platform get`"
+            )
+        return report
+
+    def _lease_call(self, method: str, *args: Any) -> Any:
+        try:
+            remote = getattr(self.control, method)
+        except AttributeError:
+            # A control plane started by an earlier platform has no lease: the apply goes ahead
+            # as it did then (on the embedded head, the state directory's lock still holds).
+            return None if method == "acquire_apply_lock" else True
+        return self._call(remote.remote(*args), "hold the apply lock", timeout=30)
+
+    def _apply(
+        self,
+        specs: SpecSet,
+        plan: Plan,
+        bundle: SpecBundle,
+        *,
+        prune: bool,
+        approve_all: bool,
+        trace_file: str | None,
     ) -> ApplyReport:
         desired = desired_state(specs, plan, os.environ)
         current = self._with_liveness(self.records())
         actions = reconcile(desired, current, prune=prune)
-        report = ApplyReport(actions, dry_run=dry_run)
-        if dry_run:
-            return report
-        assert bundle is not None, "a real apply needs the bundle"
+        report = ApplyReport(actions)
         to_deploy = [a for a in actions if a.kind in ("create", "update") and a.has_actors]
         self._check_placement(to_deploy)
         settings = self.settings()
@@ -171,6 +340,46 @@ class Deployment:
             approve_all=approve_all,
             cwd=str(Path.cwd()),
         )
+        new_records, report.placements = self._deploy(to_deploy, bundle, config, plan, current)
+        retired: list[str] = []
+        for action in actions:
+            if action.kind in ("create", "update") and not action.has_actors and action.desired:
+                new_records.append(_record(action, generation=0, actors=[], placement=[]))
+            if action.kind == "update" and action.record:
+                retired.extend(action.record.get("actors", []))
+        self._call(self.control.put.remote(new_records), "record the deployment")
+        deleted = [a for a in actions if a.kind == "delete"]
+        if deleted:
+            self._call(self.control.remove.remote([a.ref for a in deleted]), "remove deleted specs")
+            for action in deleted:
+                retired.extend((action.record or {}).get("actors", []))
+        if retired:
+            self._call(self.control.retire.remote(retired, DRAIN_GRACE_S), "retire replaced actors")
+        if self.embedded:
+            # Kept for a restart of the head (applied.py): the refs whose records this apply wrote.
+            applied.record_apply(
+                Path(settings["state_dir"]),
+                self.namespace,
+                bundle,
+                [a.ref for a in actions if a.kind in ("create", "update", "unchanged") and a.desired],
+                approve_all=approve_all,
+                trace_file=trace_file,
+                cwd=config.cwd,
+                deleted=[a.ref for a in deleted],
+                settings=settings,
+            )
+        return report
+
+    def _deploy(
+        self,
+        to_deploy: Sequence[Action],
+        bundle: SpecBundle,
+        config: HostConfig,
+        plan: Plan,
+        current: Mapping[str, Mapping[str, Any]],
+    ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """Start the replicas of `to_deploy` and wait until each answers; their new records and
+        placements. On a failure, the replicas started so far are killed."""
         # Replicas of all units start in parallel (each is a new worker process); `colocate`
         # units follow in a second wave, once the supervisors whose node they share are placed.
         waves = [
@@ -178,7 +387,7 @@ class Deployment:
             [a for a in to_deploy if _strategy(a) == "colocate"],
         ]
         new_records: list[dict[str, Any]] = []
-        retired: list[str] = []
+        placements: dict[str, list[dict[str, Any]]] = {}
         created: list[Any] = []
         try:
             for wave in waves:
@@ -197,7 +406,7 @@ class Deployment:
                         placement=placement,
                     )
                     new_records.append(record)
-                    report.placements[action.ref] = placement
+                    placements[action.ref] = placement
         except DeployError:
             import ray
 
@@ -205,20 +414,7 @@ class Deployment:
                 with contextlib.suppress(Exception):
                     ray.kill(handle, no_restart=True)
             raise
-        for action in actions:
-            if action.kind in ("create", "update") and not action.has_actors and action.desired:
-                new_records.append(_record(action, generation=0, actors=[], placement=[]))
-            if action.kind == "update" and action.record:
-                retired.extend(action.record.get("actors", []))
-        self._call(self.control.put.remote(new_records), "record the deployment")
-        deleted = [a for a in actions if a.kind == "delete"]
-        if deleted:
-            self._call(self.control.remove.remote([a.ref for a in deleted]), "remove deleted specs")
-            for action in deleted:
-                retired.extend((action.record or {}).get("actors", []))
-        if retired:
-            self._call(self.control.retire.remote(retired, DRAIN_GRACE_S), "retire replaced actors")
-        return report
+        return new_records, placements
 
     def _with_liveness(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Records whose replicas are gone (a node lost for good, a restarted cluster) are marked
@@ -390,6 +586,8 @@ class Deployment:
         if report.deleted:
             actors = [a for r in report.deleted for a in records[r].get("actors", [])]
             self._call(self.control.remove.remote(report.deleted), "remove specs")
+            if self.embedded:
+                applied.forget(Path(self.settings()["state_dir"]), self.namespace, report.deleted)
             if actors:
                 self._call(self.control.retire.remote(actors, DRAIN_GRACE_S), "retire actors")
         return report
@@ -468,31 +666,14 @@ class Deployment:
         """Cancel a run and its unfinished hand-offs. A run in flight is cancelled on the replica
         running it; one that no replica holds (pending, or left by a lost replica) is finished
         `cancelled` in the run store, so nothing resumes it. Returns the finished record."""
-        from agent_platform.runstore import RunNotFound, RunStatus, open_run_store
+        from agent_platform.runstore import open_run_store
 
         store = open_run_store(self.settings()["run_store_url"])
         records = self.records()
 
         async def go() -> RunRecord:
             try:
-                record = await store.get_run(run_id)
-                if record is None:
-                    raise RunNotFound(run_id)
-                if record.finished:
-                    raise DeployError(f"run {run_id} already ended: {record.status.value}")
-                targets = [record, *await _unfinished_descendants(store, run_id)]
-                for target in reversed(targets):  # hand-offs first: a parent waits for them
-                    if not await self._cancel_in_flight(target, records):
-                        latest = await store.get_run(target.run_id)
-                        if latest is not None and not latest.finished:
-                            with contextlib.suppress(RunStoreError):
-                                await store.finish(
-                                    target.run_id,
-                                    latest.attempt,
-                                    RunStatus.CANCELLED,
-                                    error=CANCELLED_BY_USER,
-                                )
-                return await store.wait(run_id, timeout=wait)
+                return await self.cancel_in(store, records, run_id, wait=wait)
             finally:
                 await store.close()
 
@@ -500,6 +681,34 @@ class Deployment:
             return asyncio.run(go())
         except TimeoutError:
             raise DeployError(f"run {run_id} was asked to cancel but had not ended after {wait:g}s") from None
+
+    async def cancel_in(
+        self, store: Any, records: Mapping[str, Any], run_id: str, *, wait: float
+    ) -> RunRecord:
+        """`cancel` on an event loop that is already running (the HTTP API's), with the run store
+        and the deployment's records at hand. Raises RunNotFound, DeployError (the run already
+        ended) and TimeoutError."""
+        from agent_platform.runstore import RunNotFound, RunStatus
+
+        record = await store.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        if record.finished:
+            raise DeployError(f"run {run_id} already ended: {record.status.value}")
+        targets = [record, *await _unfinished_descendants(store, run_id)]
+        for target in reversed(targets):  # hand-offs first: a parent waits for them
+            if not await self._cancel_in_flight(target, records):
+                latest = await store.get_run(target.run_id)
+                if latest is not None and not latest.finished:
+                    with contextlib.suppress(RunStoreError):
+                        await store.finish(
+                            target.run_id,
+                            latest.attempt,
+                            RunStatus.CANCELLED,
+                            error=CANCELLED_BY_USER,
+                        )
+        result: RunRecord = await store.wait(run_id, timeout=wait)
+        return result
 
     async def _cancel_in_flight(self, record: RunRecord, records: Mapping[str, Any]) -> bool:
         import ray
@@ -549,6 +758,106 @@ async def _unfinished_descendants(store: Any, run_id: str) -> list[RunRecord]:
             found.append(child)
             frontier.append(child.run_id)
     return found
+
+
+@dataclass
+class RestoreReport:
+    restored: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    why: str = ""
+    missing_credentials: list[str] = field(default_factory=list)
+
+
+def _stderr_note(text: str) -> None:
+    print(f"platform: {text}", file=sys.stderr, flush=True)
+
+
+def _embedded(address: str | None) -> bool:
+    """Whether this command uses the platform's own head (not a cluster given by address, nor a
+    connection this process already has: tests and benchmarks)."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return False
+    loaded = sys.modules.get("ray")
+    return not (loaded is not None and loaded.is_initialized())
+
+
+def _needs_restore(namespace: str, state: Path) -> bool:
+    """A namespace with replicas on record whose control plane is not running: the head it was
+    applied to died (this checks the live head, so Ray must be connected, or the head just
+    started)."""
+    records = applied.read_records(applied.control_state_file(state, namespace))
+    if not any(r.get("actors") for r in records.values()):
+        return False
+    loaded = sys.modules.get("ray")
+    if loaded is None or not loaded.is_initialized():
+        return True  # not connected yet: the caller connects, then asks again
+    try:
+        loaded.get_actor(CONTROL_PLANE, namespace=namespace)
+    except ValueError:
+        return True
+    return False
+
+
+def _waiting(note: Callable[[str], None] | None) -> Callable[[Holder | None], None] | None:
+    if note is None:
+        return None
+
+    def told(holder: Holder | None) -> None:
+        who = f" ({holder.describe()})" if holder is not None else ""
+        what = holder.purpose if holder is not None else "apply"
+        note(f"waiting for another {what}{who} to finish")
+
+    return told
+
+
+def _create_control_plane(namespace: str, state: Path, run_store_url: str | None) -> Any:
+    import ray
+
+    return (
+        ray.remote(ControlPlane)
+        .options(
+            name=CONTROL_PLANE,
+            namespace=namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=-1,
+            num_cpus=0,
+            max_concurrency=1000,
+            # On the head node: it outlives worker nodes, and its state file lives there.
+            resources={"node:__internal_head__": 0.001},
+        )
+        .remote(
+            namespace,
+            str(applied.control_state_file(state, namespace)),
+            run_store_url or _default_store_url(state),
+            str(state),
+        )
+    )
+
+
+def _compile_bundle(bundle: SpecBundle) -> tuple[SpecSet, Plan]:
+    """As `SpecBundle.compile`, with the validated specs too (reconcile needs them)."""
+    from agent_platform.compile import build_output_models, compile_specs
+    from agent_platform.diagnostics import Diagnostics
+    from agent_platform.load import load_text
+    from agent_platform.validate import ValidationOptions, validate_documents
+
+    diagnostics = Diagnostics()
+    documents = []
+    for path, text in bundle.files:
+        loaded = load_text(text, path)
+        documents.extend(loaded.documents)
+        diagnostics.extend(loaded.diagnostics)
+    options = ValidationOptions(plugin_paths=[Path(p) for p in bundle.plugin_paths])
+    report = validate_documents(documents, diagnostics, options)
+    if report.ok:
+        plan = compile_specs(report.specs)
+        build_output_models(plan, report.diagnostics)
+        if not report.diagnostics.has_errors:
+            return report.specs, plan
+    errors = "; ".join(str(d) for d in report.diagnostics.sorted()[:3])
+    raise BundleError(f"the specs it was applied from no longer validate: {errors}")
 
 
 def _record(

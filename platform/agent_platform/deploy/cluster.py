@@ -12,7 +12,10 @@ documented variables (`RAY_AUTH_MODE=token`, `RAY_AUTH_TOKEN_PATH`), both to the
 to every command that connects to it. A user's own `~/.ray/auth_token` or `RAY_AUTH_TOKEN` is
 neither read nor written for the embedded head; a cluster given by address uses exactly those.
 
-An unreachable address fails fast with a message, instead of Ray's minute-long retry loop."""
+An unreachable address fails fast with a message, instead of Ray's minute-long retry loop, and so
+does a command whose cluster goes away while it runs (see `_watch_cluster`). A recorded head
+that died is started again by the next command that needs it (deploy/client.py restores what was
+applied to it)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
@@ -136,14 +140,32 @@ def read_head(base: Path | None = None) -> HeadInfo | None:
 def running_head(base: Path | None = None) -> HeadInfo | None:
     """The embedded head recorded under the state directory, if it is still up."""
     head = read_head(base)
-    if head is None or not pid_alive(head.pid) or not reachable(head.address):
+    if head is None or not pid_alive(head.pid):
         return None
+    if not reachable(head.address):
+        # A head that is down is replaced, its leftovers killed: a live one that was slow to
+        # accept one connection must not be taken for dead.
+        time.sleep(0.5)
+        if not reachable(head.address):
+            return None
     return head
 
 
 def start_head(base: Path | None = None) -> HeadInfo:
-    """Start an embedded Ray head that outlives this process."""
+    """Start an embedded Ray head that outlives this process. A recorded head that died is
+    replaced: what is left of its processes (workers, agents) is killed first, so they neither
+    hold memory nor answer on stale ports."""
     directory = base or state_dir()
+    previous = read_head(directory)
+    if previous is not None:
+        _kill_leftovers(previous)
+    try:
+        return _start_head(directory)
+    except OSError as exc:  # the state directory cannot be written (read-only, full, replaced)
+        raise ClusterError(f"cannot start a local Ray head under {directory}: {exc}") from None
+
+
+def _start_head(directory: Path) -> HeadInfo:
     make_private_dirs(directory)
     log_path = directory / "ray-head.log"
     create_private_file(log_path)
@@ -200,8 +222,38 @@ def stop_head(base: Path | None = None, *, timeout: float = 45.0) -> HeadInfo | 
         return None
     if pid_alive(head.pid):
         _terminate(head.pid, timeout=timeout)
+    _kill_leftovers(head)
     path.unlink(missing_ok=True)
     return head
+
+
+def head_processes(head: HeadInfo) -> dict[int, str]:
+    """The processes of the head's session (pid -> command name): `ray start` runs in a session
+    of its own, and everything it starts (GCS, raylet, workers) stays in it."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # The command name is in parentheses and may hold spaces: fields follow the last ')'.
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            session = int(fields[3])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        # The session id of a dead leader is never given to a new process while members are
+        # left, but check the command too: only Ray's processes are ever killed here.
+        if session == head.pid and (b"ray" in cmdline or name.startswith(("ray", "gcs_server", "raylet"))):
+            found[int(entry.name)] = name
+    return found
+
+
+def _kill_leftovers(head: HeadInfo) -> None:
+    for pid in head_processes(head):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _terminate(pid: int, *, timeout: float = 45.0) -> None:
@@ -262,6 +314,8 @@ def connect(address: str | None, namespace: str, *, start: bool) -> str:
     logging.getLogger("ray").setLevel(logging.WARNING)
     failure: BaseException | None = None
     refused_token = False
+    watching = threading.Event()
+    log_path = _watch_cluster(resolved, running_head() if embedded else None, watching)
     with _native_stderr_captured() as captured:
         try:
             ray.init(
@@ -275,10 +329,119 @@ def connect(address: str | None, namespace: str, *, start: bool) -> str:
             failure = exc
             refused_token = _is_auth_failure(exc) or "InvalidAuthToken" in captured.text()
     if failure is not None:
+        watching.set()  # not connected: nothing to watch, and the command may go on without Ray
         if refused_token:
             raise ClusterError(_token_problem(resolved, embedded, failure)) from None
         raise ClusterError(f"cannot connect to the Ray cluster at {resolved}: {failure}") from None
+    if log_path is not None:
+        with contextlib.suppress(OSError):
+            _native_stderr_to(log_path)
+        _driver_messages_to(log_path)
     return resolved
+
+
+# --- while connected ------------------------------------------------------------------------------
+
+WATCH_INTERVAL_S = 0.5
+# Consecutive failed checks before the cluster counts as gone: the embedded head's death is
+# certain at once (its pid, a loopback port); a remote GCS may be restarting (GCS fault
+# tolerance) or behind a network blip, so it is given longer.
+WATCH_MISSES_EMBEDDED = 3
+WATCH_MISSES_REMOTE = 20
+
+_activity: dict[str, str] = {}
+
+
+def note_activity(doing: str, run_id: str | None = None) -> None:
+    """What this command is doing with the cluster, for the message if the cluster goes away
+    meanwhile (`run_id`: a run that was assigned, which the user can ask about later)."""
+    _activity.clear()
+    _activity["doing"] = doing
+    if run_id:
+        _activity["run_id"] = run_id
+
+
+def _watch_cluster(address: str, head: HeadInfo | None, stop: threading.Event) -> Path | None:
+    """A dead head must not cost the user a minute: Ray's C++ client retries the GCS for 60 s,
+    logging each retry to fd 2, then ends the process with its own message. So from the moment
+    this command starts connecting, a thread checks that the cluster still answers, and when it
+    stops answering the command ends at once with a message naming what to run. Once connected,
+    Ray's own output goes to the returned log file for the rest of the command (Python's
+    `sys.stderr` keeps the terminal)."""
+    if address == "auto" or address.startswith("ray://"):
+        return None  # no GCS port of our own to watch; Ray's client mode reports its own failures
+    log_path = (head_file().parent if head is not None else state_dir()) / "ray-client.log"
+    terminal = os.dup(2)  # the user's stderr, whatever fd 2 points at when the message is due
+    thread = threading.Thread(
+        target=_watch, args=(address, head, log_path, terminal, stop), name="cluster-watch", daemon=True
+    )
+    thread.start()
+    return log_path
+
+
+def _native_stderr_to(log_path: Path) -> None:
+    make_private_dirs(log_path.parent)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    sink = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.dup2(sink, 2)
+    finally:
+        os.close(sink)
+    sys.stderr = open(terminal, "w", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
+
+
+def _driver_messages_to(log_path: Path) -> None:
+    """Ray's driver prints what the cluster reports to it (a raylet that died comes with the last
+    20 lines of its log) to *stdout*, where the command's data goes. `log_to_driver=False` does
+    not cover these; they go to the log file instead."""
+    import ray._private.worker as ray_worker
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
+            for line in data.get("lines", []):
+                log.write(f"({data.get('pid', 'ray')}) {line}\n")
+
+    if hasattr(ray_worker, "print_to_stdstream"):
+        ray_worker.print_to_stdstream = to_log
+
+
+def _watch(address: str, head: HeadInfo | None, log_path: Path, terminal: int, stop: threading.Event) -> None:
+    misses = 0
+    allowed = WATCH_MISSES_EMBEDDED if head is not None else WATCH_MISSES_REMOTE
+    while not stop.wait(WATCH_INTERVAL_S):
+        alive = reachable(address, timeout=1.0) and (head is None or pid_alive(head.pid))
+        misses = 0 if alive else misses + 1
+        if misses >= allowed:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                os.write(terminal, (_gone_message(address, head is not None, log_path) + "\n").encode())
+            os._exit(1)
+
+
+def _gone_message(address: str, embedded: bool, log_path: Path) -> str:
+    doing = _activity.get("doing")
+    run_id = _activity.get("run_id")
+    stopped = embedded and read_head() is None  # `platform down`: on purpose, nothing comes back
+    if stopped:
+        what = f"the local Ray head at {address} was stopped (`platform down`)"
+    elif embedded:
+        what = f"the local Ray head at {address} went down"
+    else:
+        what = f"the Ray cluster at {address} stopped answering"
+    text = f"platform: {what}" + (f" while {doing}" if doing else "")
+    if stopped:
+        return text
+    if embedded:
+        text += "; the next `platform` command restarts it and re-applies the deployment"
+    else:
+        text += "; check the cluster, then run `platform get`"
+    if run_id:
+        text += (
+            f". Run {run_id} resumes from its last checkpoint once the cluster is back if it was "
+            f"recorded: `platform result {run_id}`"
+        )
+    return text + f" (Ray's own messages: {log_path})"
 
 
 def _is_auth_failure(exc: BaseException) -> bool:

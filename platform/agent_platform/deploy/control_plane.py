@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agent_platform.deploy.apply_lock import Lease
 from agent_platform.deploy.host import CONTROL_PLANE, Router, RunRequest
 from agent_platform.state_files import create_private_file, make_private_dirs
 
@@ -43,6 +44,7 @@ class ControlPlane:
         self.router = Router(namespace, run_store_url)
         self._background: set[asyncio.Task[Any]] = set()
         self._recovered = False
+        self._apply_lease = Lease()  # in memory: a restarted control plane has no apply running
         self._driving: set[str] = set()  # detached and recovered runs this actor is driving
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -119,6 +121,17 @@ class ControlPlane:
         if record is None or record.get("status") != "ready":
             return []
         return list(record.get("actors", []))
+
+    # --- one apply at a time (see apply_lock.py) --------------------------------------------------
+
+    def acquire_apply_lock(self, holder: dict[str, Any], lease_s: float) -> dict[str, Any] | None:
+        return self._apply_lease.acquire(holder, lease_s)
+
+    def renew_apply_lock(self, token: str, lease_s: float) -> bool:
+        return self._apply_lease.renew(token, lease_s)
+
+    def release_apply_lock(self, token: str) -> None:
+        self._apply_lease.release(token)
 
     # --- retiring replaced actors -----------------------------------------------------------------
 

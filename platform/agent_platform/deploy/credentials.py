@@ -32,6 +32,13 @@ def credential_vars(snapshots: Iterable[Mapping[str, Any]]) -> list[str]:
                 found.add(named)
             elif value.get("provider") in DEFAULT_KEY_VARS and "api_key_env" not in value:
                 found.add(DEFAULT_KEY_VARS[str(value["provider"])])
+            # An McpServer's: a stdio server's `env` (its variables, each read from a named one) and
+            # an HTTP server's headers (`{env: NAME, prefix: ...}`).
+            passed = value.get("env")
+            if "command" in value and isinstance(passed, Mapping):
+                found.update(v for v in passed.values() if isinstance(v, str))
+            elif isinstance(passed, str) and set(value) <= {"env", "prefix"}:
+                found.add(passed)
             stack.extend(value.values())
         elif isinstance(value, list | tuple):
             stack.extend(value)

@@ -68,6 +68,15 @@ def desired_state(
         ref = str(SpecRef(typed.kind, typed.name))
         own[ref] = spec_hash(typed)
         behaviour[ref] = _behaviour_hash(snapshot_of(typed))
+        server = plan.mcp_servers.get(typed.name) if typed.kind == "McpServer" else None
+        if server is not None:
+            # What mcp.lock.yaml pins is part of what the server does: tools accepted with
+            # `plan --update-mcp-lock` replace the replicas that call them (they compiled the old pins).
+            pins = json.dumps(
+                {name: tool.to_json() for name, tool in sorted(server.pinned.items())}, sort_keys=True
+            )
+            own[ref] = hashlib.sha256(f"{own[ref]}\0{pins}".encode()).hexdigest()[:16]
+            behaviour[ref] = hashlib.sha256(f"{behaviour[ref]}\0{pins}".encode()).hexdigest()[:16]
         desired[ref] = DesiredSpec(
             ref=ref,
             kind=typed.kind,

@@ -10,7 +10,13 @@ import jsonschema_rs
 
 
 class InputError(ValueError):
-    """The inputs of a run do not match the unit's schema; nothing has run."""
+    """The inputs of a run do not match the unit's schema; nothing has run. `problems` are
+    (JSON pointer into the inputs, message) pairs, for callers that report them located (the HTTP
+    API's 422)."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
@@ -49,10 +55,11 @@ def check_inputs(schema: dict[str, Any], value: Any, *, unit: str) -> dict[str, 
     validator = _validator(schema)
     if validator.is_valid(filled):
         return filled  # type: ignore[no-any-return]
-    problems = [
-        f"{'/'.join(str(p) for p in error.instance_path) or '(root)'}: {error.message}"
+    located = [
+        ("".join(f"/{p}" for p in error.instance_path), error.message)
         for error in validator.iter_errors(filled)
     ]
-    if problems:
-        raise InputError(f"{unit}: invalid inputs: " + "; ".join(problems))
+    if located:
+        problems = [f"{pointer[1:] or '(root)'}: {message}" for pointer, message in located]
+        raise InputError(f"{unit}: invalid inputs: " + "; ".join(problems), located)
     return filled  # type: ignore[no-any-return]

@@ -112,12 +112,15 @@ class ModelSpec(SpecModel):
         default=None,
         description="scripted: simulated time per call, for load tests and concurrency demos.",
     )
-    structured_output: Literal["tools", "json_schema", "json"] = Field(
+    structured_output: Literal["tools", "json_schema", "json", "json_object_schema"] = Field(
         default="tools",
         description="How structured answers are asked for: `tools` (a forced function call), "
-        "`json_schema` (response_format with the schema; openai only) or `json` (JSON mode, the "
-        "schema in the prompt; openai only). A local server whose grammar cannot take a large "
-        "schema works with `json`. The answer is validated against the schema in every mode.",
+        "`json_schema` (response_format with the schema; openai only), `json` (JSON mode, the "
+        "schema in the prompt; openai only) or `json_object_schema` (JSON mode with the schema "
+        "also in `response_format: {type: json_object, schema}`, which llama-cpp-python compiles "
+        "to a grammar; it refuses `json_schema`; openai only). For small models on "
+        "llama-cpp-python, `json_object_schema` is the mode that keeps answers in shape. The "
+        "answer is validated against the schema in every mode.",
     )
     max_reasks: int = Field(
         default=2,
@@ -135,6 +138,13 @@ class ModelSpec(SpecModel):
         default=120.0,
         description="The longest `Retry-After` a server may ask for that is waited in full; a "
         "longer hint waits this long. Retries otherwise follow `retry`.",
+    )
+    max_requests: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="The most requests one call may send, retries and re-asks together (each is "
+        "billed). Default: `retry.max_attempts + max_reasks`.",
     )
     circuit_breaker: CircuitBreakerPolicy | None = Field(
         default=None,
@@ -255,8 +265,10 @@ class HttpImplementation(SpecModel):
 
 
 class McpImplementation(SpecModel):
-    server: NonEmptyStr = Field(description="Command line (stdio) or URL (http) of the MCP server.")
-    transport: Literal["stdio", "http"] = "stdio"
+    """One tool of an MCP server. Its input schema, description and annotations come from the
+    server, pinned in `mcp.lock.yaml` by `platform plan`; a run refuses a server that drifted."""
+
+    server: ResourceName = Field(description="The McpServer that serves it.")
     tool: NonEmptyStr = Field(description="The tool's name on that server.")
 
 
@@ -344,6 +356,123 @@ class ToolSpec(SpecModel):
                     "max_attempts",
                 )
         return self
+
+
+# --- McpServer ----------------------------------------------------------------------------------
+
+# How a header is spelt on the wire (RFC 9110 token characters).
+HTTP_HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+
+
+class McpHeaderFromEnv(SpecModel):
+    """A header whose value is read from the environment when the server is connected (secrets
+    never live in YAML)."""
+
+    env: EnvVarName = Field(description="The environment variable holding the value.")
+    prefix: str = Field(default="", description="Text put before the value, e.g. 'Bearer '.")
+
+
+class McpStdioTransport(SpecModel):
+    """A local server the platform starts as a child process and talks to over its stdin and
+    stdout: once per runtime (per replica), shared by its runs, restarted if it dies."""
+
+    command: NonEmptyStr = Field(description="The executable (looked up on PATH).")
+    args: list[str] = Field(default_factory=list)
+    env: dict[EnvVarName, EnvVarName] = Field(
+        default_factory=dict,
+        description="Variables the server is given, each read from the named variable of the "
+        "platform's environment: `{GITHUB_TOKEN: MY_GITHUB_TOKEN}`. Nothing else of the platform's "
+        "environment is passed on but HOME, LOGNAME, PATH, SHELL, TERM and USER.",
+    )
+    cwd: str | None = Field(
+        default=None,
+        description="Working directory of the server, relative to this file's directory. Default: "
+        "this file's directory.",
+    )
+
+
+class McpHttpTransport(SpecModel):
+    """A remote server reached over MCP's streamable HTTP transport."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")] = Field(
+        description="The server's MCP endpoint, e.g. https://mcp.example.com/mcp."
+    )
+    headers: dict[Annotated[str, Field(pattern=HTTP_HEADER_NAME_PATTERN)], McpHeaderFromEnv] = Field(
+        default_factory=dict,
+        description="Headers sent with every request, each built from an environment variable: "
+        "`{Authorization: {env: MCP_TOKEN, prefix: 'Bearer '}}`.",
+    )
+    connect_timeout: Duration = Field(default=10.0, description="To open a connection.")
+    read_timeout: Duration = Field(
+        default=300.0, description="The longest wait for data on an open response stream."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _fixed_origin(cls, url: str) -> str:
+        if _TEMPLATE_START.search(url):
+            raise ValueError("the url is sent as written: it may not hold a template")
+        split_url_origin(url)
+        return url
+
+
+class McpServerSpec(SpecModel):
+    """An MCP server whose tools agents and pipelines call: one Tool spec per tool (`mcp: {server,
+    tool}`) or a whole server attached to an Agent under an allow-list (`Agent.spec.mcp`).
+    `platform plan` connects to it, checks the tools used exist and pins their schemas,
+    descriptions and annotations in `mcp.lock.yaml` next to this file; `validate` never contacts
+    it. The settings below apply to tools attached to an Agent; a Tool spec has its own."""
+
+    stdio: McpStdioTransport | None = None
+    http: McpHttpTransport | None = None
+    startup_timeout: Duration = Field(
+        default=30.0, description="To start or connect to the server and list its tools."
+    )
+    timeout: Duration = Field(default=30.0, description="Per call of an attached tool.")
+    circuit_breaker: CircuitBreakerPolicy | None = Field(
+        default=None, description="For each attached tool: stop calling it for a while after failures."
+    )
+    trust: Literal["trusted", "untrusted"] = Field(
+        default="untrusted",
+        description="Whether the output of its attached tools may carry instructions from someone "
+        "other than the user (see Tool.spec.trust). Untrusted by default: an MCP server returns "
+        "whatever it read.",
+    )
+    max_output: ToolOutputLimit = Field(
+        default_factory=lambda: ToolOutputLimit(),
+        description="How much of an attached tool's output a model is shown.",
+    )
+    guardrails: list[ResourceName] = Field(
+        default_factory=list, description="Applied to the output of each attached tool."
+    )
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> Self:
+        chosen = [k for k in ("stdio", "http") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) if chosen else "none"
+            raise FieldError(
+                f"an MCP server needs exactly one transport of stdio, http (found: {found})", *chosen[1:2]
+            )
+        return self
+
+    @property
+    def transport(self) -> Literal["stdio", "http"]:
+        return "stdio" if self.stdio is not None else "http"
+
+
+class McpToolSelection(SpecModel):
+    """The tools of an MCP server an Agent may call, chosen by an allow-list. Each is offered to
+    the model as `<server>_<tool>` (characters other than letters, digits, '_' and '-' become
+    '_'), with the description and input schema pinned in `mcp.lock.yaml`; its side effects,
+    approval and retries follow the server's annotations (see docs/spec-reference.md)."""
+
+    server: ResourceName = Field(description="The McpServer.")
+    tools: list[NonEmptyStr] = Field(
+        min_length=1,
+        description="Allow-list: tool names on the server, or shell-style patterns ('read_*'; '*' "
+        "for every tool). Each entry must match a tool the server has.",
+    )
 
 
 # --- Memory -----------------------------------------------------------------------------------
@@ -704,6 +833,9 @@ class AgentSpec(SpecModel):
     inputs: JsonSchema = Field(default_factory=lambda: {"type": "object"})
     output: JsonSchema | None = Field(default=None, description="Schema of the final answer.")
     tools: list[ResourceName] = Field(default_factory=list)
+    mcp: list[McpToolSelection] = Field(
+        default_factory=list, description="MCP servers whose tools it may call, each under an allow-list."
+    )
     delegates: list[ResourceName] = Field(default_factory=list, description="Agents it may hand work to.")
     memory: ResourceName | None = None
     remember: list[ResourceName] = Field(
@@ -1204,6 +1336,69 @@ class TestSpec(SpecModel):
     )
 
 
+# --- Endpoint ---------------------------------------------------------------------------------
+
+
+class EndpointAuth(SpecModel):
+    """Who may call the endpoint: a bearer token read from the environment of the process that
+    applies it (secrets never live in YAML), or nobody checked at all (local development)."""
+
+    token_env: EnvVarName | None = Field(
+        default=None,
+        description="The environment variable holding the bearer token every request must carry "
+        "(`Authorization: Bearer <token>`). `apply` refuses to deploy the endpoint when it is unset.",
+    )
+    insecure: bool = Field(
+        default=False,
+        description="No token at all: anyone who reaches the port may start runs and decide "
+        "approvals. For local development only.",
+    )
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Self:
+        if (self.token_env is None) == (not self.insecure):
+            raise FieldError(
+                "auth needs exactly one of token_env (a bearer token) or insecure: true (no token, "
+                "local development only)",
+                *(["insecure"] if self.token_env is not None else []),
+            )
+        return self
+
+
+class EndpointSpec(SpecModel):
+    """Serves units over HTTP on Ray Serve (`platform apply`; `platform serve --api` for local
+    development): start runs (waiting for the result or detached), read, list and cancel them,
+    decide approvals. The OpenAPI document is generated from the units' input and output schemas."""
+
+    units: list[UnitRef] = Field(
+        default_factory=list,
+        description="The agents, pipelines and supervisors served (name, or Kind/name). Default: "
+        "every one in the specs.",
+    )
+    auth: EndpointAuth = Field(description="A bearer token from the environment, or insecure: true.")
+    host: str = Field(default="127.0.0.1", description="Where Ray Serve's HTTP proxy listens.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    route_prefix: Annotated[str, Field(pattern=r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$")] = Field(
+        default="/", description="The path the API is served under (`/v1/...` follows it)."
+    )
+    max_body: ByteSize = Field(
+        default=1024 * 1024, description="Largest request body accepted (413 beyond it), e.g. '1Mi'."
+    )
+    concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Runs of one unit in flight through one endpoint replica; more get 429 with Retry-After.",
+    )
+    wait_timeout: Duration = Field(
+        default=300.0,
+        description="The longest a request asking to wait (`?wait=true`) is held; the run goes on "
+        "after that and the answer is 202 with its id.",
+    )
+    replicas: int = Field(default=1, ge=1, le=100, description="Ray Serve replicas of the API.")
+    num_cpus: float = Field(default=0.1, ge=0, description="CPUs reserved per API replica.")
+
+
 # --- documents --------------------------------------------------------------------------------
 
 
@@ -1220,6 +1415,11 @@ class ModelDocument(_Document):
 class ToolDocument(_Document):
     kind: Literal["Tool"]
     spec: ToolSpec
+
+
+class McpServerDocument(_Document):
+    kind: Literal["McpServer"]
+    spec: McpServerSpec
 
 
 class MemoryDocument(_Document):
@@ -1247,6 +1447,11 @@ class SupervisorDocument(_Document):
     spec: SupervisorSpec
 
 
+class EndpointDocument(_Document):
+    kind: Literal["Endpoint"]
+    spec: EndpointSpec
+
+
 class TestDocument(_Document):
     __test__: ClassVar[bool] = False  # not a pytest test class
 
@@ -1257,11 +1462,13 @@ class TestDocument(_Document):
 SpecDocument = (
     ModelDocument
     | ToolDocument
+    | McpServerDocument
     | MemoryDocument
     | GuardrailDocument
     | AgentDocument
     | PipelineDocument
     | SupervisorDocument
+    | EndpointDocument
     | TestDocument
 )
 AnyDocument = Annotated[SpecDocument, Field(discriminator="kind")]
@@ -1269,11 +1476,13 @@ AnyDocument = Annotated[SpecDocument, Field(discriminator="kind")]
 DOCUMENT_MODELS: dict[str, type[_Document]] = {
     "Model": ModelDocument,
     "Tool": ToolDocument,
+    "McpServer": McpServerDocument,
     "Memory": MemoryDocument,
     "Guardrail": GuardrailDocument,
     "Agent": AgentDocument,
     "Pipeline": PipelineDocument,
     "Supervisor": SupervisorDocument,
+    "Endpoint": EndpointDocument,
     "Test": TestDocument,
 }
 KINDS: tuple[str, ...] = tuple(DOCUMENT_MODELS)

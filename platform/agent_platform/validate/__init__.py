@@ -24,6 +24,8 @@ from agent_platform.validate.checks import (
     hint_pipelines,
 )
 from agent_platform.validate.documents import PartialSpec, TypedSpec, validate_document
+from agent_platform.validate.endpoints import check_endpoints
+from agent_platform.validate.mcp import check_mcp
 from agent_platform.validate.plugins import PluginResolver, default_plugin_paths
 from agent_platform.validate.references import SpecSet, check_cycles, check_references
 from agent_platform.validate.spec_tests import check_tests
@@ -76,8 +78,10 @@ def validate_documents(
     check_memory_steps(specs, diags)
     check_guardrails(specs, diags)
     check_plugins(specs, resolver, diags, provided_tools=options.provided_tools)
+    check_mcp(specs, diags)
     check_untrusted_context(specs, diags)
     check_tests(specs, diags)
+    check_endpoints(specs, diags)
     hint_pipelines(specs, diags)
     return ValidationReport(specs=specs, diagnostics=diags)
 

@@ -255,12 +255,15 @@ def _check_steps(
     return StepsVar(dict(earlier), frozenset())
 
 
-def _signature_schema(specs: SpecSet, tool: str, signatures: SignatureSchemas) -> dict[str, Any] | None:
+def _signature_schema(
+    specs: SpecSet, tool: str, signatures: SignatureSchemas
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the arguments schema of the tool's function, its `module:function`), where known."""
     target = specs.lookup("Tool", tool)
     if target is None or not target.has("python") or not isinstance(target.model, ToolDocument):
-        return None
+        return None, None
     ref = target.model.spec.python
-    return signatures(ref) if ref is not None else None
+    return (signatures(ref), ref) if ref is not None else (None, None)
 
 
 def schema_of_expression(text: str, scope: Scope) -> tuple[dict[str, Any] | None, str | None]:
@@ -321,8 +324,9 @@ def _check_step_agreement(
     assert isinstance(spec.model, PipelineDocument)
     step = spec.model.spec.steps[index]
     consumer = input_schema_of_step(specs, step)
+    function = None
     if consumer is None and step.tool is not None:
-        consumer = _signature_schema(specs, step.tool, signatures)
+        consumer, function = _signature_schema(specs, step.tool, signatures)
     if consumer is None or step.llm is not None:
         return
     base: Path_ = ("spec", "steps", index)
@@ -330,11 +334,16 @@ def _check_step_agreement(
     props = consumer.get("properties")
     if not isinstance(props, dict):
         return
+    if function is not None:
+        accepted = f"its function '{function}' takes {', '.join(props) or 'no arguments'}"
+    else:
+        accepted = f"accepted: {', '.join(props)}"
     for required in required_of(consumer):
         if required not in step.input:
             diags.error(
                 "step-input-missing",
-                f"step '{step.name}' does not provide '{required}', required by {target}",
+                f"step '{step.name}' does not provide '{required}', required by {target}"
+                + (f" ({accepted})" if function is not None else ""),
                 spec.key_location(*base, "input") if step.input else spec.locate(*base),
                 spec.kind,
                 spec.name,
@@ -344,7 +353,8 @@ def _check_step_agreement(
             if key not in props:
                 diags.error(
                     "step-input-unknown",
-                    f"'{key}' is not an input of {target}{did_you_mean(key, props)} (accepted: {', '.join(props)})",
+                    f"step '{step.name}': '{key}' is not an input of {target}{did_you_mean(key, props)} "
+                    f"({accepted})",
                     spec.key_location(*base, "input", key),
                     spec.kind,
                     spec.name,
@@ -438,7 +448,11 @@ def _python_refs(spec: CheckedSpec) -> Iterator[tuple[Path_, str, str]]:
 
 
 def check_plugins(
-    specs: SpecSet, resolver: PluginResolver, diags: Diagnostics, *, provided_tools: frozenset[str] = frozenset()
+    specs: SpecSet,
+    resolver: PluginResolver,
+    diags: Diagnostics,
+    *,
+    provided_tools: frozenset[str] = frozenset(),
 ) -> None:
     for spec in specs.checked():
         if spec.kind == "Tool" and spec.name in provided_tools:
@@ -698,7 +712,7 @@ def hint_pipelines(specs: SpecSet, diags: Diagnostics) -> None:
         assert isinstance(spec.model, AgentDocument)
         agent = spec.model.spec
         fixed_instructions = "{%" not in agent.instructions
-        if len(agent.tools) == 1 and not agent.delegates and fixed_instructions:
+        if len(agent.tools) == 1 and not agent.mcp and not agent.delegates and fixed_instructions:
             diags.hint(
                 "consider-pipeline",
                 f"agent has one tool ('{agent.tools[0]}'), no delegates and fixed instructions; "

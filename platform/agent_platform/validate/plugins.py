@@ -2,7 +2,15 @@
 
 By default nothing is imported (plugins may import heavy libraries or have side effects): the
 module's file is located under the plugin paths and its top level is read with `ast`. With
-`import_plugins=True` the module is imported and the attribute's signature is checked."""
+`import_plugins=True` the module is imported and the attribute's signature is checked.
+
+A pipeline step's arguments are always checked against the parameters of the tool function it
+calls. Importing is what `--import-plugins` asks for, so without it the parameters are read from
+the `def` in the module's source, which is already parsed: their names, which have defaults, and
+whether the function takes `*args` or `**kwargs` (the runtime refuses those: tool arguments must be
+named). A decorated function, a name bound more than once at the top level, or anything but a
+plain `def` may have another signature once imported, so it is left to `--import-plugins`, which
+also checks the argument types the type hints give."""
 
 from __future__ import annotations
 
@@ -45,6 +53,10 @@ class PluginResolver:
     import_plugins: bool = False
     _module_cache: dict[str, tuple[Path | None, set[str] | None, str | None]] = field(default_factory=dict)
     _signature_schemas: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    # module -> its top-level plain `def`s (undecorated, the name bound by nothing else)
+    _plain_functions: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = field(
+        default_factory=dict
+    )
 
     def _find_file(self, module: str) -> Path | None:
         try:
@@ -70,8 +82,14 @@ class PluginResolver:
                 result = (path, None, f"cannot parse {path}: {type(exc).__name__}: {exc}")
             else:
                 result = (path, _defined_names(tree), None)
+                self._plain_functions[module] = _plain_functions(tree)
         self._module_cache[module] = result
         return result
+
+    def _plain_function(self, ref: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        module, _, attr = ref.partition(":")
+        self._top_level_names(module)
+        return self._plain_functions.get(module, {}).get(attr)
 
     def check(
         self, ref: str, input_schema: dict[str, Any] | None = None, *, expect: str = "tool"
@@ -95,16 +113,21 @@ class PluginResolver:
             return f"'{module}' ({path}) has no top-level '{attr}'{did_you_mean(attr, public)}"
         if self.import_plugins:
             return self._check_imported(module, attr, input_schema, expect)
+        if expect == "tool" and (function := self._plain_function(ref)) is not None:
+            return _static_signature_problem(function, ref)
         return None
 
     def arguments_schema(self, ref: str) -> dict[str, Any] | None:
         """The JSON Schema a tool function's signature gives its arguments (what the runtime
-        validates a call with), or None: plugins are not imported, or this one cannot be (its
-        problem is reported by `check`)."""
-        if not self.import_plugins:
-            return None
+        validates a call with), or None: this one cannot be imported (its problem is reported by
+        `check`), or without `import_plugins` its source does not show its signature. Without
+        `import_plugins` the schema names the parameters and which are required, not their types."""
         if ref not in self._signature_schemas:
-            self._signature_schemas[ref] = self._derive_arguments_schema(ref)
+            if self.import_plugins:
+                self._signature_schemas[ref] = self._derive_arguments_schema(ref)
+            else:
+                function = self._plain_function(ref)
+                self._signature_schemas[ref] = _static_arguments_schema(function) if function else None
         return self._signature_schemas[ref]
 
     def _derive_arguments_schema(self, ref: str) -> dict[str, Any] | None:
@@ -151,7 +174,8 @@ def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | N
         return f"cannot read the signature of '{ref}': {exc}"
     for parameter in signature.parameters.values():
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            return f"'{ref}' takes *{parameter.name}; tool arguments must be named parameters"
+            stars = "*" if parameter.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+            return f"'{ref}' takes {stars}{parameter.name}; tool arguments must be named parameters"
         if parameter.annotation is inspect.Parameter.empty:
             return f"parameter '{parameter.name}' of '{ref}' has no type hint; tool arguments need one"
     from agent_platform.runtime.tools.registry import build_arguments_model
@@ -179,6 +203,62 @@ def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | N
         elif parameter.default is inspect.Parameter.empty and name not in required:
             return f"parameter '{name}' of '{ref}' has no default but input_schema does not require it"
     return None
+
+
+def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[tuple[ast.arg, bool]]:
+    """(parameter, has a default) for each named parameter, in order."""
+    arguments = function.args
+    positional = [*arguments.posonlyargs, *arguments.args]
+    first_default = len(positional) - len(arguments.defaults)
+    named = [(arg, index >= first_default) for index, arg in enumerate(positional)]
+    named += [
+        (arg, default is not None)
+        for arg, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
+    ]
+    return named
+
+
+def _static_signature_problem(function: ast.FunctionDef | ast.AsyncFunctionDef, ref: str) -> str | None:
+    """What the runtime's registry refuses in a signature that the source shows (the messages of
+    `check_tool_signature`)."""
+    for stars, star in (("*", function.args.vararg), ("**", function.args.kwarg)):
+        if star is not None:
+            return f"'{ref}' takes {stars}{star.arg}; tool arguments must be named parameters"
+    for parameter, _ in _parameters(function):
+        if parameter.annotation is None:
+            return f"parameter '{parameter.arg}' of '{ref}' has no type hint; tool arguments need one"
+    return None
+
+
+def _static_arguments_schema(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, Any] | None:
+    """The arguments a plain `def` accepts, as the runtime's arguments model does (named
+    parameters only, no others): names and which are required; types are left open."""
+    if function.args.vararg is not None or function.args.kwarg is not None:
+        return None  # refused as a tool (reported by `check`): no call to compare with
+    named = _parameters(function)
+    return {
+        "type": "object",
+        "properties": {parameter.arg: {} for parameter, _ in named},
+        "required": [parameter.arg for parameter, has_default in named if not has_default],
+        "additionalProperties": False,
+    }
+
+
+def _plain_functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The module's top-level `def`s whose signature the source shows: undecorated, and the only
+    top-level binding of their name (a later `f = wrap(f)`, a second `def f` or a star import
+    after it may replace it)."""
+    bindings: dict[str, int] = {}
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    for statement in tree.body:
+        names = _defined_names(ast.Module(body=[statement], type_ignores=[]))
+        if "*" in names:
+            functions.clear()
+        for name in names:
+            bindings[name] = bindings.get(name, 0) + 1
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and not statement.decorator_list:
+            functions[statement.name] = statement
+    return {name: function for name, function in functions.items() if bindings[name] == 1}
 
 
 def _defined_names(tree: ast.Module) -> set[str]:

@@ -12,6 +12,7 @@ from agent_platform.spec.kinds import (
     AgentDocument,
     GuardrailDocument,
     InjectionClassifierGuardrail,
+    McpServerDocument,
     MemoryDocument,
     PipelineDocument,
     SupervisorDocument,
@@ -110,6 +111,9 @@ def references(spec: CheckedSpec) -> Iterator[Reference]:
         if has("tools"):
             for i, name in enumerate(s.tools):
                 yield Reference(("spec", "tools", i), "Tool", name)
+        if has("mcp"):
+            for i, selection in enumerate(s.mcp):
+                yield Reference(("spec", "mcp", i, "server"), "McpServer", selection.server)
         if has("delegates"):
             for i, name in enumerate(s.delegates):
                 yield Reference(("spec", "delegates", i), "Agent", name)
@@ -119,6 +123,12 @@ def references(spec: CheckedSpec) -> Iterator[Reference]:
             for i, name in enumerate(s.guardrails):
                 yield Reference(("spec", "guardrails", i), "Guardrail", name)
     elif isinstance(model, ToolDocument):
+        if has("guardrails"):
+            for i, name in enumerate(model.spec.guardrails):
+                yield Reference(("spec", "guardrails", i), "Guardrail", name)
+        if has("mcp") and model.spec.mcp is not None:
+            yield Reference(("spec", "mcp", "server"), "McpServer", model.spec.mcp.server)
+    elif isinstance(model, McpServerDocument):
         if has("guardrails"):
             for i, name in enumerate(model.spec.guardrails):
                 yield Reference(("spec", "guardrails", i), "Guardrail", name)

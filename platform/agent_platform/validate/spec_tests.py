@@ -24,6 +24,7 @@ from agent_platform.spec.kinds import (
     CountBounds,
     Expectations,
     GuardrailDocument,
+    McpServerDocument,
     MemoryDocument,
     ModelDocument,
     ModelSpec,
@@ -118,6 +119,11 @@ class Reach:
             self._model(specs, agent.model)
             self._tools(specs, agent.tools)
             self.guardrails.update(agent.guardrails)
+            for selection in agent.mcp:  # the tools an attached MCP server offers are in its lock
+                self.tools.add(f"mcp:{selection.server}")
+                server = specs.get("McpServer", selection.server)
+                if server is not None and isinstance(server.model, McpServerDocument):
+                    self.guardrails.update(server.model.spec.guardrails)
             memory = specs.get("Memory", agent.memory) if agent.memory is not None else None
             if memory is not None and isinstance(memory.model, MemoryDocument):
                 working = memory.model.spec.working
@@ -227,7 +233,8 @@ def _may_need_approval(specs: SpecSet, name: str) -> bool:
     if tool is None or not isinstance(tool.model, ToolDocument):
         return True  # unknown here: do not claim it never asks
     spec = tool.model.spec
-    return spec.side_effects or bool(spec.requires_approval) or spec.http is not None
+    # An MCP tool's side effects come from its server's annotations, pinned in the lock.
+    return spec.side_effects or bool(spec.requires_approval) or spec.http is not None or spec.mcp is not None
 
 
 def _tool_guardrails(specs: SpecSet, name: str) -> list[str]:

@@ -415,7 +415,20 @@ def _undeclared(schema: dict[str, Any], attrs: list[str], suggest: Suggest) -> t
         return None
     parts = missing.split(".")
     parent, _ = property_schema(schema, parts[:-1])
-    return missing, suggest(parts[-1], properties_of(parent))
+    return missing, suggest(parts[-1], properties_of(parent)) + _MAPPING_METHOD_HINTS.get(parts[-1], "")
+
+
+# A template reads a mapping's key before its method of the same name (the run's data decides
+# which one `.items` is), so the methods are not read from declared data; what to write instead.
+_MAPPING_METHOD_HINTS = {
+    name: f" ('.{name}' reads a key named '{name}', not the method: {instead})"
+    for name, instead in {
+        "items": "for the key-value pairs, write `| items`",
+        "keys": "for the keys, write `| list`",
+        "values": "for the values, write `| items | map(attribute=1)`",
+        "get": "for a property that may be missing, write `| default(...)` after it",
+    }.items()
+}
 
 
 def single_expression(text: str) -> tuple[str, list[str]] | None:

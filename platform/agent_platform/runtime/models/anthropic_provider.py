@@ -140,7 +140,7 @@ class AnthropicProvider(HttpProvider):
                 "messages": [m.to_api() for m in request.messages],
                 "max_tokens": max_tokens,
                 "response_model": request.response_model,
-                "max_retries": reasks(request, self._spec),
+                "max_retries": tally.reasks_within(self._spec, reasks(request, self._spec)),
                 "strict": True,
                 "hooks": hooks,
             }
@@ -159,7 +159,7 @@ class AnthropicProvider(HttpProvider):
                 raise mapped[0] from mapped[1]
             return output, completion
 
-        output, completion = await self._retry.call(attempt)
+        output, completion = await self._retry.call(attempt, budget=tally.budget_left(spec))
         usage = tally.usage
         return ModelResult(
             output=exact_instance(request.response_model, output),

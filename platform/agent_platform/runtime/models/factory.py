@@ -15,20 +15,19 @@ cheaply with `ScriptedProvider.fork()`, which shares the parsed script).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import importlib
 import logging
 import math
 import os
 import random
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from agent_platform.http_util import is_local_url as is_local_url
+from agent_platform.http_util import retry_after_seconds as retry_after_seconds
 from agent_platform.redaction import (
     MASK,
     MIN_KNOWN_SECRET,
@@ -98,16 +97,6 @@ def create_provider(
 
 # --- API keys -----------------------------------------------------------------------------------
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
-
-
-def is_local_url(url: str | None) -> bool:
-    """Whether `url` points at this machine (a local llama.cpp/vLLM/Ollama server)."""
-    if not url:
-        return False
-    host = (urlsplit(url).hostname or "").lower()
-    return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
-
 
 def api_key_from_env(spec: ModelSpec, default_var: str) -> str | None:
     """The API key from the variable the spec names (else `default_var`); None when it is unset or
@@ -137,38 +126,6 @@ RETRY_CATEGORIES: dict[str, tuple[type[ModelError], ...]] = {
     "server_error": (ModelServerError, ModelOverloaded),
     "validation": (ModelOutputInvalid,),
 }
-
-
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """The server's requested delay, from the `retry-after-ms` or `retry-after` header (seconds or
-    an HTTP date) of the SDK error behind `exc` (its `__cause__`), if any."""
-    hinted = getattr(exc, "retry_after", None)
-    if isinstance(hinted, int | float):
-        return max(0.0, float(hinted))
-    for candidate in (exc, exc.__cause__):
-        response = getattr(candidate, "response", None)
-        headers = getattr(response, "headers", None)
-        if headers is None:
-            continue
-        try:
-            millis = headers.get("retry-after-ms")
-            if millis is not None:
-                return max(0.0, float(millis) / 1000)
-            value = headers.get("retry-after")
-        except (TypeError, ValueError, AttributeError):
-            return None
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
-    return None
 
 
 class RetryRunner:
@@ -246,14 +203,18 @@ class RetryRunner:
             self._on_retry(failed_attempt, exc, seconds)
         return seconds
 
-    async def call(self, attempt: Callable[[], Awaitable[R]]) -> R:
+    async def call(
+        self, attempt: Callable[[], Awaitable[R]], *, budget: Callable[[], int] | None = None
+    ) -> R:
+        """`budget()`: requests the call may still send (`UsageTally.budget_left`); no attempt is
+        retried once it is 0, so the last real error is what the caller sees."""
         try:
             return await attempt()
         except Exception as exc:
-            if self._policy.max_attempts <= 1 or not self.should_retry(exc):
+            if self._policy.max_attempts <= 1 or not self.should_retry(exc) or (budget and budget() <= 0):
                 raise
             first = exc
-        return await self._retry(first, attempt)
+        return await self._retry(first, attempt, budget)
 
     async def call_after(self, first: Exception, attempt: Callable[[], Awaitable[R]]) -> R:
         """`call` for a caller that made the first attempt itself (without a coroutine) and saw it
@@ -263,12 +224,18 @@ class RetryRunner:
             raise first
         return await self._retry(first, attempt)
 
-    async def _retry(self, first: Exception, attempt: Callable[[], Awaitable[R]]) -> R:
+    async def _retry(
+        self, first: Exception, attempt: Callable[[], Awaitable[R]], budget: Callable[[], int] | None = None
+    ) -> R:
         await self._sleep(self._planned(1, first))
 
         from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
         def wait(state: RetryCallState) -> float:
+            if state.attempt_number >= self._policy.max_attempts - 1:
+                # tenacity asks for the wait before it checks `stop`: after the last attempt there
+                # is no retry to report (it showed as one more retry span event than was made).
+                return 0.0
             outcome = state.outcome
             error = outcome.exception() if outcome is not None else None
             return self._planned(state.attempt_number + 1, error)
@@ -276,7 +243,9 @@ class RetryRunner:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._policy.max_attempts - 1),
             wait=wait,
-            retry=retry_if_exception(self.should_retry),
+            retry=retry_if_exception(
+                self.should_retry if budget is None else lambda exc: budget() > 0 and self.should_retry(exc)
+            ),
             sleep=self._sleep,
             reraise=True,
         )
@@ -354,6 +323,18 @@ def annotate_error(
     return error
 
 
+def request_budget(spec: ModelSpec) -> int:
+    """The most HTTP requests one model call may send: `max_requests`, else one per retry
+    attempt plus one per re-ask (`retry.max_attempts + max_reasks`)."""
+    if spec.max_requests is not None:
+        return spec.max_requests
+    return spec.retry.max_attempts + spec.max_reasks
+
+
+class ModelRequestsSpent(ModelError):
+    """A model call sent as many requests as its Model allows; not retried."""
+
+
 class UsageTally:
     """Counts one `complete()` call's HTTP requests and sums the usage each response reports,
     through per-call instructor hooks. The usage is read *when each response arrives*: instructor
@@ -395,6 +376,25 @@ class UsageTally:
         hooks.on("completion:kwargs", self._on_request)
         hooks.on("completion:response", self._on_response)
         return hooks
+
+    def reasks_within(self, spec: ModelSpec, reasks: int) -> int:
+        """How many re-asks the next attempt may make without the call's requests exceeding the
+        Model's `max_requests` (re-asks and retries together). Raises `ModelRequestsSpent` (not
+        retried) when none is left: an answer that keeps failing its schema, or a server that
+        keeps failing, costs a bounded number of billed requests."""
+        left = request_budget(spec) - self.requests
+        if left <= 0:
+            raise ModelRequestsSpent(
+                f"the call used its {request_budget(spec)} requests (max_requests; re-asks and retries "
+                "included) without a valid answer",
+                provider=spec.provider,
+                model=spec.name,
+            )
+        return max(0, min(reasks, left - 1))
+
+    def budget_left(self, spec: ModelSpec) -> Callable[[], int]:
+        total = request_budget(spec)
+        return lambda: total - self.requests
 
     def _on_request(self, *args: Any, **kwargs: Any) -> None:
         self.requests += 1

@@ -16,19 +16,28 @@
   the same tool-call shape; `json_schema` sends `response_format={"type": "json_schema", ...}`
   (OpenAI, vLLM, llama.cpp's C++ server and Ollama >= 0.5 constrain output with it;
   llama-cpp-python does not accept that type); `json` asks for `json_object` with the schema in
-  the prompt (weakest). Constraints such as `maximum` are not enforced by every grammar, which is
-  why the answer is validated with pydantic in every mode.
+  the prompt (weakest); `json_object_schema` is `json` with the schema also in the
+  `response_format` (`{"type": "json_object", "schema": ...}`), the form llama-cpp-python turns
+  into a grammar: the answer is constrained to the schema's shape where `json_schema` is refused
+  and a forced tool call's grammar is too large or left unfinished (small models on
+  llama-cpp-python; the grammar leaves out upper length bounds, see `grammar_schema`).
+  Constraints such as `maximum` are not enforced by every grammar, which is why the answer is
+  validated with pydantic in every mode. Raw control characters a grammar let into a JSON string
+  are escaped before parsing (`repair_response`).
 * Messages: the system prompt is the first (`system`) message; our Messages-API blocks become the
   chat format: an assistant `tool_use` becomes an entry of the assistant message's `tool_calls`
   (`arguments` as a JSON string), and each `tool_result` a `tool` role message with its
-  `tool_call_id` (errors prefixed `[error] `), placed before any text of that user turn.
+  `tool_call_id` (errors prefixed `[error] `), placed before any text of that user turn. Every
+  `content` is a string, and an assistant turn that only calls tools has none: the one shape that
+  OpenAI and llama-cpp-python's server both accept (`drop_empty_content`, `flatten_text_parts`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Literal
+import math
+from typing import Any, Literal, TypeGuard
 from urllib.parse import urlsplit
 
 from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
@@ -59,7 +68,7 @@ from agent_platform.spec.kinds import ModelSpec
 PROVIDER = "openai"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 LOCAL_PLACEHOLDER_KEY = "not-needed"
-StructuredMode = Literal["tools", "json_schema", "json"]
+StructuredMode = Literal["tools", "json_schema", "json", "json_object_schema"]
 
 
 def to_openai_messages(system: str, messages: list[Message]) -> list[dict[str, Any]]:
@@ -79,6 +88,8 @@ def to_openai_messages(system: str, messages: list[Message]) -> list[dict[str, A
                 for b in message.content
                 if isinstance(b, ToolUseBlock)
             ]
+            # instructor reads every message's `content`: a turn that only calls tools keeps a
+            # null here, and goes out without it (`drop_empty_content`).
             entry: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) if texts else None}
             if calls:
                 entry["tool_calls"] = calls
@@ -95,11 +106,13 @@ def to_openai_messages(system: str, messages: list[Message]) -> list[dict[str, A
     return out
 
 
-def restore_null_content(messages: Any) -> None:
-    """An assistant turn that only calls tools has `content: null`, as the API documents it.
-    instructor's message conversion turns a null (or empty) content into `[]`, an empty array
-    of content parts, which OpenAI-compatible servers (llama.cpp among them) reject: put the null
-    back just before the request is sent."""
+def drop_empty_content(messages: Any) -> None:
+    """An assistant turn that only calls tools goes out without `content`, which the API requires
+    "unless tool_calls is specified". Every other form of "no text" is refused somewhere:
+    instructor turns a missing or null content into `[]`, an empty array of content parts, which
+    OpenAI-compatible servers reject (llama.cpp's among them: every multi-step agent failed at its
+    second call), and llama-cpp-python's server refuses `null` too (its assistant `content` is an
+    optional string). Applied just before the request is sent."""
     if not isinstance(messages, list):
         return
     for message in messages:
@@ -107,15 +120,36 @@ def restore_null_content(messages: Any) -> None:
             isinstance(message, dict)
             and message.get("role") == "assistant"
             and message.get("tool_calls")
-            and message.get("content") in ([], "")
+            and message.get("content", "") in ([], "", None)
         ):
-            message["content"] = None
+            message.pop("content", None)
+
+
+def flatten_text_parts(messages: Any) -> None:
+    """Content given as an array of text parts, sent as the one string it stands for. The API
+    takes either form, but instructor's JSON modes rewrite turns into part arrays, and
+    llama-cpp-python's server accepts only a string for system, assistant and tool messages
+    (HTTP 500, one validation error per message role it tried)."""
+    if not isinstance(messages, list):
+        return
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if (
+            isinstance(content, list)
+            and content
+            and all(
+                isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                for p in content
+            )
+        ):
+            message["content"] = "\n\n".join(part["text"] for part in content)
 
 
 @functools.cache
 def _chat_client_class() -> type[Any]:
-    """The SDK's client with the request body put right (see `restore_null_content`), through
-    `_prepare_options`, the hook the SDK provides for mutating a request before it is sent."""
+    """The SDK's client with the request body put right (see `drop_empty_content`), through
+    `_prepare_options`, the hook the SDK provides for mutating a request before it is sent (see
+    also `flatten_text_parts`)."""
     import openai
 
     class ChatClient(openai.AsyncOpenAI):
@@ -123,7 +157,8 @@ def _chat_client_class() -> type[Any]:
             options = await super()._prepare_options(options)
             body = getattr(options, "json_data", None)
             if isinstance(body, dict):
-                restore_null_content(body.get("messages"))
+                flatten_text_parts(body.get("messages"))  # first: `[{"text": ""}]` is empty too
+                drop_empty_content(body.get("messages"))
             return options
 
     return ChatClient
@@ -134,6 +169,118 @@ def max_tokens_parameter(base_url: str | None) -> str:
     reasoning models), `max_tokens` for every other server (all of them understand it)."""
     host = (urlsplit(base_url).hostname or "") if base_url else "api.openai.com"
     return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+
+
+# Upper bounds llama.cpp's grammar writes out as one nested rule per allowed character or item:
+# a `maxLength: 2000` string passes its parser's limit, which then refuses the whole grammar and
+# generates unconstrained text (llama-cpp-python 0.3 then crashed). Bounds above
+# `GRAMMAR_MAX_BOUND` are left out of the grammar; smaller ones stay, as they make a model that
+# would ramble on close its string. Every bound is still enforced: the answer is validated
+# against the full schema, and one that breaks a bound is re-asked.
+GRAMMAR_BOUNDS = frozenset({"maxLength", "maxItems", "maxProperties"})
+GRAMMAR_MAX_BOUND = 256
+# llama-cpp-python's converter ignores `minimum`/`maximum`: a small integer range is written out as
+# an `enum` of its values, which it does turn into a grammar (a 270M model asked for a 1-10
+# `max_results` wrote 100 and failed its step).
+GRAMMAR_MAX_ENUM = 64
+# Keywords whose value maps names (not keywords) to subschemas.
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+
+
+def grammar_schema(schema: Any) -> Any:
+    """`schema` without the upper bounds a grammar cannot hold (`GRAMMAR_BOUNDS` above
+    `GRAMMAR_MAX_BOUND`), for a server that compiles it to a grammar."""
+    if isinstance(schema, list):
+        return [grammar_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    values = _integer_range(schema)
+    if values is not None and "enum" not in schema and "const" not in schema:
+        out["enum"] = values
+    for key, value in schema.items():
+        if key in GRAMMAR_BOUNDS and isinstance(value, int) and value > GRAMMAR_MAX_BOUND:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: grammar_schema(sub) for name, sub in value.items()}
+        elif key in ("enum", "const", "default", "examples"):
+            out[key] = value  # values, not schemas
+        else:
+            out[key] = grammar_schema(value)
+    return out
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer_range(schema: dict[str, Any]) -> list[int] | None:
+    """The values of an integer schema bounded on both sides by at most `GRAMMAR_MAX_ENUM` values."""
+    if schema.get("type") != "integer":
+        return None
+    lows = [math.ceil(v) for v in (schema.get("minimum"),) if _finite(v)]
+    lows += [math.floor(v) + 1 for v in (schema.get("exclusiveMinimum"),) if _finite(v)]
+    highs = [math.floor(v) for v in (schema.get("maximum"),) if _finite(v)]
+    highs += [math.ceil(v) - 1 for v in (schema.get("exclusiveMaximum"),) if _finite(v)]
+    if not lows or not highs:
+        return None
+    first, last = max(lows), min(highs)
+    if last < first or last - first + 1 > GRAMMAR_MAX_ENUM:
+        return None
+    step = schema.get("multipleOf")
+    return [v for v in range(first, last + 1) if not isinstance(step, int) or step <= 0 or v % step == 0]
+
+
+def grammar_format(response_model: type[Any]) -> dict[str, Any]:
+    """`response_format` for `json_object_schema`: JSON mode with the response model's schema, as
+    llama-cpp-python documents it (it compiles the schema to a grammar). The schema is the one
+    instructor's JSON mode puts in the prompt, so the grammar and the instructions agree, less the
+    bounds a grammar cannot hold (`grammar_schema`)."""
+    return {"type": "json_object", "schema": grammar_schema(response_model.model_json_schema())}
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def escape_string_controls(text: str) -> str:
+    """`text` with the raw control characters inside its JSON strings escaped. A grammar-constrained
+    server (llama-cpp-python: its JSON grammar's string characters are `[^"\\]`) lets a model
+    write a raw newline inside a string, which JSON forbids and pydantic refuses ("control
+    character found while parsing a string"); the value meant is not in doubt. Outside strings
+    such characters are whitespace, and are left as they are."""
+    if not any(ord(c) < 0x20 for c in text):
+        return text
+    out: list[str] = []
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            elif ord(char) < 0x20:
+                char = _CONTROL_ESCAPES.get(char, f"\\u{ord(char):04x}")
+        elif char == '"':
+            in_string = True
+        out.append(char)
+    return "".join(out)
+
+
+def repair_response(response: Any) -> None:
+    """Escape raw control characters in the answer's JSON (`escape_string_controls`), in the
+    message content (JSON modes) and in tool-call arguments (tools mode), before it is parsed."""
+    for choice in getattr(response, "choices", None) or []:
+        message = getattr(choice, "message", None)
+        if message is None:
+            continue
+        if isinstance(message.content, str):
+            message.content = escape_string_controls(message.content)
+        for call in getattr(message, "tool_calls", None) or []:
+            function = getattr(call, "function", None)
+            if function is not None and isinstance(function.arguments, str):
+                function.arguments = escape_string_controls(function.arguments)
 
 
 def _read_usage(response: Any) -> tuple[int, int] | None:
@@ -158,7 +305,7 @@ class OpenAIProvider(HttpProvider):
 
     """Structured calls to an OpenAI-compatible chat-completions API (see the module docstring)."""
 
-    __slots__ = ("_client", "_instructor", "_retry", "_sdk", "_spec", "_token_param")
+    __slots__ = ("_client", "_grammar", "_instructor", "_retry", "_sdk", "_spec", "_token_param")
 
     def __init__(
         self,
@@ -183,12 +330,16 @@ class OpenAIProvider(HttpProvider):
             "tools": instructor.Mode.TOOLS,
             "json_schema": instructor.Mode.JSON_SCHEMA,
             "json": instructor.Mode.JSON,
+            # instructor's JSON mode (the schema in the prompt, the answer read from the content);
+            # the schema is added to its response_format in `complete` (see `grammar_format`).
+            "json_object_schema": instructor.Mode.JSON,
         }
         if mode not in modes:
             raise ModelConfigError(
                 f"unknown structured-output mode {mode!r}", provider=PROVIDER, model=spec.name
             )
         self._spec = spec
+        self._grammar = mode == "json_object_schema"
         self._sdk = openai
         self._token_param = max_tokens_parameter(spec.base_url)
         self._retry = RetryRunner(
@@ -213,6 +364,7 @@ class OpenAIProvider(HttpProvider):
         max_tokens, temperature = self.sampling(request)
         tally = UsageTally(_read_usage)
         hooks = tally.hooks()
+        hooks.on("completion:response", repair_response)  # runs before instructor parses it
 
         async def attempt() -> tuple[T, Any]:
             kwargs: dict[str, Any] = {
@@ -220,12 +372,16 @@ class OpenAIProvider(HttpProvider):
                 "messages": to_openai_messages(request.system, request.messages),
                 self._token_param: max_tokens,
                 "response_model": request.response_model,
-                "max_retries": reasks(request, spec),
+                "max_retries": tally.reasks_within(spec, reasks(request, spec)),
                 "strict": True,
                 "hooks": hooks,
             }
             if temperature is not None:
                 kwargs["temperature"] = temperature
+            if self._grammar:
+                # instructor's JSON mode sets `response_format: {"type": "json_object"}`; the SDK
+                # merges `extra_body` over the request body, so this replaces it whole.
+                kwargs["extra_body"] = {"response_format": grammar_format(request.response_model)}
             try:
                 output, completion = await self._instructor.create_with_completion(**kwargs)
             except Exception as exc:
@@ -235,7 +391,7 @@ class OpenAIProvider(HttpProvider):
                 raise mapped[0] from mapped[1]
             return output, completion
 
-        output, completion = await self._retry.call(attempt)
+        output, completion = await self._retry.call(attempt, budget=tally.budget_left(spec))
         usage = tally.usage
         if tally.missing:
             usage = usage + Usage(

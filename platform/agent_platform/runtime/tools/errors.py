@@ -108,8 +108,8 @@ class ToolNotAllowed(ToolError):
 
 
 class ToolUnavailable(ToolError):
-    """The tool cannot be called at all: unknown name, import failure, unsupported kind (mcp),
-    missing environment variable."""
+    """The tool cannot be called at all: unknown name, import failure, missing environment
+    variable, an MCP server that cannot start or whose tools drifted from the lock."""
 
     category = "unavailable"
 

@@ -1,4 +1,4 @@
-"""Tools the runtime can call: Python functions (plugins), HTTP endpoints, and (later) MCP tools.
+"""Tools the runtime can call: Python functions (plugins), HTTP endpoints, and MCP tools (`mcp.py`).
 
 A Python tool's argument schema is *derived by pydantic* from the function's signature: every
 parameter becomes a field of a generated arguments model (`pydantic.create_model`), so nested
@@ -32,7 +32,6 @@ registered too: the plugins in `plugins/` are plain typed functions.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 import json
@@ -66,6 +65,7 @@ if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
     from agent_platform.compile.plan import ToolBinding
+    from agent_platform.runtime.tools.mcp import McpServerPool
 
 log = logging.getLogger(__name__)
 
@@ -675,12 +675,12 @@ def _model_from_schema(name: str, schema: dict[str, Any]) -> type[BaseModel]:
     return permissive
 
 
-# --- MCP tools (not implemented yet) ----------------------------------------------------------
+# --- unavailable tools ------------------------------------------------------------------------
 
 
 class UnavailableTool(Tool):
-    """A declared tool that cannot run here (an `mcp:` tool, or one whose import failed). It is
-    listed with its declared schema; each call ends in `ToolUnavailable` with the reason."""
+    """A declared tool that cannot run here (one whose import failed, say). It is listed with its
+    declared schema; each call ends in `ToolUnavailable` with the reason."""
 
     def __init__(self, name: str, description: str, reason: str, input_schema: dict[str, Any] | None) -> None:
         self.name = name
@@ -700,14 +700,6 @@ class UnavailableTool(Tool):
 
     async def invoke(self, arguments: ToolArguments) -> Any:
         raise ToolUnavailable(self.name, self.reason)
-
-
-MCP_NOT_IMPLEMENTED = (
-    "mcp tools are not implemented in this runtime yet: calling '{tool}' on the MCP server "
-    "'{server}' ({transport}) needs an MCP client session (the `mcp` package: stdio process "
-    "management or streamable-HTTP transport, initialize/list_tools handshake, schema import, "
-    "call_tool result mapping); use a python: or http: implementation meanwhile"
-)
 
 
 # --- the registry -----------------------------------------------------------------------------
@@ -744,6 +736,8 @@ class ToolRegistry:
         self._http_client = http_client
         self._own_http_client: httpx.AsyncClient | None = None
         self._templates: SandboxedEnvironment | None = None
+        # The MCP servers this registry's tools are served by, started on first use (one per runtime).
+        self._mcp_pool: McpServerPool | None = None
 
     # registration
 
@@ -823,10 +817,10 @@ class ToolRegistry:
                 client=self._shared_http_client,
             )
         if spec.mcp is not None:
-            reason = MCP_NOT_IMPLEMENTED.format(
-                tool=spec.mcp.tool, server=spec.mcp.server, transport=spec.mcp.transport
+            raise ValueError(
+                f"an mcp tool is called through its McpServer '{spec.mcp.server}': load it from a compiled "
+                "plan (load_binding), which carries the server and the lock"
             )
-            return UnavailableTool(name, spec.description, reason, spec.input_schema)
         raise ValueError(f"tool '{name}' has no implementation")  # validation prevents this
 
     def load_binding(self, binding: ToolBinding) -> Tool:
@@ -834,10 +828,18 @@ class ToolRegistry:
         (with the spec's description and input_schema applied), else the one the spec declares,
         registered now. Failures become an `UnavailableTool` that reports the reason per call."""
         existing = self._tools.get(binding.name)
+        built: Tool
         try:
             if existing is not None:
                 return existing.with_spec(binding.name, binding.spec)
-            built = self.from_spec(binding.name, binding.spec)
+            if binding.mcp_server is not None:
+                from agent_platform.runtime.tools.mcp import McpServerPool, McpTool
+
+                if self._mcp_pool is None:
+                    self._mcp_pool = McpServerPool(self._environ)
+                built = McpTool(binding, self._mcp_pool)
+            else:
+                built = self.from_spec(binding.name, binding.spec)
         except Exception as exc:
             what = binding.spec.python or "its declaration"
             reason = f"cannot load {what}: {type(exc).__name__}: {exc}" + (
@@ -869,6 +871,9 @@ class ToolRegistry:
         closers: list[Awaitable[None]] = [t.aclose() for t in self._tools.values()]
         for closer in closers:
             await closer
+        if self._mcp_pool is not None:
+            await self._mcp_pool.aclose()
+            self._mcp_pool = None
         if self._own_http_client is not None:
             await self._own_http_client.aclose()
             self._own_http_client = None
