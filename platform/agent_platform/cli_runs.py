@@ -9,7 +9,6 @@ deployed run is resumed by its deployment: `approve` hands it back to the contro
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import socket
@@ -98,6 +97,8 @@ def run_local(
             await runtime.aclose()
             await store.close()
 
+    import asyncio  # here: `platform validate` imports this module at start-up
+
     return asyncio.run(go())
 
 
@@ -143,6 +144,8 @@ def _with_store(run_store: str | None, command: str, body: Callable[[RunStore], 
             await store.close()
 
     try:
+        import asyncio
+
         return asyncio.run(go())
     except RunStoreError as exc:
         typer.echo(f"platform {command}: {exc}", err=True)
@@ -232,6 +235,8 @@ def _resume_deployed(
         from agent_platform.deploy.client import Deployment
 
         deployment = Deployment.connect(address, namespace, start=False, create=False)
+        import asyncio
+
         asyncio.run(resume_on_deployment(deployment.control, root))
     note(f"run {root.run_id} resumed on the deployment")
     if wait <= 0:

@@ -9,7 +9,6 @@ between retrying with backoff and failing at once with the message."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -34,13 +33,16 @@ async def through_outage(
     what: str,
     *,
     deadline: float | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
     monotonic: Callable[[], float] | None = None,
 ) -> T:
     """`operation()`, tried again with jittered exponential backoff while it raises a transient
     `PlatformFault`, until `deadline` (a `monotonic()` reading; None: until the caller's own
     timeout or cancellation stops it). A permanent fault, or one at the deadline, is raised."""
+    import asyncio  # here: `platform validate` imports this module (through the run store's errors)
+
     clock = monotonic or asyncio.get_running_loop().time
+    pause_for = sleep or asyncio.sleep
     delay = RETRY_FIRST_S
     failures = 0
     while True:
@@ -53,7 +55,7 @@ async def through_outage(
             failures += 1
             if failures == 1 or failures % 10 == 0:
                 log.warning("%s: %s (trying again)", what, exc)
-            await sleep(pause)
+            await pause_for(pause)
             delay = min(delay * 2, RETRY_MAX_S)
 
 

@@ -3,8 +3,12 @@ an optional extra), and the interface module (`base.py`) knows none of them."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent_platform.runstore.base import RunStore, run_store_url, sqlite_path, url_scheme
-from agent_platform.runstore.idempotency import IdempotencyStore
+
+if TYPE_CHECKING:  # imported when a store is opened, not by `platform validate`'s imports
+    from agent_platform.runstore.idempotency import IdempotencyStore
 
 
 def open_run_store(url: str | None = None) -> RunStore:
