@@ -67,7 +67,11 @@ PluginPathOpt = Annotated[
 ]
 ImportPluginsOpt = Annotated[
     bool,
-    typer.Option("--import-plugins", help="Import plugin modules and check tool signatures."),
+    typer.Option(
+        "--import-plugins",
+        help="Import plugin modules, to check argument types too (names and required parameters "
+        "are checked from the source without it).",
+    ),
 ]
 
 
