@@ -53,7 +53,6 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
         ("agent_platform.validate.mcp", "agent_platform.compile.mcp_lock"),
         # Argument models built from signatures, and input defaults, live in the runtime.
         ("agent_platform.validate.plugins", "agent_platform.runtime.tools.registry"),
-        ("agent_platform.validate.spec_tests", "agent_platform.runtime.inputs"),
     }
 )
 

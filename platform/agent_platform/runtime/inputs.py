@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonschema_rs
+
+from agent_platform.validate.jsonschemas import apply_defaults as apply_defaults
 
 
 class InputError(ValueError):
@@ -17,23 +18,6 @@ class InputError(ValueError):
     def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
-
-
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Fill `default`s of declared properties (recursively through objects and array items)."""
-    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
-        filled = dict(value)
-        for name, sub in schema["properties"].items():
-            if not isinstance(sub, dict):
-                continue
-            if name not in filled and "default" in sub:
-                filled[name] = copy.deepcopy(sub["default"])
-            if name in filled:
-                filled[name] = apply_defaults(sub, filled[name])
-        return filled
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [apply_defaults(schema["items"], item) for item in value]
-    return value
 
 
 _VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}

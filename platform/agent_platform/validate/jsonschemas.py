@@ -12,6 +12,7 @@ be recursive). `StructuredSchema` is what both `validate` and the model builder 
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -639,3 +640,20 @@ def property_schema(
         sub = props[part]
         node = sub if isinstance(sub, dict) else None
     return node, None
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Fill `default`s of declared properties (recursively through objects and array items)."""
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        filled = dict(value)
+        for name, sub in schema["properties"].items():
+            if not isinstance(sub, dict):
+                continue
+            if name not in filled and "default" in sub:
+                filled[name] = copy.deepcopy(sub["default"])
+            if name in filled:
+                filled[name] = apply_defaults(sub, filled[name])
+        return filled
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(schema["items"], item) for item in value]
+    return value

@@ -418,7 +418,7 @@ class _TestCheck:
             self._check_against(model.spec.inputs, inputs, ("spec", "inputs"), f"{unit.kind}/{unit.name}")
 
     def _check_against(self, schema: dict[str, Any], value: Any, path: Path_, owner: str) -> None:
-        from agent_platform.runtime.inputs import apply_defaults  # what a run fills in first
+        from agent_platform.validate.jsonschemas import apply_defaults  # what a run fills in first
 
         try:
             validator = jsonschema_rs.validator_for(schema)
