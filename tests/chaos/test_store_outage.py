@@ -14,12 +14,12 @@ import asyncio
 import json
 import os
 import sqlite3
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from tests.chaos.common import SCRIPT, worker_specs
 from tests.support.postgres import fresh_schema_url, kill_server, restart_server, running_postgres
 
 from agent_platform.deploy.bundle import SpecBundle
@@ -48,46 +48,7 @@ async def record(item: str) -> dict:
     return {"recorded": item}
 '''
 
-SPECS = textwrap.dedent(
-    """\
-    apiVersion: agents.platform/v1
-    kind: Model
-    metadata: {name: m}
-    spec: {provider: scripted, script: script.json, on_script_exhausted: error}
-    ---
-    apiVersion: agents.platform/v1
-    kind: Tool
-    metadata: {name: record}
-    spec:
-      description: Record a side effect.
-      python: chaosplug:record
-      side_effects: true
-      requires_approval: false
-      trust: trusted
-      timeout: 5s
-      idempotency: {mode: key}
-    ---
-    apiVersion: agents.platform/v1
-    kind: Agent
-    metadata: {name: worker}
-    spec:
-      model: m
-      instructions: Record a, b and c.
-      output: {type: object, properties: {answer: {type: string}}, required: [answer]}
-      tools: [record]
-      limits: {timeout: 300s}
-      runtime: {max_concurrency: 1000}
-    """
-)
-
-SCRIPT = {
-    "responses": {
-        "worker": [
-            *({"action": {"action": "record", "arguments": {"item": i}}} for i in "abc"),
-            {"action": {"action": "final_answer", "answer": {"answer": "recorded a-c"}}},
-        ]
-    }
-}
+SPECS = worker_specs("chaosplug", extra="limits: {timeout: 300s}\nruntime: {max_concurrency: 1000}\n")
 
 
 def effects(root: Path) -> list[tuple[str, str]]:
