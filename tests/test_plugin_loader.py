@@ -34,6 +34,19 @@ def test_installed_modules_are_found_without_importing_them() -> None:
         import_plugin_module("no_such_module_anywhere", [])
 
 
+def test_a_plugin_imported_earlier_is_not_taken_for_an_installed_module(tmp_path: Path) -> None:
+    """A long-lived process (the Python API, `platform dev`, a test session) imports a project's
+    `tools.py`; validating another project that lacks it must still say the module is missing, and
+    importing it from that project's roots must not hand back the first project's module."""
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "fuzzplugin_tools.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    assert import_plugin_module("fuzzplugin_tools", [first]).add(1, 2) == 3
+    assert not find_installed_module("fuzzplugin_tools")
+    with pytest.raises(ImportError, match="not found under the plugin paths"):
+        import_plugin_module("fuzzplugin_tools", [tmp_path / "second"])
+
+
 @pytest.mark.parametrize(
     ("retry_on", "import_plugins", "errors"),
     [

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 
 _lock = threading.Lock()
+# The plugin roots this process put on `sys.path`: a module found there is a plugin, not installed.
+_plugin_roots: set[str] = set()
 
 
 def find_module_file(module: str, roots: Sequence[Path]) -> Path | None:
@@ -32,15 +34,22 @@ def find_module_file(module: str, roots: Sequence[Path]) -> Path | None:
 def find_installed_module(module: str) -> bool:
     """Whether `module` is importable from the environment (the standard library or an installed
     package), found without importing it or its parents."""
-    import importlib.util
+    import importlib.machinery
 
     top, _, rest = module.partition(".")
+    if not top.isidentifier():
+        return False
+    if top in sys.builtin_module_names:
+        return not rest
+    # The path finder, not `importlib.util.find_spec`: that one answers from `sys.modules`, where a
+    # plugin imported earlier in this process (from any root) would pass for an installed module.
+    search_path = [entry for entry in sys.path if entry not in _plugin_roots]
     try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
+        spec = importlib.machinery.PathFinder.find_spec(top, search_path)
+    except (ImportError, ValueError, OSError):
         return False
     if spec is None:
-        return False
+        return not rest and importlib.machinery.FrozenImporter.find_spec(top) is not None
     if not rest:
         return True
     locations = list(spec.submodule_search_locations or [])
@@ -75,13 +84,15 @@ def import_plugin_module(module: str, roots: Sequence[Path]) -> ModuleType:
     """Import `module` from the plugin roots; ImportError (naming the roots) when it is not there."""
     path = find_module_file(module, roots)
     if path is None:  # not a plugin: the standard library or an installed package
-        try:
-            return importlib.import_module(module)
-        except ModuleNotFoundError:
-            listing = ", ".join(str(r) for r in roots)
-            raise ImportError(
-                f"python module '{module}' not found under the plugin paths ({listing}) nor installed"
-            ) from None
+        if find_installed_module(module):
+            try:
+                return importlib.import_module(module)
+            except ModuleNotFoundError:
+                pass
+        listing = ", ".join(str(r) for r in roots)
+        raise ImportError(
+            f"python module '{module}' not found under the plugin paths ({listing}) nor installed"
+        )
     root = _root_of(path, module)
     with _lock:
         _forget_stale_modules(module, root)
@@ -89,5 +100,6 @@ def import_plugin_module(module: str, roots: Sequence[Path]) -> ModuleType:
         if text in sys.path:
             sys.path.remove(text)
         sys.path.insert(0, text)
+        _plugin_roots.add(text)
         importlib.invalidate_caches()
         return importlib.import_module(module)

@@ -15,6 +15,7 @@ also checks the argument types the type hints give."""
 from __future__ import annotations
 
 import ast
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,9 @@ def module_not_found(module: str, roots: Sequence[Path]) -> str:
 class PluginResolver:
     roots: Sequence[Path]
     import_plugins: bool = False
-    _module_cache: dict[str, tuple[Path | None, set[str] | None, str | None]] = field(default_factory=dict)
+    _module_cache: dict[str, tuple[Path | None, frozenset[str] | None, str | None]] = field(
+        default_factory=dict
+    )
     _signature_schemas: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     # module -> its top-level plain `def`s (undecorated, the name bound by nothing else)
     _plain_functions: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = field(
@@ -64,25 +67,26 @@ class PluginResolver:
         except (OSError, ValueError):  # a name the OS cannot look up (too long): no such file
             return None
 
-    def _top_level_names(self, module: str) -> tuple[Path | None, set[str] | None, str | None]:
+    def _top_level_names(self, module: str) -> tuple[Path | None, frozenset[str] | None, str | None]:
         if module in self._module_cache:
             return self._module_cache[module]
         path = self._find_file(module)
-        result: tuple[Path | None, set[str] | None, str | None]
+        result: tuple[Path | None, frozenset[str] | None, str | None]
         if path is None:
             result = (None, None, None)
         else:
             try:
-                tree = ast.parse(path.read_bytes(), filename=str(path))
-            except SyntaxError as exc:
-                result = (path, None, f"{path}:{exc.lineno}: syntax error: {exc.msg}")
+                source = path.read_bytes()
             except OSError as exc:
                 result = (path, None, f"cannot read {path}: {exc.strerror}")
-            except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
-                result = (path, None, f"cannot parse {path}: {type(exc).__name__}: {exc}")
             else:
-                result = (path, _defined_names(tree), None)
-                self._plain_functions[module] = _plain_functions(tree)
+                parsed = _parse_module(source, str(path))
+                if isinstance(parsed, str):
+                    result = (path, None, parsed)
+                else:
+                    names, functions = parsed
+                    result = (path, names, None)
+                    self._plain_functions[module] = functions
         self._module_cache[module] = result
         return result
 
@@ -203,6 +207,24 @@ def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | N
         elif parameter.default is inspect.Parameter.empty and name not in required:
             return f"parameter '{name}' of '{ref}' has no default but input_schema does not require it"
     return None
+
+
+_ParsedModule = tuple[frozenset[str], dict[str, "ast.FunctionDef | ast.AsyncFunctionDef"]]
+
+
+# Keyed by the source itself: a watch loop (`platform dev`) or a long fuzz session re-validates the
+# same plugins many times, and parsing them is most of what checking them costs. The parsed trees
+# are only read, never changed.
+@functools.lru_cache(maxsize=256)
+def _parse_module(source: bytes, filename: str) -> _ParsedModule | str:
+    """A module's top-level names and plain functions, or the message saying why it cannot be read."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        return f"{filename}:{exc.lineno}: syntax error: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+        return f"cannot parse {filename}: {type(exc).__name__}: {exc}"
+    return frozenset(_defined_names(tree)), _plain_functions(tree)
 
 
 def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[tuple[ast.arg, bool]]:
