@@ -89,11 +89,23 @@ chaos: $(STAMP)
 	CHAOS_RUNS=$(CHAOS_RUNS) $(BIN)/python -m pytest tests -m chaos -q -s -p no:cacheprovider
 
 # The mutation fuzzer of tests/test_fuzz_specs.py at length: 100,000 mutated spec sets through
-# validate and plan; it prints its figures (mutants, clean, with diagnostics, internal errors,
-# slowest). FUZZ_REPORT=file also writes them as JSON.
+# validate and plan, split over FUZZ_SHARDS processes (one per core; each its own hypothesis seed).
+# Each shard logs to $(FUZZ_DIR)/shard-N.log and writes its figures as it goes; the totals (mutants,
+# clean, with diagnostics, internal errors, slowest) are printed and written to $(FUZZ_DIR)/figures.json.
 FUZZ_EXAMPLES ?= 100000
+FUZZ_SHARDS ?= 2
+FUZZ_DIR ?= .fuzz
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz_specs.py -q -s -p no:cacheprovider
+	rm -rf $(FUZZ_DIR) && mkdir -p $(FUZZ_DIR)
+	status=0; pids=""; \
+	for shard in $$(seq 1 $(FUZZ_SHARDS)); do \
+	  FUZZ_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / $(FUZZ_SHARDS) )) FUZZ_REPORT=$(FUZZ_DIR)/shard-$$shard.json \
+	    $(BIN)/python -m pytest tests/test_fuzz_specs.py -q -s -p no:cacheprovider --hypothesis-seed=$$shard \
+	    > $(FUZZ_DIR)/shard-$$shard.log 2>&1 & pids="$$pids $$!"; \
+	done; \
+	for pid in $$pids; do wait $$pid || status=1; done; \
+	$(BIN)/python tests/support/fuzz_figures.py $(FUZZ_DIR) || status=1; \
+	exit $$status
 
 schemas: $(STAMP)
 	$(BIN)/platform schema --out schemas/
