@@ -23,13 +23,11 @@ from opentelemetry.sdk.trace import (
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode, TraceFlags
 
 from agent_platform.compile.plan import ToolBinding
 from agent_platform.runtime.agent_loop import _PromptCache
 from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.fast_spans import FastSpan
 from agent_platform.runtime.guardrails import GuardrailSet, wrap_tool_output
 from agent_platform.runtime.guardrails.injection import escape_boundary
 from agent_platform.runtime.models.base import ModelResult, ModelServerError, Usage
@@ -39,13 +37,14 @@ from agent_platform.runtime.tracing import (
     MemorySpanExporter,
     Tracing,
     TracingHandle,
-    _InMemoryProcessor,
     configure_tracing,
     extract_context,
     inject_context,
     record_model_result,
     span_to_dict,
 )
+from agent_platform.runtime.tracing.exporters import InMemoryProcessor
+from agent_platform.runtime.tracing.fast_spans import EndedFastSpan, FastSpan, tracer_provider
 from agent_platform.spec.kinds import ToolSpec
 
 # --- fast spans ----------------------------------------------------------------------------------
@@ -119,10 +118,10 @@ def test_fast_spans_export_what_sdk_spans_export(tracing: TracingHandle) -> None
     with configure_tracing(memory=True, extra_processors=[watching]) as sdk:
         _workload(sdk)
         slow = sdk.finished_spans()
-    assert not any(isinstance(s, FastSpan) for s in slow)
+    assert not any(isinstance(s, EndedFastSpan) for s in slow)
     assert len(watching.started) == len(slow) == len(fast) == 8
     # Every span, the root too, was a fast span, and it reads exactly like the SDK's.
-    assert all(type(s) is FastSpan for s in fast)
+    assert all(type(s) is EndedFastSpan for s in fast)
     assert [_comparable(s) for s in fast] == [_comparable(s) for s in slow]
     assert _tree(fast) == _tree(slow)
     # One run is one trace, with real ids and parentage.
@@ -168,13 +167,13 @@ def test_fast_root_spans_follow_the_id_generator() -> None:
     contexts = []
     for processors in ((), (_Watching(),)):
         exporter = MemorySpanExporter()
-        provider = TracerProvider(id_generator=Counting())
-        for processor in (_InMemoryProcessor(exporter), *processors):
+        provider = tracer_provider(id_generator=Counting())
+        for processor in (InMemoryProcessor(exporter), *processors):
             provider.add_span_processor(processor)
         handle = TracingHandle(provider, memory_exporter=exporter)
         with handle.run_span("agent", "a", "r"), handle.tool_span("t", "c"):
             pass
-        contexts.append([(s.context, s.parent, type(s) is FastSpan) for s in handle.finished_spans()])
+        contexts.append([(s.context, s.parent, type(s) is EndedFastSpan) for s in handle.finished_spans()])
         handle.shutdown()
     fast_spans, sdk_spans = contexts
     assert [c[:2] for c in fast_spans] == [c[:2] for c in sdk_spans]
@@ -190,17 +189,25 @@ def test_fast_spans_step_aside_when_they_could_differ(
         with tracing.tool_span("t", "c") as child:
             assert isinstance(child, FastSpan)
         assert isinstance(root, FastSpan)
-    # ... and the SDK's with any other root delegate (a sampled root's children are fast).
-    ratio = TracingHandle(TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0))))
+    # ... and the SDK's with any other sampler (one whose decisions are not documented).
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    ratio = TracingHandle(tracer_provider())
     with ratio.iteration_span(1) as root, ratio.tool_span("t", "c") as child:
-        assert not isinstance(root, FastSpan) and isinstance(child, FastSpan)
+        assert not isinstance(root, FastSpan) and not isinstance(child, FastSpan)
+        assert root.is_recording() and child.is_recording()
     ratio.shutdown()
-    # Another runtime context than the contextvars one: the SDK (through the context API).
+    monkeypatch.undo()
+    # Another runtime context than the contextvars one: fast spans use the context API too.
     monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", _OtherRuntimeContext())
     with tracing.run_span("agent", "a", "r") as run, tracing.tool_span("t", "c") as child:
-        assert not isinstance(run, FastSpan) and not isinstance(child, FastSpan)
+        assert isinstance(run, FastSpan) and isinstance(child, FastSpan)
         assert child.parent.span_id == run.get_span_context().span_id  # type: ignore[attr-defined]
     monkeypatch.undo()
+    # A provider the platform did not build (its span limits and processors are the SDK's
+    # secret): the SDK makes every span.
+    foreign = TracingHandle(TracerProvider())
+    assert foreign._fast is None
+    foreign.shutdown()
     # A processor added later, with an on_start, is noticed at the next span.
     watching = _Watching()
     tracing.provider.add_span_processor(watching)
@@ -208,13 +215,32 @@ def test_fast_spans_step_aside_when_they_could_differ(
         assert not isinstance(child, FastSpan)
     assert watching.started == ["invoke_agent a", "execute_tool t"]
     # A sampler that is not ParentBased(ALWAYS_ON) for sampled parents: the SDK decides.
-    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
-    custom = TracingHandle(provider)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off")
+    custom = TracingHandle(tracer_provider())
     assert custom._fast is not None
     with custom.run_span("agent", "a", "r") as run, custom.tool_span("t", "c") as child:
         assert not run.is_recording() and not child.is_recording()
         assert not isinstance(child, FastSpan)
     custom.shutdown()
+
+
+def test_any_hook_run_before_the_end_sends_spans_through_the_sdk() -> None:
+    """Hooks are found by walking `SpanProcessor`'s methods: a processor overriding one that runs
+    while the span is open (`on_start`, or the SDK's `_on_ending`) gets every span from the SDK."""
+
+    class Ending(SpanProcessor):
+        def __init__(self) -> None:
+            self.ending: list[str] = []
+
+        def _on_ending(self, span: Any) -> None:
+            self.ending.append(span.name)
+
+    ending = Ending()
+    with configure_tracing(memory=True, extra_processors=[ending]) as handle:
+        with handle.run_span("agent", "a", "r") as run:
+            assert not isinstance(run, FastSpan)
+        assert [type(s) for s in handle.finished_spans()] == [ReadableSpan]
+    assert ending.ending == ["invoke_agent a"]
 
 
 class _OtherRuntimeContext(ContextVarsRuntimeContext):
@@ -249,7 +275,7 @@ def test_fast_spans_reach_every_kind_of_processor() -> None:
     concurrent.add_span_processor(SimpleSpanProcessor(exporter))
     handle = TracingHandle(TracerProvider(active_span_processor=concurrent))
     with handle.run_span("agent", "a", "r") as run:
-        assert isinstance(run, FastSpan)
+        assert not isinstance(run, FastSpan)  # not a provider the platform built
     handle.force_flush()
     assert [s.name for s in exporter.get_finished_spans()] == ["invoke_agent a"]
     handle.shutdown()
@@ -329,10 +355,10 @@ def test_fast_span_api_rules(tracing: TracingHandle, caplog: pytest.LogCaptureFi
 def test_span_limits_apply_to_fast_spans() -> None:
     from opentelemetry.sdk.trace import SpanLimits
 
-    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2, max_events=1))
+    provider = tracer_provider(span_limits=SpanLimits(max_span_attributes=2, max_events=1))
     handle = TracingHandle(provider)
     exporter = MemorySpanExporter()
-    provider.add_span_processor(_InMemoryProcessor(exporter))
+    provider.add_span_processor(InMemoryProcessor(exporter))
     with handle.run_span("agent", "a", "r"), handle.span("s") as span:
         assert isinstance(span, FastSpan)
         for key in ("a", "b", "c"):

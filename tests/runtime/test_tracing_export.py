@@ -21,20 +21,22 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from pydantic_core import to_json
 
 from agent_platform.deploy.traces import read_spans, to_readable
-from agent_platform.runtime.fast_spans import FastSpan
 from agent_platform.runtime.models.base import ModelResult, Usage
 from agent_platform.runtime.tracing import (
-    SPAN_BATCH_SIZE,
-    SPAN_QUEUE_SIZE,
-    SPAN_SCHEDULE_DELAY_MS,
     JsonlSpanExporter,
     Tracing,
     TracingHandle,
-    _SpanLines,
-    batched_processor,
     configure_tracing,
     span_to_dict,
 )
+from agent_platform.runtime.tracing.configure import (
+    SPAN_BATCH_SIZE,
+    SPAN_QUEUE_SIZE,
+    SPAN_SCHEDULE_DELAY_MS,
+    batched_processor,
+)
+from agent_platform.runtime.tracing.exporters import _SpanLines
+from agent_platform.runtime.tracing.fast_spans import EndedFastSpan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +92,7 @@ def spans() -> Iterator[tuple[ReadableSpan, ...]]:
         _workload(fast)
         _workload(sdk)
         made = fast.finished_spans() + sdk.finished_spans()
-    assert any(type(s) is FastSpan for s in made) and any(type(s) is ReadableSpan for s in made)
+    assert any(type(s) is EndedFastSpan for s in made) and any(type(s) is ReadableSpan for s in made)
     read_back = tuple(to_readable(json.loads(_expected(s))) for s in made)
     yield made + read_back
 

@@ -15,10 +15,10 @@ from opentelemetry.trace import StatusCode
 from tests.runtime.test_engine import World, agent, call, final
 
 from agent_platform.deploy.traces import render_trace
-from agent_platform.runtime.fast_spans import FastSpan
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.span_tree import render_span_tree
 from agent_platform.runtime.tracing import TracingHandle, configure_tracing
+from agent_platform.runtime.tracing.fast_spans import EndedFastSpan
 
 SUPERVISOR = """\
 ---
@@ -57,7 +57,7 @@ def tracing(request: pytest.FixtureRequest) -> Iterator[TracingHandle]:
     yield handle
     handle.shutdown()
     made_by = {type(s) for s in handle.finished_spans()}
-    assert made_by == ({FastSpan} if request.param == "fast" else {ReadableSpan}), made_by
+    assert made_by == ({EndedFastSpan} if request.param == "fast" else {ReadableSpan}), made_by
 
 
 @pytest.fixture

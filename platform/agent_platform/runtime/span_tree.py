@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from agent_platform.runtime import tracing as t
+from agent_platform.runtime.tracing import names as t
 
 if TYPE_CHECKING:
     from rich.tree import Tree
