@@ -95,6 +95,8 @@ chaos: $(STAMP)
 FUZZ_EXAMPLES ?= 100000
 FUZZ_SHARDS ?= 2
 FUZZ_DIR ?= .fuzz
+# The deep profile of the property tests the ordinary suite runs with fewer examples.
+PROPERTY_EXAMPLES ?= 2000
 fuzz: $(STAMP)
 	rm -rf $(FUZZ_DIR) && mkdir -p $(FUZZ_DIR)
 	status=0; pids=""; \
@@ -105,6 +107,8 @@ fuzz: $(STAMP)
 	done; \
 	for pid in $$pids; do wait $$pid || status=1; done; \
 	$(BIN)/python tests/support/fuzz_figures.py $(FUZZ_DIR) || status=1; \
+	PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) $(BIN)/python -m pytest tests/deploy/test_diff.py -k property \
+	  -q -p no:cacheprovider || status=1; \
 	exit $$status
 
 schemas: $(STAMP)

@@ -182,7 +182,7 @@ def ten_megabytes() -> bytes:
 NAME_HINT = (
     "names use lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters"
 )
-KINDS = "Model, Tool, McpServer, Memory, Guardrail, Agent, Pipeline, Supervisor, Endpoint, Test"
+KINDS = "Model, Tool, McpServer, Memory, Guardrail, Agent, Pipeline, Supervisor, Endpoint, RemoteAgent, Test"
 AGENT_VARS = "(available: agent, delegates, inputs, tools)"
 TYPES = "(expected one of: string, number, integer, boolean, object, array, null)"
 YAML11 = "(YAML 1.1 words like yes/no/on/off are strings here; write true or false)"

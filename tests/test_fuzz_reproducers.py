@@ -7,7 +7,6 @@ checking what they say. Each test fails on the code before its fix."""
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -46,6 +45,23 @@ def _validate(tmp_path: Path, text: str, *, import_plugins: bool = False) -> lis
         build_output_models(compile_specs(report.specs), report.diagnostics)
         assert report.ok, [str(d) for d in report.diagnostics.errors]
     return [d for d in report.diagnostics.sorted() if d.severity is not Severity.HINT]
+
+
+@pytest.fixture
+def template_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The source of every template the sandbox parses while the test runs: the work validation
+    does on templates, counted instead of timed."""
+    from agent_platform.template_sandbox import BoundedEnvironment
+
+    parsed: list[str] = []
+    parse = BoundedEnvironment._parse
+
+    def counting(self: BoundedEnvironment, source: str, name: str | None, filename: str | None) -> Any:
+        parsed.append(source)
+        return parse(self, source, name, filename)
+
+    monkeypatch.setattr(BoundedEnvironment, "_parse", counting)
+    return parsed
 
 
 def _errors(tmp_path: Path, text: str, **options: Any) -> list[str]:
@@ -198,50 +214,51 @@ def test_an_aliased_string_counts_its_text_each_time_it_is_used() -> None:
     and then took 4 GB of data into validation."""
     text = "a: &s " + "x" * 200_000 + "\nb: [" + ", ".join(["*s"] * 20_000) + "]\n"
     tracemalloc.start()
-    started = time.process_time()
     result = load_text(text, "bomb.yaml")
-    elapsed = time.process_time() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert [str(d) for d in result.diagnostics] == [
         "bomb.yaml:2:81: document expands to more than 4,194,304 characters of text (aliases are "
         "counted each time they are used); split it or remove aliases"
     ]
-    assert elapsed < 1.0 and peak < 20 * 2**20
+    assert peak < 20 * 2**20  # refused as it counted, before the text was built
 
 
-def test_a_file_of_tens_of_thousands_of_template_tags_is_refused_quickly(tmp_path: Path) -> None:
+def test_a_file_of_tens_of_thousands_of_template_tags_is_refused_unparsed(
+    tmp_path: Path, template_parses: list[str]
+) -> None:
     """80,000 `{{ x }}` in one instructions string (547 KiB, under the file limit) were all parsed
-    and checked: far past the time bound of a file."""
+    and checked: far past the time bound of a file. Now the file is refused before any parse."""
     text = MODEL + _agent('  instructions: "' + "{{ x }} " * 80_000 + '"\n')
-    started = time.process_time()
     errors = _errors(tmp_path, text)
-    assert time.process_time() - started < 2.0
+    assert template_parses == []
     assert errors == [
         "11:17: the templates in this file add up to more than 262,144 characters (aliases counted "
         "each time they are used); split the file"
     ]
 
 
-def test_a_file_at_the_template_budget_validates_within_the_time_bound(tmp_path: Path) -> None:
+def test_a_file_at_the_template_budget_validates_with_one_parse(
+    tmp_path: Path, template_parses: list[str]
+) -> None:
     """The most parser work a file may ask for: templates up to the per-file budget, each tag as
-    deeply bracketed as allowed."""
+    deeply bracketed as allowed, parsed once (the budget bounds what that one parse costs)."""
     tag = "{{ " + "(" * 32 + "inputs.x" + ")" * 32 + " }}"
     text = MODEL + _agent(
         "  inputs: {type: object, properties: {x: {type: string}}, required: [x]}\n"
         '  instructions: "' + tag * (250_000 // len(tag)) + '"\n'
     )
-    started = time.process_time()
     assert _errors(tmp_path, text) == []
-    assert time.process_time() - started < 2.0
+    assert len(template_parses) == 1
 
 
-def test_one_template_repeating_a_mistake_reports_it_once_and_counts_the_rest(tmp_path: Path) -> None:
+def test_one_template_repeating_a_mistake_reports_it_once_and_counts_the_rest(
+    tmp_path: Path, template_parses: list[str]
+) -> None:
     template = " ".join(f"{{{{ x{i} }}}}" for i in range(3000))
     text = MODEL + _agent("  instructions: " + json.dumps(template) + "\n")
-    started = time.process_time()
     errors = _errors(tmp_path, text)
-    assert time.process_time() - started < 2.0
+    assert len(template_parses) == 1  # parsed and walked once, however many problems it has
     assert len(errors) == 21
     assert [e for e in errors if e.endswith(": ... and 2,980 more problems in this template")]
 

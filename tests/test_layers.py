@@ -1,5 +1,5 @@
-"""The layers follow the data: a lower layer never imports a higher one, except the imports the
-layer tool lists as known debt (`python -m agent_platform._devtools.layers` prints the graph)."""
+"""The layers follow the data: a lower layer never imports a higher one
+(`python -m agent_platform._devtools.layers` prints the graph)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,19 @@ def test_no_lower_layer_imports_a_higher_one_beyond_the_known_debt() -> None:
     assert new == [], "\n".join(new)
 
 
+def test_no_upward_import_is_left_as_known_debt() -> None:
+    assert frozenset() == layers.KNOWN_UPWARD
+    assert layers.upward(layers.edges(ROOT)) == []
+
+
+def test_code_both_validate_and_the_runtime_use_sits_below_them() -> None:
+    # Tool signatures (validate --import-plugins, the registry), policies and MCP locks
+    # (validate, compile, the runtime): each in the lowest layer that uses it.
+    assert layers.layer_of("agent_platform.tool_functions") == "base"
+    assert layers.layer_of("agent_platform.spec.policy") == "spec"
+    assert layers.layer_of("agent_platform.spec.mcp_lock") == "spec"
+
+
 def test_every_module_has_a_layer_and_the_tool_runs() -> None:
     assert layers.layer_of("agent_platform.runstore.sqlite") == "durability"
     assert layers.layer_of("agent_platform.runtime.tools.mcp") == "runtime"
@@ -32,3 +45,4 @@ def test_every_module_has_a_layer_and_the_tool_runs() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "durability  -> base" in done.stdout
+    assert "upward imports: 0 (0 not known)" in done.stdout

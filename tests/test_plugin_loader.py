@@ -97,7 +97,8 @@ def test_a_missing_plugin_module_names_where_it_looked_and_the_fix(tmp_path: Pat
 
 def test_a_tool_whose_module_cannot_be_imported_at_run_time_says_how_to_find_it(tmp_path: Path) -> None:
     from agent_platform.compile.plan import ToolBinding
-    from agent_platform.runtime.tools.registry import ToolRegistry, UnavailableTool
+    from agent_platform.runtime.tools.interface import UnavailableTool
+    from agent_platform.runtime.tools.registry import ToolRegistry
     from agent_platform.spec.kinds import ToolSpec
 
     registry = ToolRegistry(plugin_paths=[tmp_path])

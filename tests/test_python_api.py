@@ -34,6 +34,10 @@ def test_the_public_face_is_a_deliberate_list() -> None:
             "FunctionModel",
             "ModelCall",
             "ModelError",
+            "ModelProvider",
+            "ModelRequest",
+            "ModelResult",
+            "Usage",
             "configure_tracing",
         ]
     )
@@ -53,7 +57,7 @@ def test_importing_the_package_imports_no_runtime() -> None:
 
 def test_the_documented_program_runs(tmp_path: Path) -> None:
     doc = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
-    (program,) = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
+    program, _ = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
     script = tmp_path / "program.py"
     script.write_text(program)
     from agent_platform.memory.stores.embedded import stop_embedded_server
@@ -71,6 +75,23 @@ def test_the_documented_program_runs(tmp_path: Path) -> None:
         stop_embedded_server(tmp_path / "state")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("completed\n")
+
+
+def test_the_documented_custom_provider_runs(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    _, program = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
+    script = tmp_path / "custom_provider.py"
+    script.write_text(program)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "completed {'reply': 'Hello, Ada.'}\n"
 
 
 def test_load_reports_errors_located_and_plan_refuses(tmp_path: Path) -> None:

@@ -101,6 +101,18 @@ VALID: dict[str, dict[str, Any]] = {
         "api",
         {"units": ["a"], "auth": {"token_env": "API_TOKEN"}, "max_body": "1Mi", "wait_timeout": "2m"},
     ),
+    "RemoteAgent": _doc(
+        "RemoteAgent",
+        "translator",
+        {
+            "url": "https://agents.example.com/a2a/translator",
+            "card": {"name": "translator", "skills": ["translate"]},
+            "inputs": {"type": "object", "properties": {"text": {"type": "string"}}},
+            "auth": {"token_env": "TRANSLATOR_TOKEN"},
+            "timeout": "2m",
+            "retry": {"max_attempts": 2, "backoff": {"initial": "1s"}},
+        },
+    ),
     "Test": _doc(
         "Test",
         "helper-searches",

@@ -13,6 +13,39 @@ The Python API (see docs/python-api.md):
 
 Importing this package must stay cheap (`platform validate` runs on every CI commit): each name
 below is imported on first use.
+
+A whole run, with a Python function in place of the model (the test suite runs this):
+
+>>> import asyncio, json, pathlib, tempfile
+>>> import agent_platform as ap
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (folder / "echo.yaml").write_text('''
+... apiVersion: agents.platform/v1
+... kind: Model
+... metadata: {name: m}
+... spec: {provider: scripted, on_script_exhausted: synthesize}
+... ---
+... apiVersion: agents.platform/v1
+... kind: Agent
+... metadata: {name: echo}
+... spec:
+...   model: m
+...   instructions: Repeat what you are told.
+...   inputs: {type: object, properties: {text: {type: string}}, required: [text]}
+...   output: {type: object, properties: {said: {type: string}}, required: [said]}
+... ''')
+>>> project = ap.load_project(folder)
+>>> project.units()
+['Agent/echo']
+>>> def echo(call: ap.ModelCall) -> dict:
+...     said = json.loads(call.last_text.removeprefix("Task inputs:"))["text"]
+...     return {"action": {"action": "final_answer", "answer": {"said": said}}}
+>>> async def main() -> ap.RunResult:
+...     async with ap.Runtime(project.plan, models={"m": ap.FunctionModel(echo)}) as runtime:
+...         return await runtime.run("echo", {"text": "hello"})
+>>> result = asyncio.run(main())
+>>> result.outcome is ap.Outcome.COMPLETED, result.output
+(True, {'said': 'hello'})
 """
 
 from __future__ import annotations
@@ -30,13 +63,18 @@ _PUBLIC = {
     "InvalidProject": "agent_platform.api",
     "Runtime": "agent_platform.runtime.engine",
     "UnknownUnit": "agent_platform.runtime.engine",
-    "tool": "agent_platform.runtime.tools.registry",
+    "tool": "agent_platform.tool_functions",
     "RunResult": "agent_platform.runtime.outcomes",
     "Outcome": "agent_platform.runtime.outcomes",
     "InputError": "agent_platform.runtime.inputs",
     "FunctionModel": "agent_platform.runtime.models.function_model",
     "ModelCall": "agent_platform.runtime.models.function_model",
     "ModelError": "agent_platform.runtime.models.base",
+    # For custom providers (`Runtime(providers=...)`): the interface, and what it takes and gives.
+    "ModelProvider": "agent_platform.runtime.models.base",
+    "ModelRequest": "agent_platform.runtime.models.base",
+    "ModelResult": "agent_platform.runtime.models.base",
+    "Usage": "agent_platform.runtime.models.base",
     "configure_tracing": "agent_platform.runtime.tracing",
 }
 
@@ -50,12 +88,16 @@ if TYPE_CHECKING:
     from agent_platform.runtime.engine import UnknownUnit as UnknownUnit
     from agent_platform.runtime.inputs import InputError as InputError
     from agent_platform.runtime.models.base import ModelError as ModelError
+    from agent_platform.runtime.models.base import ModelProvider as ModelProvider
+    from agent_platform.runtime.models.base import ModelRequest as ModelRequest
+    from agent_platform.runtime.models.base import ModelResult as ModelResult
+    from agent_platform.runtime.models.base import Usage as Usage
     from agent_platform.runtime.models.function_model import FunctionModel as FunctionModel
     from agent_platform.runtime.models.function_model import ModelCall as ModelCall
     from agent_platform.runtime.outcomes import Outcome as Outcome
     from agent_platform.runtime.outcomes import RunResult as RunResult
-    from agent_platform.runtime.tools.registry import tool as tool
     from agent_platform.runtime.tracing import configure_tracing as configure_tracing
+    from agent_platform.tool_functions import tool as tool
 
 
 def __getattr__(name: str) -> Any:

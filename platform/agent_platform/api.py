@@ -72,7 +72,8 @@ class Project:
 
 def _tool_name(target: Any) -> str:
     """The name a tool given in code registers under (what `Runtime(tools=...)` uses)."""
-    from agent_platform.runtime.tools.registry import Tool, tool_options
+    from agent_platform.runtime.tools.interface import Tool
+    from agent_platform.tool_functions import tool_options
 
     if isinstance(target, Tool):
         return str(target.name)
@@ -84,14 +85,38 @@ def load_project(
     plugin_paths: Iterable[str | os.PathLike[str]] | None = None,
     import_plugins: bool = False,
     tools: Iterable[Callable[..., Any]] = (),
+    providers: Iterable[str] = (),
 ) -> Project:
     """Validate spec files and directories (`specs/` when none is given). Never raises for bad
-    specs: `Project.ok` and `Project.errors` say what is wrong; `Project.plan` raises then."""
+    specs: `Project.ok` and `Project.errors` say what is wrong; `Project.plan` raises then.
+
+    `tools`: the functions `Runtime(tools=...)` will be given. `providers`: the names of the
+    custom model providers `Runtime(providers=...)` will be given (its dict does: its keys), which
+    Model specs may then name.
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "agent.yaml").write_text(
+    ...     "apiVersion: agents.platform/v1\\nkind: Agent\\nmetadata: {name: a}\\n"
+    ...     "spec: {model: nowhere, instructions: hi}\\n"
+    ... )
+    >>> project = load_project(folder)
+    >>> project.ok
+    False
+    >>> print(project.errors[0].removeprefix(str(folder)))
+    /agent.yaml:4:15: Agent/a: unknown Model 'nowhere' (no Model is defined in the given files)
+    >>> project.plan
+    Traceback (most recent call last):
+    ...
+    agent_platform.api.InvalidProject: the specs have 1 error(s):
+    ...
+    """
     from agent_platform.validate import ValidationOptions, validate_paths
 
     options = ValidationOptions(
         plugin_paths=[Path(p) for p in plugin_paths] if plugin_paths is not None else None,
         import_plugins=import_plugins,
         provided_tools=frozenset(_tool_name(t) for t in tools),
+        provided_providers=frozenset(providers),
     )
     return Project(validate_paths(list(paths) or ["specs"], options))

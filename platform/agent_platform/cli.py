@@ -215,7 +215,8 @@ def plan(
 ) -> None:
     """Show the compiled plan: each unit, pipeline or agent loop and why, its actors, its dependencies.
 
-    First pins the tools of the MCP servers the specs use in mcp.lock.yaml (see --discover-mcp)."""
+    First pins the tools of the MCP servers the specs use in mcp.lock.yaml (see --discover-mcp),
+    and checks each RemoteAgent against its agent card (fetched over HTTP)."""
     from agent_platform import render
     from agent_platform.cli_mcp import pin_before_plan
 
@@ -223,7 +224,10 @@ def plan(
     options = _options(plugin_path, import_plugins)
     require_paths("plan", paths)
     pin_before_plan(paths, options, discover=discover_mcp, update=update_mcp_lock)
-    _, compiled = compile_or_exit(paths, options)
+    report, compiled = compile_or_exit(paths, options)
+    from agent_platform.cli_remote import check_remote_cards_or_exit
+
+    check_remote_cards_or_exit(report.specs)
     emit(render.plan_json(compiled), fmt, lambda: render.plan_text(compiled))
 
 
@@ -415,6 +419,14 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the run id and return; `platform result ID` waits.")
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Show the run's steps live on stderr as a tree (iterations, model and tool calls, "
+            "sub-runs) from its events; the result and exit code are as without it.",
+        ),
+    ] = False,
     input: Annotated[
         str | None,
         typer.Option(
@@ -482,6 +494,11 @@ def run(
         warn_approve_all("run")
     if update_mcp_lock and not local:
         raise typer.BadParameter("--update-mcp-lock applies to --local runs", param_hint="--update-mcp-lock")
+    if follow and detach:
+        raise typer.BadParameter(
+            "--follow shows the run until it settles, --detach returns at once: use one",
+            param_hint="--follow",
+        )
     if not local:
         from agent_platform.cli_deploy import run_deployed
 
@@ -494,6 +511,7 @@ def run(
             trace=trace,
             tenant=tenant,
             output=output.value if output is not None else None,
+            follow=follow,
         )
         return
     if detach:
@@ -538,6 +556,7 @@ def run(
             tracing=tracing,
             approve_all=approve_all,
             tenant=tenant,
+            follow=follow,
         )
     except RunStoreError as exc:
         typer.echo(f"platform run: the local run store cannot record the run: {exc}", err=True)
@@ -572,7 +591,7 @@ def result_text(payload: dict[str, Any]) -> str:
 
 
 # The deployment commands register themselves on `app` (they import Ray only when they run).
-from agent_platform import cli_deploy, cli_eval, cli_init, cli_memory, cli_runs, cli_test  # noqa: E402, F401
+from agent_platform import cli_deploy, cli_dev, cli_eval, cli_init, cli_memory, cli_runs, cli_test  # noqa: E402, F401
 
 
 def main() -> None:

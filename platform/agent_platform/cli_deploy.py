@@ -51,16 +51,27 @@ DEFAULT_NS = "agent-platform"
 
 @contextmanager
 def _deploy_errors(command: str) -> Iterator[None]:
+    """Every command that reaches a deployment runs in here: its errors become messages, and a
+    head it finds dead comes back with its endpoints too (see `_restore_endpoints`)."""
     from agent_platform.deploy.apply_lock import ApplyInProgress
-    from agent_platform.deploy.client import DeployError
+    from agent_platform.deploy.client import DeployError, on_restore
     from agent_platform.deploy.cluster import ClusterError
     from agent_platform.runstore import RunStoreError
 
+    on_restore("HTTP endpoints", _restore_endpoints)
     try:
         yield
     except (DeployError, ClusterError, RunStoreError, ApplyInProgress) as exc:
         typer.echo(f"platform {command}: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+
+
+def _restore_endpoints(namespace: str, state: Path, entries: Any, note: Any) -> None:
+    """The deploy layer restores units; the endpoints above them are the serve layer's (and
+    Ray Serve is imported only here, once a restore needs it)."""
+    from agent_platform.serve.deploy import restore_endpoints
+
+    restore_endpoints(namespace, state, entries, note)
 
 
 def _notes(command: str) -> Any:
@@ -74,6 +85,9 @@ def _compile(paths: list[Path], plugin_path: list[Path] | None) -> tuple[Any, An
 
     options = _options(plugin_path, False)
     report, plan = compile_or_exit(paths, options, "apply")
+    from agent_platform.cli_remote import check_remote_cards_or_exit
+
+    check_remote_cards_or_exit(report.specs)
     roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
     bundle = SpecBundle.from_files(report.files, [p for p in roots if Path(p).exists()])
     return report, plan, bundle
@@ -453,9 +467,11 @@ def run_deployed(
     trace: bool,
     tenant: str | None = None,
     output: str | None = None,
+    follow: bool = False,
 ) -> None:
     """`platform run NAME` without --local: through the deployment. The result goes to stdout;
-    where each part ran, and the span tree, to stderr."""
+    where each part ran, and the span tree, to stderr. With `follow`, the run is submitted and
+    its steps are shown live from its events in the deployment's run store."""
     from agent_platform.deploy.apply_render import placement_text
     from agent_platform.deploy.client import Deployment
     from agent_platform.deploy.cluster import note_activity
@@ -476,6 +492,10 @@ def run_deployed(
             # No -o: the run id alone, for `id=$(platform run X --detach)`.
             emit({"run_id": run_id, "unit": unit, "status": "pending"}, output or "text", lambda: run_id)
             return
+        if follow:
+            run_id = deployment.submit(unit, inputs, run_id=run_id, tenant=tenant)
+            _follow_deployed(deployment.settings()["run_store_url"], run_id, output)
+            return
         result = deployment.run(unit, inputs, run_id=run_id, tenant=tenant)
     emit_result(result.to_json(), output or Output.json.value)
     note(placement_text(result))
@@ -487,6 +507,44 @@ def run_deployed(
         deployment.flush_traces(actors)
         note(render_trace(Path(settings["trace_file"]), result.trace_id))
     if not result.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _follow_deployed(store_url: str, run_id: str, output: str | None) -> None:
+    """Show a submitted run's steps live until it settles, then its result, as `platform result`
+    would print it (exit 1 unless it completed)."""
+    import asyncio
+
+    from agent_platform.cli_follow import follow_run, store_reader
+    from agent_platform.cli_runs import report_waiting
+    from agent_platform.runstore import open_run_store
+
+    async def go() -> Any:
+        store = open_run_store(store_url)
+        try:
+
+            async def settled() -> bool:
+                found = await store.get_run(run_id)
+                return found is not None and found.status.settled
+
+            await follow_run(store_reader(store, run_id), settled, run_id)
+            return await store.get_run(run_id)
+        finally:
+            await store.close()
+
+    record = asyncio.run(go())
+    payload = record.result or {
+        "run_id": run_id,
+        "unit": record.unit,
+        "outcome": record.status.value if record.status.value == "cancelled" else "failed",
+        "error": record.error,
+    }
+    emit_result(payload, output or Output.json.value)
+    if record.status is RunStatus.WAITING_APPROVAL and record.result:
+        from agent_platform.runtime.outcomes import RunResult
+
+        report_waiting(RunResult.from_json(record.result))
+    if record.status is not RunStatus.COMPLETED:
         raise typer.Exit(EXIT_INVALID)
 
 

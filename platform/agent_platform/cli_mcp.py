@@ -1,6 +1,6 @@
 """`platform plan`'s MCP discovery: connect to the MCP servers the specs use, check that the
 tools they select exist, and pin their descriptions, input schemas and annotations in
-`mcp.lock.yaml` next to the McpServer specs (see `compile/mcp_lock.py`).
+`mcp.lock.yaml` next to the McpServer specs (see `spec/mcp_lock.py`).
 
 HTTP servers are contacted by every `plan`. A stdio server is a program on this machine, so it
 is started only with `--discover-mcp`; without that flag a pinned stdio server is taken from the
@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_platform.compile.mcp_lock import (
+from agent_platform.diagnostics import did_you_mean
+from agent_platform.spec.kinds import AgentDocument, McpServerDocument, ToolDocument
+from agent_platform.spec.mcp_lock import (
     LockError,
     PinnedServer,
     PinnedTool,
@@ -29,8 +31,6 @@ from agent_platform.compile.mcp_lock import (
     server_drift,
     write_lock,
 )
-from agent_platform.diagnostics import did_you_mean
-from agent_platform.spec.kinds import AgentDocument, McpServerDocument, ToolDocument
 from agent_platform.validate.documents import TypedSpec
 from agent_platform.validate.mcp import plan_command
 from agent_platform.validate.references import SpecSet

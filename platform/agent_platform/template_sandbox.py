@@ -48,7 +48,7 @@ import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from string import Formatter
 from typing import Any, NoReturn
 
@@ -886,10 +886,37 @@ def _check_tree_depth(tree: nodes.Template, name: str | None, filename: str | No
         stack.extend((child, depth + 1, loops) for child in node.iter_child_nodes())
 
 
-@lru_cache(maxsize=1)
-def bounded_environment() -> BoundedEnvironment:
-    """The one environment spec templates are parsed, checked and rendered with."""
-    return BoundedEnvironment()
+@cache
+def bounded_environment(print_as: Callable[[Any], Any] | None = None) -> BoundedEnvironment:
+    """The one factory of the environments spec templates are parsed, checked and rendered with
+    (validate, the runtime's renders, http tools, idempotency keys, prompts): sandboxed, strict
+    about undefined names, keys of a mapping before its attributes, every bound of this module.
+
+    `print_as` changes only what `{{ value }}` prints, after the sandbox measured the value (an
+    http tool's url encodes it, a tainted prompt fences it): the result is an overlay of the one
+    environment, sharing every other setting. One environment per `print_as`, made once.
+
+    >>> env = bounded_environment()
+    >>> env.from_string("{{ inputs.items }}").render(inputs={"items": 3})
+    '3'
+    >>> env.from_string("{{ missing }}").render()
+    Traceback (most recent call last):
+    ...
+    jinja2.exceptions.UndefinedError: 'missing' is undefined
+    >>> shouting = bounded_environment(str.upper)
+    >>> shouting.from_string("say {{ word }}").render(word="hi"), shouting.undefined is env.undefined
+    ('say HI', True)
+    """
+    if print_as is None:
+        return BoundedEnvironment()
+
+    @pass_context
+    def finalize(context: Context, value: Any) -> Any:
+        return print_as(finalize_output(context, value))
+
+    overlay = bounded_environment().overlay(finalize=finalize)
+    assert isinstance(overlay, BoundedEnvironment)
+    return overlay
 
 
 def new_context(template: Template, variables: Mapping[str, Any], limits: RenderLimits) -> BoundedContext:

@@ -97,3 +97,17 @@ def test_a_head_that_cannot_come_back_fails_fast_naming_what_to_run(tmp_path: Pa
         assert "the local Ray head at 127.0.0.1:9 was down and could not be started again" in done.stderr
         assert "`platform down`" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert done.stdout == ""
+
+
+def test_endpoint_token_digests_are_kept_private_updated_and_forgotten_by_down(tmp_path: Path) -> None:
+    applied.record_endpoint_tokens(tmp_path, "ns", {"api": "ab" * 32, "open": None})
+    applied.record_endpoint_tokens(tmp_path, "ns", {"api": "cd" * 32})  # a rotated token
+    assert applied.load_endpoint_tokens(tmp_path, "ns") == {"api": "cd" * 32, "open": None}
+    kept = applied.endpoint_tokens_file(tmp_path, "ns")
+    assert kept.stat().st_mode & 0o077 == 0, "only the user reads it"
+    assert applied.load_endpoint_tokens(tmp_path, "other") == {}
+    kept.write_text("{not json")
+    assert applied.load_endpoint_tokens(tmp_path, "ns") == {}, "an unreadable file knows no token"
+    applied.record_endpoint_tokens(tmp_path, "ns", {"api": "ef" * 32})
+    applied.forget_all(tmp_path)
+    assert applied.load_endpoint_tokens(tmp_path, "ns") == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -836,7 +837,10 @@ def _related(reported: str, changed: str) -> bool:
     return within(reported, changed) or within(changed, reported)
 
 
-_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Enough examples per run to catch a regression in the ordinary suite; `make fuzz` runs the deep
+# profile (PROPERTY_EXAMPLES, 2,000 each there).
+_EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "60"))
+_SETTINGS = settings(max_examples=_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_SETTINGS

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from agent_platform.cli import app
 from agent_platform.compile import compile_specs
-from agent_platform.compile.mcp_lock import LOCK_FILE, read_lock
 from agent_platform.runtime.engine import Runtime
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.tracing import configure_tracing
+from agent_platform.spec.mcp_lock import LOCK_FILE, read_lock
 from agent_platform.validate import validate_paths
 
 SERVER = Path(__file__).with_name("server.py")
@@ -494,8 +494,8 @@ def test_a_damaged_lock_is_a_located_error(stdio: Project) -> None:
 def test_apply_sees_a_lock_change_and_hands_replicas_the_server_variables(stdio: Project) -> None:
     from dataclasses import replace
 
-    from agent_platform.compile.mcp_lock import write_lock
     from agent_platform.deploy.reconcile import desired_state
+    from agent_platform.spec.mcp_lock import write_lock
 
     assert stdio.plan("--discover-mcp").exit_code == 0
     report = validate_paths([stdio.specs])

@@ -93,3 +93,27 @@ def run_keyed_side_effect(url: str, log_path: str, barrier: str, delay: float) -
             await store.aclose()
 
     return asyncio.run(main())
+
+
+def append_events(url: str, root: str, worker: int, batches: int) -> None:
+    """Append `batches` batches of two events (the top-level run's and this worker's sub-run's)
+    to `root`'s tree, one transaction each."""
+    from datetime import UTC, datetime
+
+    from agent_platform.runstore.events import NewEvent
+
+    async def main() -> None:
+        store = open_run_store(url)
+        try:
+            for i in range(batches):
+                now = datetime.now(UTC)
+                await store.append_events(
+                    [
+                        NewEvent(root, "w", {"worker": worker, "i": i}, now),
+                        NewEvent(f"{root}/w-{worker}", "w", {"worker": worker, "i": i}, now),
+                    ]
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -349,12 +349,13 @@ def test_malformed_json_then_success_is_retried(server: MessagesAPIServer) -> No
 
 
 def test_slow_server_times_out(server: MessagesAPIServer) -> None:
+    # The server would answer, successfully, after 5 s: a timeout error means the client gave up
+    # at its own 0.3 s timeout instead of waiting for that answer.
     server.push(delayed(5.0, tool_use({"label": "true", "confidence": 1})))
-    started = time.monotonic()
     error = failure(make_spec(server, timeout=0.3, retry={"max_attempts": 1}), request())
     assert isinstance(error, ModelTimeout) and error.retryable
     assert "0.3s" in str(error)
-    assert time.monotonic() - started < 3.0
+    assert len(server.requests) == 1
 
 
 def test_connection_refused_is_a_connection_error(server: MessagesAPIServer) -> None:

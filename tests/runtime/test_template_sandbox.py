@@ -1,10 +1,10 @@
 """Random small templates built from the pieces template bombs are made of (repetition, powers,
 padding widths, joins, loops, recursion, accumulation) either render or raise
-`TemplateRenderError`, never anything else, and always within bounded time."""
+`TemplateRenderError`, never anything else, and always stop at a counted bound: the time limit is
+off, so no template can lean on the clock (a template no count stops would hang the test)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -13,10 +13,7 @@ from hypothesis import strategies as st
 from agent_platform.runtime.rendering import RenderLimits, TemplateRenderError, render, render_value
 
 CONTEXT = {"inputs": {"topic": "sandbox", "docs": [{"id": 1, "tags": ["a", "b"]}, {"id": 2, "tags": []}]}}
-LIMITS = RenderLimits(max_seconds=0.25)
-# The bound each render must stay within: its own time limit, plus one operation that was allowed
-# to run because it stayed under the size limits, plus a slow shared machine.
-WALL_BOUND_S = 2.0
+LIMITS = RenderLimits(max_seconds=float("inf"))
 
 # Well-typed pieces (so that most examples get as far as the bounds), and a few ill-typed ones.
 small_numbers = st.sampled_from(["0", "1", "2", "3", "7", "-1", "64", "1000", "10**5", "10**6", "10**9"])
@@ -107,15 +104,12 @@ PRELUDE = (
 
 
 def _outcome(run: Any) -> str:
-    started = time.perf_counter()
     try:
         run()
-        outcome = "rendered"
-    except TemplateRenderError:
-        outcome = "refused"
-    elapsed = time.perf_counter() - started
-    assert elapsed < WALL_BOUND_S, f"took {elapsed:.2f}s"
-    return outcome
+    except TemplateRenderError as exc:
+        assert "rendering exceeds" not in str(exc)  # the clock is off: a count stopped it
+        return "refused"
+    return "rendered"
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,3 +126,21 @@ def test_random_expressions_as_typed_values_too(expression: str) -> None:
             "{{ " + expression + " }}", {**CONTEXT, "ns": {"v": 1}}, where="t", limits=LIMITS
         )
     )
+
+
+def test_every_environment_comes_from_the_one_factory() -> None:
+    # An environment that changes what values print (an http url's encoding, a tainted prompt's
+    # fence) is an overlay of the one environment: the same sandbox, strictness and lookups.
+    from jinja2 import StrictUndefined
+
+    from agent_platform.template_sandbox import BoundedEnvironment, bounded_environment
+
+    plain = bounded_environment()
+    shouting = bounded_environment(str.upper)
+    assert bounded_environment() is plain and bounded_environment(str.upper) is shouting
+    for environment in (plain, shouting):
+        assert isinstance(environment, BoundedEnvironment)
+        assert environment.undefined is StrictUndefined
+        assert environment.filters.keys() == plain.filters.keys()
+        assert environment.from_string("{{ d.items }}").render(d={"items": "x"}).lower() == "x"
+    assert shouting.from_string("{{ 'a' }}b").render() == "Ab"  # only printed values change

@@ -440,3 +440,33 @@ async def test_http_templates_render_in_the_bounded_sandbox(server: Server) -> N
     assert isinstance(result.error, ToolUnavailable), result
     assert "spec.http.body.text" in result.error.message and "limit" in result.error.message
     await executor.aclose()
+
+
+async def test_http_templates_read_keys_before_attributes_and_are_strict(server: Server) -> None:
+    # The same environment as every other spec template: `args.items` is the argument named
+    # `items`, not the dict method, in the url, the headers, the query and the body alike.
+    names = {"type": "object", "properties": {n: {"type": "string"} for n in ("items", "keys", "values")}}
+    executor = make(
+        {
+            "url": base(server) + "/echo/{{ args.items }}",
+            "method": "POST",
+            "headers": {"X-Keys": "{{ args.keys }}"},
+            "query": {"v": "{{ args.values }}"},
+            "body": {"got": "{{ args.items }}-{{ args.keys }}"},
+        },
+        input_schema=names,
+    )
+    result = await executor.call("h", {"items": "a/b", "keys": "k", "values": "v"}, run_id="r")
+    assert result.error is None, result
+    seen = result.output
+    assert seen["raw_path"].startswith("/echo/a%2Fb?")
+    assert seen["headers"]["x-keys"] == "k"
+    assert seen["query"] == {"v": "v"}
+    assert json.loads(seen["body"]) == {"got": "a/b-k"}
+    await executor.aclose()
+
+    strict = make({"url": base(server) + "/echo/{{ args.missing }}"})
+    refused = await strict.call("h", {}, run_id="r")
+    assert isinstance(refused.error, ToolUnavailable), refused
+    assert "'dict object' has no attribute 'missing'" in refused.error.message
+    await strict.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import threading
 from typing import Any
 
 import pytest
@@ -162,24 +162,32 @@ async def test_a_side_effecting_tool_without_a_key_runs_exactly_once() -> None:
 
 
 async def test_async_and_threaded_calls_time_out() -> None:
+    # Neither function can finish before the test lets it: each attempt can only end by the
+    # tool's timeout, and the call returns while both attempts are still unfinished.
+    release = threading.Event()
+    finished: list[str] = []
+
     async def slow_async(x: int = 0) -> str:
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # never set: only cancellation ends it
+        finished.append("async")
         return "late"
 
     def slow_sync(x: int = 0) -> str:
-        time.sleep(0.3)
+        release.wait(30)
+        finished.append("sync")
         return "late"
 
-    for fn in (slow_async, slow_sync):
-        clock = FakeClock()
-        policy = {"max_attempts": 2, "backoff": NO_JITTER, "retry_on": ["timeout"]}
-        started = time.perf_counter()
-        result = await make(fn, clock, timeout=0.05, retry=policy).call("t", {}, run_id="r")
-        elapsed = time.perf_counter() - started
-        assert isinstance(result.error, ToolTimeout), result.error
-        assert result.error.timeout_s == 0.05
-        assert result.attempts == 2 and clock.sleeps == [0.5]
-        assert elapsed < 1.0  # two 50 ms timeouts, not the 5 s / 0.3 s calls
+    try:
+        for fn in (slow_async, slow_sync):
+            clock = FakeClock()
+            policy = {"max_attempts": 2, "backoff": NO_JITTER, "retry_on": ["timeout"]}
+            result = await make(fn, clock, timeout=0.05, retry=policy).call("t", {}, run_id="r")
+            assert isinstance(result.error, ToolTimeout), result.error
+            assert result.error.timeout_s == 0.05
+            assert result.attempts == 2 and clock.sleeps == [0.5]
+            assert finished == []  # the timeouts ended the call, not the functions
+    finally:
+        release.set()  # the two abandoned threads finish now
 
 
 def test_errors_are_classified_into_retry_categories() -> None:

@@ -24,7 +24,6 @@ import yaml
 
 from agent_platform.compile import compile_specs
 from agent_platform.compile.plan import Plan
-from agent_platform.compile.policy import ContextPolicy, SideEffectRule
 from agent_platform.deploy.host import RunRequest
 from agent_platform.memory.items import MemoryItem, SearchHit, WriteAck
 from agent_platform.memory.items import Provenance as ItemProvenance
@@ -40,6 +39,7 @@ from agent_platform.runtime.models.base import ModelResult, Usage
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.services import RunState
 from agent_platform.runtime.tracing import configure_tracing
+from agent_platform.spec.policy import ContextPolicy, SideEffectRule
 from agent_platform.validate import ValidationOptions, validate_paths
 
 ATTACKER = "attacker@evil.example"

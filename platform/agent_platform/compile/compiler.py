@@ -8,16 +8,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from agent_platform.compile.mcp_lock import (
-    LockError,
-    attached_tool_spec,
-    effective_tool_spec,
-    lock_path_for,
-    model_tool_name,
-    read_lock,
-    select_tools,
-)
-
 # The structured-output models live in output_models; the runtime imports them from here.
 from agent_platform.compile.output_models import build_output_model as build_output_model
 from agent_platform.compile.output_models import build_output_models as build_output_models
@@ -29,6 +19,7 @@ from agent_platform.compile.plan import (
     McpServerBinding,
     PipelineUnit,
     Plan,
+    RemoteAgentPlan,
     ResolvedModel,
     RoutePlan,
     SpecRef,
@@ -36,7 +27,6 @@ from agent_platform.compile.plan import (
     SupervisorUnit,
     ToolBinding,
 )
-from agent_platform.compile.policy import ContextPolicy
 from agent_platform.spec.common import Placement, RuntimeSpec
 from agent_platform.spec.kinds import (
     AgentDocument,
@@ -48,9 +38,20 @@ from agent_platform.spec.kinds import (
     ModelDocument,
     ModelSpec,
     PipelineDocument,
+    RemoteAgentDocument,
     SupervisorDocument,
     ToolDocument,
 )
+from agent_platform.spec.mcp_lock import (
+    LockError,
+    attached_tool_spec,
+    effective_tool_spec,
+    lock_path_for,
+    model_tool_name,
+    read_lock,
+    select_tools,
+)
+from agent_platform.spec.policy import ContextPolicy
 from agent_platform.validate.checks import output_schema_of_step
 from agent_platform.validate.documents import TypedSpec
 from agent_platform.validate.references import SpecSet, references
@@ -195,7 +196,7 @@ class Compiler:
                 self.routed_by.setdefault(SpecRef(kind, name), []).append(spec.model)
         for spec in self.specs.specs:
             ref = SpecRef(spec.kind, spec.name)
-            self.plan.graph[ref] = [SpecRef(r.kind, r.name) for r in references(spec)]
+            self.plan.graph[ref] = [SpecRef(r.resolved_kind(self.specs), r.name) for r in references(spec)]
         for spec in self.specs.of_kind("Endpoint"):
             # An endpoint depends on what it serves: a unit's new schemas change its OpenAPI.
             from agent_platform.validate.endpoints import served_units
@@ -217,6 +218,8 @@ class Compiler:
         for spec in self.specs.of_kind("Memory"):
             assert isinstance(spec.model, MemoryDocument)
             self.plan.memories[spec.name] = spec.model.spec
+        for spec in self.specs.of_kind("RemoteAgent"):
+            self._remote_agent(spec.name)
         return self.plan
 
     def _unit_deps(self, spec: TypedSpec) -> list[SpecRef]:
@@ -255,12 +258,30 @@ class Compiler:
             output_schema=agent.output,
             tools=tools,
             delegates=list(agent.delegates),
+            remote_delegates=self._remote_delegates(agent.delegates),
             memory=memory,
             remember=frozenset(agent.remember),
             guardrails=[self._guardrail(g) for g in agent.guardrails],
             limits=agent.limits,
             untrusted_context=ContextPolicy.resolve(str(ref), agent.untrusted_context),
         )
+
+    def _remote_agent(self, name: str) -> RemoteAgentPlan | None:
+        remote = self.specs.get("RemoteAgent", name)
+        if remote is None or not isinstance(remote.model, RemoteAgentDocument):
+            return None
+        plan = RemoteAgentPlan(name, remote.model.spec, remote.model.metadata.description)
+        self.plan.remote_agents[name] = plan
+        return plan
+
+    def _remote_delegates(self, delegates: list[str]) -> dict[str, RemoteAgentPlan]:
+        """The delegates no Agent defines that are RemoteAgents (an Agent's name wins)."""
+        found = {}
+        for name in delegates:
+            remote = self._remote_agent(name) if self.specs.get("Agent", name) is None else None
+            if remote is not None:
+                found[name] = remote
+        return found
 
     def _pipeline(self, spec: TypedSpec) -> None:
         assert isinstance(spec.model, PipelineDocument)

@@ -3,12 +3,11 @@ references, templates, output schemas and placement. Nothing here imports Ray or
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from agent_platform.compile.mcp_lock import PinnedTool
-from agent_platform.compile.policy import ContextPolicy, ToolPolicy
 from agent_platform.diagnostics import SourceLocation
 from agent_platform.spec.common import Limits, Placement, Resources
 from agent_platform.spec.kinds import (
@@ -18,8 +17,11 @@ from agent_platform.spec.kinds import (
     MemorySpec,
     MemoryWrite,
     ModelSpec,
+    RemoteAgentSpec,
     ToolSpec,
 )
+from agent_platform.spec.mcp_lock import PinnedTool
+from agent_platform.spec.policy import ContextPolicy, ToolPolicy
 
 
 class ExecutionMode(StrEnum):
@@ -68,7 +70,7 @@ class ResolvedModel:
 
 @dataclass(frozen=True)
 class McpServerBinding:
-    """An McpServer spec and the tools its lock pins (see `compile/mcp_lock.py`)."""
+    """An McpServer spec and the tools its lock pins (see `spec/mcp_lock.py`)."""
 
     name: str
     spec: McpServerSpec
@@ -128,6 +130,25 @@ class Unit:
         return self.ref.name
 
 
+@dataclass(frozen=True)
+class RemoteAgentPlan:
+    """A RemoteAgent spec as a delegate calls it (runtime/remote_agent.py)."""
+
+    name: str
+    spec: RemoteAgentSpec
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        """How approvals, privileges and messages name it (no tool name holds a '/')."""
+        return f"RemoteAgent/{self.name}"
+
+    @functools.cached_property
+    def policy(self) -> ToolPolicy:
+        """Sending it a task as the tool executor judges a call (`ToolPolicy.of_remote_agent`)."""
+        return ToolPolicy.of_remote_agent(self.spec)
+
+
 @dataclass
 class AgentLoopUnit(Unit):
     model: ResolvedModel | None = None
@@ -136,6 +157,8 @@ class AgentLoopUnit(Unit):
     output_schema: dict[str, Any] | None = None
     tools: list[ToolBinding] = field(default_factory=list)
     delegates: list[str] = field(default_factory=list)
+    # The delegates that are RemoteAgents (called over A2A, not run by the platform), by name.
+    remote_delegates: dict[str, RemoteAgentPlan] = field(default_factory=dict)
     memory: tuple[str, MemorySpec] | None = None
     remember: frozenset[str] = frozenset()  # tools whose results go to episodic memory
     guardrails: list[GuardrailBinding] = field(default_factory=list)
@@ -201,6 +224,7 @@ class Plan:
     models: dict[str, ResolvedModel] = field(default_factory=dict)
     memories: dict[str, MemorySpec] = field(default_factory=dict)
     mcp_servers: dict[str, McpServerBinding] = field(default_factory=dict)
+    remote_agents: dict[str, RemoteAgentPlan] = field(default_factory=dict)
     # Every spec's dependencies (including non-unit kinds), for `plan` and for deploy order.
     graph: dict[SpecRef, list[SpecRef]] = field(default_factory=dict)
 

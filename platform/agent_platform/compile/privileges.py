@@ -1,6 +1,8 @@
 """The effective privileges of a unit: every tool with side effects or network egress it can
-reach, directly or through its delegates and pipeline steps, and what happens to a call of it
-once untrusted content is in the run's context. `plan` prints them, so a reviewer sees that an
+reach, directly or through its delegates and pipeline steps, and every RemoteAgent it can send a
+task to (listed as `RemoteAgent/<name>`: a call with side effects and egress to its hosts, see
+`ToolPolicy.of_remote_agent`), and what happens to a call of it once untrusted content is in the
+run's context. `plan` prints them, so a reviewer sees that an
 agent without `send-email` can still reach it through a delegate, and under which policy.
 
 Along a delegation path the policies combine the way the runtime combines them: a sub-run is
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agent_platform.compile.plan import AgentLoopUnit, AnyUnit, PipelineUnit, Plan, SpecRef, ToolBinding
-from agent_platform.compile.policy import ContextPolicy, SideEffectRule
 from agent_platform.spec.kinds import UntrustedContextSpec
+from agent_platform.spec.policy import ContextPolicy, SideEffectRule, ToolPolicy
 
 
 class WhenTainted(StrEnum):
@@ -28,7 +30,7 @@ class WhenTainted(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """One tool a unit can reach and the path to it (empty: its own tool)."""
+    """One tool (or `RemoteAgent/<name>`) a unit can reach and the path to it (empty: its own)."""
 
     tool: str
     via: tuple[str, ...]
@@ -50,9 +52,9 @@ class Reach:
         }
 
 
-def when_tainted(tool: ToolBinding, policy: ContextPolicy) -> WhenTainted:
+def when_tainted(tool: ToolPolicy, policy: ContextPolicy) -> WhenTainted:
     rule = policy.side_effects
-    if tool.policy.requires_approval:
+    if tool.requires_approval:
         return (
             WhenTainted.APPROVAL_THEN_DENIED if rule is SideEffectRule.DENY else WhenTainted.ALWAYS_APPROVAL
         )
@@ -63,11 +65,11 @@ def when_tainted(tool: ToolBinding, policy: ContextPolicy) -> WhenTainted:
     return WhenTainted.NEVER_ASKED
 
 
-def egress_when_tainted(tool: ToolBinding, policy: ContextPolicy) -> str | None:
+def egress_when_tainted(tool: ToolPolicy, policy: ContextPolicy) -> str | None:
     """What a request to the tool's endpoints needs once untrusted content is in context."""
-    if not tool.policy.egress:
+    if not tool.egress:
         return None
-    if policy.refused_egress(tool.policy.endpoints) is None:
+    if policy.refused_egress(tool.endpoints) is None:
         return "allowed (listed in untrusted_context.egress)"
     return {
         SideEffectRule.REQUIRE_APPROVAL: "approval (host not listed in untrusted_context.egress)",
@@ -93,8 +95,8 @@ def context_policy_of(unit: AgentLoopUnit | PipelineUnit) -> ContextPolicy:
 
 
 def _sub_units(unit: AnyUnit) -> list[SpecRef]:
-    if isinstance(unit, AgentLoopUnit):
-        return [SpecRef("Agent", d) for d in unit.delegates]
+    if isinstance(unit, AgentLoopUnit):  # a RemoteAgent is reached, not walked (see `reached`)
+        return [SpecRef("Agent", d) for d in unit.delegates if d not in unit.remote_delegates]
     if isinstance(unit, PipelineUnit):
         return [
             SpecRef("Agent" if s.target_kind == "agent" else "Pipeline", s.target)
@@ -115,16 +117,19 @@ def effective_privileges(plan: Plan, unit: AnyUnit) -> list[Reach]:
             return
         own = context_policy_of(current)
         policy = inherited.tighten(own) if inherited is not None else own
-        for tool in own_tools(current):
-            if not (tool.spec.side_effects or tool.policy.egress) or (tool.name, via) in seen:
+        reached = [(t.name, t.policy) for t in own_tools(current)]
+        if isinstance(current, AgentLoopUnit):
+            reached += [(r.label, r.policy) for r in current.remote_delegates.values()]
+        for name, tool in reached:
+            if not (tool.side_effects or tool.egress) or (name, via) in seen:
                 continue
-            seen.add((tool.name, via))
+            seen.add((name, via))
             found.append(
                 Reach(
-                    tool.name,
+                    name,
                     via,
-                    when_tainted(tool, policy) if tool.spec.side_effects else None,
-                    tool.policy.endpoints,
+                    when_tainted(tool, policy) if tool.side_effects else None,
+                    tool.endpoints,
                     egress_when_tainted(tool, policy),
                 )
             )

@@ -152,6 +152,30 @@ def forget(state: Path, namespace: str, refs: Iterable[str]) -> None:
     _save(state, namespace, kept, load_settings(state, namespace))
 
 
+def endpoint_tokens_file(state: Path, namespace: str) -> Path:
+    return state / APPLIED_DIR / f"{namespace}.endpoint-tokens.json"
+
+
+def record_endpoint_tokens(state: Path, namespace: str, digests: Mapping[str, str | None]) -> None:
+    """The SHA-256 digests (hex) of the bearer tokens the endpoints were last deployed with (None:
+    insecure), so a restored endpoint accepts the same token even when the command that restores
+    it runs without the token's variable. Only the digest is kept, as Ray Serve itself keeps it,
+    in a file only the user can read."""
+    kept = load_endpoint_tokens(state, namespace)
+    kept.update(digests)
+    _write(endpoint_tokens_file(state, namespace), {"digests": kept}, sort_keys=True)
+
+
+def load_endpoint_tokens(state: Path, namespace: str) -> dict[str, str | None]:
+    """Endpoint name -> the digest it was last deployed with; an unreadable file knows none."""
+    try:
+        data = json.loads(endpoint_tokens_file(state, namespace).read_text(encoding="utf-8"))
+        digests = data["digests"]
+        return {str(k): (str(v) if v is not None else None) for k, v in digests.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def forget_all(state: Path) -> None:
     """`platform down`: the deployment is gone on purpose; nothing is restored."""
     folder = state / APPLIED_DIR

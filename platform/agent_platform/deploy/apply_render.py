@@ -105,6 +105,8 @@ def status_text(rows: Sequence[dict[str, Any]]) -> str:
             f"{row.get('spec_hash', ''):17}{', '.join(nodes)}"
         )
         out.extend(f"    ! {b}" for b in bad)
+        if row.get("problem"):
+            out.append(f"    ! {row['problem']}")
     return "\n".join(out)
 
 
@@ -160,6 +162,8 @@ def describe_text(row: dict[str, Any]) -> str:
             else ""
         )
         lines.append(f"    {r.get('actor', '?')}: {r.get('health', '?')} {where}".rstrip())
+    if row.get("problem"):
+        lines.append(f"  problem:     {row['problem']}")
     errors = row.get("last_errors") or []
     lines.append("  last errors:" + ("" if errors else " none"))
     for e in errors:

@@ -39,7 +39,7 @@ from agent_platform.deploy.placement import (
     resource_demand,
     unplaceable_reason,
 )
-from agent_platform.deploy.reconcile import Action, desired_state, reconcile
+from agent_platform.deploy.reconcile import Action, desired_state, reconcile, replacing
 from agent_platform.runstore.base import RunRecord, RunStoreError
 from agent_platform.runtime.outcomes import RunResult
 from agent_platform.runtime.services import new_run_id
@@ -55,6 +55,20 @@ HEAD_LOCK_WAIT_S = 300.0
 
 class DeployError(RuntimeError):
     """A deployment problem, reported to the user as is (no traceback)."""
+
+
+# Restoring a deployment after its head died: this layer recreates the units' replicas and the
+# control plane; what sits above them (the HTTP endpoints, in serve/) is restored by its own
+# layer, which this one must not import. Such a layer registers a hook here: it is called with
+# the namespace, the state directory, what was applied there (oldest first) and where to tell
+# the user what it did, once the namespace's units are back.
+RestoreHook = Callable[[str, Path, Sequence[applied.AppliedBundle], Callable[[str], None]], None]
+_restore_hooks: dict[str, RestoreHook] = {}
+
+
+def on_restore(name: str, hook: RestoreHook) -> None:
+    """Register (or replace, by `name`) a hook run after each namespace is restored."""
+    _restore_hooks[name] = hook
 
 
 @dataclass
@@ -194,6 +208,15 @@ class Deployment:
             for line in done.missing_credentials:
                 if note is not None:
                     note(line)
+            told = note or _stderr_note
+            for name, hook in list(_restore_hooks.items()):
+                try:
+                    hook(ns, state, applied.load(state, ns), told)
+                except Exception as exc:  # the units are back; say what is not, and what to run
+                    told(
+                        f"namespace {ns!r}: restoring its {name} failed ({_first_line(exc)}): "
+                        "run `platform apply SPECS` to deploy them again"
+                    )
 
     @classmethod
     def _restore(cls, namespace: str, state: Path) -> RestoreReport:
@@ -210,7 +233,7 @@ class Deployment:
             if not refs:
                 continue
             try:
-                specs, plan = _compile_bundle(entry.bundle)
+                specs, plan = compile_bundle(entry.bundle)
             except (BundleError, OSError) as exc:
                 report.lost.extend(refs)
                 report.why = str(exc)
@@ -283,10 +306,13 @@ class Deployment:
         trace_file: str | None = None,
         lock_wait: float = 0.0,
         note: Callable[[str], None] | None = None,
+        replace: Sequence[str] = (),
     ) -> ApplyReport:
         """Reconcile the deployment with `specs`, holding the control plane's apply lease (one
         apply at a time per namespace, from any machine) from reading the records to writing
-        them. A second apply waits up to `lock_wait` seconds, then gets `DeployError`."""
+        them. A second apply waits up to `lock_wait` seconds, then gets `DeployError`. The specs
+        in `replace`, and the units that depend on them, are updated even when unchanged
+        (`platform dev`: a plugin's code changed)."""
         if dry_run:
             desired = desired_state(specs, plan, os.environ)
             actions = reconcile(desired, self._with_liveness(self.records()), prune=prune)
@@ -296,7 +322,13 @@ class Deployment:
         try:
             with keeper:
                 report = self._apply(
-                    specs, plan, bundle, prune=prune, approve_all=approve_all, trace_file=trace_file
+                    specs,
+                    plan,
+                    bundle,
+                    prune=prune,
+                    approve_all=approve_all,
+                    trace_file=trace_file,
+                    replace=replace,
                 )
         except ApplyInProgress as exc:
             raise DeployError(str(exc)) from None
@@ -324,10 +356,11 @@ class Deployment:
         prune: bool,
         approve_all: bool,
         trace_file: str | None,
+        replace: Sequence[str] = (),
     ) -> ApplyReport:
         desired = desired_state(specs, plan, os.environ)
         current = self._with_liveness(self.records())
-        actions = reconcile(desired, current, prune=prune)
+        actions = replacing(reconcile(desired, current, prune=prune), replace)
         report = ApplyReport(actions)
         to_deploy = [a for a in actions if a.kind in ("create", "update") and a.has_actors]
         self._check_placement(to_deploy)
@@ -544,11 +577,14 @@ class Deployment:
     # --- get / delete -----------------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
-        """Every record with the live health of its replicas."""
+        """Every record with the live health of its replicas. A record whose replicas are gone
+        gets a `problem`: what happened to them and what to run."""
         import ray
 
         rows = []
-        for ref, record in sorted(self.records().items()):
+        records = sorted(self.records().items())
+        gone: list[str] = []
+        for ref, record in records:
             replicas = []
             for name in record.get("actors", []):
                 try:
@@ -557,13 +593,43 @@ class Deployment:
                     )
                     replicas.append({**where, "health": "ok"})
                 except ValueError:  # no actor by that name: not a failure to reach one
-                    replicas.append({"actor": name, "health": "gone (`platform apply` recreates it)"})
+                    replicas.append({"actor": name, "health": "gone"})
+                    gone.append(name)
                 except Exception as exc:
-                    replicas.append({"actor": name, "health": f"unreachable ({type(exc).__name__})"})
+                    replicas.append({"actor": name, "health": _unreachable(exc)})
             rows.append(
                 {**{k: v for k, v in record.items() if k != "snapshot"}, "replicas": replicas, "ref": ref}
             )
+        if gone:
+            deaths = self._deaths(gone)
+            for row in rows:
+                _explain_gone(row, deaths)
         return rows
+
+    def _deaths(self, names: Sequence[str]) -> dict[str, ReplicaDeath]:
+        """How the replicas `names` of this namespace died, from the cluster's actor table (which
+        keeps dead actors; a lookup by name no longer finds them). Best effort: a cluster that
+        does not say leaves them unexplained."""
+        try:
+            from ray._private import state  # no public API reads dead actors without the dashboard
+
+            table = state.actors(actor_state_name="DEAD")
+        except Exception:
+            return {}
+        wanted = set(names)
+        deaths: dict[str, ReplicaDeath] = {}
+        for info in table.values():
+            name = info.get("Name") or ""
+            if name not in wanted or not _in_namespace(info, self.namespace):
+                continue
+            death = ReplicaDeath(
+                restarts=int(info.get("NumRestarts") or 0),
+                killed=_killed_on_purpose(info),
+                ended=float(info.get("EndTime") or 0),
+            )
+            if name not in deaths or death.ended > deaths[name].ended:  # the latest of that name
+                deaths[name] = death
+        return deaths
 
     def delete(self, refs: Sequence[str], *, force: bool = False) -> DeleteReport:
         """Delete what is deployed of `refs` and report the rest as not found. A spec that a
@@ -730,6 +796,73 @@ class Deployment:
                 ray.get(ray.get_actor(name, namespace=self.namespace).flush.remote(), timeout=10)
 
 
+@dataclass(frozen=True)
+class ReplicaDeath:
+    """What the cluster remembers of a replica that died for good."""
+
+    restarts: int  # how often Ray restarted it before giving up
+    killed: bool  # killed on purpose (an apply retiring it, `ray.kill`), not crashed
+    ended: float  # when, in the cluster's milliseconds: the latest actor of a name is the one
+
+
+def _in_namespace(info: Mapping[str, Any], namespace: str) -> bool:
+    """Actor names repeat across namespaces; the death record names the namespace (when the
+    cluster does not say, the name alone decides)."""
+    cause = info.get("DeathCause")
+    context = getattr(cause, "actor_died_error_context", None)
+    recorded = getattr(context, "ray_namespace", "") if context is not None else ""
+    return not recorded or recorded == namespace
+
+
+def _killed_on_purpose(info: Mapping[str, Any]) -> bool:
+    cause = info.get("DeathCause")
+    context = getattr(cause, "actor_died_error_context", None)
+    if context is None:
+        return False
+    reason = type(context).Reason.Name(context.reason)  # the protobuf enum's name
+    return reason in ("RAY_KILL", "OUT_OF_SCOPE", "REF_DELETED")
+
+
+def _explain_gone(row: dict[str, Any], deaths: Mapping[str, ReplicaDeath]) -> None:
+    """Each gone replica's health says how it died, and the record a `problem` naming what to
+    run: an apply recreates replicas that are gone (their record is `missing`)."""
+    gone = [r for r in row.get("replicas", []) if r.get("health") == "gone"]
+    if not gone:
+        return
+    restarts: list[int] = []
+    for replica in gone:
+        death = deaths.get(str(replica["actor"]))
+        if death is None:
+            replica["health"] = "gone (its node was lost, or the cluster restarted)"
+        elif death.killed:
+            replica["health"] = "gone (killed)"
+        else:
+            restarts.append(death.restarts)
+            replica["health"] = f"gone (died for good after {_times(death.restarts, 'restart')})"
+    which = (
+        "all replicas"
+        if len(gone) == len(row["replicas"])
+        else f"{len(gone)} of {len(row['replicas'])} replicas"
+    )
+    why = f"restarted {_times(max(restarts), 'time')}, then died for good" if restarts else "not running"
+    row["problem"] = f"{which} of {row['ref']} are gone ({why}): run `platform apply SPECS` to recreate them"
+
+
+def _unreachable(exc: BaseException) -> str:
+    """A replica that exists but did not answer `where`, in words (not Ray's exception text)."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    if isinstance(exc, GetTimeoutError):
+        return "unreachable (no answer within 5s: busy, or its node is slow)"
+    if isinstance(exc, RayActorError):
+        return "unreachable (restarting, or dying: `platform get` again shows which)"
+    return f"unreachable ({type(exc).__name__})"
+
+
+def _times(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 @dataclass
 class DeleteReport:
     deleted: list[str] = field(default_factory=list)
@@ -836,8 +969,9 @@ def _create_control_plane(namespace: str, state: Path, run_store_url: str | None
     )
 
 
-def _compile_bundle(bundle: SpecBundle) -> tuple[SpecSet, Plan]:
-    """As `SpecBundle.compile`, with the validated specs too (reconcile needs them)."""
+def compile_bundle(bundle: SpecBundle) -> tuple[SpecSet, Plan]:
+    """As `SpecBundle.compile`, with the validated specs too (reconcile and the endpoints'
+    restore need them). Raises BundleError."""
     from agent_platform.compile import build_output_models, compile_specs
     from agent_platform.diagnostics import Diagnostics
     from agent_platform.load import load_text

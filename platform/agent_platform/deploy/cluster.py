@@ -315,7 +315,9 @@ def connect(address: str | None, namespace: str, *, start: bool) -> str:
     failure: BaseException | None = None
     refused_token = False
     watching = threading.Event()
-    log_path = _watch_cluster(resolved, running_head() if embedded else None, watching)
+    # The recorded head, not only a running one: a head that dies just now is still the embedded
+    # head, and its death must be told as such (the next command restarts it).
+    log_path = _watch_cluster(resolved, read_head() if embedded else None, watching)
     with _native_stderr_captured() as captured:
         try:
             ray.init(

@@ -46,6 +46,7 @@ class ControlPlane:
         self._recovered = False
         self._apply_lease = Lease()  # in memory: a restarted control plane has no apply running
         self._driving: set[str] = set()  # detached and recovered runs this actor is driving
+        self._draining: set[str] = set()  # replaced replicas finishing their runs in flight
         self._sweeper: asyncio.Task[None] | None = None
 
     # --- the deployment -----------------------------------------------------------------------
@@ -142,10 +143,14 @@ class ControlPlane:
     async def _retire(self, actor_names: list[str], grace_s: float) -> None:
         import ray
 
+        # Until it is killed, a draining replica still holds its runs: the recovery sweep must
+        # not resume them elsewhere (they finish here, on the version they started on).
+        self._draining.update(actor_names)
         for name in actor_names:
             try:
                 handle = ray.get_actor(name, namespace=self.namespace)
             except ValueError:
+                self._draining.discard(name)
                 continue
             with contextlib.suppress(Exception):
                 left: int = await asyncio.wait_for(handle.drain.remote(grace_s), timeout=grace_s + 10)
@@ -155,6 +160,7 @@ class ControlPlane:
                     )
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
+            self._draining.discard(name)
 
     # --- detached runs --------------------------------------------------------------------------
 
@@ -258,7 +264,8 @@ class ControlPlane:
         return [r.run_id for r in candidates]
 
     async def _held(self, records: list[Any]) -> set[str]:
-        """Which of these runs a live replica of their unit is running now."""
+        """Which of these runs a live replica of their unit is running now (a replaced one that
+        is draining included)."""
         import ray
 
         held: set[str] = set()
@@ -266,7 +273,7 @@ class ControlPlane:
         for record in records:
             by_unit.setdefault(record.unit, []).append(record.run_id)
         for unit, run_ids in by_unit.items():
-            for name in self.records.get(unit, {}).get("actors", []):
+            for name in [*self.records.get(unit, {}).get("actors", []), *sorted(self._draining)]:
                 try:
                     handle = ray.get_actor(name, namespace=self.namespace)
                     held.update(await asyncio.wait_for(handle.holding.remote(run_ids), timeout=10))

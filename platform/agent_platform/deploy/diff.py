@@ -49,7 +49,7 @@ _DURATION_KEYS = frozenset(
     {"timeout", "task_timeout", "reset_after", "ttl", "retention", "recency_half_life", "initial", "max"}
 )
 _STEP_TARGETS = ("tool", "agent", "pipeline", "llm", "memory")
-_ROUTE_TARGETS = ("agent", "pipeline")
+_ROUTE_TARGETS = ("agent", "pipeline", "remote_agent")
 
 
 @dataclass(frozen=True, slots=True)

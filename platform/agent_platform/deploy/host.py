@@ -158,8 +158,13 @@ class Router:
                     return await self._result_of(request, result)
                 return result
             except (ActorDiedError, ActorUnavailableError, RayActorError, ValueError, Unanswered) as exc:
-                # ValueError: the named actor is gone (replaced by a newer generation).
-                last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                # ValueError: the named actor is gone (replaced by a newer generation, or dead
+                # for good); Ray's lookup message is not for users.
+                last_error = (
+                    f"replica {name} is gone: `platform get` says why, `platform apply SPECS` recreates it"
+                    if isinstance(exc, ValueError)
+                    else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
                 if not isinstance(exc, Unanswered):
                     self._handles.pop(name, None)
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent_platform.compile.plan import ToolBinding
-from agent_platform.runtime.tools.registry import PythonTool, Tool, ToolArguments
+from agent_platform.runtime.tools import PythonTool, Tool, ToolArguments
 
 
 def _run_tool(ref: str, plugin_paths: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

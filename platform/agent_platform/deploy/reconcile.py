@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -154,3 +154,21 @@ def reconcile(
     for ref in sorted(set(current) - set(desired)):
         actions.append(Action("delete" if prune else "orphan", ref, None, current[ref]))
     return actions
+
+
+def replacing(actions: list[Action], refs: Collection[str]) -> list[Action]:
+    """`actions` with the specs in `refs`, and every unit that depends on one of them, updated
+    even where their specs did not change: what they run changed outside the specs (the code of
+    a plugin a Tool names, saved under `platform dev`). Each such update names the refs."""
+    wanted = set(refs)
+    replaced: list[Action] = []
+    for action in actions:
+        desired = action.desired
+        if action.kind != "unchanged" or desired is None:
+            replaced.append(action)
+            continue
+        because = sorted(wanted & {action.ref, *desired.depends_on})
+        if because:
+            action = Action("update", action.ref, desired, action.record, changed_dependencies=because)
+        replaced.append(action)
+    return replaced

@@ -451,7 +451,7 @@ class _OnnxModel:
 
     def _clip(self, text: str) -> str:
         """`text`, or a prefix of it that tokenises to the same first 256 tokens, so that a
-        megabyte of text costs what its first few kilobytes do (tokenising 1 MB takes ~1 s).
+        megabyte of text costs what its first few kilobytes do (tokenising all of it would be slow).
 
         The prefix ends at whitespace, where the BERT pre-tokenizer always splits, so its tokens
         are the first tokens of the whole text; once it fills 256 tokens the truncated result is

@@ -25,11 +25,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_platform.faults import PlatformFault
 from agent_platform.redaction import dsn_secrets, redact_secrets
 from agent_platform.state_files import default_state_dir
+
+if TYPE_CHECKING:
+    from agent_platform.runstore.events import NewEvent, StoredEvent
 
 RUN_STORE_URL_ENV = "PLATFORM_RUN_STORE"
 RUN_STORE_FILE = "runs.sqlite3"
@@ -469,6 +472,17 @@ class RunStore(ABC):
         return {
             a.call_key: a.decision is Decision.APPROVED for a in await self.approvals(run_id) if a.decision
         }
+
+    @abstractmethod
+    async def append_events(self, events: Sequence[NewEvent]) -> list[int]:
+        """Append run events (any runs, any trees) in one transaction; returns each event's
+        sequence number in its tree, in order (see `runstore/events.py`). Raises ValueError for
+        a body with no JSON form (nothing is written), RunStoreUnavailable."""
+
+    @abstractmethod
+    async def read_events(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """The events of `run_id`'s tree below it (itself, its hand-offs and sub-runs) numbered
+        after `after`, oldest first, at most `limit`. A run with no events (or none) gives []."""
 
     @abstractmethod
     async def load_checkpoint(self, run_id: str) -> Checkpoint | None:

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from agent_platform.redaction import redact_secrets
 from agent_platform.runstore import approvals as approval_sql
+from agent_platform.runstore import events as event_sql
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
     Checkpoint,
@@ -59,6 +60,8 @@ T = TypeVar("T")
 
 NOTIFY_CHANNEL = "runstore_finished"
 _SCHEMA_LOCK = 7_216_305_114  # pg_advisory_xact_lock key: serialises schema creation
+# The first key of the two-key advisory lock that serialises the event writers of one run tree.
+_EVENTS_LOCK = 72_163
 
 _STATUSES = ", ".join(f"'{status.value}'" for status in RunStatus)
 
@@ -92,10 +95,12 @@ CREATE TABLE IF NOT EXISTS runstore_checkpoints (
     state TEXT NOT NULL,
     saved_at TIMESTAMPTZ NOT NULL
 );
-CREATE TABLE IF NOT EXISTS runstore_approvals ({approvals})
+CREATE TABLE IF NOT EXISTS runstore_approvals ({approvals});
+CREATE TABLE IF NOT EXISTS runstore_events ({events})
 """.format(
     statuses=_STATUSES,
     approvals=approval_sql.TABLE_COLUMNS.format(time="TIMESTAMPTZ"),
+    events=event_sql.TABLE_COLUMNS.format(integer="BIGINT", time="TIMESTAMPTZ"),
 )
 # A store made before runs could wait for approval: its status check is replaced (one statement
 # of its own: the body has semicolons).
@@ -561,6 +566,27 @@ class PostgresRunStore(RunStore):
     async def approvals(self, run_id: str) -> list[PendingApproval]:
         return await self._db.run(lambda conn: approval_sql.approvals(conn, _DIALECT, run_id)[1], write=False)
 
+    async def append_events(self, events: Sequence[event_sql.NewEvent]) -> list[int]:
+        if not events:
+            return []
+        rows = event_sql.encode(events)
+
+        def body(conn: psycopg.Connection[Any]) -> list[int]:
+            def lock_tree(root: str) -> None:
+                # Held until the transaction ends: the next writer of this tree numbers after us.
+                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EVENTS_LOCK, root))
+
+            return event_sql.append(conn, _DIALECT, rows, lock_tree=lock_tree)
+
+        return await self._db.run(body, write=True)
+
+    async def read_events(
+        self, run_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[event_sql.StoredEvent]:
+        return await self._db.run(
+            lambda conn: event_sql.read(conn, _DIALECT, run_id, after=after, limit=limit), write=False
+        )
+
     @staticmethod
     def _checkpoint(conn: psycopg.Connection[Any], run_id: str) -> Checkpoint | None:
         return checkpoint_of(run_id, conn.execute(_CHECKPOINT, (run_id,)).fetchone(), _utc)
@@ -599,6 +625,7 @@ class PostgresRunStore(RunStore):
     async def delete_run(self, run_id: str) -> bool:
         def body(conn: psycopg.Connection[Any]) -> bool:
             conn.execute("DELETE FROM runstore_approvals WHERE root_run_id = %s", (run_id,))
+            conn.execute("DELETE FROM runstore_events WHERE root_run_id = %s", (run_id,))
             cursor = conn.execute("DELETE FROM runstore_runs WHERE run_id = %s", (run_id,))
             if cursor.rowcount == 1:
                 conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, run_id))  # wake waiters
@@ -624,7 +651,8 @@ class PostgresRunStore(RunStore):
         delete = (
             "WITH gone AS (DELETE FROM runstore_runs WHERE run_id IN (SELECT run_id FROM runstore_runs "
             f"WHERE {where} LIMIT {int(batch)} FOR UPDATE SKIP LOCKED) RETURNING run_id), "
-            "approvals AS (DELETE FROM runstore_approvals WHERE root_run_id IN (SELECT run_id FROM gone)) "
+            "approvals AS (DELETE FROM runstore_approvals WHERE root_run_id IN (SELECT run_id FROM gone)), "
+            "events AS (DELETE FROM runstore_events WHERE root_run_id IN (SELECT run_id FROM gone)) "
             "SELECT count(*) FROM gone"
         ).encode()
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from agent_platform.faults import sqlite_transient
 from agent_platform.runstore import approvals as approval_sql
+from agent_platform.runstore import events as event_sql
 from agent_platform.runstore._pool import ThreadConnections
 from agent_platform.runstore.base import (
     Checkpoint,
@@ -104,9 +105,11 @@ CREATE TABLE IF NOT EXISTS runstore_checkpoints (
     saved_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runstore_approvals ({approvals}) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runstore_events ({events}) WITHOUT ROWID;
 """.format(
     statuses=", ".join(f"'{status.value}'" for status in RunStatus),
     approvals=approval_sql.TABLE_COLUMNS.format(time="REAL"),
+    events=event_sql.TABLE_COLUMNS.format(integer="INTEGER", time="REAL"),
 )
 _RUNS_TABLE = _SCHEMA.split(";", 1)[0]
 
@@ -633,6 +636,20 @@ class SqliteRunStore(RunStore):
     async def approvals(self, run_id: str) -> list[PendingApproval]:
         return await self._run(lambda conn: approval_sql.approvals(conn, _DIALECT, run_id)[1], write=False)
 
+    async def append_events(self, events: Sequence[event_sql.NewEvent]) -> list[int]:
+        if not events:
+            return []
+        rows = event_sql.encode(events)
+        # The write lock (BEGIN IMMEDIATE) keeps every other writer out until this commits.
+        return await self._run(lambda conn: event_sql.append(conn, _DIALECT, rows), write=True)
+
+    async def read_events(
+        self, run_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[event_sql.StoredEvent]:
+        return await self._run(
+            lambda conn: event_sql.read(conn, _DIALECT, run_id, after=after, limit=limit), write=False
+        )
+
     async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
         def body(conn: sqlite3.Connection) -> Checkpoint | None:
             return checkpoint_of(run_id, conn.execute(_CHECKPOINT, (run_id,)).fetchone(), _time)
@@ -665,6 +682,7 @@ class SqliteRunStore(RunStore):
         def body(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM runstore_checkpoints WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runstore_approvals WHERE root_run_id = ?", (run_id,))
+            conn.execute("DELETE FROM runstore_events WHERE root_run_id = ?", (run_id,))
             return conn.execute("DELETE FROM runstore_runs WHERE run_id = ?", (run_id,)).rowcount == 1
 
         return await self._run(body, write=True)
@@ -684,6 +702,7 @@ class SqliteRunStore(RunStore):
                 marks = ", ".join("?" * len(ids))
                 conn.execute(f"DELETE FROM runstore_checkpoints WHERE run_id IN ({marks})", ids)
                 conn.execute(f"DELETE FROM runstore_approvals WHERE root_run_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM runstore_events WHERE root_run_id IN ({marks})", ids)
                 conn.execute(f"DELETE FROM runstore_runs WHERE run_id IN ({marks})", ids)
             return len(ids)
 

@@ -15,8 +15,8 @@ agent's and the tool's own), wrapped in the unforgeable boundary that the system
 (`BOUNDARY_INSTRUCTIONS`), and recorded with its provenance; untrusted content taints the run,
 and from then on the tool executor applies the agent's `untrusted_context` policy to every call
 of a tool with side effects or network egress (also inside delegates, which inherit the taint
-and the policy). A call waiting for approval that nobody can give ends the run with
-`needs_approval`."""
+and the policy), and to every task for a RemoteAgent delegate (`Services.call_remote_agent`). A
+call waiting for approval that nobody can give ends the run with `needs_approval`."""
 
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from agent_platform.compile.compiler import build_output_model
-from agent_platform.compile.plan import AgentLoopUnit, SpecRef
-from agent_platform.compile.policy import ToolPolicy, Trust
+from agent_platform.compile.plan import AgentLoopUnit, RemoteAgentPlan, SpecRef
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
 from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.decision import ActionChoice, action_of_dump, build_decision_model
+from agent_platform.runtime.events import GuardrailVerdict, StepFinished, StepStarted
 from agent_platform.runtime.guardrails import (
     BOUNDARY_INSTRUCTIONS,
     GuardContext,
@@ -62,6 +62,7 @@ from agent_platform.runtime.recall import TASK_INPUTS_PREFIX, AgentMemory
 from agent_platform.runtime.rendering import TemplateRenderError, render
 from agent_platform.runtime.services import RunState, Services
 from agent_platform.runtime.tokens import CHARS_PER_TOKEN, TokenCounter
+from agent_platform.spec.policy import ToolPolicy, Trust
 
 
 @dataclass
@@ -316,6 +317,8 @@ class AgentLoopExecutor:
                     f"Hand a sub-task to agent {d}.",
                     self.services.unit_inputs_model(SpecRef("Agent", d)),
                 )
+                if d not in self.unit.remote_delegates
+                else _remote_choice(self.unit.remote_delegates[d])
                 for d in self.unit.delegates
             ]
             output = (
@@ -419,7 +422,10 @@ class AgentLoopExecutor:
             if budgeted:
                 self._check_budgets(state)
             state.iterations += 1
-            if tracing.enabled:
+            if state.events is not None:  # a run someone may follow
+                if await self._step_followed(run, system, decision_model, result):
+                    return
+            elif tracing.enabled:
                 with tracing.iteration_span(state.iterations):
                     if await self._step(run, system, decision_model, result):
                         return
@@ -427,6 +433,31 @@ class AgentLoopExecutor:
                 return
             if durable:  # after every step (the host may thin them out under load, see CheckpointWriter)
                 await self.services.checkpoint(state, run.checkpoint)
+
+    async def _step_followed(
+        self, run: AgentRun, system: str, decision_model: type[BaseModel], result: RunResult
+    ) -> bool:
+        """One iteration, its start and end as events (`RunState.events` is set)."""
+        state = run.state
+        events = state.events
+        assert events is not None
+        n = state.iterations
+        events.emit(state.run_id, StepStarted(step=f"iteration {n}", iteration=n))
+        ok = paused = False
+        try:
+            tracing = self.services.tracing
+            if tracing.enabled:
+                with tracing.iteration_span(n):
+                    done = await self._step(run, system, decision_model, result)
+            else:
+                done = await self._step(run, system, decision_model, result)
+            ok = True
+            return done
+        except ApprovalRequired:
+            ok = paused = True
+            raise
+        finally:
+            events.emit(state.run_id, StepFinished(step=f"iteration {n}", iteration=n, ok=ok, paused=paused))
 
     @staticmethod
     def _restore(run: AgentRun, checkpoint: AgentCheckpoint) -> None:
@@ -554,7 +585,11 @@ class AgentLoopExecutor:
     ) -> tuple[str, bool, Provenance | None]:
         """The delegate's answer as the model will see it. The delegate inherits this run's taint
         and policy; its answer is untrusted when its own run was tainted."""
-        sub = await self.services.run_unit(SpecRef("Agent", agent), task, parent=run.state)
+        remote = self.unit.remote_delegates.get(agent)
+        if remote is not None:  # over A2A, from this process, under this run's taint and policy
+            sub = await self.services.call_remote_agent(remote, task, run=run.state)
+        else:
+            sub = await self.services.run_unit(SpecRef("Agent", agent), task, parent=run.state)
         if sub.outcome is Outcome.NEEDS_APPROVAL:  # the delegate's call waits for a person: so does this run
             pending = sub.details.get("approval")
             request = (
@@ -729,10 +764,22 @@ class AgentLoopExecutor:
         else:
             result = await guards.check(stage, context)
         tracing = self.services.tracing
+        events = run.state.events
         for verdict in result.hits:
             tracing.guardrail_event(
                 verdict.guardrail, verdict.type, verdict.decision.label, verdict.reason, stage=stage
             )
+            if events is not None:
+                events.emit(
+                    run.state.run_id,
+                    GuardrailVerdict(
+                        guardrail=verdict.guardrail,
+                        type=verdict.type,
+                        verdict=verdict.decision.label,
+                        stage=str(stage),
+                        reason=verdict.reason or "",
+                    ),
+                )
             if verdict.type == "loop_detection":
                 details = verdict.details
                 tracing.loop_detected(
@@ -790,3 +837,15 @@ class AgentLoopExecutor:
                     "the answer could not be redacted into valid JSON; answer without the redacted content",
                 )
         return output, None
+
+
+def _remote_choice(remote: RemoteAgentPlan) -> ActionChoice:
+    """A RemoteAgent as a delegate action: its declared inputs are the task the model writes."""
+    schema = remote.spec.inputs
+    model = (
+        build_output_model(schema, f"{remote.name.title().replace('-', '')}Inputs")
+        if schema.get("properties")
+        else None
+    )
+    about = remote.description or f"the remote agent {remote.name}"
+    return ActionChoice(remote.name, "delegate", f"Hand a sub-task to {about} (over A2A).", model)

@@ -1,4 +1,6 @@
-"""Approval of tool calls: what a person is asked, and what happens when nobody can answer.
+"""Approval of tool calls (and of tasks for remote agents, which are decided as tool calls named
+`RemoteAgent/<name>` whose arguments are the task): what a person is asked, and what happens when
+nobody can answer.
 
 The tool executor is the one place that decides whether a call needs approval (`_authorise`):
 its tool requires it, or the run's context is untrusted and its policy says so. It then looks for
@@ -50,7 +52,11 @@ class ApprovalRequest:
         why = list(self.reasons) or ["it requires approval"]
         if self.untrusted_sources and not any("untrusted content" in r for r in why):
             why.append(f"untrusted content ({', '.join(self.untrusted_sources)}) is in the run's context")
-        return f"call of tool '{self.tool}'{where} needs approval: {'; '.join(why)}"
+        # A task for a remote agent is asked about as a call named `RemoteAgent/<name>`.
+        what = (
+            f"task for {self.tool}" if self.tool.startswith("RemoteAgent/") else f"call of tool '{self.tool}'"
+        )
+        return f"{what}{where} needs approval: {'; '.join(why)}"
 
     def to_json(self) -> dict[str, Any]:
         return {

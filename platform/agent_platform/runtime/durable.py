@@ -24,17 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_platform.compile.plan import SpecRef
-from agent_platform.compile.policy import ContextPolicy
 from agent_platform.faults import through_outage
 from agent_platform.runstore.base import JsonText, RunRecord, RunStatus, RunStore, StaleAttempt
 from agent_platform.runtime.approval import ApprovalRequest
 from agent_platform.runtime.checkpoint import AgentCheckpoint, CheckpointEncoder
 from agent_platform.runtime.engine import Runtime
+from agent_platform.runtime.event_log import RunEventLog
+from agent_platform.runtime.events import ApprovalRequested, CheckpointWritten, run_end_event
 from agent_platform.runtime.inputs import InputError
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.provenance import TaintState
 from agent_platform.runtime.services import RunState
 from agent_platform.runtime.supervisor import TaskError
+from agent_platform.spec.policy import ContextPolicy
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,18 @@ class CheckpointWriter:
     its next step. When the store itself fails, the batch is logged and tried again (with
     backoff) unless a newer snapshot of the run replaced it or the run finished meanwhile."""
 
-    def __init__(self, store: Any, *, pace: float = CHECKPOINT_PACE, batch: int = CHECKPOINT_BATCH) -> None:
+    def __init__(
+        self,
+        store: Any,
+        *,
+        pace: float = CHECKPOINT_PACE,
+        batch: int = CHECKPOINT_BATCH,
+        on_written: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.store = store
         self.pace = pace
         self.batch = batch
+        self.on_written = on_written  # (run id, seq) of each checkpoint committed
         self._pending: dict[str, tuple[int, int, StateText]] = {}
         self._active: set[str] = set()
         self._superseded: set[str] = set()
@@ -182,13 +192,15 @@ class CheckpointWriter:
             return
         results = await self.store.save_checkpoints(items)
         self.batches += 1
-        for (run_id, *_), outcome in zip(items, results, strict=True):
+        for (run_id, _, seq, _), outcome in zip(items, results, strict=True):
             if isinstance(outcome, StaleAttempt):
                 self._superseded.add(run_id)
             elif outcome is not None:
                 log.warning("checkpoint of %s not saved: %s", run_id, outcome)
             else:
                 self.written += 1
+                if self.on_written is not None:
+                    self.on_written(run_id, seq)
 
 
 def encoded(encoder: CheckpointEncoder, checkpoint: AgentCheckpoint) -> JsonText:
@@ -208,13 +220,27 @@ class DurableRunner:
         *,
         cancel_requested: Callable[[str], bool] = lambda run_id: False,
         cancelled_error: str = "cancelled",
+        events: bool = True,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.owner = owner
-        self.checkpoints = CheckpointWriter(store)
+        # The runs' events, for whoever follows them (`platform run --follow`, the SSE route).
+        self.events: RunEventLog | None = RunEventLog(store) if events else None
+        self.checkpoints = CheckpointWriter(
+            store, on_written=self._checkpoint_written if self.events is not None else None
+        )
         self.cancel_requested = cancel_requested
         self.cancelled_error = cancelled_error
+
+    def _checkpoint_written(self, run_id: str, seq: int) -> None:
+        if self.events is not None:
+            self.events.emit(run_id, CheckpointWritten(seq=seq))
+
+    async def aclose(self) -> None:
+        """Store the events still buffered (boundedly) and stop writing them."""
+        if self.events is not None:
+            await self.events.aclose()
 
     def _patience(self, unit: Any) -> Callable[[], float]:
         """The deadline of one of the run's writes through an outage: as long as the run itself
@@ -256,6 +282,7 @@ class DurableRunner:
             tenant=tenant,
             taint=TaintState(request.taint),
             policy=ContextPolicy.from_json(request.policy),
+            events=self.events,
         )
         durable = state.resources[Durable] = Durable(self.checkpoints, attempt)
         saved = started.checkpoint
@@ -283,6 +310,8 @@ class DurableRunner:
                 result = RunResult(
                     request.run_id, request.unit, Outcome.CANCELLED, error=self.cancelled_error
                 )
+                if self.events is not None:
+                    self.events.emit(request.run_id, run_end_event(request.unit, "cancelled", result))
         if self.cancel_requested(request.run_id):  # the runtime turned the cancellation into a result
             result.outcome, result.error = Outcome.CANCELLED, result.error or self.cancelled_error
         placements = state.resources.get("placements")
@@ -292,6 +321,21 @@ class DurableRunner:
         asked = _approvals_asked(result)
         waiting: AgentCheckpoint | None = state.resources.get(WAITING_CHECKPOINT)
         outcome = result.to_json()
+        if self.events is not None:
+            # The top-level run reports every call its tree waits on (a hand-off's replica pauses
+            # its own run with the same calls: reported once), in the stream of the run that asked.
+            for request_asked in asked if request.parent_run_id is None else ():
+                self.events.emit(
+                    request_asked.run_id,
+                    ApprovalRequested(
+                        call_key=request_asked.key,
+                        tool=request_asked.tool,
+                        asking_run_id=request_asked.run_id,
+                        reasons=list(request_asked.reasons),
+                    ),
+                )
+            # Stored before the run's end is: whoever sees the run settled has all its events.
+            await self.events.flush()
 
         async def settle() -> Any:
             if asked:

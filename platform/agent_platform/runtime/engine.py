@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import json
 import sys
 import time
@@ -25,12 +26,12 @@ from agent_platform.compile.plan import (
     AnyUnit,
     PipelineUnit,
     Plan,
+    RemoteAgentPlan,
     ResolvedModel,
     SpecRef,
     SupervisorUnit,
     ToolBinding,
 )
-from agent_platform.compile.policy import ContextPolicy
 from agent_platform.compile.privileges import context_policy_of
 from agent_platform.faults import PlatformFault
 from agent_platform.memory.manager import MemoryManager
@@ -41,6 +42,16 @@ from agent_platform.runtime.agent_loop import AgentLoopExecutor
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
 from agent_platform.runtime.checkpoint import AgentCheckpoint
 from agent_platform.runtime.clock import Clock, SystemClock
+from agent_platform.runtime.events import (
+    EventSink,
+    ModelCallFinished,
+    ModelCallStarted,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+    parent_of,
+    run_end_event,
+)
 from agent_platform.runtime.inputs import InputError, check_inputs
 from agent_platform.runtime.messages import Message
 from agent_platform.runtime.model_guard import model_guards
@@ -52,14 +63,16 @@ from agent_platform.runtime.models.base import (
     ModelResult,
     cost_usd,
 )
+from agent_platform.runtime.models.custom import CustomProviders, ProviderFactory
 from agent_platform.runtime.outcomes import Outcome, RunResult
 from agent_platform.runtime.pipeline import PipelineExecutor
 from agent_platform.runtime.services import RunState, ToolOutcome, new_run_id
 from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError, check_tasks
 from agent_platform.runtime.tools import ToolExecutor, ToolRegistry
-from agent_platform.runtime.tools.registry import Tool
+from agent_platform.runtime.tools.interface import Tool
 from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec
+from agent_platform.spec.policy import ContextPolicy
 
 
 class UnknownUnit(LookupError):
@@ -81,11 +94,13 @@ class Runtime:
         durable: bool = False,
         tools: Iterable[Callable[..., Any] | Tool] = (),
         models: Mapping[str, ModelProvider] | None = None,
+        providers: Mapping[str, ProviderFactory] | None = None,
     ) -> None:
         """`tools`: functions (or `Tool`s) that implement Tool specs of the same name (`@tool(name=
         "web-search")`), in place of what the specs' `python:` references name. `models`: providers
         that serve the Model specs of those names (a `FunctionModel` in tests) in place of the
-        declared provider."""
+        declared provider. `providers`: custom providers by name (`provider: mycorp` in a Model
+        spec), each a factory called with the Model spec that returns its provider."""
         self.plan = plan
         # Agent runs hand their state to `checkpoint` after every step (a `DurableRunner` drives
         # the runs and gives each a place in the run store).
@@ -93,6 +108,7 @@ class Runtime:
         self._tracing = tracing or Tracing.disabled()
         self.clock = clock or SystemClock()
         self.registry = ToolRegistry(plugin_paths)
+        self._custom_providers = CustomProviders(providers, self.registry.plugin_paths)
         for given in tools:  # before the executor binds the specs' tools: these win
             self.registry.register(given, replace=True)
         self.approve_all = approve_all
@@ -119,8 +135,14 @@ class Runtime:
             self._shared_providers[id(spec)] = bind(spec) if callable(bind) else provider
         self._model_names = {id(m.spec): name for name, m in plan.models.items()}
         self._model_guards = model_guards(plan.models, self.clock, self._tracing)
+        meter_provider = getattr(self._tracing, "meter_provider", None)
+        if meter_provider is not None:  # breaker states: read when metrics are collected, not per call
+            from agent_platform.runtime.metrics import observe_breakers
+
+            observe_breakers(meter_provider, self.tools, self._model_guards)
         self._executors: dict[SpecRef, Any] = {}
         self._input_models: dict[SpecRef, type[BaseModel] | None] = {}
+        self._model_call_ids = itertools.count(1)  # tells a followed run's model calls apart
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -261,7 +283,10 @@ class Runtime:
             from agent_platform.runtime.models.factory import create_provider
 
             self._shared_providers[key] = create_provider(
-                model.spec, base_dir=Path(model.base_dir), on_retry=self._tracing.model_retry_event
+                model.spec,
+                base_dir=Path(model.base_dir),
+                on_retry=self._tracing.model_retry_event,
+                custom=self._custom_providers,
             )
         return self._shared_providers[key]
 
@@ -276,11 +301,57 @@ class Runtime:
         run: RunState,
     ) -> ModelResult[BaseModel]:
         guard = self._model_guards.get(id(model.spec))
+        # A run someone may follow (`RunState.events`) reports the call's start and end.
+        call = self._complete if run.events is None else self._complete_followed
         if guard is None:  # the usual case: no breaker, no fallback
-            return await self._complete(model, system, messages, response_model, key, run)
-        return await guard.complete(
-            lambda chosen: self._complete(chosen, system, messages, response_model, key, run)
+            return await call(model, system, messages, response_model, key, run)
+        return await guard.complete(lambda chosen: call(chosen, system, messages, response_model, key, run))
+
+    async def _complete_followed(
+        self,
+        model: ResolvedModel,
+        system: str,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        key: str,
+        run: RunState,
+    ) -> ModelResult[BaseModel]:
+        events = run.events
+        assert events is not None
+        spec = model.spec
+        name = spec.name or model.ref
+        call_id = f"{run.run_id}:{key}:{next(self._model_call_ids)}"
+        events.emit(run.run_id, ModelCallStarted(call_id=call_id, model=name, provider=spec.provider))
+        usage_before, cost_before = run.usage, run.cost_usd
+        try:
+            result = await self._complete(model, system, messages, response_model, key, run)
+        except BaseException as exc:  # what a failed call spent is in the run's accounts now
+            events.emit(
+                run.run_id,
+                ModelCallFinished(
+                    call_id=call_id,
+                    model=name,
+                    provider=spec.provider,
+                    ok=False,
+                    input_tokens=run.usage.input_tokens - usage_before.input_tokens,
+                    output_tokens=run.usage.output_tokens - usage_before.output_tokens,
+                    cost_usd=run.cost_usd - cost_before,
+                    error_type=type(exc).__name__,
+                ),
+            )
+            raise
+        events.emit(
+            run.run_id,
+            ModelCallFinished(
+                call_id=call_id,
+                model=name,
+                provider=spec.provider,
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+                cost_usd=result.cost_usd,
+            ),
         )
+        return result
 
     async def _complete(
         self,
@@ -334,6 +405,48 @@ class Runtime:
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, run: RunState, allowed: frozenset[str] | None = None
     ) -> ToolOutcome:
+        events = run.events
+        if events is not None:  # a run someone may follow: the call's start and end as events
+            return await self._call_tool_followed(name, arguments, run, allowed, events)
+        return await self._call_tool(name, arguments, run, allowed)
+
+    async def _call_tool_followed(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        run: RunState,
+        allowed: frozenset[str] | None,
+        events: EventSink,
+    ) -> ToolOutcome:
+        call_id = f"{run.run_id}:{run.tool_calls + 1}"
+        events.emit(run.run_id, ToolCallStarted(call_id=call_id, tool=name))
+        try:
+            outcome = await self._call_tool(name, arguments, run, allowed)
+        except ApprovalRequired:  # the call was not made: the run pauses on it
+            events.emit(run.run_id, ToolCallFinished(call_id=call_id, tool=name, outcome="needs_approval"))
+            raise
+        except BaseException as exc:
+            events.emit(
+                run.run_id,
+                ToolCallFinished(call_id=call_id, tool=name, outcome="error", error_type=type(exc).__name__),
+            )
+            raise
+        events.emit(
+            run.run_id,
+            ToolCallFinished(
+                call_id=call_id,
+                tool=name,
+                outcome="error" if outcome.is_error else "ok",
+                error_type=outcome.error_type,
+                attempts=outcome.attempts,
+                cached=outcome.cached,
+            ),
+        )
+        return outcome
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], run: RunState, allowed: frozenset[str] | None
+    ) -> ToolOutcome:
         run.tool_calls += 1
         tracing = self._tracing
         if tracing.enabled:
@@ -380,7 +493,13 @@ class Runtime:
                 approvals=run.approvals,
             )
         if result.error is not None:
-            return ToolOutcome(None, True, result.content(), attempts=result.attempts)
+            return ToolOutcome(
+                None,
+                True,
+                result.content(),
+                attempts=result.attempts,
+                error_type=type(result.error).__qualname__,
+            )
         return ToolOutcome(result.output, cached=result.cached, attempts=result.attempts)
 
     def tool_arguments_model(self, name: str) -> type[BaseModel]:
@@ -400,6 +519,31 @@ class Runtime:
             )
         return self._input_models[ref]
 
+    async def call_remote_agent(
+        self, remote: RemoteAgentPlan, task: dict[str, Any], *, run: RunState
+    ) -> RunResult:
+        """See `Services.call_remote_agent`. The task is decided by the tool executor, the one place
+        calls are authorised, as a call named `RemoteAgent/<name>` whose arguments are the task."""
+        from agent_platform.runtime.remote_agent import call_remote_agent
+        from agent_platform.runtime.tools.errors import ToolNotAllowed
+
+        try:
+            await self.tools.authorise_remote_task(
+                remote.label,
+                remote.description or f"the remote agent {remote.name}",
+                remote.policy,
+                task,
+                run_id=run.run_id,
+                taint=run.taint,
+                policy=run.policy,
+                approvals=run.approvals,
+            )
+        except ToolNotAllowed as exc:  # nothing left the platform: the caller is told why
+            return RunResult(f"{run.run_id}/{remote.name}", remote.label, Outcome.FAILED, error=exc.message)
+        run.sub_runs += 1  # numbered like a local hand-off
+        sub_id = f"{run.run_id}/{remote.name}-{run.sub_runs}"
+        return await call_remote_agent(remote, task, run_id=sub_id, policy=run.policy)
+
     async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
         unit = self.plan.units.get(ref)
         if unit is None or isinstance(unit, SupervisorUnit):
@@ -417,6 +561,7 @@ class Runtime:
             taint=parent.taint.copy(),
             policy=parent.policy,
             approvals=parent.approvals,
+            events=parent.events,
         )
         try:
             checked = check_inputs(_input_schema(unit), inputs, unit=str(ref))
@@ -434,6 +579,9 @@ class Runtime:
         if not isinstance(unit, SupervisorUnit):
             state.policy = _policy_of(unit, state.policy)
         spending = RUN_SPEND.set(state.add_model_result)
+        events = state.events
+        if events is not None:
+            events.emit(state.run_id, RunStarted(unit=str(unit.ref), parent_run_id=parent_of(state.run_id)))
         try:
             with self._tracing.run_span(unit.ref.kind.lower(), unit.name, state.run_id) as span:
                 if self.approve_all:  # every approval in this run is automatic: say so on the run
@@ -484,6 +632,8 @@ class Runtime:
         finally:
             RUN_SPEND.reset(spending)
         result.duration_s = time.perf_counter() - started
+        if events is not None:
+            events.emit(state.run_id, run_end_event(str(unit.ref), result.outcome.value, result))
         return result
 
     def _executor(self, unit: AgentLoopUnit | PipelineUnit) -> Any:
@@ -502,7 +652,20 @@ class Runtime:
 
         async def dispatch(target: SpecRef, payload: Mapping[str, Any], task: Task) -> RunResult:
             with tracing.task_span(unit.name, task.task_id, task.task_type, task.priority or 0) as span:
-                result = await self.run_unit(target, dict(payload), parent=state)
+                remote = self.plan.remote_agents.get(target.name) if target.kind == "RemoteAgent" else None
+                if remote is not None:  # over A2A, from this process, decided as an agent's task is
+                    try:
+                        result = await self.call_remote_agent(remote, dict(payload), run=state)
+                    except ApprovalRequired as exc:  # the task waits for a person, as a unit's would
+                        result = RunResult(
+                            f"{state.run_id}/{target.name}",
+                            remote.label,
+                            Outcome.NEEDS_APPROVAL,
+                            error=str(exc),
+                            details={"approval": exc.request.to_json()},
+                        )
+                else:
+                    result = await self.run_unit(target, dict(payload), parent=state)
                 if not result.ok:  # the task's run ended without completing: so did the task
                     tracing.record_error(span, result.outcome.value, result.error or result.outcome.value)
                 return result

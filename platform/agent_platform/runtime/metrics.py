@@ -11,7 +11,13 @@ processor leaves the fast span path on (it only implements `on_end`).
 - `agent_platform.runs` (by unit kind, unit and `agent_platform.run.outcome`), `agent_platform.steps`
   (agent iterations), `agent_platform.tool.calls` (by tool and outcome ok|error, with `error.type`),
   `agent_platform.cost` (USD, by unit), `agent_platform.approvals.waiting` (runs that stopped for a
-  person's decision).
+  person's decision);
+- `agent_platform.circuit_breakers` (`{breaker}`): how many circuit breakers are in each state
+  (`agent_platform.breaker.state` closed|open|half_open), by `agent_platform.breaker.kind`
+  (model|tool) and `agent_platform.breaker.name`. Not from spans: an observable up-down counter
+  that reads the breakers of each `Runtime` built on this meter provider when the metrics are
+  collected, so a call pays nothing for it. Summed over replicas, it counts the replicas whose
+  breaker for a model or tool is open.
 
 `configure_metrics` builds the meter provider next to the tracer provider: OTLP when the
 standard environment asks for it, JSON lines beside a JSONL span file, or in memory for tests."""
@@ -20,9 +26,12 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
@@ -35,6 +44,11 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
+
+if TYPE_CHECKING:
+    from agent_platform.runtime.model_guard import ModelGuard
+    from agent_platform.runtime.tools.executor import ToolExecutor
+    from agent_platform.runtime.tools.resilience import CircuitBreaker
 
 INSTRUMENTATION_NAME = "agent_platform"
 
@@ -127,6 +141,87 @@ class MetricsSpanProcessor(SpanProcessor):
             self.cost.add(float(cost), unit)
         if outcome == "needs_approval":
             self.waiting.add(1, unit)
+
+
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+class BreakerStates:
+    """The `agent_platform.circuit_breakers` metric of one meter provider (see the module
+    docstring). Holds the breakers weakly: a runtime that is gone stops being counted."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._lock = threading.Lock()  # runtimes register on their threads; the reader collects on its own
+        self._breakers: list[tuple[str, str, weakref.ref[CircuitBreaker]]] = []
+        meter.create_observable_up_down_counter(
+            "agent_platform.circuit_breakers",
+            callbacks=[self._observe],
+            unit="{breaker}",
+            description="Circuit breakers of models and tools, by state.",
+        )
+
+    def add(self, kind: str, name: str, breaker: CircuitBreaker) -> None:
+        with self._lock:
+            self._breakers.append((kind, name, weakref.ref(breaker)))
+
+    def _observe(self, options: CallbackOptions) -> Iterator[Observation]:
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        with self._lock:
+            live = [(kind, name, ref) for kind, name, ref in self._breakers if ref() is not None]
+            self._breakers = live
+        for kind, name, ref in live:
+            breaker = ref()
+            if breaker is None:
+                continue
+            # Every state of a breaker is reported, 0 included: an open breaker that closes
+            # shows open 0, not a series that stops.
+            per_state = counts.setdefault((kind, name), dict.fromkeys(BREAKER_STATES, 0))
+            per_state[breaker.observed_state().value] += 1
+        for (kind, name), per_state in counts.items():
+            for state, count in per_state.items():
+                yield Observation(
+                    count,
+                    {
+                        "agent_platform.breaker.kind": kind,
+                        "agent_platform.breaker.name": name,
+                        "agent_platform.breaker.state": state,
+                    },
+                )
+
+
+_BREAKER_STATES: weakref.WeakKeyDictionary[MeterProvider, BreakerStates] = weakref.WeakKeyDictionary()
+_BREAKER_STATES_LOCK = threading.Lock()
+
+
+def observe_breakers(
+    provider: MeterProvider, tools: ToolExecutor, model_guards: Mapping[int, ModelGuard]
+) -> None:
+    """Count the circuit breakers of a runtime's tools and models in `provider`'s
+    `agent_platform.circuit_breakers` (one instrument per provider, whatever the runtimes)."""
+    found = list(_breakers_of(tools, model_guards))
+    if not found:
+        return
+    with _BREAKER_STATES_LOCK:
+        states = _BREAKER_STATES.get(provider)
+        if states is None:
+            states = _BREAKER_STATES[provider] = BreakerStates(provider.get_meter(INSTRUMENTATION_NAME))
+    for kind, name, breaker in found:
+        states.add(kind, name, breaker)
+
+
+def _breakers_of(
+    tools: ToolExecutor, model_guards: Mapping[int, ModelGuard]
+) -> Iterable[tuple[str, str, CircuitBreaker]]:
+    for name in tools.names():
+        breaker = tools.breaker(name)
+        if breaker is not None:
+            yield "tool", name, breaker
+    seen: set[int] = set()  # a model that is another's fallback shares its breaker
+    for guard in model_guards.values():
+        for model, model_breaker in guard.chain:
+            if model_breaker is not None and id(model_breaker) not in seen:
+                seen.add(id(model_breaker))
+                yield "model", model.ref, model_breaker
 
 
 class JsonlMetricExporter(MetricExporter):

@@ -17,21 +17,17 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import jsonschema_rs
 from jinja2 import Template
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import _PassArg, pass_context
 
 from agent_platform.compile.compiler import build_output_model
 from agent_platform.compile.plan import PipelineUnit, SpecRef, StepPlan
-from agent_platform.compile.policy import Trust
 from agent_platform.memory.items import Provenance
 from agent_platform.memory.manager import MemoryEntry
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
+from agent_platform.runtime.events import StepFinished, StepStarted
 from agent_platform.runtime.guardrails import (
     BOUNDARY_INSTRUCTIONS,
     GuardContext,
@@ -47,6 +43,8 @@ from agent_platform.runtime.provenance import Provenance as ValueProvenance
 from agent_platform.runtime.rendering import TemplateRenderError, render, render_template, render_value
 from agent_platform.runtime.services import RunState, Services
 from agent_platform.spec.kinds import MEMORY_WRITE_INPUT_SCHEMA
+from agent_platform.spec.policy import Trust
+from agent_platform.template_sandbox import bounded_environment
 
 
 class StepFailed(Exception):
@@ -72,26 +70,14 @@ class StepFailed(Exception):
 PROMPT_VALUE_SOURCE = "data"
 
 
-@lru_cache(maxsize=1)
-def _boundary_environment() -> SandboxedEnvironment:
-    """The rendering sandbox, printing every `{{ value }}` inside the unforgeable boundary (after
-    the sandbox's own measuring of what is printed). Only the template's own text stays outside:
-    in a tainted run, that is the only text of a prompt that no one else can have written."""
-    from agent_platform.template_sandbox import bounded_environment
-
-    base = bounded_environment()
-    measure = base.finalize
-    measure_takes_context = getattr(measure, "jinja_pass_arg", None) is _PassArg.context
-
-    @pass_context
-    def finalize(context: Context, value: Any) -> Any:
-        if measure is not None:
-            value = measure(context, value) if measure_takes_context else measure(value)
-        if value is None or isinstance(value, bool | int | float):  # no room for instructions
-            return value
-        return wrap_tool_output(str(value), tool_name=PROMPT_VALUE_SOURCE)
-
-    return base.overlay(finalize=finalize)
+def _fence_prompt_value(value: Any) -> Any:
+    """What `{{ value }}` prints in an `llm` prompt of a tainted run: the value inside the
+    unforgeable boundary (numbers, booleans and None have no room for instructions). Only the
+    template's own text stays outside: that is the only text of such a prompt no one else can have
+    written."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return wrap_tool_output(str(value), tool_name=PROMPT_VALUE_SOURCE)
 
 
 def _preview(value: Any, limit: int = 300) -> str:
@@ -142,9 +128,18 @@ class PipelineExecutor:
             async with asyncio.timeout(self.unit.timeout):
                 last: Any = None
                 tracing = self.services.tracing
+                events = run.events
                 for index, step in enumerate(self.unit.steps):
-                    with tracing.step_span(self.unit.name, step.name, index=index, kind=step.target_kind):
-                        last = await self._run_step(step, context, run)
+                    if events is not None:  # a run someone may follow
+                        events.emit(run.run_id, StepStarted(step=step.name))
+                    ok = False
+                    try:
+                        with tracing.step_span(self.unit.name, step.name, index=index, kind=step.target_kind):
+                            last = await self._run_step(step, context, run)
+                        ok = True
+                    finally:
+                        if events is not None:
+                            events.emit(run.run_id, StepFinished(step=step.name, ok=ok))
                     context["steps"][step.name] = {"output": last}
                 output = (
                     render_value(self.unit.returns, context, where="spec.returns")
@@ -388,7 +383,9 @@ class PipelineExecutor:
         template = self._bounded_prompts.get(key)
         if template is None:
             try:
-                template = self._bounded_prompts[key] = _boundary_environment().from_string(source)
+                template = self._bounded_prompts[key] = bounded_environment(_fence_prompt_value).from_string(
+                    source
+                )
             except Exception as exc:
                 raise TemplateRenderError(where, str(exc)) from None
         return render_template(template, context, where=where)

@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agent_platform.compile.policy import Trust
 from agent_platform.memory.items import Provenance
 from agent_platform.memory.manager import MemoryContext, MemoryEntry
 from agent_platform.runtime import provenance as run_provenance
 from agent_platform.runtime.guardrails import GuardContext, wrap_tool_output
 from agent_platform.runtime.guardrails.injection import PromptInjectionGuard
 from agent_platform.spec.kinds import PromptInjectionGuardrail
+from agent_platform.spec.policy import Trust
 
 if TYPE_CHECKING:
     from agent_platform.compile.plan import AgentLoopUnit

@@ -13,18 +13,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from agent_platform.compile.plan import ResolvedModel, SpecRef
-from agent_platform.compile.policy import ContextPolicy
+from agent_platform.compile.plan import RemoteAgentPlan, ResolvedModel, SpecRef
 from agent_platform.runtime.messages import Message
 from agent_platform.runtime.models.base import ModelProvider, ModelResult, Usage
 from agent_platform.runtime.outcomes import RunResult
 from agent_platform.runtime.provenance import TaintState
 from agent_platform.runtime.tracing import Tracing
 from agent_platform.spec.kinds import ModelSpec
+from agent_platform.spec.policy import ContextPolicy
 
 if TYPE_CHECKING:
     from agent_platform.memory.manager import MemoryManager
     from agent_platform.runtime.checkpoint import AgentCheckpoint
+    from agent_platform.runtime.events import EventSink
 
 
 _IDS = random.Random()
@@ -62,6 +63,9 @@ class RunState:
     resume_from: AgentCheckpoint | None = None
     # Objects that live exactly as long as this run (e.g. its forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)
+    # Where the run's events go (`runtime/events.py`): set where a run store records the run,
+    # shared with its in-process sub-runs; None (the usual in-process run) emits nothing.
+    events: EventSink | None = None
 
     def add_model_result(self, result: ModelResult[Any]) -> None:
         self.usage = self.usage + result.usage
@@ -86,6 +90,7 @@ class ToolOutcome:
     error: str | None = None
     cached: bool = False
     attempts: int = 1
+    error_type: str | None = None  # the ToolError's class of a call that failed
 
 
 class Services(Protocol):
@@ -118,6 +123,15 @@ class Services(Protocol):
 
     async def run_unit(self, ref: SpecRef, inputs: dict[str, Any], *, parent: RunState) -> RunResult:
         """Run an agent or pipeline as a sub-run (a delegate, a pipeline step)."""
+        ...
+
+    async def call_remote_agent(
+        self, remote: RemoteAgentPlan, task: dict[str, Any], *, run: RunState
+    ) -> RunResult:
+        """Send `task` to a remote agent over A2A as a sub-run of `run`, once `run`'s taint and
+        policy allow it as they would a tool call with side effects and egress. A refused or
+        denied task is a failed result (nothing was sent); raises `ApprovalRequired` when the
+        task needs a person and none can be asked."""
         ...
 
     def memory(self, name: str) -> MemoryManager:

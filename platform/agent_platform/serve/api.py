@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +30,10 @@ from agent_platform.runstore import (
     RunStoreError,
     RunStoreUnavailable,
 )
+from agent_platform.serve.a2a_card import is_card_path
 from agent_platform.serve.config import EndpointConfig
 from agent_platform.serve.errors import STATUS_CODES, ApiError
+from agent_platform.serve.events import add_event_routes
 from agent_platform.serve.openapi import openapi_document
 from agent_platform.serve.service import RunService
 
@@ -78,7 +81,8 @@ class _Guard:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        if self.token_digest is not None and path != HEALTH_PATH and not self._authorized(scope):
+        public = path == HEALTH_PATH or (scope.get("method") == "GET" and is_card_path(path))
+        if self.token_digest is not None and not public and not self._authorized(scope):
             await error_response(
                 ApiError(
                     401,
@@ -201,9 +205,15 @@ def _wait_seconds(request: Request, config: EndpointConfig) -> float | None:
     return min(timeout, config.wait_timeout)
 
 
-def build_app(config: EndpointConfig, units: dict[str, AnyUnit], service: RunService) -> ASGIApp:
+def build_app(
+    config: EndpointConfig,
+    units: dict[str, AnyUnit],
+    service: RunService,
+    descriptions: Mapping[str, str] | None = None,
+) -> ASGIApp:
     """`units`: the served units by the name their routes use (`greeter`, or `Agent/greeter`
-    where two kinds share a name)."""
+    where two kinds share a name); `descriptions`: their `metadata.description` by "Kind/name",
+    for their A2A cards."""
     from agent_platform.deploy.decisions import DECISIONS, approval_row, decide, resume_on_deployment
     from agent_platform.runtime.engine import Runtime
     from agent_platform.runtime.inputs import InputError
@@ -455,6 +465,9 @@ def build_app(config: EndpointConfig, units: dict[str, AnyUnit], service: RunSer
             payload["note"] = f"a local run: `platform resume {decided.report.root_run_id}` continues it"
         return respond(payload)
 
+    # Before the catch-all below: `GET /v1/runs/{run_id}/events`, the run's events as SSE.
+    add_event_routes(app, service, visible)
+
     @app.get("/v1/runs/{run_id:path}")
     async def get_run(run_id: str) -> JSONResponse:
         record = await visible(await service.get(run_id))
@@ -463,4 +476,7 @@ def build_app(config: EndpointConfig, units: dict[str, AnyUnit], service: RunSer
             approvals = [approval_row(a) for a in await service.store.approvals(run_id) if a.decision is None]
         return respond(run_json(record, approvals))
 
+    from agent_platform.serve.a2a import mount_a2a
+
+    mount_a2a(app, config, units, service, descriptions or {})
     return _Guard(app, token_digest=config.token_digest, max_body=config.max_body)

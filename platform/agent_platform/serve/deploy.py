@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_platform.deploy.bundle import SpecBundle
-from agent_platform.serve.config import EndpointConfig, app_name
+from agent_platform.serve.config import EndpointConfig, EndpointConfigError, app_name
 from agent_platform.spec.kinds import EndpointDocument, EndpointSpec
+from agent_platform.validate.documents import TypedSpec
 from agent_platform.validate.references import SpecSet
+
+if TYPE_CHECKING:
+    from agent_platform.deploy.applied import AppliedBundle
 
 READY_TIMEOUT_S = 120.0
 
@@ -28,14 +32,17 @@ def endpoint_configs(
     specs: SpecSet, namespace: str, environ: Mapping[str, str] | None = None
 ) -> list[EndpointConfig]:
     """The Endpoint specs as configs. Raises EndpointConfigError (a token variable unset)."""
+    return [_config(specs, spec, namespace, environ) for spec in specs.of_kind("Endpoint")]
+
+
+def _config(
+    specs: SpecSet, spec: TypedSpec, namespace: str, environ: Mapping[str, str] | None
+) -> EndpointConfig:
     from agent_platform.validate.endpoints import served_units
 
-    configs = []
-    for spec in specs.of_kind("Endpoint"):
-        assert isinstance(spec.model, EndpointDocument)
-        units = [f"{u.kind}/{u.name}" for u in served_units(specs, spec)]
-        configs.append(EndpointConfig.from_spec(spec.name, spec.model.spec, units, namespace, environ))
-    return configs
+    assert isinstance(spec.model, EndpointDocument)
+    units = [f"{u.kind}/{u.name}" for u in served_units(specs, spec)]
+    return EndpointConfig.from_spec(spec.name, spec.model.spec, units, namespace, environ)
 
 
 def dev_config(
@@ -204,14 +211,66 @@ def apply_endpoints(
     if not configs:
         return []
     kinds = {a.ref: a.kind for a in actions}
-    return deploy(
+    settings = deployment.settings()
+    done = deploy(
         configs,
         bundle,
-        store_url_of(deployment.settings()),
+        store_url_of(settings),
         cwd=os.getcwd(),
         changed=lambda c: kinds.get(f"Endpoint/{c.name}") != "unchanged",
         note=note,
     )
+    if deployment.embedded:  # kept for a restart of the head (restore_endpoints)
+        from agent_platform.deploy import applied
+
+        applied.record_endpoint_tokens(
+            Path(settings["state_dir"]),
+            deployment.namespace,
+            {c.name: c.token_digest.hex() if c.token_digest is not None else None for c in configs},
+        )
+    return done
+
+
+def restore_endpoints(
+    namespace: str, state: Path, entries: Sequence[AppliedBundle], note: Callable[[str], None]
+) -> None:
+    """The embedded head died and was started again with the namespace's units: deploy again the
+    endpoints the last applies deployed, each from the bundle that applied it, with the token it
+    had (its digest was kept; without one, the token variable of this command's environment).
+    An endpoint that cannot come back is named, with what to run."""
+    from dataclasses import replace
+
+    from agent_platform.deploy import applied
+    from agent_platform.deploy.client import compile_bundle
+
+    digests = applied.load_endpoint_tokens(state, namespace)
+    store_url = str(applied.load_settings(state, namespace)["run_store_url"])
+    for entry in entries:
+        names = {ref.partition("/")[2] for ref in entry.refs if ref.startswith("Endpoint/")}
+        if not names:
+            continue
+        specs, _ = compile_bundle(entry.bundle)
+        configs = []
+        for spec in specs.of_kind("Endpoint"):
+            if spec.name not in names:
+                continue
+            assert isinstance(spec.model, EndpointDocument)
+            token_env = spec.model.spec.auth.token_env
+            recorded = digests.get(spec.name, "")
+            # Built with a stand-in for the token when its digest was kept: only the digest travels.
+            environ = {**os.environ, token_env: "kept"} if token_env and recorded else os.environ
+            try:
+                config = _config(specs, spec, namespace, environ)
+            except EndpointConfigError as exc:
+                note(f"Endpoint/{spec.name} was not restored: {exc}; then run `platform apply SPECS`")
+                continue
+            if token_env and recorded:
+                config = replace(config, token_digest=bytes.fromhex(recorded))
+            configs.append(config)
+        if configs:
+            deploy(
+                configs, entry.bundle, store_url, cwd=entry.cwd, note=lambda text: note(f"restored {text}")
+            )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -35,11 +35,14 @@ class ApiIngress:
             # A name two kinds share is routed as Kind/name; any other by its name alone.
             self.units[ref if names.count(name) > 1 else name] = plan.units[SpecRef(kind, name)]
         self.service = RunService(config.namespace, store_url, config.concurrency)
+        from agent_platform.serve.a2a_card import spec_descriptions
+
+        self.descriptions = spec_descriptions(bundle.files)
 
     def __serve_build_asgi_app__(self) -> Any:
         from agent_platform.serve.api import build_app
 
-        return build_app(self.config, self.units, self.service)
+        return build_app(self.config, self.units, self.service, self.descriptions)
 
     def token_fingerprint(self) -> str:
         """What `apply` compares to tell a rotated token (the digest of a digest: never the token)."""

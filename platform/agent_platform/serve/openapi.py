@@ -275,6 +275,41 @@ def openapi_document(units: dict[str, AnyUnit], *, title: str, route_prefix: str
             "responses": {"200": _json(any_run, "The run."), **_error_responses(401, 404)},
         }
     }
+    paths["/v1/runs/{run_id}/events"] = {
+        "get": {
+            "operationId": "run_events",
+            "summary": "The run's events as Server-Sent Events (AG-UI event shapes), live until it settles",
+            "description": "Each message's `id` is the event's sequence number in the run's tree "
+            "(sub-runs and hand-offs included) and its `data` an AG-UI event as JSON (RUN_STARTED, "
+            "RUN_FINISHED, RUN_ERROR, STEP_STARTED, STEP_FINISHED, TOOL_CALL_START, TOOL_CALL_END, "
+            "and CUSTOM for model calls, guardrail verdicts, approval requests and checkpoints). "
+            "What is stored comes first, then events as they are stored; the stream closes once "
+            "the run has finished or waits for approval. Reconnect with `Last-Event-ID` to resume.",
+            "tags": ["runs"],
+            "parameters": [
+                run_id,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    "description": "Resume after this event (what an EventSource sends when it reconnects).",
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0},
+                    "description": "Resume after this event (when Last-Event-ID is not sent).",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_error_responses(401, 404, 422),
+            },
+        }
+    }
     paths["/v1/runs/{run_id}/cancel"] = {
         "post": {
             "operationId": "cancel_run",

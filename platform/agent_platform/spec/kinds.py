@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, mod
 
 from agent_platform import API_VERSION
 from agent_platform.spec.common import (
+    Backoff,
     ByteSize,
     CircuitBreakerPolicy,
     Duration,
@@ -74,11 +75,25 @@ class Pricing(SpecModel):
         )
 
 
+# The providers the platform ships. Any other name is a custom provider: registered in code
+# (`Runtime(providers=...)`), or built by the factory a Model spec names in `python:`.
+BUILTIN_PROVIDERS = ("anthropic", "openai", "scripted")
+PROVIDER_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
 class ModelSpec(SpecModel):
     """A language model endpoint: provider, model id, limits, retries and pricing."""
 
-    provider: Literal["anthropic", "openai", "scripted"] = Field(
-        description="`scripted` is a deterministic replay provider for tests, demos and offline runs."
+    provider: Annotated[str, Field(pattern=PROVIDER_NAME_PATTERN)] = Field(
+        description="`anthropic`, `openai`, `scripted` (a deterministic replay provider for tests, "
+        "demos and offline runs), or the name of a custom provider: one registered in code, or "
+        "one whose factory `python` names.",
+        examples=list(BUILTIN_PROVIDERS),
+    )
+    python: PythonRef | None = Field(
+        default=None,
+        description="A custom provider: its factory, 'module:function' under the plugin paths, "
+        "called with this Model spec; it returns the provider (see docs/python-api.md).",
     )
     name: str | None = Field(default=None, description="The provider's model id.")
     max_tokens: int = Field(default=4096, ge=1, description="Upper bound on tokens per response.")
@@ -161,6 +176,16 @@ class ModelSpec(SpecModel):
 
     @model_validator(mode="after")
     def _provider_fields(self) -> Self:
+        if self.provider not in BUILTIN_PROVIDERS:  # a custom provider reads what it needs
+            for field in ("script", "latency"):
+                if getattr(self, field) is not None:
+                    raise FieldError(f"'{field}' applies only to provider 'scripted'", field)
+            return self
+        if self.python is not None:
+            raise FieldError(
+                f"'python' names the factory of a custom provider; '{self.provider}' is built in",
+                "python",
+            )
         if self.provider == "scripted":
             if self.api_key_env is not None or self.base_url is not None:
                 field = "api_key_env" if self.api_key_env is not None else "base_url"
@@ -809,16 +834,18 @@ class UntrustedContextSpec(SpecModel):
 
     side_effects: Literal["require_approval", "deny", "allow"] = Field(
         default="require_approval",
-        description="Calls of tools with side effects, and requests to hosts `egress` does not list "
-        "(also a delegate's): `require_approval` asks a person for each call (a run without an "
-        "approver stops, naming the call); `deny` refuses them (the model is told); `allow` applies "
-        "only each tool's own `requires_approval`.",
+        description="Calls of tools with side effects, tasks sent to RemoteAgents, and requests to "
+        "hosts `egress` does not list (also a delegate's): `require_approval` asks a person for each "
+        "call (a run without an approver stops, naming the call); `deny` refuses them (the model is "
+        "told); `allow` applies only each tool's own `requires_approval`.",
     )
     egress: list[EgressHost] = Field(
         default_factory=list,
         description="Hosts its `http:` tools (and a delegate's) may still reach without asking: `host`, "
         "`host:port`, `*.domain`, or `*` for any. A request to any other host can carry out what the "
-        "run has read, so it follows the `side_effects` rule. Default: none.",
+        "run has read, so it follows the `side_effects` rule. A RemoteAgent among its `delegates` "
+        "must be on a listed host (its url's and card url's): `validate` reports one that is not. "
+        "Default: none.",
     )
 
 
@@ -836,7 +863,9 @@ class AgentSpec(SpecModel):
     mcp: list[McpToolSelection] = Field(
         default_factory=list, description="MCP servers whose tools it may call, each under an allow-list."
     )
-    delegates: list[ResourceName] = Field(default_factory=list, description="Agents it may hand work to.")
+    delegates: list[ResourceName] = Field(
+        default_factory=list, description="Agents (or RemoteAgents) it may hand work to."
+    )
     memory: ResourceName | None = None
     remember: list[ResourceName] = Field(
         default_factory=list,
@@ -989,20 +1018,24 @@ class PipelineSpec(SpecModel):
 class Route(SpecModel):
     agent: ResourceName | None = None
     pipeline: ResourceName | None = None
+    remote_agent: ResourceName | None = Field(default=None, description="A RemoteAgent (over A2A).")
     priority_boost: int = Field(default=0, description="Added to every task of this type.")
     timeout: Duration | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
-        if (self.agent is None) == (self.pipeline is None):
-            raise FieldError(
-                "a route needs exactly one of agent or pipeline", *(["pipeline"] if self.agent else [])
-            )
+        given = [k for k in ("agent", "pipeline", "remote_agent") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise FieldError("a route needs exactly one of agent, pipeline or remote_agent", *given[1:2])
         return self
 
     @property
     def target(self) -> tuple[str, str]:
-        return ("Agent", self.agent) if self.agent is not None else ("Pipeline", self.pipeline or "")
+        if self.agent is not None:
+            return ("Agent", self.agent)
+        if self.remote_agent is not None:
+            return ("RemoteAgent", self.remote_agent)
+        return ("Pipeline", self.pipeline or "")
 
 
 TaskType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
@@ -1399,6 +1432,59 @@ class EndpointSpec(SpecModel):
     num_cpus: float = Field(default=0.1, ge=0, description="CPUs reserved per API replica.")
 
 
+# --- RemoteAgent ------------------------------------------------------------------------------
+
+
+class RemoteAgentCard(SpecModel):
+    """What the remote agent's A2A card must say: `platform plan` and `apply` fetch the card and
+    check it (`validate` stays offline and does not)."""
+
+    name: NonEmptyStr | None = Field(default=None, description="The card's `name`.")
+    skills: list[NonEmptyStr] = Field(
+        default_factory=list, description="Skill ids (or names) the card must offer."
+    )
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        default=None,
+        description="Where the card is, when not at `<url>/.well-known/agent-card.json`.",
+    )
+
+
+class RemoteAgentAuth(SpecModel):
+    token_env: EnvVarName = Field(
+        description="The environment variable holding the bearer token sent to the remote agent "
+        "(read where the calling agent runs)."
+    )
+
+
+class RemoteRetry(SpecModel):
+    """Retries of sending the message: a connection error, a timeout or an HTTP 429/5xx before
+    the remote agent accepted it. A task the remote agent ran and failed is not sent again."""
+
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Total attempts, including the first.")
+    backoff: Backoff = Field(default_factory=Backoff)
+
+
+class RemoteAgentSpec(SpecModel):
+    """An agent served elsewhere over A2A (JSON-RPC binding), usable as a delegate of an Agent like
+    a local one: the calling agent sends its task as a data part and follows the remote task to
+    its end (`metadata.description` is how the calling model sees it). `inputs` and `output` are
+    what callers see; `plan` checks them against the card."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")] = Field(
+        description="The agent's A2A base URL: its card is at `<url>/.well-known/agent-card.json`."
+    )
+    card: RemoteAgentCard = Field(
+        default_factory=lambda: RemoteAgentCard(), description="What its card must say."
+    )
+    inputs: JsonSchema = Field(default_factory=lambda: {"type": "object"})
+    output: JsonSchema | None = Field(default=None, description="Schema of its answer (the task's output).")
+    auth: RemoteAgentAuth | None = Field(default=None, description="A bearer token from the environment.")
+    timeout: Duration = Field(
+        default=300.0, description="How long one call may take, from sending to the task's end."
+    )
+    retry: RemoteRetry = Field(default_factory=lambda: RemoteRetry())
+
+
 # --- documents --------------------------------------------------------------------------------
 
 
@@ -1452,6 +1538,11 @@ class EndpointDocument(_Document):
     spec: EndpointSpec
 
 
+class RemoteAgentDocument(_Document):
+    kind: Literal["RemoteAgent"]
+    spec: RemoteAgentSpec
+
+
 class TestDocument(_Document):
     __test__: ClassVar[bool] = False  # not a pytest test class
 
@@ -1469,6 +1560,7 @@ SpecDocument = (
     | PipelineDocument
     | SupervisorDocument
     | EndpointDocument
+    | RemoteAgentDocument
     | TestDocument
 )
 AnyDocument = Annotated[SpecDocument, Field(discriminator="kind")]
@@ -1483,6 +1575,7 @@ DOCUMENT_MODELS: dict[str, type[_Document]] = {
     "Pipeline": PipelineDocument,
     "Supervisor": SupervisorDocument,
     "Endpoint": EndpointDocument,
+    "RemoteAgent": RemoteAgentDocument,
     "Test": TestDocument,
 }
 KINDS: tuple[str, ...] = tuple(DOCUMENT_MODELS)

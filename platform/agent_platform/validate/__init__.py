@@ -27,6 +27,7 @@ from agent_platform.validate.documents import PartialSpec, TypedSpec, validate_d
 from agent_platform.validate.endpoints import check_endpoints
 from agent_platform.validate.mcp import check_mcp
 from agent_platform.validate.plugins import PluginResolver, default_plugin_paths
+from agent_platform.validate.providers import check_providers
 from agent_platform.validate.references import SpecSet, check_cycles, check_references
 from agent_platform.validate.spec_tests import check_tests
 
@@ -38,6 +39,9 @@ class ValidationOptions:
     # Tools the caller implements in code (the Python API's `load_project(tools=...)`): the
     # `python:` references of Tool specs of these names are not looked for.
     provided_tools: frozenset[str] = frozenset()
+    # Custom model providers the caller registers in code (`load_project(providers=...)`): Model
+    # specs may name them.
+    provided_providers: frozenset[str] = frozenset()
     limits: LoadLimits = DEFAULT_LIMITS
 
 
@@ -78,6 +82,7 @@ def validate_documents(
     check_memory_steps(specs, diags)
     check_guardrails(specs, diags)
     check_plugins(specs, resolver, diags, provided_tools=options.provided_tools)
+    check_providers(specs, resolver, diags, options.provided_providers)
     check_mcp(specs, diags)
     check_untrusted_context(specs, diags)
     check_tests(specs, diags)

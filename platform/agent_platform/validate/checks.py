@@ -27,6 +27,7 @@ from agent_platform.spec.kinds import (
     PromptInjectionGuardrail,
     PythonGuardrail,
     RegexGuardrail,
+    RemoteAgentDocument,
     ToolDocument,
 )
 from agent_platform.validate.documents import CheckedSpec, TypedSpec
@@ -403,6 +404,11 @@ def _schemas_of(spec: CheckedSpec, delegates: set[str]) -> Iterator[tuple[Path_,
             for index, step in enumerate(model.spec.steps):
                 if step.output is not None:
                     yield ("spec", "steps", index, "output"), step.output, step.llm is not None
+    elif isinstance(model, RemoteAgentDocument):
+        if has("inputs"):  # the calling model writes its task: structured output
+            yield ("spec", "inputs"), model.spec.inputs, spec.name in delegates
+        if has("output") and model.spec.output is not None:
+            yield ("spec", "output"), model.spec.output, False
     elif isinstance(model, GuardrailDocument) and isinstance(model.spec, OutputSchemaGuardrail):
         if has("json_schema"):
             yield ("spec", "schema"), model.spec.json_schema, False
@@ -654,7 +660,7 @@ def _check_classifier_model(spec: TypedSpec, guard: InjectionClassifierGuardrail
 def check_untrusted_context(specs: SpecSet, diags: Diagnostics) -> None:
     """Approval is the default for side effects: say so wherever a spec turns it off, and point
     at http tools a tainted run will have to ask before calling."""
-    from agent_platform.compile.policy import ContextPolicy, ToolPolicy
+    from agent_platform.spec.policy import ContextPolicy, ToolPolicy
 
     for spec in specs.of_kind("Tool"):
         assert isinstance(spec.model, ToolDocument)
@@ -672,6 +678,8 @@ def check_untrusted_context(specs: SpecSet, diags: Diagnostics) -> None:
     for spec in [*specs.of_kind("Agent"), *specs.of_kind("Pipeline")]:
         assert isinstance(spec.model, AgentDocument | PipelineDocument)
         unit = spec.model.spec
+        if isinstance(unit, AgentSpec):
+            check_remote_egress(specs, spec, unit, diags)
         if unit.untrusted_context.side_effects == "allow":
             diags.warning(
                 "untrusted-side-effects",
@@ -704,6 +712,38 @@ def check_untrusted_context(specs: SpecSet, diags: Diagnostics) -> None:
                     spec.kind,
                     spec.name,
                 )
+
+
+def check_remote_egress(specs: SpecSet, spec: TypedSpec, agent: AgentSpec, diags: Diagnostics) -> None:
+    """A task sent to a RemoteAgent leaves the platform with whatever the run put in it: an agent
+    may delegate to one only on hosts its `untrusted_context.egress` lists (its url's, and its
+    card url's), whatever its `side_effects` rule. Unlike an http tool's host (a hint: such a
+    request is only asked about once the run is tainted), an unlisted one is an error, because
+    the egress list is the one place a reviewer sees where an agent's tasks may go."""
+    from agent_platform.spec.policy import ContextPolicy, remote_agent_endpoints
+
+    policy = ContextPolicy.resolve(f"{spec.kind}/{spec.name}", agent.untrusted_context)
+    for index, name in enumerate(agent.delegates):
+        if specs.get("Agent", name) is not None:  # an Agent of that name wins over a RemoteAgent
+            continue
+        found = specs.get("RemoteAgent", name)
+        if found is None or not isinstance(found.model, RemoteAgentDocument):
+            continue
+        unlisted = policy.refused_egress(remote_agent_endpoints(found.model.spec))
+        if unlisted is None:
+            continue
+        endpoint = unlisted[1]
+        host = "its url's host" if endpoint is None else endpoint
+        fix = "" if endpoint is None else f" (add '{endpoint.rsplit(':', 1)[0]}' or '{endpoint}')"
+        _error(
+            diags,
+            "remote-egress",
+            spec,
+            ("spec", "delegates", index),
+            f"delegate '{name}' is a RemoteAgent at {host}, which untrusted_context.egress does not "
+            f"list{fix}: a task sent to a remote agent leaves the platform, so the agent may delegate "
+            "to it only on a listed host",
+        )
 
 
 def hint_pipelines(specs: SpecSet, diags: Diagnostics) -> None:

@@ -24,7 +24,7 @@ from agent_platform.spec.common import (
     FieldError,
     SpecModel,
 )
-from agent_platform.spec.kinds import DOCUMENT_MODELS, KINDS, SpecDocument
+from agent_platform.spec.kinds import DOCUMENT_MODELS, KINDS, PROVIDER_NAME_PATTERN, SpecDocument
 
 
 @dataclass(slots=True)
@@ -100,6 +100,8 @@ _PATTERN_HINTS = {
     r"^https?://": "a URL starting with http:// or https://",
     r"^[a-z][a-z0-9_-]*$": "task types use lowercase letters, digits, '_' and '-'",
     r"^[a-z_][a-z0-9_]*$": "a lowercase identifier",
+    PROVIDER_NAME_PATTERN: "a provider: anthropic, openai, scripted, or a custom provider's name "
+    "(lowercase letters, digits, '_' and '-')",
 }
 
 # At most this many errors are reported per document, then how many more there are: a list of

@@ -11,7 +11,14 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from agent_platform.compile.mcp_lock import (
+from agent_platform.diagnostics import Diagnostics, did_you_mean
+from agent_platform.spec.kinds import (
+    AgentDocument,
+    GuardrailDocument,
+    McpServerDocument,
+    ToolDocument,
+)
+from agent_platform.spec.mcp_lock import (
     LOCK_FILE,
     MAX_TOOL_NAME,
     LockError,
@@ -20,13 +27,6 @@ from agent_platform.compile.mcp_lock import (
     model_tool_name,
     read_lock,
     select_tools,
-)
-from agent_platform.diagnostics import Diagnostics, did_you_mean
-from agent_platform.spec.kinds import (
-    AgentDocument,
-    GuardrailDocument,
-    McpServerDocument,
-    ToolDocument,
 )
 from agent_platform.validate.documents import TypedSpec
 from agent_platform.validate.references import SpecSet

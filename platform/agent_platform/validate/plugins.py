@@ -135,7 +135,7 @@ class PluginResolver:
         return self._signature_schemas[ref]
 
     def _derive_arguments_schema(self, ref: str) -> dict[str, Any] | None:
-        from agent_platform.runtime.tools.registry import build_arguments_model
+        from agent_platform.tool_functions import build_arguments_model
 
         module, _, attr = ref.partition(":")
         try:
@@ -182,7 +182,7 @@ def check_tool_signature(target: Any, ref: str, input_schema: dict[str, Any] | N
             return f"'{ref}' takes {stars}{parameter.name}; tool arguments must be named parameters"
         if parameter.annotation is inspect.Parameter.empty:
             return f"parameter '{parameter.name}' of '{ref}' has no type hint; tool arguments need one"
-    from agent_platform.runtime.tools.registry import build_arguments_model
+    from agent_platform.tool_functions import build_arguments_model
 
     try:  # what the runtime's registry builds from the signature, built the same way
         model, _ = build_arguments_model(func, ref)

@@ -97,6 +97,15 @@ class Reference:
     path: tuple[str | int, ...]
     kind: str
     name: str
+    # Other kinds the name may also resolve to (a delegate is an Agent or a RemoteAgent).
+    also: tuple[str, ...] = ()
+
+    def resolved_kind(self, specs: SpecSet) -> str:
+        """The kind the name resolves to: `kind`, else the first of `also` defining it."""
+        for kind in (self.kind, *self.also):
+            if specs.get(kind, self.name) is not None or (kind, self.name) in specs.invalid:
+                return kind
+        return self.kind
 
 
 def references(spec: CheckedSpec) -> Iterator[Reference]:
@@ -116,7 +125,7 @@ def references(spec: CheckedSpec) -> Iterator[Reference]:
                 yield Reference(("spec", "mcp", i, "server"), "McpServer", selection.server)
         if has("delegates"):
             for i, name in enumerate(s.delegates):
-                yield Reference(("spec", "delegates", i), "Agent", name)
+                yield Reference(("spec", "delegates", i), "Agent", name, also=("RemoteAgent",))
         if has("memory") and s.memory is not None:
             yield Reference(("spec", "memory"), "Memory", s.memory)
         if has("guardrails"):
@@ -170,7 +179,8 @@ def references(spec: CheckedSpec) -> Iterator[Reference]:
         if has("routes"):
             for task_type, route in model.spec.routes.items():
                 kind, name = route.target
-                yield Reference(("spec", "routes", task_type, kind.lower()), kind, name)
+                key = "remote_agent" if kind == "RemoteAgent" else kind.lower()
+                yield Reference(("spec", "routes", task_type, key), kind, name)
 
 
 def _a(word: str) -> str:
@@ -180,13 +190,14 @@ def _a(word: str) -> str:
 def check_references(specs: SpecSet, diags: Diagnostics) -> None:
     for spec in specs.checked():
         for ref in references(spec):
-            if specs.get(ref.kind, ref.name) is not None or (ref.kind, ref.name) in specs.invalid:
+            kind = ref.resolved_kind(specs)
+            if specs.get(kind, ref.name) is not None or (kind, ref.name) in specs.invalid:
                 continue
-            other_kinds = [k for k in specs.kinds_named(ref.name) if k != ref.kind]
+            other_kinds = [k for k in specs.kinds_named(ref.name) if k not in (ref.kind, *ref.also)]
             if other_kinds:
                 hint = f" ('{ref.name}' is {_a(other_kinds[0])}, not {_a(ref.kind)})"
             else:
-                defined = specs.defined_names(ref.kind)
+                defined = [n for k in (ref.kind, *ref.also) for n in specs.defined_names(k)]
                 hint = did_you_mean(ref.name, defined)
                 if not defined:
                     hint += f" (no {ref.kind} is defined in the given files)"

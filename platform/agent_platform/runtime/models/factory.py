@@ -3,7 +3,7 @@ share -- the API key read from the environment, the spec's retry policy run as a
 (`RetryRunner`), and the HTTP providers' handling of instructor and SDK errors and usage
 (`map_instructor_error`, `UsageTally`, `exact_instance`).
 
-Importing this module is cheap: the SDKs (anthropic, openai, instructor: ~3 s to import) are
+Importing this module is cheap: the SDKs (anthropic, openai, instructor: slow to import) are
 imported only when a provider for them is created.
 
 Lifetimes: the HTTP providers are stateless between calls (they hold a connection pool), so one
@@ -50,8 +50,9 @@ from agent_platform.runtime.models.base import (
     ModelTimeout,
     Usage,
 )
+from agent_platform.runtime.models.custom import CustomProviders
 from agent_platform.spec.common import RetryPolicy
-from agent_platform.spec.kinds import ModelSpec
+from agent_platform.spec.kinds import BUILTIN_PROVIDERS, ModelSpec
 
 R = TypeVar("R")
 BM = TypeVar("BM", bound=BaseModel)
@@ -71,10 +72,15 @@ def create_provider(
     base_dir: Path | None = None,
     sleep: Sleep | None = None,
     on_retry: OnRetry | None = None,
+    custom: CustomProviders | None = None,
 ) -> ModelProvider:
     """The provider for `spec`. `base_dir` is the directory of the spec file (a scripted model's
     `script` is relative to it); `sleep` replaces `asyncio.sleep` between retries (a fake clock's
-    `sleep`); `on_retry(attempt, error, delay)` is called before each retry (span events)."""
+    `sleep`); `on_retry(attempt, error, delay)` is called before each retry (span events);
+    `custom` finds a provider the platform does not ship (by default: through the spec's
+    `python:` factory, from the default plugin paths)."""
+    if spec.provider not in BUILTIN_PROVIDERS:
+        return (custom if custom is not None else CustomProviders()).create(spec)
     if spec.provider == "scripted":
         from agent_platform.runtime.models.scripted import ScriptedProvider
 

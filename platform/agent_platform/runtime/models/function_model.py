@@ -58,7 +58,28 @@ Decide = Callable[[ModelCall], "dict[str, Any] | BaseModel | Awaitable[dict[str,
 
 class FunctionModel:
     """A model provider whose answers come from `function` (sync or async). Give it to a
-    `Runtime` in place of a Model spec: `Runtime(plan, models={"reasoning": FunctionModel(f)})`."""
+    `Runtime` in place of a Model spec: `Runtime(plan, models={"reasoning": FunctionModel(f)})`.
+
+    Asked directly, as the runtime asks it:
+
+    >>> import asyncio
+    >>> from pydantic import BaseModel
+    >>> from agent_platform.runtime.models.base import ModelRequest
+    >>> class Count(BaseModel):
+    ...     letters: int
+    >>> model = FunctionModel(lambda call: {"letters": len(call.system)})
+    >>> result = asyncio.run(model.complete(ModelRequest("four", [], Count, key="counter")))
+    >>> result.output, [call.key for call in model.calls]
+    (Count(letters=4), ['counter'])
+
+    An answer that does not fit the schema asked for fails as a model's would:
+
+    >>> wrong = FunctionModel(lambda call: {"letters": "many"})
+    >>> asyncio.run(wrong.complete(ModelRequest("four", [], Count, key="counter")))
+    Traceback (most recent call last):
+    ...
+    agent_platform.runtime.models.base.ModelOutputInvalid: function:function: the function's answer for 'counter' does not match Count: ...
+    """
 
     def __init__(self, function: Decide, *, name: str = "function") -> None:
         self.function = function

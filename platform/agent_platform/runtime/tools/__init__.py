@@ -1,9 +1,10 @@
-"""Tools: registry (schemas from type hints, Python/HTTP/MCP implementations), resilience
+"""Tools: the registry and the kinds of tool (Python functions, HTTP, MCP), resilience
 (retries, circuit breaker), idempotency (cache and durable keys) and the executor that applies
 them all. See `executor` for the order of checks."""
 
 from agent_platform.runstore.idempotency import IdempotencyStore, SqliteIdempotencyStore
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired
+from agent_platform.runtime.tools.arguments import ToolArguments
 from agent_platform.runtime.tools.errors import (
     CircuitOpen,
     IdempotencyConflict,
@@ -16,15 +17,12 @@ from agent_platform.runtime.tools.errors import (
     ToolUnavailable,
 )
 from agent_platform.runtime.tools.executor import ToolExecutor, ToolResult
+from agent_platform.runtime.tools.http_tool import HttpTool
 from agent_platform.runtime.tools.idempotency import current_idempotency_key
-from agent_platform.runtime.tools.registry import (
-    HttpTool,
-    PythonTool,
-    Tool,
-    ToolArguments,
-    ToolRegistry,
-    tool,
-)
+from agent_platform.runtime.tools.interface import Tool
+from agent_platform.runtime.tools.python_tool import PythonTool
+from agent_platform.runtime.tools.registry import ToolRegistry
+from agent_platform.tool_functions import tool
 
 __all__ = [
     "ApprovalRequest",

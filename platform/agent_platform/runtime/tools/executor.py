@@ -2,12 +2,13 @@
 
 1. allow-list: a tool outside `allowed` -> `ToolNotAllowed` (never called);
 2. argument validation -> `ToolArgumentsInvalid` (never called, never retried);
-3. authority (`_authorise`, the one place this is decided): once untrusted content is in the
-   run's context (`taint`), the run's `ContextPolicy` may refuse a side effect or a host
-   (`ToolNotAllowed`, shown to the model) or ask for approval; a tool that requires approval
-   always asks. Approval goes through the `approver` hook; with none configured the call is not
-   made and `ApprovalRequired` is raised: the one exception that leaves `call()`, because the
-   run must stop rather than let the model work around a call waiting for a person;
+3. authority (`authorise`, the one place this is decided, also for tasks sent to remote agents
+   through `authorise_remote_task`): once untrusted content is in the run's context (`taint`),
+   the run's `ContextPolicy` may refuse a side effect or a host (`ToolNotAllowed`, shown to the
+   model) or ask for approval; a tool that requires approval always asks. Approval goes through
+   the `approver` hook; with none configured the call is not made and `ApprovalRequired` is
+   raised: the one exception that leaves `call()`, because the run must stop rather than let the
+   model work around a call waiting for a person;
 4. idempotency: `cache` (memoised, single-flight) or `key` (durable store: a stored result is
    returned instead of running again);
 5. per attempt: circuit breaker -> timeout (`asyncio.timeout`) -> the call -> output to JSON ->
@@ -53,11 +54,11 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from agent_platform.compile.plan import ToolBinding
-from agent_platform.compile.policy import ContextPolicy, SideEffectRule, ToolPolicy
 from agent_platform.faults import PlatformFault
 from agent_platform.runstore.idempotency import IdempotencyStore, SqliteIdempotencyStore
 from agent_platform.runtime.approval import ApprovalRequest, ApprovalRequired, Approver
 from agent_platform.runtime.clock import Clock, SystemClock
+from agent_platform.runtime.tools.arguments import ArgumentsNotSerializable, SchemaCheck, ToolArguments
 from agent_platform.runtime.tools.errors import (
     IdempotencyConflict,
     ToolError,
@@ -76,14 +77,9 @@ from agent_platform.runtime.tools.idempotency import (
     run_once,
     sha256_hex,
 )
-from agent_platform.runtime.tools.registry import (
-    ArgumentsNotSerializable,
-    PythonTool,
-    Tool,
-    ToolArguments,
-    ToolRegistry,
-    _SchemaCheck,
-)
+from agent_platform.runtime.tools.interface import Tool
+from agent_platform.runtime.tools.python_tool import PythonTool
+from agent_platform.runtime.tools.registry import ToolRegistry
 from agent_platform.runtime.tools.resilience import (
     CircuitBreaker,
     CircuitState,
@@ -91,6 +87,7 @@ from agent_platform.runtime.tools.resilience import (
     effective_retry_policy,
     max_total_backoff,
 )
+from agent_platform.spec.policy import ContextPolicy, SideEffectRule, ToolPolicy
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -144,7 +141,7 @@ class _Entry:
     breaker: CircuitBreaker | None = None
     cache: ResultCache | None = None
     key_template: Template | None = None
-    output_check: _SchemaCheck | None = None
+    output_check: SchemaCheck | None = None
     lease_s: float = 60.0
     flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     unavailable: ToolUnavailable | None = None
@@ -172,6 +169,59 @@ def _json_output(entry: _Entry, result: Any) -> Any:
         if errors:
             raise ToolOutputInvalid(entry.name, errors)
     return output
+
+
+# How `authorise` words a task for a remote agent (a tool call's wording is its default).
+REMOTE_TASK_ACT = "the task leaves the platform for a remote agent, which may act on it"
+REMOTE_TASK_NOT_SENT = "the task was not sent"
+
+
+def authorise(
+    name: str,
+    tool: ToolPolicy,
+    taint: TaintState | None,
+    policy: ContextPolicy | None,
+    *,
+    acting: str = "the tool has side effects",
+    not_done: str = "it was not called",
+) -> tuple[str, ...]:
+    """Why a call of `name` needs a person's approval (empty: it does not). Raises
+    `ToolNotAllowed` when the policy of a run with untrusted content in its context refuses it.
+    `taint` is given only when the run is tainted. Decided from where the run's content came
+    from, never from what it says: once untrusted content is in the context, a call with side
+    effects (`acting` says which), or a request to a host the policy does not list (it can carry
+    out what the run has read), follows the policy's `side_effects` rule."""
+    reasons: list[str] = []
+    if tool.requires_approval:
+        reasons.append("the tool requires approval")
+    if taint is None or not (tool.side_effects or tool.egress):
+        return tuple(reasons)
+    if policy is None:  # a caller that states no policy gets the default rule, and no host list
+        rule, owners, unlisted = SideEffectRule.REQUIRE_APPROVAL, "the default policy", None
+    else:
+        rule, owners = policy.side_effects, " and ".join(policy.owners)
+        unlisted = policy.refused_egress(tool.endpoints) if tool.egress else None
+    acts: list[str] = []
+    if tool.side_effects:
+        acts.append(acting)
+    if unlisted is not None:
+        egress_rule, endpoint = unlisted
+        where = endpoint or "a host chosen at call time"
+        acts.append(
+            f"it sends a request to {where}, which {egress_rule.owner} does not list in untrusted_context.egress"
+        )
+    if not acts:
+        return tuple(reasons)
+    context = f"untrusted content ({taint.describe()}) is in this run's context"
+    if rule is SideEffectRule.DENY:
+        raise ToolNotAllowed(
+            name,
+            f"refused: {context}, {' and '.join(acts)}, and the untrusted_context policy of {owners} "
+            f"denies that then; {not_done}",
+        )
+    if rule is SideEffectRule.REQUIRE_APPROVAL and (unlisted is not None or not tool.requires_approval):
+        reasons.append(f"{context} and {' and '.join(acts)} ({owners}: require_approval)")
+    return tuple(reasons)
 
 
 class ToolExecutor:
@@ -237,10 +287,12 @@ class ToolExecutor:
             elif idempotency.mode == "key":
                 entry.keyed = True
                 if idempotency.key is not None:
-                    entry.key_template = self.registry.template_environment().from_string(idempotency.key)
+                    from agent_platform.runtime.rendering import compile_template
+
+                    entry.key_template = compile_template(idempotency.key)
                 entry.lease_s = spec.timeout * policy.max_attempts + max_total_backoff(policy) + 10.0
             if spec.output_schema is not None:
-                entry.output_check = _SchemaCheck(spec.output_schema)
+                entry.output_check = SchemaCheck(spec.output_schema)
             if (
                 type(tool) is PythonTool
                 and tool.runs_inline
@@ -417,44 +469,39 @@ class ToolExecutor:
 
     @staticmethod
     def _authorise(entry: _Entry, taint: TaintState | None, policy: ContextPolicy | None) -> tuple[str, ...]:
-        """Why this call needs a person's approval (empty: it does not). Raises `ToolNotAllowed`
-        when the policy of a run with untrusted content in its context refuses it. `taint` is
-        given only when the run is tainted. Decided from where the run's content came from, never
-        from what it says: once untrusted content is in the context, a call with side effects, or
-        a request to a host the policy does not list (it can carry out what the run has read),
-        follows the policy's `side_effects` rule."""
-        tool = entry.policy
-        reasons: list[str] = []
-        if tool.requires_approval:
-            reasons.append("the tool requires approval")
-        if taint is None or not entry.governed_when_tainted:
-            return tuple(reasons)
-        if policy is None:  # a caller that states no policy gets the default rule, and no host list
-            rule, owners, unlisted = SideEffectRule.REQUIRE_APPROVAL, "the default policy", None
-        else:
-            rule, owners = policy.side_effects, " and ".join(policy.owners)
-            unlisted = policy.refused_egress(tool.endpoints) if tool.egress else None
-        acts: list[str] = []
-        if tool.side_effects:
-            acts.append("the tool has side effects")
-        if unlisted is not None:
-            egress_rule, endpoint = unlisted
-            where = endpoint or "a host chosen at call time"
-            acts.append(
-                f"it sends a request to {where}, which {egress_rule.owner} does not list in untrusted_context.egress"
+        """Why this call needs a person's approval (empty: it does not); see `authorise`."""
+        return authorise(entry.name, entry.policy, taint, policy)
+
+    async def authorise_remote_task(
+        self,
+        label: str,
+        description: str,
+        tool_policy: ToolPolicy,
+        task: Mapping[str, Any],
+        *,
+        run_id: str,
+        taint: TaintState | None,
+        policy: ContextPolicy | None,
+        approvals: Mapping[str, bool] | None = None,
+    ) -> None:
+        """Decide a task for a remote agent (`label`, e.g. `RemoteAgent/x`) as a tool call with
+        `tool_policy` is decided: the same rules and the same approvals (`approvals`, then the
+        approver), so a run cannot send out over A2A what it could not send through a tool.
+        Returns when it may be sent; raises `ToolNotAllowed` (refused, or denied by a person) or
+        `ApprovalRequired` (nobody to ask)."""
+        reasons = authorise(
+            label,
+            tool_policy,
+            taint if taint is not None and taint.tainted else None,
+            policy,
+            acting=REMOTE_TASK_ACT,
+            not_done=REMOTE_TASK_NOT_SENT,
+        )
+        if reasons:
+            request = ApprovalRequest(
+                label, description, dict(task), run_id, reasons, taint.sources if taint is not None else ()
             )
-        if not acts:
-            return tuple(reasons)
-        context = f"untrusted content ({taint.describe()}) is in this run's context"
-        if rule is SideEffectRule.DENY:
-            raise ToolNotAllowed(
-                entry.name,
-                f"refused: {context}, {' and '.join(acts)}, and the untrusted_context policy of {owners} "
-                "denies that then; it was not called",
-            )
-        if rule is SideEffectRule.REQUIRE_APPROVAL and (unlisted is not None or not tool.requires_approval):
-            reasons.append(f"{context} and {' and '.join(acts)} ({owners}: require_approval)")
-        return tuple(reasons)
+            await self._decide(request, approvals, not_done=REMOTE_TASK_NOT_SENT)
 
     async def _approve(
         self,
@@ -477,25 +524,36 @@ class ToolExecutor:
             reasons,
             taint.sources if taint is not None else (),
         )
+        await self._decide(request, approvals)
+
+    async def _decide(
+        self,
+        request: ApprovalRequest,
+        approvals: Mapping[str, bool] | None,
+        *,
+        not_done: str = "it was not called",
+    ) -> None:
+        """A person's decision about this exact call, else the approver's; `ApprovalRequired`
+        with neither. Returns when approved, raises `ToolNotAllowed` when not."""
         decided = approvals.get(request.key) if approvals else None
         if decided is not None:  # a person decided about this exact call while the run was paused
             if self.on_event is not None:
                 self.on_event(
                     "tool.approval",
                     {
-                        "tool": entry.name,
-                        "run_id": run_id,
+                        "tool": request.tool,
+                        "run_id": request.run_id,
                         "call_key": request.key,
                         "decision": "approved" if decided else "denied",
                     },
                 )
             if decided:
                 return
-            raise ToolNotAllowed(entry.name, "a person denied this call when asked; it was not called")
+            raise ToolNotAllowed(request.tool, f"a person denied this call when asked; {not_done}")
         if self.approver is None:
             raise ApprovalRequired(request)
         if not await self.approver(request):
-            raise ToolNotAllowed(entry.name, "the call was not approved; it was not called")
+            raise ToolNotAllowed(request.tool, f"the call was not approved; {not_done}")
 
     async def _call_keyed(
         self,

@@ -24,18 +24,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from jinja2 import Template, nodes
-from jinja2.runtime import Context
-from jinja2.utils import pass_context
 
 from agent_platform.runtime.rendering import compile_template, render_template, render_value
 from agent_platform.runtime.tools.errors import CategorizedError
 from agent_platform.spec.kinds import HttpImplementation, split_url_origin
-from agent_platform.template_sandbox import BoundedEnvironment, bounded_environment, finalize_output
+from agent_platform.template_sandbox import bounded_environment
 from agent_platform.validate.templates import is_template
 
 if TYPE_CHECKING:
@@ -62,20 +59,10 @@ class RedirectRefused(CategorizedError):
         super().__init__(message, None)
 
 
-@pass_context
-def _encode_url_value(context: Context, value: Any) -> str:
-    """What `{{ value }}` prints in a url: the value's text, percent-encoded whole."""
-    text = str(finalize_output(context, value))
-    return _VALUE_MARK + quote(text, safe="") + _VALUE_MARK
-
-
-@lru_cache(maxsize=1)
-def url_environment() -> BoundedEnvironment:
-    """The bounded environment, printing every value encoded (for the part of a url after its
-    origin)."""
-    overlay = bounded_environment().overlay(finalize=_encode_url_value)
-    assert isinstance(overlay, BoundedEnvironment)
-    return overlay
+def _encode_url_value(value: Any) -> str:
+    """What `{{ value }}` prints in the part of a url after its origin: the value's text,
+    percent-encoded whole."""
+    return _VALUE_MARK + quote(str(value), safe="") + _VALUE_MARK
 
 
 def referenced_env_vars(source: str) -> set[str]:
@@ -151,7 +138,9 @@ class HttpRequestTemplates:
         self.origin_text = origin_text
         self.origin = Origin.of(httpx.URL(origin_text + "/"))
         self._rest_text = rest
-        self._rest: Template | None = url_environment().from_string(rest) if is_template(rest) else None
+        self._rest: Template | None = (
+            bounded_environment(_encode_url_value).from_string(rest) if is_template(rest) else None
+        )
         self._headers = dict(http.headers)
         self._query = dict(http.query)
         self._body = http.body

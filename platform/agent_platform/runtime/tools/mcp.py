@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel
 
-from agent_platform.compile.mcp_lock import PinnedTool, server_drift
-from agent_platform.runtime.tools.errors import ToolArgumentsInvalid, ToolError, ToolUnavailable
-from agent_platform.runtime.tools.registry import (
+from agent_platform.runtime.tools.arguments import (
     ArgumentsNotSerializable,
-    Tool,
+    SchemaCheck,
     ToolArguments,
-    _model_from_schema,
-    _SchemaCheck,
     canonical_json,
+    model_from_schema,
 )
+from agent_platform.runtime.tools.errors import ToolArgumentsInvalid, ToolError, ToolUnavailable
+from agent_platform.runtime.tools.interface import Tool
+from agent_platform.spec.mcp_lock import PinnedTool, server_drift
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -419,7 +419,7 @@ class McpTool(Tool):
         self._pool = pool
         self._pinned = server.pinned.get(self.remote_name)
         self._schema = spec.input_schema if spec.input_schema is not None else {"type": "object"}
-        self._check = _SchemaCheck(self._schema)
+        self._check = SchemaCheck(self._schema)
         self._model: type[BaseModel] | None = None
 
     def with_spec(self, name: str, spec: ToolSpec) -> Tool:
@@ -428,7 +428,7 @@ class McpTool(Tool):
     @property
     def arguments_model(self) -> type[BaseModel]:
         if self._model is None:
-            self._model = _model_from_schema(self.name, self._schema)
+            self._model = model_from_schema(self.name, self._schema)
         return self._model
 
     def json_schema(self) -> dict[str, Any]:

@@ -235,6 +235,13 @@ class CircuitBreaker:
             self._set(CircuitState.HALF_OPEN)
         return self._state
 
+    def observed_state(self) -> CircuitState:
+        """The state as the next call would find it, without moving the breaker there: metrics
+        read it from their exporter's thread, while the breaker belongs to its event loop."""
+        if self._state is CircuitState.OPEN and self._remaining() <= 0:
+            return CircuitState.HALF_OPEN
+        return self._state
+
     @property
     def consecutive_failures(self) -> int:
         return self._failures

@@ -6,7 +6,9 @@ policy over Ray as JSON):
 * `ToolPolicy`, per tool: whether it has side effects, whether each call needs a person's
   approval (`requires_approval` left unset means "yes" for a tool with side effects: approval is
   the default, and opting out is explicit and reported by `validate`), how far its output is
-  trusted, which host an `http:` tool reaches, and how much of its output a model may see.
+  trusted, which host an `http:` tool reaches, and how much of its output a model may see. A
+  RemoteAgent gets one too (`ToolPolicy.of_remote_agent`): sending it a task is a call with side
+  effects and egress, governed like the most sensitive tool call.
 * `ContextPolicy`, per agent or pipeline: what a run may still do once content it cannot trust
   (an untrusted tool's output, retrieved memory, a tainted delegate's answer) is in its context:
   calls of tools with side effects follow its `side_effects` rule, and so do requests to hosts
@@ -26,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent_platform.spec.kinds import ToolSpec, UntrustedContextSpec
+from agent_platform.spec.kinds import RemoteAgentSpec, ToolOutputLimit, ToolSpec, UntrustedContextSpec
 
 
 class Trust(StrEnum):
@@ -132,6 +134,34 @@ class ToolPolicy:
             max_output_bytes=spec.max_output.bytes,
             max_output_tokens=spec.max_output.tokens,
         )
+
+    @classmethod
+    def of_remote_agent(cls, spec: RemoteAgentSpec) -> ToolPolicy:
+        """Sending a task to a remote agent hands it whatever the run put in the task, and the
+        remote agent may act on it: a side effect with egress to its hosts. Not asked about in a
+        run whose context is clean (as a local delegate is not); once the run is tainted, its
+        `untrusted_context` rule applies to every task, whichever hosts `egress` lists."""
+        default_output = ToolOutputLimit()  # the caps a delegate's answer gets
+        return cls(
+            side_effects=True,
+            requires_approval=False,
+            approval_opted_out=False,
+            trust=Trust.UNTRUSTED,
+            egress=True,
+            endpoints=remote_agent_endpoints(spec),
+            max_output_bytes=default_output.bytes,
+            max_output_tokens=default_output.tokens,
+        )
+
+
+def remote_agent_endpoints(spec: RemoteAgentSpec) -> tuple[str | None, ...]:
+    """`host:port` of the remote agent's URL and, when it is elsewhere, of its card's URL: what a
+    call reaches before the card names anything else (a host the card names is checked when it
+    is known: by `plan`, and by the call itself)."""
+    endpoints = [endpoint_of(spec.url)]
+    if spec.card.url is not None and endpoint_of(spec.card.url) not in endpoints:
+        endpoints.append(endpoint_of(spec.card.url))
+    return tuple(endpoints)
 
 
 # --- runs -------------------------------------------------------------------------------------
