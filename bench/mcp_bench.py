@@ -172,7 +172,7 @@ def main() -> int:
         serve(args.serve[0], int(args.serve[1]) if len(args.serve) > 1 else None)
         return 0
     sys.path.insert(0, str(REPO / "platform"))
-    from agent_platform.cli_mcp import pin_servers
+    from agent_platform.cli.mcp import pin_servers
     from agent_platform.compile import compile_specs
     from agent_platform.validate import ValidationOptions, validate_paths
 

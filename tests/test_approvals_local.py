@@ -255,7 +255,7 @@ def test_a_killed_local_run_resumes_without_repeating_a_side_effect(project: Pat
 
 
 def test_resume_refuses_a_run_whose_process_is_alive(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent_platform import cli_runs
+    from agent_platform.cli import runs as cli_runs
 
     monkeypatch.setattr(cli_runs, "owner_gone", lambda owner: False)
     steps = [{"action": {"action": "step", "arguments": {"n": 1}}}]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.cli_env import PLATFORM, isolated_env, run_platform
 
-from agent_platform.cli_dev import DevLoop
+from agent_platform.cli.dev import DevLoop
 
 SPECS = """\
 apiVersion: agents.platform/v1

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import yaml
 
-from agent_platform.cli_deploy import runs_table
-from agent_platform.cli_output import emit
+from agent_platform.cli.deploy import runs_table
+from agent_platform.cli.output import emit
 from agent_platform.deploy.apply_render import table
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform import cli_init
+from agent_platform.cli import init as cli_init
 from agent_platform.runtime.models.scripted import Script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,7 @@ def test_code_both_validate_and_the_runtime_use_sits_below_them() -> None:
 def test_every_module_has_a_layer_and_the_tool_runs() -> None:
     assert layers.layer_of("agent_platform.runstore.sqlite") == "durability"
     assert layers.layer_of("agent_platform.runtime.tools.mcp") == "runtime"
-    assert layers.layer_of("agent_platform.cli_runs") == "interface"
+    assert layers.layer_of("agent_platform.cli.runs") == "interface"
     assert layers.layer_of("agent_platform") == "base"
     done = subprocess.run(
         [sys.executable, "-m", "agent_platform._devtools.layers"], capture_output=True, text=True

@@ -195,7 +195,7 @@ def workdir() -> Iterator[Path]:
         yield root
 
 
-def _options(root: Path) -> ValidationOptions:
+def validation_options(root: Path) -> ValidationOptions:
     return ValidationOptions(plugin_paths=[root])
 
 
@@ -446,7 +446,7 @@ def _check_one_line(message: str, user_texts: set[str]) -> None:
 def _check_report(path: Path, text: str, root: Path, docs: Any = None) -> list[str]:
     user_texts = _strings_with_breaks(docs)
     try:
-        report = validate_paths([str(path)], _options(root))
+        report = validate_paths([str(path)], validation_options(root))
     except Exception as exc:
         if _known_bug(exc):
             reject()
@@ -480,7 +480,7 @@ def test_base_spec_set_is_valid_and_compiles(workdir: Path) -> None:
     path = workdir / "base.yaml"
     text = "---\n".join(_dump(doc) for doc in BASE_DOCS)
     path.write_text(text)
-    report = validate_paths([str(path)], _options(workdir))
+    report = validate_paths([str(path)], validation_options(workdir))
     assert report.ok, [str(d) for d in report.diagnostics]
     assert not [d for d in report.diagnostics if d.severity is not Severity.HINT]
     assert sorted(s.kind for s in report.specs.specs) == sorted(
@@ -524,7 +524,7 @@ def test_alias_deepened_step_input_does_not_raise(workdir: Path) -> None:
     )
     path = workdir / "deep.yaml"
     path.write_text(text)
-    report = validate_paths([str(path)], _options(workdir))
+    report = validate_paths([str(path)], validation_options(workdir))
     assert not report.ok
 
 
@@ -548,7 +548,7 @@ spec:
 """
     path = workdir / "required.yaml"
     path.write_text(text)
-    report = validate_paths([str(path)], _options(workdir))
+    report = validate_paths([str(path)], validation_options(workdir))
     assert [d.code for d in report.diagnostics.errors] == ["json-schema"]
 
 
@@ -566,7 +566,7 @@ spec:
 """
     path = workdir / "required.yaml"
     path.write_text(text)
-    report = validate_paths([str(path)], _options(workdir))
+    report = validate_paths([str(path)], validation_options(workdir))
     assert [d.code for d in report.diagnostics.errors] == ["json-schema"]
 
 
@@ -583,6 +583,6 @@ spec:
 def test_user_text_with_a_newline_is_escaped_in_messages(workdir: Path, spec: str) -> None:
     path = workdir / "newline.yaml"
     path.write_text(spec)
-    report = validate_paths([str(path)], _options(workdir))
+    report = validate_paths([str(path)], validation_options(workdir))
     (error,) = report.diagnostics.errors
     assert "\n" not in error.message

@@ -86,7 +86,7 @@ def edges(root: Path) -> list[Edge]:
             names: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
-                if node.module == PACKAGE:  # `from agent_platform import cli_deploy`, or a constant
+                if node.module == PACKAGE:  # `from agent_platform import api`, or a constant
                     names = [
                         f"{PACKAGE}.{alias.name}"
                         if (root / f"{alias.name}.py").exists() or (root / alias.name).is_dir()

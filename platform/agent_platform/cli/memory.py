@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
-from agent_platform.cli import EXIT_INVALID, PluginPathOpt, _options, app, compile_or_exit
-from agent_platform.cli_output import DeprecatedJsonOpt, Output, OutputOpt, chosen_output, emit
+from agent_platform.cli.common import EXIT_INVALID, PluginPathOpt, compile_or_exit, validation_options
+from agent_platform.cli.output import DeprecatedJsonOpt, Output, OutputOpt, chosen_output, emit
 
 if TYPE_CHECKING:
     from agent_platform.memory.registry import MemoryRegistry
+
+app = typer.Typer()
+
 
 T = TypeVar("T")
 
@@ -59,7 +62,7 @@ def _with_memories(
     from agent_platform.memory.registry import MemoryRegistry
     from agent_platform.memory.stores.base import VectorStoreError
 
-    _, plan = compile_or_exit(specs or [Path("specs")], _options(plugin_path, False), "memory")
+    _, plan = compile_or_exit(specs or [Path("specs")], validation_options(plugin_path, False), "memory")
     registry = MemoryRegistry(plan.memories)
 
     async def go() -> T:

@@ -18,8 +18,19 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from agent_platform.cli import EXIT_INVALID, EXIT_USAGE, _options, _print_diagnostics, app, emit_result
-from agent_platform.cli_output import Output, OutputOpt, emit, note
+from agent_platform.cli.common import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    NamespaceOpt,
+    PluginPathOpt,
+    ValidateOutput,
+    emit_result,
+    print_diagnostics,
+    read_input,
+    require_spec_files,
+    validation_options,
+)
+from agent_platform.cli.output import Output, OutputOpt, emit, note, warn_approve_all
 from agent_platform.deploy.decisions import Decided, approval_row, decide, resume_on_deployment
 
 if TYPE_CHECKING:
@@ -27,12 +38,14 @@ if TYPE_CHECKING:
     from agent_platform.runtime.outcomes import RunResult
     from agent_platform.runtime.tracing import TracingHandle
 
+app = typer.Typer()
+
+
 T = TypeVar("T")
 
 AddressOpt = Annotated[
     str | None, typer.Option("--address", help="Ray cluster of the deployment (default: $RAY_ADDRESS).")
 ]
-NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Deployment namespace.")]
 RunStoreOpt = Annotated[
     str | None, typer.Option("--run-store", help="The run store holding the run (default: the local one).")
 ]
@@ -81,7 +94,7 @@ def run_local(
 ) -> RunResult:
     """Run (or resume) `unit` in this process, recorded in the local run store: checkpointed after
     every step, paused in the store when a call needs a person. With `follow`, its steps are shown
-    live on stderr from its events in the store (`cli_follow`)."""
+    live on stderr from its events in the store (`cli/follow.py`)."""
     from agent_platform.runstore import open_run_store
     from agent_platform.runtime.durable import DurableRunner, RunRequest
     from agent_platform.runtime.engine import Runtime
@@ -112,7 +125,7 @@ def run_local(
 async def _follow_local(store: RunStore, run_id: str, running: Any) -> None:
     """Show the tree of a run this process runs until it ends (a run stores its events before
     it ends). Following is a view: if reading the store fails, the run goes on without it."""
-    from agent_platform.cli_follow import follow_run, store_reader
+    from agent_platform.cli.follow import follow_run, store_reader
     from agent_platform.runstore import RunStoreError
 
     async def settled() -> bool:
@@ -194,6 +207,182 @@ def _approvals_text(rows: list[dict[str, Any]]) -> str:
 
 
 @app.command()
+def run(
+    name: Annotated[
+        str, typer.Argument(help="The agent, pipeline or supervisor to run (name or Kind/name).")
+    ],
+    specs: Annotated[
+        list[Path] | None, typer.Option("--specs", "-s", help="Spec files or directories (default: specs/).")
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run in this process on the asyncio runtime (no Ray).")
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster of the deployment (default: $RAY_ADDRESS, else the local head)."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="Deployment namespace.")
+    ] = "agent-platform",
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Print the run id and return; `platform result ID` waits.")
+    ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Show the run's steps live on stderr as a tree (iterations, model and tool calls, "
+            "sub-runs) from its events; the result and exit code are as without it.",
+        ),
+    ] = False,
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input", "-i", help='Inputs as JSON, or @file.json. A supervisor takes {"tasks": [...]}.'
+        ),
+    ] = None,
+    output: Annotated[
+        Output | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Result format: json (default), yaml or text. With --detach and no -o: the run id alone.",
+        ),
+    ] = None,
+    trace: Annotated[
+        bool,
+        typer.Option("--trace", help="Print the span tree (durations, tokens, cost) on stderr."),
+    ] = False,
+    trace_file: Annotated[
+        Path | None, typer.Option("--trace-file", help="Also write spans as JSON lines.")
+    ] = None,
+    approve_all: Annotated[
+        bool,
+        typer.Option(
+            "--approve-all", help="Approve every tool that requires approval (offline demos, tests)."
+        ),
+    ] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant", help="Whose data the run works on: scopes its long-term memory (default: 'default')."
+        ),
+    ] = None,
+    capture_content: Annotated[
+        bool | None,
+        typer.Option(
+            "--capture-content/--no-capture-content",
+            help="Record prompts, outputs and tool arguments in spans (redacted like everything "
+            "else). Default: $OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, else off.",
+        ),
+    ] = None,
+    plugin_path: PluginPathOpt = None,
+    update_mcp_lock: Annotated[
+        bool,
+        typer.Option(
+            "--update-mcp-lock",
+            help="With --local: first list the tools of the MCP servers the specs use (starting stdio "
+            "ones) and accept what changed into mcp.lock.yaml, as `plan --discover-mcp --update-mcp-lock`.",
+        ),
+    ] = False,
+) -> None:
+    """Run a unit and print its result on stdout, as JSON unless -o says otherwise (exit 0 when it
+    completed, 1 when it did not).
+
+    Without --local, the run goes to the deployment (`platform apply`); stderr says on which node
+    and actor it and each of its hand-offs ran. The span tree (--trace) goes to stderr too. OTLP
+    export follows the standard OTEL_* environment variables."""
+    from agent_platform.compile import compile_specs
+    from agent_platform.validate import validate_paths
+
+    inputs = read_input(input)
+    if not isinstance(inputs, dict):
+        raise typer.BadParameter("inputs must be a JSON object", param_hint="--input")
+    if approve_all:
+        warn_approve_all("run")
+    if update_mcp_lock and not local:
+        raise typer.BadParameter("--update-mcp-lock applies to --local runs", param_hint="--update-mcp-lock")
+    if follow and detach:
+        raise typer.BadParameter(
+            "--follow shows the run until it settles, --detach returns at once: use one",
+            param_hint="--follow",
+        )
+    if not local:
+        from agent_platform.cli.deploy import run_deployed
+
+        run_deployed(
+            name,
+            inputs,
+            address=address,
+            namespace=namespace,
+            detach=detach,
+            trace=trace,
+            tenant=tenant,
+            output=output.value if output is not None else None,
+            follow=follow,
+        )
+        return
+    if detach:
+        raise typer.BadParameter("--detach needs a deployment (drop --local)", param_hint="--detach")
+    spec_paths = specs or [Path("specs")]
+    require_spec_files("run", spec_paths)
+    if update_mcp_lock:
+        from agent_platform.cli.mcp import pin_before_plan
+
+        pin_before_plan(spec_paths, validation_options(plugin_path, False), discover=True, update=True)
+    report = validate_paths(spec_paths, validation_options(plugin_path, False))
+    if not report.ok:
+        print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
+        raise typer.Exit(EXIT_INVALID)
+    plan = compile_specs(report.specs)
+
+    from agent_platform.cli.runs import origin_of, report_waiting, run_local
+    from agent_platform.runstore import RunStoreError
+    from agent_platform.runtime.engine import Runtime, UnknownUnit, find_unit, tune_gc_for_runs
+    from agent_platform.runtime.inputs import InputError
+    from agent_platform.runtime.span_tree import render_span_tree
+    from agent_platform.runtime.supervisor import TaskError
+    from agent_platform.runtime.tracing import configure_tracing
+
+    try:  # refused before anything is recorded: a usage error
+        unit = find_unit(plan, name)
+        Runtime.prepare_inputs(unit, inputs)
+    except (UnknownUnit, InputError, TaskError) as exc:
+        typer.echo(f"platform run: {exc}", err=True)
+        raise typer.Exit(2) from None
+    tracing = configure_tracing(memory=trace, jsonl_path=trace_file, capture_content=capture_content)
+    tune_gc_for_runs()
+    plugins = list(plugin_path) if plugin_path else None
+    try:
+        result = run_local(
+            plan,
+            str(unit.ref),
+            inputs,
+            run_id=None,
+            origin=origin_of(spec_paths, plugins),
+            plugin_paths=plugins,
+            tracing=tracing,
+            approve_all=approve_all,
+            tenant=tenant,
+            follow=follow,
+        )
+    except RunStoreError as exc:
+        typer.echo(f"platform run: the local run store cannot record the run: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        tracing.force_flush()
+    report_waiting(result)
+    emit_result(result.to_json(), (output or Output.json).value)
+    if trace:
+        note(render_span_tree(tracing.finished_spans()))
+    tracing.shutdown()
+    if not result.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
 def approvals(
     run_id: Annotated[str, typer.Argument(help="A run id (`platform runs --status waiting_approval`).")],
     run_store: RunStoreOpt = None,
@@ -251,9 +440,9 @@ def _decide(
 def _resume_deployed(
     root: RunRecord, address: str | None, namespace: str, wait: float, output: Output
 ) -> None:
-    from agent_platform.cli_deploy import _deploy_errors
+    from agent_platform.cli.deploy import deploy_errors
 
-    with _deploy_errors("approve"):
+    with deploy_errors("approve"):
         from agent_platform.deploy.client import Deployment
 
         deployment = Deployment.connect(address, namespace, start=False, create=False)
@@ -382,9 +571,9 @@ def _resume_local(record: RunRecord, run_store: str | None, output: Output) -> N
     if missing:
         typer.echo(f"platform resume: the run's specs are gone: {', '.join(missing)}", err=True)
         raise typer.Exit(EXIT_INVALID)
-    report = validate_paths(paths, _options(plugin_paths, False))
+    report = validate_paths(paths, validation_options(plugin_paths, False))
     if not report.ok:
-        _print_diagnostics(report, _text_output(), hints=False, err=True)
+        print_diagnostics(report, _text_output(), hints=False, err=True)
         raise typer.Exit(EXIT_INVALID)
     plan = compile_specs(report.specs)
     tracing = configure_tracing()
@@ -406,7 +595,7 @@ def _resume_local(record: RunRecord, run_store: str | None, output: Output) -> N
 
 
 def _text_output() -> Any:
-    from agent_platform.cli import ValidateOutput
+    from agent_platform.cli.common import ValidateOutput
 
     return ValidateOutput.text
 

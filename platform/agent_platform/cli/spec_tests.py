@@ -17,20 +17,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agent_platform.cli import (
+from agent_platform.cli.common import (
     EXIT_INVALID,
     EXIT_USAGE,
     PluginPathOpt,
-    _options,
-    app,
     compile_or_exit,
     require_spec_files,
+    validation_options,
 )
-from agent_platform.cli_output import Output, OutputOpt, chosen_output, emit, note
+from agent_platform.cli.output import Output, OutputOpt, chosen_output, emit, note
 
 if TYPE_CHECKING:
     from agent_platform.compile.plan import Plan
     from agent_platform.spectest.runner import SpecTest, SuiteResult
+
+app = typer.Typer()
+
 
 TEST_PATHS = [Path("specs")]
 
@@ -61,7 +63,7 @@ def test_command(
     fmt = chosen_output("test", output)
     spec_paths = paths or TEST_PATHS
     require_spec_files("test", spec_paths)
-    report, plan = compile_or_exit(spec_paths, _options(plugin_path, False), "test")
+    report, plan = compile_or_exit(spec_paths, validation_options(plugin_path, False), "test")
 
     from agent_platform.spectest.runner import select
 

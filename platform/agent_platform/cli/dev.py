@@ -27,12 +27,22 @@ from typing import Annotated, Any
 
 import typer
 
-from agent_platform.cli import EXIT_INVALID, EXIT_USAGE, PluginPathOpt, ValidateOutput, _options, app
-from agent_platform.cli_deploy import DEFAULT_NS, NamespaceOpt
-from agent_platform.cli_output import note, warn_approve_all
+from agent_platform.cli.common import (
+    DEFAULT_NS,
+    EXIT_INVALID,
+    EXIT_USAGE,
+    NamespaceOpt,
+    PluginPathOpt,
+    ValidateOutput,
+    validation_options,
+)
+from agent_platform.cli.output import note, warn_approve_all
 
 # The suffixes of what a spec folder holds that validation reads: spec files, and the scripts,
 # schemas and MCP locks they point at.
+app = typer.Typer()
+
+
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 # An apply started by a save waits this long for another apply (or a head restart) to finish.
 LOCK_WAIT_S = 120.0
@@ -63,7 +73,7 @@ class DevLoop:
         self.paths = list(paths)  # as given: diagnostics name files as `platform validate` does
         self.watched = [p.resolve() for p in paths]
         self.namespace = namespace
-        self.options = _options(plugin_path, False)
+        self.options = validation_options(plugin_path, False)
         roots = self.options.plugin_paths if self.options.plugin_paths is not None else default_plugin_paths()
         self.plugin_roots = [Path(p).resolve() for p in roots]
         self.token_env = token_env
@@ -83,7 +93,7 @@ class DevLoop:
 
     def cycle(self) -> bool:
         """Validate; when valid, apply and serve. True when the deployment now runs these specs."""
-        from agent_platform.cli import _print_diagnostics
+        from agent_platform.cli.common import print_diagnostics
         from agent_platform.compile import build_output_models, compile_specs
         from agent_platform.validate import validate_paths
 
@@ -92,7 +102,7 @@ class DevLoop:
         if report.ok:
             plan = compile_specs(report.specs)
             build_output_models(plan, report.diagnostics)
-        _print_diagnostics(report, ValidateOutput.text, hints=True, err=True)
+        print_diagnostics(report, ValidateOutput.text, hints=True, err=True)
         self.plugin_tools = self._plugin_files(report.specs)
         if plan is None or report.diagnostics.has_errors:
             _say("the specs are invalid: the deployment is left as it was")
@@ -122,7 +132,7 @@ class DevLoop:
         return None
 
     def _apply(self, report: Any, plan: Any, configs: list[Any]) -> bool:
-        from agent_platform.cli_deploy import _embedded_apply_lock, _notes
+        from agent_platform.cli.deploy import deploy_notes, embedded_apply_lock
         from agent_platform.deploy.apply_lock import ApplyInProgress
         from agent_platform.deploy.apply_render import apply_text
         from agent_platform.deploy.bundle import SpecBundle
@@ -143,14 +153,14 @@ class DevLoop:
         )
         started = time.perf_counter()
         try:
-            with _embedded_apply_lock(None, LOCK_WAIT_S):
+            with embedded_apply_lock(None, LOCK_WAIT_S):
                 if self.deployment is None:
                     self.deployment = Deployment.connect(
                         None,
                         self.namespace,
                         start=True,
                         run_store_url=run_store_url(None),
-                        note=_notes("dev"),
+                        note=deploy_notes("dev"),
                     )
                 result = self.deployment.apply(
                     report.specs,
@@ -160,7 +170,7 @@ class DevLoop:
                     approve_all=self.approve_all,
                     lock_wait=LOCK_WAIT_S,
                     replace=replace,
-                    note=_notes("dev"),
+                    note=deploy_notes("dev"),
                 )
         except (DeployError, ClusterError, RunStoreError, ApplyInProgress) as exc:
             _say(f"apply failed: {exc}")
@@ -313,8 +323,8 @@ def dev(
     (`platform down` stops it)."""
     import watchfiles
 
-    from agent_platform.cli import require_paths
-    from agent_platform.cli_serve import require_serve
+    from agent_platform.cli.common import require_paths
+    from agent_platform.cli.serve import require_serve
 
     spec_paths = paths or [Path("specs")]
     if insecure and token_env:

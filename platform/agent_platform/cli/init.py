@@ -29,7 +29,10 @@ from typing import Annotated
 
 import typer
 
-from agent_platform.cli import EXIT_INVALID, app
+from agent_platform.cli.common import EXIT_INVALID
+
+app = typer.Typer()
+
 
 SPECS_DIR = PurePosixPath("specs")
 SCHEMAS_DIR = PurePosixPath("schemas")

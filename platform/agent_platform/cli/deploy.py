@@ -16,17 +16,18 @@ from typing import Annotated, Any
 
 import typer
 
-from agent_platform.cli import (
+from agent_platform.cli.common import (
+    DEFAULT_NS,
     EXIT_INVALID,
     EXIT_USAGE,
+    NamespaceOpt,
     PathsArg,
     PluginPathOpt,
-    _options,
-    app,
     compile_or_exit,
     emit_result,
+    validation_options,
 )
-from agent_platform.cli_output import (
+from agent_platform.cli.output import (
     DeprecatedFormatOpt,
     Output,
     OutputOpt,
@@ -38,6 +39,9 @@ from agent_platform.cli_output import (
 )
 from agent_platform.runstore.base import RunStatus
 
+app = typer.Typer()
+
+
 AddressOpt = Annotated[
     str | None,
     typer.Option(
@@ -45,12 +49,10 @@ AddressOpt = Annotated[
         help="Ray cluster address (host:port). Default: $RAY_ADDRESS, else an embedded local Ray head.",
     ),
 ]
-NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Deployment namespace.")]
-DEFAULT_NS = "agent-platform"
 
 
 @contextmanager
-def _deploy_errors(command: str) -> Iterator[None]:
+def deploy_errors(command: str) -> Iterator[None]:
     """Every command that reaches a deployment runs in here: its errors become messages, and a
     head it finds dead comes back with its endpoints too (see `_restore_endpoints`)."""
     from agent_platform.deploy.apply_lock import ApplyInProgress
@@ -74,7 +76,7 @@ def _restore_endpoints(namespace: str, state: Path, entries: Any, note: Any) -> 
     restore_endpoints(namespace, state, entries, note)
 
 
-def _notes(command: str) -> Any:
+def deploy_notes(command: str) -> Any:
     """Where `Deployment.connect` tells what it did on the way (a head started again)."""
     return lambda text: note(f"platform {command}: {text}")
 
@@ -83,9 +85,9 @@ def _compile(paths: list[Path], plugin_path: list[Path] | None) -> tuple[Any, An
     from agent_platform.deploy.bundle import SpecBundle
     from agent_platform.validate.plugins import default_plugin_paths
 
-    options = _options(plugin_path, False)
+    options = validation_options(plugin_path, False)
     report, plan = compile_or_exit(paths, options, "apply")
-    from agent_platform.cli_remote import check_remote_cards_or_exit
+    from agent_platform.cli.remote import check_remote_cards_or_exit
 
     check_remote_cards_or_exit(report.specs)
     roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
@@ -151,23 +153,23 @@ def apply(
         )
         raise typer.Exit(EXIT_INVALID)
     if not dry_run:
-        from agent_platform.cli_serve import check_endpoint_tokens
+        from agent_platform.cli.serve import check_endpoint_tokens
 
         check_endpoint_tokens(report.specs, namespace)
-    with _deploy_errors("apply"):
+    with deploy_errors("apply"):
         started = time.perf_counter()
         if dry_run:
             # A dry run never starts a cluster (it runs in CI): with nothing deployed, it shows
             # everything as created.
             result, where = _dry_run(report, plan, address, namespace, prune=prune)
         else:
-            with _embedded_apply_lock(address, lock_timeout):
+            with embedded_apply_lock(address, lock_timeout):
                 deployment = Deployment.connect(
                     address,
                     namespace,
                     start=True,
                     run_store_url=run_store_url(run_store),
-                    note=_notes("apply"),
+                    note=deploy_notes("apply"),
                 )
                 where = deployment.address
                 result = deployment.apply(
@@ -177,9 +179,9 @@ def apply(
                     prune=prune,
                     approve_all=approve_all,
                     lock_wait=lock_timeout,
-                    note=_notes("apply"),
+                    note=deploy_notes("apply"),
                 )
-                from agent_platform.cli_serve import apply_endpoints_after
+                from agent_platform.cli.serve import apply_endpoints_after
 
                 apply_endpoints_after(deployment, report.specs, bundle, result.actions)
         elapsed = time.perf_counter() - started
@@ -188,7 +190,7 @@ def apply(
         raise typer.Exit(EXIT_INVALID)
 
 
-def _embedded_apply_lock(address: str | None, wait: float) -> Any:
+def embedded_apply_lock(address: str | None, wait: float) -> Any:
     """On the embedded head, the state directory's lock, held from before the head is started
     (two first applies must not start two heads) to the end; the control plane's lease is taken
     inside, on every cluster."""
@@ -278,8 +280,10 @@ def get(
 
     fmt = chosen_output("get", output, format=format)
     kind, wanted = _selection(kind_or_name, name)
-    with _deploy_errors("get"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("get"))
+    with deploy_errors("get"):
+        deployment = Deployment.connect(
+            address, namespace, start=False, create=False, note=deploy_notes("get")
+        )
         rows = deployment.status()
     if kind:
         rows = [r for r in rows if r["kind"].lower() == kind]
@@ -312,9 +316,9 @@ def describe(
     from agent_platform.runstore import open_run_store
 
     kind, wanted = _selection(target, name)
-    with _deploy_errors("describe"):
+    with deploy_errors("describe"):
         deployment = Deployment.connect(
-            address, namespace, start=False, create=False, note=_notes("describe")
+            address, namespace, start=False, create=False, note=deploy_notes("describe")
         )
         rows = [
             r
@@ -371,8 +375,10 @@ def delete(
     from agent_platform.deploy.client import Deployment
     from agent_platform.load import load_paths
 
-    with _deploy_errors("delete"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("delete"))
+    with deploy_errors("delete"):
+        deployment = Deployment.connect(
+            address, namespace, start=False, create=False, note=deploy_notes("delete")
+        )
         records = deployment.records()
         refs: list[str] = []
         unknown: list[str] = []
@@ -395,7 +401,7 @@ def delete(
                 else:
                     unknown.append(target)
         report = deployment.delete(sorted(set(refs)), force=force)
-        from agent_platform.cli_serve import remove_deleted_endpoints
+        from agent_platform.cli.serve import remove_deleted_endpoints
 
         remove_deleted_endpoints(namespace, report.deleted)
     for ref in report.deleted:
@@ -422,19 +428,19 @@ def down(
 
     from agent_platform.deploy.cluster import stop_head
 
-    with _deploy_errors("down"):
+    with deploy_errors("down"):
         if address or os.environ.get("RAY_ADDRESS"):
             import ray
 
             from agent_platform.deploy.client import Deployment
 
             deployment = Deployment.connect(
-                address, namespace, start=False, create=False, note=_notes("down")
+                address, namespace, start=False, create=False, note=deploy_notes("down")
             )
             refs = sorted(deployment.records())
             if refs:
                 deployment.delete(refs, force=True)
-                from agent_platform.cli_serve import remove_deleted_endpoints
+                from agent_platform.cli.serve import remove_deleted_endpoints
 
                 remove_deleted_endpoints(namespace, refs)
             ray.kill(deployment.control, no_restart=True)
@@ -477,8 +483,10 @@ def run_deployed(
     from agent_platform.deploy.cluster import note_activity
     from agent_platform.runtime.services import new_run_id
 
-    with _deploy_errors("run"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("run"))
+    with deploy_errors("run"):
+        deployment = Deployment.connect(
+            address, namespace, start=False, create=False, note=deploy_notes("run")
+        )
         unit = deployment.resolve(name)
         problem = deployment.input_problem(unit, inputs)
         if problem is not None:  # like --local: refused before anything runs, a usage error
@@ -515,8 +523,8 @@ def _follow_deployed(store_url: str, run_id: str, output: str | None) -> None:
     would print it (exit 1 unless it completed)."""
     import asyncio
 
-    from agent_platform.cli_follow import follow_run, store_reader
-    from agent_platform.cli_runs import report_waiting
+    from agent_platform.cli.follow import follow_run, store_reader
+    from agent_platform.cli.runs import report_waiting
     from agent_platform.runstore import open_run_store
 
     async def go() -> Any:
@@ -584,7 +592,7 @@ def _store_for(address: str | None, namespace: str, explicit: str | None, comman
                 f"platform {command}: no local Ray head is up; reading the local run store {sqlite_path(local)}"
             )
             return open_run_store(local)
-    deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes(command))
+    deployment = Deployment.connect(address, namespace, start=False, create=False, note=deploy_notes(command))
     return open_run_store(deployment.settings()["run_store_url"])
 
 
@@ -632,7 +640,7 @@ def runs(
         finally:
             await store.close()
 
-    with _deploy_errors("runs"):
+    with deploy_errors("runs"):
         records = asyncio.run(go())
     rows = [_run_row(r) for r in records]
     emit(rows, output.value, lambda: runs_table(rows))
@@ -715,7 +723,7 @@ def prune(
         finally:
             await store.close()
 
-    with _deploy_errors("runs prune"):
+    with deploy_errors("runs prune"):
         count = asyncio.run(go())
     which = ", ".join(s.value for s in statuses)
     verb = "would delete" if dry_run else "deleted"
@@ -757,7 +765,7 @@ def result(
     died), is reported at once, with the command that moves it on."""
     import asyncio
 
-    from agent_platform.cli_runs import owner_gone, report_waiting
+    from agent_platform.cli.runs import owner_gone, report_waiting
 
     if checkpoint:
         _print_checkpoint(run_id, address, namespace, run_store, output.value)
@@ -777,7 +785,7 @@ def result(
         finally:
             await store.close()
 
-    with _deploy_errors("result"):
+    with deploy_errors("result"):
         try:
             record = asyncio.run(go())
         except TimeoutError:
@@ -817,8 +825,10 @@ def cancel(
     that already ended, or an unknown run, exits 1."""
     from agent_platform.deploy.client import Deployment
 
-    with _deploy_errors("cancel"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("cancel"))
+    with deploy_errors("cancel"):
+        deployment = Deployment.connect(
+            address, namespace, start=False, create=False, note=deploy_notes("cancel")
+        )
         record = deployment.cancel(run_id, wait=wait)
     row = _run_row(record)
     emit(row, output.value, lambda: f"{run_id} {row['status']}")
@@ -838,7 +848,7 @@ def _print_checkpoint(
         finally:
             await store.close()
 
-    with _deploy_errors("result"):
+    with deploy_errors("result"):
         from agent_platform.runstore import RunNotFound
 
         try:

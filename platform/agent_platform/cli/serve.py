@@ -7,12 +7,22 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from agent_platform.cli import EXIT_INVALID, EXIT_USAGE
-from agent_platform.cli_output import note
+from agent_platform.cli.common import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    PluginPathOpt,
+    ValidateOutput,
+    print_diagnostics,
+    require_spec_files,
+    validation_options,
+)
+from agent_platform.cli.output import note, warn_approve_all
+
+app = typer.Typer()
 
 
 def _fail(command: str, message: str, code: int = EXIT_INVALID) -> typer.Exit:
@@ -83,8 +93,8 @@ def serve_api(
 ) -> None:
     """Serve the specs' endpoints (or one serving every unit) on the local deployment until
     interrupted; their units must be deployed (`platform apply`)."""
-    from agent_platform.cli import _options
-    from agent_platform.cli_deploy import _deploy_errors, _notes
+    from agent_platform.cli.common import validation_options
+    from agent_platform.cli.deploy import deploy_errors, deploy_notes
     from agent_platform.deploy.bundle import SpecBundle
     from agent_platform.deploy.client import Deployment
     from agent_platform.serve.config import EndpointConfigError
@@ -94,9 +104,9 @@ def serve_api(
     if insecure and token_env:
         raise _fail("serve", "give --token-env or --insecure, not both", EXIT_USAGE)
     require_serve("serve")
-    from agent_platform.cli import compile_or_exit
+    from agent_platform.cli.common import compile_or_exit
 
-    options = _options(plugin_path, False)
+    options = validation_options(plugin_path, False)
     report, _ = compile_or_exit(spec_paths, options, "serve")
     roots = list(options.plugin_paths) if options.plugin_paths is not None else default_plugin_paths()
     bundle = SpecBundle.from_files(report.files, [p for p in roots if Path(p).exists()])
@@ -114,8 +124,10 @@ def serve_api(
     # Set before deploying: Ctrl-C while Ray Serve is still starting the endpoint must still
     # remove it (as an exception, it would leave it behind).
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    with _deploy_errors("serve"):
-        deployment = Deployment.connect(address, namespace, start=False, create=False, note=_notes("serve"))
+    with deploy_errors("serve"):
+        deployment = Deployment.connect(
+            address, namespace, start=False, create=False, note=deploy_notes("serve")
+        )
         records = deployment.records()
         missing = sorted({u for c in configs for u in c.units if not (records.get(u) or {}).get("actors")})
         if missing:
@@ -138,3 +150,106 @@ def serve_api(
             signal.signal(sig, handler)
         remove([c.app_name for c in configs])
         note("platform serve: stopped")
+
+
+@app.command()
+def serve(
+    mcp: Annotated[
+        bool,
+        typer.Option("--mcp", help="Serve the units as MCP tools (with --stdio or --http)."),
+    ] = False,
+    stdio: Annotated[
+        bool, typer.Option("--stdio", help="Over stdin/stdout (for Claude Desktop, IDEs).")
+    ] = False,
+    http: Annotated[
+        str | None,
+        typer.Option("--http", metavar="HOST:PORT", help="Over streamable HTTP at http://HOST:PORT/mcp."),
+    ] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run the units in this process (no Ray).")] = False,
+    specs: Annotated[
+        list[Path] | None, typer.Option("--specs", "-s", help="Spec files or directories (default: specs/).")
+    ] = None,
+    approve_all: Annotated[
+        bool, typer.Option("--approve-all", help="Approve every tool that requires approval.")
+    ] = False,
+    plugin_path: PluginPathOpt = None,
+    api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="Serve the HTTP API (runs, approvals, OpenAPI) on Ray Serve, against the local "
+            "deployment: the specs' Endpoints, else one serving every unit.",
+        ),
+    ] = False,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env", metavar="VAR", help="--api without an Endpoint: the bearer token is $VAR."
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="--api without an Endpoint: no token (local development only).")
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="--api: the HTTP port.")
+    ] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="The deployment namespace.")] = (
+        "agent-platform"
+    ),
+) -> None:
+    """Serve every Agent, Pipeline and Supervisor of the specs as an MCP tool: its input schema is
+    the unit's inputs, its output schema the unit's output, its description metadata.description.
+
+    With --api, serve the HTTP API on Ray Serve instead, for local development against the local
+    deployment (`platform apply` the specs first), until interrupted.
+
+    A run that needs approval (without --approve-all) or does not complete is an error result
+    naming its outcome. Units run on the deployment (`platform apply` them first; only what is
+    deployed is served), or in this process with --local."""
+    from agent_platform.cli.mcp import parse_address, serve_mcp
+    from agent_platform.compile import compile_specs
+    from agent_platform.validate import validate_paths
+
+    if api:
+        if mcp:
+            raise typer.BadParameter("give one of --mcp and --api", param_hint="--api")
+        from agent_platform.cli.serve import serve_api
+
+        serve_api(
+            specs or [Path("specs")],
+            address=None,
+            namespace=namespace,
+            insecure=insecure,
+            token_env=token_env,
+            port=port,
+            plugin_path=plugin_path,
+        )
+        return
+    if not mcp:
+        raise typer.BadParameter("say which protocol to serve: --mcp or --api", param_hint="--mcp")
+    if stdio == (http is not None):
+        raise typer.BadParameter("give one of --stdio and --http HOST:PORT", param_hint="--stdio")
+    try:
+        address = parse_address(http) if http is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--http") from None
+    if approve_all:
+        warn_approve_all("serve")
+    spec_paths = specs or [Path("specs")]
+    require_spec_files("serve", spec_paths)
+    report = validate_paths(spec_paths, validation_options(plugin_path, False))
+    if not report.ok:
+        print_diagnostics(report, ValidateOutput.text, hints=False, err=True)
+        raise typer.Exit(EXIT_INVALID)
+    plan = compile_specs(report.specs)
+    plugins = list(plugin_path) if plugin_path else None
+    deployment = None
+    if not local:  # each call a run on the deployment the specs were applied to
+        from agent_platform.cli.deploy import deploy_errors
+        from agent_platform.deploy.client import Deployment
+
+        with deploy_errors("serve"):
+            deployment = Deployment.connect(None, namespace, start=False, create=False)
+    serve_mcp(
+        plan, report.specs, http=address, approve_all=approve_all, plugins=plugins, deployment=deployment
+    )

@@ -18,21 +18,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agent_platform.cli import (
+from agent_platform.cli.common import (
     EXIT_INVALID,
     EXIT_USAGE,
     PluginPathOpt,
-    _options,
-    app,
     compile_or_exit,
     require_spec_files,
+    validation_options,
 )
-from agent_platform.cli_output import Output, OutputOpt, chosen_output, emit, note, to_json, warn_approve_all
+from agent_platform.cli.output import Output, OutputOpt, chosen_output, emit, note, to_json, warn_approve_all
 
 if TYPE_CHECKING:
     from agent_platform.compile.plan import Plan, ResolvedModel
     from agent_platform.evals.dataset import Dataset
     from agent_platform.evals.runner import CaseResult
+
+
+app = typer.Typer()
 
 
 @app.command("eval")
@@ -101,7 +103,7 @@ def eval_command(
         raise typer.Exit(EXIT_USAGE)
     spec_paths = specs or [Path("specs")]
     require_spec_files("eval", spec_paths)
-    _, plan = compile_or_exit(spec_paths, _options(plugin_path, False), "eval")
+    _, plan = compile_or_exit(spec_paths, validation_options(plugin_path, False), "eval")
 
     from agent_platform.evals.dataset import load_dataset
     from agent_platform.runtime.engine import UnknownUnit, find_unit
