@@ -169,7 +169,8 @@ def in_process_per_step(root: Path, runs: int) -> float:
 
 
 def actor_per_step(namespace: str, runs: int) -> float:
-    from agent_platform.deploy.host import Router, RunRequest
+    from agent_platform.deploy.host import RunRequest
+    from agent_platform.deploy.router import Router
 
     async def go() -> float:
         router = Router(namespace)
@@ -186,7 +187,8 @@ def actor_per_step(namespace: str, runs: int) -> float:
 
 
 def fanout(namespace: str, tasks: int) -> float:
-    from agent_platform.deploy.host import Router, RunRequest
+    from agent_platform.deploy.host import RunRequest
+    from agent_platform.deploy.router import Router
 
     payload = {"tasks": [{"task_id": f"t{i}", "task_type": "work", "payload": {}} for i in range(tasks)]}
 

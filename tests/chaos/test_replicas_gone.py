@@ -18,7 +18,8 @@ import pytest
 from tests.test_approvals_local import PLUGIN, SPECS, final
 
 from agent_platform.compile import compile_specs
-from agent_platform.deploy.host import RayRuntime, Router
+from agent_platform.deploy.host import RayRuntime
+from agent_platform.deploy.router import Router
 from agent_platform.runstore import RunRecord, RunStatus, open_run_store
 from agent_platform.runtime.durable import DurableRunner, RunRequest
 from agent_platform.validate import ValidationOptions, validate_paths

@@ -22,7 +22,8 @@ import pytest
 from tests.deploy.test_ray_cluster import PLUGIN, SCRIPT, compiled, specs, write_specs
 
 from agent_platform.deploy.client import Deployment
-from agent_platform.deploy.host import CONTROL_PLANE, Router, RunRequest
+from agent_platform.deploy.host import RunRequest
+from agent_platform.deploy.router import CONTROL_PLANE, Router
 from agent_platform.runstore import RunStatus, open_run_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]

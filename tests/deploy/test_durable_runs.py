@@ -235,7 +235,7 @@ def test_a_checkpoint_writer_keeps_working_across_event_loops(tmp_path: Path) ->
 async def test_a_zombie_replica_finishing_late_is_superseded_and_callers_get_the_real_result(
     project: Any,
 ) -> None:
-    from agent_platform.deploy.host import Router
+    from agent_platform.deploy.router import Router
     from agent_platform.runtime.outcomes import Outcome
 
     bundle, config, root = project
@@ -405,7 +405,7 @@ async def test_a_batch_of_runs_streams_each_result_once_within_the_units_concurr
 async def test_a_run_of_a_batch_that_raised_is_answered_with_a_picklable_error(project: Any) -> None:
     import pickle
 
-    from agent_platform.deploy.host import HandoffFailed
+    from agent_platform.deploy.router import HandoffFailed
     from agent_platform.runstore import RunStoreUnavailable
 
     bundle, config, _ = project

@@ -8,7 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agent_platform.deploy.host import Router, RunRequest
+from agent_platform.deploy.host import RunRequest
+from agent_platform.deploy.router import Router
 from agent_platform.runtime.outcomes import Outcome, RunResult
 
 

@@ -308,7 +308,7 @@ def test_a_restarted_control_plane_keeps_the_deployment_and_resumes_unfinished_r
 
     import ray
 
-    from agent_platform.deploy.host import CONTROL_PLANE
+    from agent_platform.deploy.router import CONTROL_PLANE
     from agent_platform.runstore import RunRecord, RunStatus, open_run_store
 
     url = deployment.settings()["run_store_url"]
@@ -440,7 +440,8 @@ def test_node_lost_mid_run_loses_no_run_and_repeats_no_side_effect(
     they run. Every run completes, and every side effect (3 per run) executed exactly once."""
     import asyncio
 
-    from agent_platform.deploy.host import Router, RunRequest
+    from agent_platform.deploy.host import RunRequest
+    from agent_platform.deploy.router import Router
     from agent_platform.runstore import open_run_store
 
     ids = node_ids(ray_cluster)

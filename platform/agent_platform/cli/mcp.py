@@ -321,7 +321,7 @@ class DeployedUnits:
 
     def __init__(self, deployment: object) -> None:
         from agent_platform.deploy.client import Deployment
-        from agent_platform.deploy.host import Router
+        from agent_platform.deploy.router import Router
 
         assert isinstance(deployment, Deployment)
         self.deployment = deployment

@@ -22,15 +22,7 @@ from agent_platform.deploy.bundle import BundleError, SpecBundle
 from agent_platform.deploy.cluster import ClusterError, connect, read_head, running_head, start_head
 from agent_platform.deploy.control_plane import ControlPlane
 from agent_platform.deploy.credentials import runtime_env
-from agent_platform.deploy.host import (
-    CANCELLED_BY_USER,
-    CONTROL_PLANE,
-    HostConfig,
-    Router,
-    RunRequest,
-    UnitHost,
-    actor_name,
-)
+from agent_platform.deploy.host import CANCELLED_BY_USER, HostConfig, RunRequest, UnitHost, actor_name
 from agent_platform.deploy.placement import (
     NodeInfo,
     actor_options,
@@ -40,6 +32,7 @@ from agent_platform.deploy.placement import (
     unplaceable_reason,
 )
 from agent_platform.deploy.reconcile import Action, desired_state, reconcile, replacing
+from agent_platform.deploy.router import CONTROL_PLANE, Router
 from agent_platform.runstore.base import RunRecord, RunStoreError
 from agent_platform.runtime.outcomes import RunResult
 from agent_platform.runtime.services import new_run_id

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from agent_platform.deploy.apply_lock import Lease
-from agent_platform.deploy.host import CONTROL_PLANE, Router, RunRequest
+from agent_platform.deploy.host import RunRequest
+from agent_platform.deploy.router import CONTROL_PLANE, Router
 from agent_platform.state_files import create_private_file, make_private_dirs
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from agent_platform.deploy.host import CONTROL_PLANE, HandoffFailed, Router, RunRequest
+from agent_platform.deploy.host import RunRequest
+from agent_platform.deploy.router import CONTROL_PLANE, HandoffFailed, Router
 from agent_platform.runstore import RunRecord, RunStatus, RunStore, open_run_store
 from agent_platform.runtime.services import new_run_id
 from agent_platform.serve.errors import ApiError
