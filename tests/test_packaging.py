@@ -217,7 +217,7 @@ def test_wheel_contents(built_wheel: tuple[Path, str]) -> None:
         "agent_platform/py.typed",
         "agent_platform/memory/data/all-MiniLM-L6-v2.tokenizer.json",
         "agent_platform/memory/data/NOTICE",
-        "agent_platform/cli_init.py",
+        "agent_platform/cli/init.py",
         "agent_platform/schema_export.py",
     }
     assert required <= names, f"missing from the wheel: {sorted(required - names)}"

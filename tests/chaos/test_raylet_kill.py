@@ -120,6 +120,7 @@ def test_runs_survive_the_raylet_dying_and_commands_caught_by_it_end_at_once(tmp
         # middle). Those that submitted before it are ordinary runs.
         catchers: list[subprocess.Popen[str]] = []
         killed: float | None = None
+        in_the_middle: list[int] = []
         next_start = time.monotonic()
         deadline = time.monotonic() + 900
         while killed is None:
@@ -133,6 +134,7 @@ def test_runs_survive_the_raylet_dying_and_commands_caught_by_it_end_at_once(tmp
             if done >= RUNS and any(c.poll() is None and connected_to(c.pid, gcs_port) for c in catchers):
                 os.kill(raylet[0], signal.SIGKILL)
                 killed = time.monotonic()
+                in_the_middle = [n for n, c in enumerate(catchers) if c.poll() is None]
             time.sleep(0.05)
         for _ in range(AFTER_KILL):  # these find the head dead: the first starts it again
             time.sleep(CATCHER_SPACING_S)
@@ -172,7 +174,10 @@ def test_runs_survive_the_raylet_dying_and_commands_caught_by_it_end_at_once(tmp
                 assert RUN_ID.fullmatch(c["out"]), c
                 catcher_runs.add(c["out"])
             else:  # caught by the head dying: one clear line, with the run id if it had one
-                assert c["code"] == 1 and c["out"] == "", c
+                # (stdout holds the run id only if the head died in the instant between printing
+                # it and the command marking its outcome decided; the message then names it too)
+                assert c["code"] == 1, c
+                assert c["out"] == "" or (RUN_ID.fullmatch(c["out"]) and c["out"] in c["err"]), c
                 assert all(line.startswith("platform") for line in c["err"].splitlines()), c
                 assert "the local Ray head" in c["err"], c
                 catcher_runs.update(RUN_ID.findall(c["err"]))
@@ -203,6 +208,7 @@ def test_runs_survive_the_raylet_dying_and_commands_caught_by_it_end_at_once(tmp
             "run_detach_commands": len(catchers),
             "catchers_submitted": sum(1 for c in caught if c["code"] == 0),
             "catchers_ended_with_message": sum(1 for c in caught if c["code"] == 1),
+            "catchers_connected_at_the_kill": len(in_the_middle),
             "caught_catchers_ended_s_after_kill": [round(c["after"], 1) for c in caught if c["code"] == 1],
             "submitting_catchers_ended_s_after_kill": [
                 round(c["after"], 1) for c in caught if c["code"] == 0
@@ -225,7 +231,10 @@ def test_runs_survive_the_raylet_dying_and_commands_caught_by_it_end_at_once(tmp
             r: final.get(r) for r in watched if final.get(r) != "completed"
         }
         assert report["raw_ray_text_seen"] == 0, raw[:2]
-        assert report["catchers_ended_with_message"] >= 1, caught  # the one connected at the kill
+        # At least one command was connected when the head died. Whether it had already handed
+        # its run over (a run id, and the run completes) or not (one clear line) is a race the
+        # test does not steer; both outcomes were checked above.
+        assert in_the_middle, caught
         assert repeated_executions <= interrupted, (repeated_executions, interrupted)
         assert sum(effects.values()) == 3 * len(watched)
     finally:

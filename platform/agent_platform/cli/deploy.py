@@ -480,7 +480,7 @@ def run_deployed(
     its steps are shown live from its events in the deployment's run store."""
     from agent_platform.deploy.apply_render import placement_text
     from agent_platform.deploy.client import Deployment
-    from agent_platform.deploy.cluster import note_activity
+    from agent_platform.deploy.cluster import note_activity, note_outcome
     from agent_platform.runtime.services import new_run_id
 
     with deploy_errors("run"):
@@ -499,6 +499,7 @@ def run_deployed(
             run_id = deployment.submit(unit, inputs, run_id=run_id, tenant=tenant)
             # No -o: the run id alone, for `id=$(platform run X --detach)`.
             emit({"run_id": run_id, "unit": unit, "status": "pending"}, output or "text", lambda: run_id)
+            note_outcome(0)
             return
         if follow:
             run_id = deployment.submit(unit, inputs, run_id=run_id, tenant=tenant)
@@ -506,6 +507,7 @@ def run_deployed(
             return
         result = deployment.run(unit, inputs, run_id=run_id, tenant=tenant)
     emit_result(result.to_json(), output or Output.json.value)
+    note_outcome(0 if result.ok else EXIT_INVALID)
     note(placement_text(result))
     if trace and result.trace_id:
         from agent_platform.deploy.traces import render_trace

@@ -352,15 +352,24 @@ WATCH_MISSES_EMBEDDED = 3
 WATCH_MISSES_REMOTE = 20
 
 _activity: dict[str, str] = {}
+_decided: dict[str, int] = {}  # "exit": the command's exit code, once its outcome is printed
 
 
 def note_activity(doing: str, run_id: str | None = None) -> None:
     """What this command is doing with the cluster, for the message if the cluster goes away
     meanwhile (`run_id`: a run that was assigned, which the user can ask about later)."""
     _activity.clear()
+    _decided.clear()
     _activity["doing"] = doing
     if run_id:
         _activity["run_id"] = run_id
+
+
+def note_outcome(exit_code: int) -> None:
+    """The command has done its work and printed its outcome: if the cluster goes away now
+    (while Ray disconnects), the command ends quietly with this exit code. A detached run that
+    was handed over and printed is submitted, whatever happens to the head a moment later."""
+    _decided["exit"] = exit_code
 
 
 def _watch_cluster(address: str, head: HeadInfo | None, stop: threading.Event) -> Path | None:
@@ -415,10 +424,12 @@ def _watch(address: str, head: HeadInfo | None, log_path: Path, terminal: int, s
         alive = reachable(address, timeout=1.0) and (head is None or pid_alive(head.pid))
         misses = 0 if alive else misses + 1
         if misses >= allowed:
+            decided = _decided.get("exit")
             with contextlib.suppress(Exception):
                 sys.stdout.flush()
-                os.write(terminal, (_gone_message(address, head is not None, log_path) + "\n").encode())
-            os._exit(1)
+                if decided is None:
+                    os.write(terminal, (_gone_message(address, head is not None, log_path) + "\n").encode())
+            os._exit(1 if decided is None else decided)
 
 
 def _gone_message(address: str, embedded: bool, log_path: Path) -> str:
