@@ -10,7 +10,7 @@ again and re-applying the deployment). Every run recorded must then complete, an
 may happen twice. The tool records every real execution apart from its keyed effect: a call the
 kill interrupted after its effect runs again on resume, and its key keeps the effect single.
 
-`CHAOS_RUNS` sets the number of runs (100 by default; `make chaos` runs more)."""
+`CHAOS_RUNS` sets the number of runs (40 by default, as CI runs it; `make chaos` runs more)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from agent_platform.deploy.cluster import head_processes, read_head, running_hea
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
-RUNS = int(os.environ.get("CHAOS_RUNS", "100"))
+RUNS = int(os.environ.get("CHAOS_RUNS", "40"))
 CATCHER_SPACING_S = 0.75  # between `platform run --detach` commands started around the kill
 AFTER_KILL = 2  # commands started once the head is dead
 SETTLED_WITHIN_S = 60.0  # the issue's aim, reported: runs not final this long after the head is back

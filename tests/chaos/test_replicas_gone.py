@@ -26,7 +26,7 @@ from agent_platform.validate import ValidationOptions, validate_paths
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
-SUB_RUNS = int(os.environ.get("CHAOS_RUNS", "100"))
+SUB_RUNS = int(os.environ.get("CHAOS_RUNS", "40"))
 
 
 class Routes:

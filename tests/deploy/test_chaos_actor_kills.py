@@ -28,7 +28,7 @@ from agent_platform.runstore import RunStatus, open_run_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
-RUNS = int(os.environ.get("CHAOS_RUNS", "100"))
+RUNS = int(os.environ.get("CHAOS_RUNS", "40"))
 REPLICA_KILLS = 4
 
 
