@@ -15,3 +15,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # alive, owned by another user (e.g. the server user, when we are not root)
     return True
+
+
+def process_gone(pid: int) -> bool:
+    """Whether the process has ended: no such pid, or a zombie waiting for a parent that is not
+    this process to reap it (signal 0 still reaches a zombie)."""
+    if not pid_alive(pid):
+        return True
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()  # noqa: SIM115
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].startswith("Z")

@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_platform.processes import pid_alive
+from agent_platform.processes import pid_alive, process_gone
 from agent_platform.state_files import create_private_file, make_private_dirs
 from agent_platform.state_files import default_state_dir as state_dir
 
 DEFAULT_NAMESPACE = "agent-platform"
 HEAD_FILE = "ray-head.json"
 HEAD_START_TIMEOUT_S = 90.0
+HEAD_STOP_GRACE_S = 5.0  # how long a stopped head's processes get before SIGKILL (see _terminate)
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
 AUTH_TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
@@ -214,8 +215,8 @@ def _start_head(directory: Path) -> HeadInfo:
     return head
 
 
-def stop_head(base: Path | None = None, *, timeout: float = 45.0) -> HeadInfo | None:
-    """Stop the embedded head (it drains, then stops its processes). None when none was running."""
+def stop_head(base: Path | None = None, *, timeout: float = HEAD_STOP_GRACE_S) -> HeadInfo | None:
+    """Stop the embedded head: its processes get `timeout` to stop, then are killed. None when none was running."""
     head = read_head(base)
     path = head_file(base)
     if head is None:
@@ -256,14 +257,21 @@ def _kill_leftovers(head: HeadInfo) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _terminate(pid: int, *, timeout: float = 45.0) -> None:
+def _terminate(pid: int, *, timeout: float = HEAD_STOP_GRACE_S) -> None:
+    # The whole process group is told at once (`ray start` leads a session of its own), then
+    # killed after a short grace. A head stopped on purpose has nothing left to save: the run and
+    # idempotency stores commit transactionally, and `down` forgets the deployment. Left to stop
+    # itself, the leader drains its processes one after another, each with its own grace period,
+    # which kept every `platform down` waiting for half a minute.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        if not pid_alive(pid):
+        if process_gone(pid):
             return
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
