@@ -116,7 +116,7 @@ schemas: $(STAMP)
 	$(BIN)/platform schema --out schemas/
 
 docs: $(STAMP)
-	$(BIN)/python -m agent_platform.docs_gen docs/spec-reference.md
+	$(BIN)/python -m agent_platform._devtools.docs_gen docs/spec-reference.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -44,12 +44,12 @@ from typing import Any
 import yaml
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from agent_platform.compile import compile_specs
-from agent_platform.compile.plan import Plan
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.tracing import Tracing, TracingHandle, configure_tracing
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._compile.plan import Plan
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.tracing import Tracing, TracingHandle, configure_tracing
+from agent_platform._validate import ValidationOptions, validate_paths
 
 STEPS = 10  # model calls per run of agent `a`: 9 tool calls, then the final answer
 TOOL_STEPS = STEPS - 1
@@ -84,7 +84,7 @@ JSONSCHEMA_RS_BUILTINS = frozenset({"validator_for", "validate", "is_valid", "it
 PLUGIN = '''\
 """The benchmark's tool: trivial, pure, inline (no thread hop)."""
 
-from agent_platform.runtime.tools import tool
+from agent_platform import tool
 
 
 @tool(inline=True)
@@ -771,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = os.environ.get("PLATFORM_STATE_DIR")
     os.environ["PLATFORM_STATE_DIR"] = str(root / "state")  # nothing written outside the temp dir
     # Host the runtime as `platform run` does (GC thresholds for many concurrent runs).
-    from agent_platform.runtime.engine import tune_gc_for_runs
+    from agent_platform._runtime.engine import tune_gc_for_runs
 
     tune_gc_for_runs()
     try:

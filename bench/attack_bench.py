@@ -64,19 +64,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from agent_platform.compile import compile_specs
-from agent_platform.compile.plan import Plan, ResolvedModel
-from agent_platform.memory.items import MemoryItem, SearchHit, WriteAck
-from agent_platform.memory.items import Provenance as ItemProvenance
-from agent_platform.memory.manager import ContextItem, MemoryContext
-from agent_platform.memory.registry import MemoryRegistry
-from agent_platform.runtime.approval import ApprovalRequest
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.models.base import ModelProvider
-from agent_platform.runtime.models.scripted import ScriptedProvider
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.services import RunState
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._compile.plan import Plan, ResolvedModel
+from agent_platform._memory.items import MemoryItem, SearchHit, WriteAck
+from agent_platform._memory.items import Provenance as ItemProvenance
+from agent_platform._memory.manager import ContextItem, MemoryContext
+from agent_platform._memory.registry import MemoryRegistry
+from agent_platform._runtime.approval import ApprovalRequest
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.models.base import ModelProvider
+from agent_platform._runtime.models.scripted import ScriptedProvider
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.services import RunState
+from agent_platform._validate import ValidationOptions, validate_paths
 
 ATTACKER_EMAIL = "audit-team@exfil.example"
 ATTACKER_ACCOUNT = "GB00EXFL00000000666"
@@ -942,7 +942,7 @@ def summarise(rows: Sequence[Row], configs: Sequence[str]) -> dict[str, Any]:
 
 def detector_hits(scenarios: Sequence[Scenario]) -> int:
     """How many of the injected contents the default `prompt_injection` patterns would flag."""
-    from agent_platform.runtime.guardrails.injection import default_detector
+    from agent_platform._runtime.guardrails.injection import default_detector
 
     detector = default_detector()
     hits = 0

@@ -47,15 +47,15 @@ from bench.injection_corpus import (  # noqa: E402
 )
 from tests.runtime.test_guardrails_injection import measure  # noqa: E402
 
-from agent_platform.runtime.guardrails import (  # noqa: E402
+from agent_platform._runtime.guardrails import (  # noqa: E402
     GuardContext,
     InjectionClassifierGuard,
     LoopDetector,
     PiiRedactor,
     wrap_tool_output,
 )
-from agent_platform.runtime.guardrails.base import Decision  # noqa: E402
-from agent_platform.runtime.guardrails.injection import default_detector  # noqa: E402
+from agent_platform._runtime.guardrails.base import Decision  # noqa: E402
+from agent_platform._runtime.guardrails.injection import default_detector  # noqa: E402
 
 Detector = Callable[[Sequence[Example]], Awaitable[list[bool]]]
 CONCURRENCY = 4  # classifier calls in flight against a real endpoint
@@ -97,7 +97,7 @@ def guard_detector(guard: InjectionClassifierGuard) -> Detector:
 
 
 def optional_detectors() -> dict[str, Detector]:
-    from agent_platform.spec.kinds import InjectionClassifierGuardrail
+    from agent_platform._spec.kinds import InjectionClassifierGuardrail
 
     found: dict[str, Detector] = {}
     hook = os.environ.get("GUARDRAIL_BENCH_HOOK")
@@ -108,8 +108,8 @@ def optional_detectors() -> dict[str, Detector]:
         )
     raw_model = os.environ.get("GUARDRAIL_BENCH_MODEL")
     if raw_model:
-        from agent_platform.compile.plan import ResolvedModel
-        from agent_platform.spec.kinds import ModelSpec
+        from agent_platform._compile.plan import ResolvedModel
+        from agent_platform._spec.kinds import ModelSpec
 
         model_spec = ModelSpec.model_validate(json.loads(raw_model))
         if model_spec.provider == "scripted":

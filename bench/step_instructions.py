@@ -29,8 +29,8 @@ STEPS = 10
 def child(root: Path, runs: int, traced: bool) -> None:
     """The measured process: build the world, warm up, then `runs` sequential runs."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from agent_platform.runtime.engine import Runtime
-    from agent_platform.runtime.tracing import Tracing, configure_tracing
+    from agent_platform._runtime.engine import Runtime
+    from agent_platform._runtime.tracing import Tracing, configure_tracing
     from agent_step_bench import INPUTS, build_world
 
     plan = build_world(root)

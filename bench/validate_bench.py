@@ -33,8 +33,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _specgen
-from agent_platform.compile import compile_specs
-from agent_platform.validate import ValidationOptions, ValidationReport, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._validate import ValidationOptions, ValidationReport, validate_paths
 
 try:
     from yaml import CSafeLoader as _YamlLoader
@@ -121,7 +121,7 @@ def bench_throughput(root: Path, files: int, runs: int) -> tuple[dict[str, Any],
         print(f"FAIL: compile_specs raised on a clean spec set: {type(exc).__name__}: {exc}")
         sys.exit(1)
 
-    from agent_platform.load import load_paths
+    from agent_platform._load import load_paths
 
     measured = _interleaved(
         {
@@ -205,7 +205,7 @@ def _platform_command() -> list[str]:
     found = shutil.which("platform")
     if found:
         return [found]
-    return [sys.executable, "-m", "agent_platform.cli"]
+    return [sys.executable, "-m", "agent_platform"]
 
 
 def _wall(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
@@ -274,7 +274,7 @@ _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)")
 
 
 def _import_profile(env: dict[str, str]) -> dict[str, Any]:
-    code = "import agent_platform.cli, agent_platform.validate"
+    code = "import agent_platform._cli, agent_platform._validate"
     cmd = [sys.executable, "-X", "importtime", "-c", code]
     subprocess.run(cmd, env=env, capture_output=True, check=False)  # warm-up (bytecode cache)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -338,7 +338,7 @@ def print_startup(r: dict[str, Any]) -> None:
     )
     imports = r["imports"]
     print(
-        f"   `import agent_platform.cli, agent_platform.validate`: {imports['module_count']} modules, "
+        f"   `import agent_platform._cli, agent_platform._validate`: {imports['module_count']} modules, "
         f"{imports['total_us'] / 1000:.0f} ms under -X importtime (which inflates it); top 8 cumulative:"
     )
     for row in imports["top_cumulative"]:
@@ -356,8 +356,8 @@ def print_startup(r: dict[str, Any]) -> None:
 _RSS_CHILD = """
 import json, resource, sys
 from pathlib import Path
-from agent_platform.validate import validate_paths, ValidationOptions
-from agent_platform.compile import compile_specs
+from agent_platform._validate import validate_paths, ValidationOptions
+from agent_platform._compile import compile_specs
 
 def status():
     # Linux: current RSS and the high-water mark of this process's own address space (KiB).

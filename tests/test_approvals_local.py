@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
+from agent_platform._cli import app
 
 PLUGIN = '''
 import os, sqlite3, time
@@ -226,7 +226,7 @@ def test_a_killed_local_run_resumes_without_repeating_a_side_effect(project: Pat
     script(project, stepper=[*steps, final("three steps")])
     env = {**os.environ, "HANG_AT": "2", "PLATFORM_STATE_DIR": str(project / "state")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "agent_platform.cli", "run", "stepper", "--local", "-s", "specs", "-i", "{}"],
+        [sys.executable, "-m", "agent_platform", "run", "stepper", "--local", "-s", "specs", "-i", "{}"],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
@@ -255,7 +255,7 @@ def test_a_killed_local_run_resumes_without_repeating_a_side_effect(project: Pat
 
 
 def test_resume_refuses_a_run_whose_process_is_alive(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent_platform.cli import runs as cli_runs
+    from agent_platform._cli import runs as cli_runs
 
     monkeypatch.setattr(cli_runs, "owner_gone", lambda owner: False)
     steps = [{"action": {"action": "step", "arguments": {"n": 1}}}]

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from agent_platform.diagnostics import Severity
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._diagnostics import Severity
+from agent_platform._validate import ValidationOptions, validate_paths
 
 Content = str | bytes | Callable[[], bytes]
 Expected = tuple[Any, ...]
@@ -1003,7 +1003,7 @@ LOCATED_LINE = re.compile(r"^[^:]+:\d+:\d+: ")
 
 def platform(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("platform")
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "agent_platform.cli"]
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "agent_platform"]
     return subprocess.run(
         [*command, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )

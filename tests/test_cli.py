@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import agent_platform
-import agent_platform.validate
-from agent_platform import cli
+import agent_platform._validate
+from agent_platform import _cli as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -424,14 +424,14 @@ def test_plan_invalid_exits_1_with_located_errors(runner: CliRunner, invalid: Pa
 
 def _schema_export_available() -> bool:
     try:
-        import agent_platform.schema_export  # noqa: F401
+        import agent_platform._schema_export  # noqa: F401
     except ImportError:
         return False
     return True
 
 
 needs_schema_export = pytest.mark.skipif(
-    not _schema_export_available(), reason="agent_platform.schema_export is not there yet"
+    not _schema_export_available(), reason="agent_platform._schema_export is not there yet"
 )
 
 
@@ -472,7 +472,7 @@ def test_main_turns_an_unexpected_exception_into_exit_3(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(agent_platform.validate, "validate_paths", boom)
+    monkeypatch.setattr(agent_platform._validate, "validate_paths", boom)
     monkeypatch.setattr(sys, "argv", ["platform", "validate", str(valid)])
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # typer replaces it; restore afterwards
     with pytest.raises(SystemExit) as exit_info:
@@ -490,7 +490,7 @@ def test_main_keyboard_interrupt_exits_130(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(agent_platform.validate, "validate_paths", interrupted)
+    monkeypatch.setattr(agent_platform._validate, "validate_paths", interrupted)
     monkeypatch.setattr(sys, "argv", ["platform", "validate", str(valid)])
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     with pytest.raises(SystemExit) as exit_info:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.cli_env import PLATFORM, isolated_env, run_platform
 
-from agent_platform.cli.dev import DevLoop
+from agent_platform._cli.dev import DevLoop
 
 SPECS = """\
 apiVersion: agents.platform/v1
@@ -101,7 +101,7 @@ def test_the_watcher_looks_at_spec_files_and_the_plugins_of_python_tools(
     (tmp_path / "plugins").mkdir()
     (tmp_path / "toplevel.py").write_text(FUNCTION.replace("{name}", "top"))
     (tmp_path / "plugins" / "nested.py").write_text(FUNCTION.replace("{name}", "nested"))
-    from agent_platform.validate import ValidationOptions, validate_paths
+    from agent_platform._validate import ValidationOptions, validate_paths
 
     loop = DevLoop(
         [Path("specs")],

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import yaml
 
-from agent_platform.cli.deploy import runs_table
-from agent_platform.cli.output import emit
-from agent_platform.deploy.apply_render import table
+from agent_platform._cli.deploy import runs_table
+from agent_platform._cli.output import emit
+from agent_platform._deploy.apply_render import table
 
 
 def row(run_id: str, unit: str, status: str, outcome: str) -> dict[str, object]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
+from agent_platform._cli import app
 
 SPECS = """\
 apiVersion: agents.platform/v1

@@ -9,7 +9,7 @@ import pytest
 from tests.test_cli_run import SPECS
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
+from agent_platform._cli import app
 
 
 def cli(*args: str) -> tuple[int, str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from agent_platform.compile import (
+from agent_platform._compile import (
     AgentLoopUnit,
     ExecutionMode,
     PipelineUnit,
@@ -19,8 +19,8 @@ from agent_platform.compile import (
     compile_specs,
     spec_hash,
 )
-from agent_platform.diagnostics import Diagnostics
-from agent_platform.validate import ValidationOptions, ValidationReport, validate_paths
+from agent_platform._diagnostics import Diagnostics
+from agent_platform._validate import ValidationOptions, ValidationReport, validate_paths
 
 SPECS = """\
 apiVersion: agents.platform/v1

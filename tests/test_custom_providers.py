@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import agent_platform as ap
-from agent_platform.spec.kinds import ModelSpec
+from agent_platform._spec.kinds import ModelSpec
 
 SPECS = """\
 apiVersion: agents.platform/v1
@@ -119,7 +119,7 @@ def test_the_runtime_refuses_a_provider_it_was_not_given(tmp_path: Path) -> None
 
 
 FACTORY_MODULE = """\
-from agent_platform.runtime.models.base import ModelResult, Usage
+from agent_platform._runtime.models.base import ModelResult, Usage
 
 
 class PluginProvider:

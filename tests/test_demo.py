@@ -95,7 +95,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DemoRun
     pytest's tmp dir: as root, the embedded pgvector server runs as its own user, who must reach
     its data directory. The server the runs started is stopped at the end (`platform down` does
     that in `make demo`)."""
-    from agent_platform.memory.stores.embedded import stop_embedded_server
+    from agent_platform._memory.stores.embedded import stop_embedded_server
 
     state_dir = Path(tempfile.mkdtemp(prefix="demo-state-"))
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.cli import init as cli_init
-from agent_platform.runtime.models.scripted import Script
+from agent_platform._cli import init as cli_init
+from agent_platform._runtime.models.scripted import Script
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

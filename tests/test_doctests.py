@@ -11,10 +11,10 @@ import pytest
 
 DOCUMENTED_MODULES = [
     "agent_platform",
-    "agent_platform.api",
-    "agent_platform.runtime.models.function_model",
-    "agent_platform.tool_functions",
-    "agent_platform.template_sandbox",
+    "agent_platform._api",
+    "agent_platform._runtime.models.function_model",
+    "agent_platform._tool_functions",
+    "agent_platform._template_sandbox",
 ]
 
 

@@ -13,9 +13,9 @@ import yaml
 from tests.support.openai_api import ChatCompletionsServer, tool_call
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
-from agent_platform.evals.dataset import CheckScorer, JudgeScorer, load_dataset
-from agent_platform.evals.report import compare, percentile
+from agent_platform._cli import app
+from agent_platform._evals.dataset import CheckScorer, JudgeScorer, load_dataset
+from agent_platform._evals.report import compare, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "examples" / "evals" / "specs"

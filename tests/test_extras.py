@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform import cli
-from agent_platform.extras import MODULE_EXTRAS, extra_for
+from agent_platform import _cli as cli
+from agent_platform._extras import MODULE_EXTRAS, extra_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def test_a_missing_extra_is_named_with_the_command_that_installs_it(
     """`platform run --local` on the core install: OpenTelemetry (the 'run' extra) is missing."""
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path))
     monkeypatch.chdir(ROOT)
-    cached = [m for m in sys.modules if m.startswith(("opentelemetry", "agent_platform.runtime"))]
+    cached = [m for m in sys.modules if m.startswith(("opentelemetry", "agent_platform._runtime"))]
     for module in cached:
         monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if the extra were not installed

@@ -18,14 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent_platform.compile import build_output_models, compile_specs
-from agent_platform.compile.output_models import build_output_model
-from agent_platform.diagnostics import Diagnostic, Severity
-from agent_platform.load import load_text
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.runtime.rendering import TemplateRenderError, render, render_value
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import build_output_models, compile_specs
+from agent_platform._compile.output_models import build_output_model
+from agent_platform._diagnostics import Diagnostic, Severity
+from agent_platform._load import load_text
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._runtime.rendering import TemplateRenderError, render, render_value
+from agent_platform._validate import ValidationOptions, validate_paths
 
 API = "apiVersion: agents.platform/v1\n"
 MODEL = f"{API}kind: Model\nmetadata: {{name: m}}\nspec: {{provider: scripted, on_script_exhausted: synthesize}}\n"
@@ -51,7 +51,7 @@ def _validate(tmp_path: Path, text: str, *, import_plugins: bool = False) -> lis
 def template_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The source of every template the sandbox parses while the test runs: the work validation
     does on templates, counted instead of timed."""
-    from agent_platform.template_sandbox import BoundedEnvironment
+    from agent_platform._template_sandbox import BoundedEnvironment
 
     parsed: list[str] = []
     parse = BoundedEnvironment._parse
@@ -601,7 +601,7 @@ def test_annotations_constrain_nothing_in_the_structured_output_check() -> None:
 
 
 def test_the_spec_reference_lists_the_annotation_keywords_as_accepted_and_ignored() -> None:
-    from agent_platform import docs_gen
+    from agent_platform._devtools import docs_gen
 
     [line] = [
         line for line in docs_gen.render().splitlines() if line.startswith("- **accepted and ignored**")
@@ -1032,3 +1032,26 @@ def test_an_mcp_server_working_directory_too_long_for_the_os_is_a_located_error(
     assert any(
         e.startswith("7:10: the working directory ") and e.endswith(" does not exist") for e in errors
     ), errors
+
+
+def test_a_document_of_an_unknown_kind_is_not_offered_as_what_a_reference_meant(tmp_path: Path) -> None:
+    """Found by `test_mutated_specs_give_located_diagnostics_and_never_raise`: a document whose
+    kind is a newline, named like the Tool an agent uses, turned the unresolved reference into
+    "unknown Tool 'search' ('search' is a \\n, not a Tool)", a message of two lines."""
+    text = (
+        MODEL
+        + f'---\n{API}kind: "\\n"\nmetadata: {{name: search}}\nspec: {{}}\n'
+        + _agent("  instructions: go\n  tools: [search]\n")
+    )
+    messages = [d.message for d in _validate(tmp_path, text)]
+    unresolved = [m for m in messages if m.startswith("unknown Tool 'search'")]
+    assert unresolved and "is a" not in unresolved[0], messages
+    assert all("\n" not in str(d) for d in _validate(tmp_path, text))
+
+
+@pytest.mark.parametrize("text", ["two\nlines", "cr\rhere", "nul\x00", "esc\x1b[31m", "tab\tstays escaped"])
+def test_a_diagnostic_is_one_line_whatever_the_specs_put_in_it(text: str) -> None:
+    diagnostic = Diagnostic(Severity.ERROR, "x", f"bad {text}", None, f"Kind{text}", f"name{text}")
+    printed = diagnostic.format(with_severity=True)
+    assert printed.isprintable(), printed
+    assert repr(text)[1:-1] in diagnostic.message

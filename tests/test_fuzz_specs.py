@@ -36,10 +36,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_platform import render
-from agent_platform.compile import build_output_models, compile_specs
-from agent_platform.diagnostics import Severity
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform import _render as render
+from agent_platform._compile import build_output_models, compile_specs
+from agent_platform._diagnostics import Severity
+from agent_platform._validate import ValidationOptions, validate_paths
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"

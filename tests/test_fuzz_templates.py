@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_platform.runtime.rendering import TemplateRenderError, render, render_value
-from agent_platform.template_sandbox import bounded_environment
-from agent_platform.validate.templates import OpaqueVar, SchemaVar, Scope, check_template
+from agent_platform._runtime.rendering import TemplateRenderError, render, render_value
+from agent_platform._template_sandbox import bounded_environment
+from agent_platform._validate.templates import OpaqueVar, SchemaVar, Scope, check_template
 
 EXAMPLES = int(os.environ.get("FUZZ_TEMPLATE_EXAMPLES", "300"))
 SCOPE = Scope({"x": OpaqueVar(), "y": OpaqueVar(), "inputs": OpaqueVar()}, "a template")

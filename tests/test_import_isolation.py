@@ -109,7 +109,7 @@ PLUGIN = "import ray  # a plugin may import anything: validate must not import i
 
 RUNNER = """\
 import json, sys
-from agent_platform.cli import app
+from agent_platform._cli import app
 args, out = json.loads(sys.argv[1]), sys.argv[2]
 code = None
 try:
@@ -150,8 +150,8 @@ def _heavy(modules: set[str]) -> list[str]:
 def test_validate_imports_nothing_heavy(workdir: Path) -> None:
     code, modules = _run(workdir, "validate", "specs.yaml")
     assert code in (0, None)
-    assert "agent_platform.validate" in modules
-    assert "agent_platform.compile" in modules  # validate compiles too
+    assert "agent_platform._validate" in modules
+    assert "agent_platform._compile" in modules  # validate compiles too
     assert _heavy(modules) == []
     # structured output needs no JSON-Schema-to-pydantic converter (see compile/output_models.py)
     assert not [m for m in modules if m.split(".")[0] == "json_schema_to_pydantic"]
@@ -169,18 +169,18 @@ def test_validate_with_errors_imports_nothing_heavy(workdir: Path) -> None:
 def test_plan_imports_nothing_heavy(workdir: Path) -> None:
     code, modules = _run(workdir, "plan", "--format", "json", "specs.yaml")
     assert code in (0, None)
-    assert "agent_platform.compile" in modules
+    assert "agent_platform._compile" in modules
     assert _heavy(modules) == []
     # plan builds the structured-output models: with the schema's own validator, no converter
-    assert "agent_platform.compile.output_models" in modules
+    assert "agent_platform._compile.output_models" in modules
     assert "json_schema_to_pydantic" not in modules
 
 
 def test_schema_imports_nothing_heavy(workdir: Path) -> None:
     try:
-        import agent_platform.schema_export  # noqa: F401
+        import agent_platform._schema_export  # noqa: F401
     except ImportError:
-        pytest.skip("agent_platform.schema_export is not there yet")
+        pytest.skip("agent_platform._schema_export is not there yet")
     code, modules = _run(workdir, "schema", "--out", str(workdir / "schemas"))
     assert code in (0, None)
     assert list((workdir / "schemas").glob("*.json"))

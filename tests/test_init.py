@@ -13,8 +13,8 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from agent_platform import schema_export
-from agent_platform.cli import init as cli_init
+from agent_platform import _schema_export as schema_export
+from agent_platform._cli import init as cli_init
 
 BIN = Path(sys.executable).parent
 PLATFORM = BIN / "platform"

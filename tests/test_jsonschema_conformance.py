@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent_platform.compile.output_models import build_output_model
-from agent_platform.load import walk_existing
-from agent_platform.validate.jsonschemas import (
+from agent_platform._compile.output_models import build_output_model
+from agent_platform._load import walk_existing
+from agent_platform._validate.jsonschemas import (
     ANNOTATION_KEYWORDS,
     DEFINITION_KEYWORDS,
     ENFORCED_KEYWORDS,

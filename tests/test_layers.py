@@ -30,15 +30,15 @@ def test_no_upward_import_is_left_as_known_debt() -> None:
 def test_code_both_validate_and_the_runtime_use_sits_below_them() -> None:
     # Tool signatures (validate --import-plugins, the registry), policies and MCP locks
     # (validate, compile, the runtime): each in the lowest layer that uses it.
-    assert layers.layer_of("agent_platform.tool_functions") == "base"
-    assert layers.layer_of("agent_platform.spec.policy") == "spec"
-    assert layers.layer_of("agent_platform.spec.mcp_lock") == "spec"
+    assert layers.layer_of("agent_platform._tool_functions") == "base"
+    assert layers.layer_of("agent_platform._spec.policy") == "spec"
+    assert layers.layer_of("agent_platform._spec.mcp_lock") == "spec"
 
 
 def test_every_module_has_a_layer_and_the_tool_runs() -> None:
-    assert layers.layer_of("agent_platform.runstore.sqlite") == "durability"
-    assert layers.layer_of("agent_platform.runtime.tools.mcp") == "runtime"
-    assert layers.layer_of("agent_platform.cli.runs") == "interface"
+    assert layers.layer_of("agent_platform._runstore.sqlite") == "durability"
+    assert layers.layer_of("agent_platform._runtime.tools.mcp") == "runtime"
+    assert layers.layer_of("agent_platform._cli.runs") == "interface"
     assert layers.layer_of("agent_platform") == "base"
     done = subprocess.run(
         [sys.executable, "-m", "agent_platform._devtools.layers"], capture_output=True, text=True

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_platform.diagnostics import Severity, SourceLocation
-from agent_platform.load import (
+from agent_platform._diagnostics import Severity, SourceLocation
+from agent_platform._load import (
     DEFAULT_LIMITS,
     Document,
     LoadLimits,

@@ -21,9 +21,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from typer.testing import CliRunner
 
-from agent_platform import __version__, schema_export
-from agent_platform.cli import app
-from agent_platform.spec import KINDS
+from agent_platform import __version__
+from agent_platform import _schema_export as schema_export
+from agent_platform._cli import app
+from agent_platform._spec import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -215,20 +216,20 @@ def test_wheel_contents(built_wheel: tuple[Path, str]) -> None:
         license_text = archive.read(f"{dist_info}/licenses/LICENSE")
     required = {
         "agent_platform/py.typed",
-        "agent_platform/memory/data/all-MiniLM-L6-v2.tokenizer.json",
-        "agent_platform/memory/data/NOTICE",
-        "agent_platform/cli/init.py",
-        "agent_platform/schema_export.py",
+        "agent_platform/_memory/data/all-MiniLM-L6-v2.tokenizer.json",
+        "agent_platform/_memory/data/NOTICE",
+        "agent_platform/_cli/init.py",
+        "agent_platform/_schema_export.py",
     }
     assert required <= names, f"missing from the wheel: {sorted(required - names)}"
     assert hashlib.sha256(license_text).hexdigest() == APACHE_2_SHA256
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
     assert "License-File: LICENSE" in metadata.splitlines()
-    assert re.search(r"^platform = agent_platform\.cli:main$", entry_points, re.MULTILINE)
+    assert re.search(r"^platform = agent_platform\._cli:main$", entry_points, re.MULTILINE)
     assert top_level == ["agent_platform"], "the repository's plugins/ or tests/ leaked into the wheel"
     # The JSON Schemas are generated from the installed models when asked, never shipped: a copy
     # could disagree with the validator it came with.
-    shipped_json = sorted(n for n in names if n.endswith(".json") and "/memory/data/" not in n)
+    shipped_json = sorted(n for n in names if n.endswith(".json") and "/_memory/data/" not in n)
     assert shipped_json == []
 
 
@@ -238,7 +239,7 @@ def test_the_wheel_alone_writes_schemas_and_a_project(built_wheel: tuple[Path, s
     dependencies) write the same schemas as this repository's and a project that validates."""
     wheel, _ = built_wheel
     env = {**os.environ, "PYTHONPATH": str(wheel)}
-    command = [sys.executable, "-c", "from agent_platform.cli import main; main()"]
+    command = [sys.executable, "-c", "from agent_platform._cli import main; main()"]
     where = subprocess.run(
         [sys.executable, "-c", "import agent_platform; print(agent_platform.__file__)"],
         capture_output=True,

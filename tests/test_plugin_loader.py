@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.plugin_loader import find_installed_module, import_plugin_module
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._plugin_loader import find_installed_module, import_plugin_module
+from agent_platform._validate import ValidationOptions, validate_paths
 
 
 def _package(root: Path, value: str) -> Path:
@@ -96,10 +96,10 @@ def test_a_missing_plugin_module_names_where_it_looked_and_the_fix(tmp_path: Pat
 
 
 def test_a_tool_whose_module_cannot_be_imported_at_run_time_says_how_to_find_it(tmp_path: Path) -> None:
-    from agent_platform.compile.plan import ToolBinding
-    from agent_platform.runtime.tools.interface import UnavailableTool
-    from agent_platform.runtime.tools.registry import ToolRegistry
-    from agent_platform.spec.kinds import ToolSpec
+    from agent_platform._compile.plan import ToolBinding
+    from agent_platform._runtime.tools.interface import UnavailableTool
+    from agent_platform._runtime.tools.registry import ToolRegistry
+    from agent_platform._spec.kinds import ToolSpec
 
     registry = ToolRegistry(plugin_paths=[tmp_path])
     spec = ToolSpec.model_validate({"description": "d", "python": "plugs.search:run"})

@@ -23,8 +23,8 @@ from plugins import code, documents, search, support
 from plugins.documents import DocumentSource, EmbeddedChunk
 from pydantic import BaseModel, ValidationError, create_model
 
-from agent_platform.load import NOT_SPEC_FILES
-from agent_platform.spec.kinds import MEMORY_WRITE_INPUT_SCHEMA
+from agent_platform._load import NOT_SPEC_FILES
+from agent_platform._spec.kinds import MEMORY_WRITE_INPUT_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"

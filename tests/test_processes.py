@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from agent_platform.processes import pid_alive, process_gone
+from agent_platform._processes import pid_alive, process_gone
 
 
 def test_a_running_process_is_not_gone_and_an_unreaped_one_is() -> None:

@@ -39,10 +39,40 @@ def test_the_public_face_is_a_deliberate_list() -> None:
             "ModelResult",
             "Usage",
             "configure_tracing",
+            "GuardContext",
+            "ClassifierInput",
+            "InjectionVerdict",
         ]
     )
     for name in ap.__all__:
         assert getattr(ap, name) is not None
+
+
+def test_every_other_module_is_private() -> None:
+    """What is public is a choice: below the package, only the programs people run by module name
+    may go without the leading underscore, and nothing public re-exports a private module."""
+    root = Path(ap.__file__).parent
+    public = sorted(
+        path.name
+        for path in root.iterdir()
+        if not path.name.startswith("_")
+        and (path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").exists()))
+    )
+    assert public == ["local_llm.py"]
+    for name in ap.__all__:
+        value = getattr(ap, name)
+        if isinstance(value, str):  # __version__, API_VERSION
+            continue
+        module = value.__module__.split(".")
+        assert module[0] == "agent_platform" and module[1].startswith("_"), (name, value.__module__)
+
+
+def test_python_dash_m_runs_the_command() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "agent_platform", "--version"], capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"platform {ap.__version__}"
     with pytest.raises(AttributeError):
         ap.compile_specs  # noqa: B018  (not public)
 
@@ -60,7 +90,7 @@ def test_the_documented_program_runs(tmp_path: Path) -> None:
     program, _ = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
     script = tmp_path / "program.py"
     script.write_text(program)
-    from agent_platform.memory.stores.embedded import stop_embedded_server
+    from agent_platform._memory.stores.embedded import stop_embedded_server
 
     try:
         done = subprocess.run(

@@ -1,4 +1,4 @@
-"""The shared redaction (`agent_platform.redaction`): every form a connection string or an upstream
+"""The shared redaction (`agent_platform._redaction`): every form a connection string or an upstream
 error body can carry a secret in, checked with random secrets (hypothesis); what is not a secret
 stays readable; the log filter; and the module's place at the bottom of the layers."""
 
@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tests.support.dsn import libpq_quoted
 
-from agent_platform.redaction import (
+from agent_platform._redaction import (
     MASK,
     RedactingFilter,
     dsn_secrets,
@@ -260,10 +260,10 @@ def test_redact_loggers_covers_the_children_that_exist(caplog: pytest.LogCapture
 
 def test_the_bottom_layer_modules_import_nothing_of_the_platform() -> None:
     code = (
-        "import sys, agent_platform.redaction, agent_platform.state_files; "
+        "import sys, agent_platform._redaction, agent_platform._state_files; "
         "print(sorted(m for m in sys.modules if m.startswith('agent_platform')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(
-        sorted(["agent_platform", "agent_platform.redaction", "agent_platform.state_files"])
+        sorted(["agent_platform", "agent_platform._redaction", "agent_platform._state_files"])
     )

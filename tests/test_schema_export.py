@@ -15,10 +15,11 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from agent_platform import docs_gen, schema_export
-from agent_platform.load import NOT_SPEC_FILES
-from agent_platform.spec import DOCUMENT_MODELS, KINDS, AnyDocument
-from agent_platform.spec.kinds import GUARDRAIL_TYPES
+from agent_platform import _schema_export as schema_export
+from agent_platform._devtools import docs_gen
+from agent_platform._load import NOT_SPEC_FILES
+from agent_platform._spec import DOCUMENT_MODELS, KINDS, AnyDocument
+from agent_platform._spec.kinds import GUARDRAIL_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS_DIR = ROOT / "schemas"
@@ -230,7 +231,7 @@ def test_docs_cli_writes_and_checks(tmp_path: Path) -> None:
 
 def test_schema_export_imports_no_heavy_dependencies() -> None:
     code = (
-        "import sys, agent_platform.schema_export, agent_platform.docs_gen\n"
+        "import sys, agent_platform._schema_export, agent_platform._devtools.docs_gen\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'anthropic', 'instructor'})\n"
         "print(','.join(heavy))\n"
     )

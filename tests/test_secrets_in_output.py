@@ -15,7 +15,7 @@ import pytest
 from tests.support.openai_api import ChatCompletionsServer, openai_error
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
+from agent_platform._cli import app
 
 PLATFORM = str(Path(sys.executable).parent / "platform")
 # A key of no recognisable shape: only knowing the key can hide it.

@@ -21,11 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
-from agent_platform.spec.jsonpath import JsonPath, JsonPathError, format_path, parse_path, resolve
-from agent_platform.spec.kinds import RunOutcome, TestDocument, TestSpec
-from agent_platform.spectest.expect import GuardrailEvent, Observation, ToolCall, evaluate, json_equal
-from agent_platform.validate import validate_paths
+from agent_platform._cli import app
+from agent_platform._spec.jsonpath import JsonPath, JsonPathError, format_path, parse_path, resolve
+from agent_platform._spec.kinds import RunOutcome, TestDocument, TestSpec
+from agent_platform._spectest.expect import GuardrailEvent, Observation, ToolCall, evaluate, json_equal
+from agent_platform._validate import validate_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -434,15 +434,15 @@ def test_json_equality_is_json_not_python() -> None:
 def test_test_outcomes_are_the_runtime_outcomes() -> None:
     from typing import get_args
 
-    from agent_platform.runtime.outcomes import Outcome
+    from agent_platform._runtime.outcomes import Outcome
 
     assert set(get_args(RunOutcome)) == {outcome.value for outcome in Outcome}
 
 
 def test_supervisor_task_fields_are_those_of_a_task_result() -> None:
-    from agent_platform.runtime.outcomes import Outcome
-    from agent_platform.runtime.supervisor import TaskResult
-    from agent_platform.validate.spec_tests import SUPERVISOR_TASK_FIELDS
+    from agent_platform._runtime.outcomes import Outcome
+    from agent_platform._runtime.supervisor import TaskResult
+    from agent_platform._validate.spec_tests import SUPERVISOR_TASK_FIELDS
 
     result = TaskResult("t", "ask", "Agent/helper", Outcome.COMPLETED)
     assert tuple(result.to_json()) == SUPERVISOR_TASK_FIELDS
@@ -779,8 +779,8 @@ def test_validate_reports_test_errors_like_any_other(project: Path) -> None:
 
 
 def test_tests_are_validated_but_never_compiled_or_deployed(project: Path) -> None:
-    from agent_platform.compile import compile_specs
-    from agent_platform.deploy.reconcile import desired_state
+    from agent_platform._compile import compile_specs
+    from agent_platform._deploy.reconcile import desired_state
 
     write_tests(project, PASSING)
     report = validate_paths([project / "specs"])
@@ -1243,7 +1243,7 @@ def test_every_example_unit_has_a_test() -> None:
     tested = set()
     for spec in report.specs.of_kind("Test"):
         assert isinstance(spec.model, TestDocument)
-        from agent_platform.validate.spec_tests import resolve_unit
+        from agent_platform._validate.spec_tests import resolve_unit
 
         unit, _ = resolve_unit(report.specs, spec.model.spec.unit)
         assert unit is not None
@@ -1265,7 +1265,7 @@ def test_the_shipped_spec_tests_pass() -> None:
     """`platform test specs/` as `make demo` runs it: the real command, the scripted models, the
     bundled plugins, the embedded pgvector server in a fresh state directory (not under pytest's
     tmp dir: as root, that server runs as its own user, who must reach its data directory)."""
-    from agent_platform.memory.stores.embedded import stop_embedded_server
+    from agent_platform._memory.stores.embedded import stop_embedded_server
 
     executable = Path(sys.executable).parent / "platform"
     if not executable.exists():
@@ -1314,7 +1314,7 @@ def test_validate_with_tests_imports_nothing_heavy(project: Path) -> None:
     write_tests(project, PASSING)
     runner = (
         "import json, sys\n"
-        "from agent_platform.cli import app\n"
+        "from agent_platform._cli import app\n"
         "try:\n    app(['validate', 'specs/'], standalone_mode=False)\n"
         "except SystemExit:\n    pass\n"
         "print(json.dumps(sorted(sys.modules)))\n"
@@ -1324,6 +1324,6 @@ def test_validate_with_tests_imports_nothing_heavy(project: Path) -> None:
     )
     modules = json.loads(proc.stdout.splitlines()[-1])
     heavy = ("ray", "anthropic", "instructor", "openai", "opentelemetry", "numpy", "onnxruntime", "psycopg")
-    assert "agent_platform.validate.spec_tests" in modules
+    assert "agent_platform._validate.spec_tests" in modules
     assert [m for m in modules if m.split(".")[0] in heavy] == []
-    assert "agent_platform.spectest.runner" not in modules
+    assert "agent_platform._spectest.runner" not in modules

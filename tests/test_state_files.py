@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.runstore import RunRecord, open_run_store
-from agent_platform.runstore.idempotency import SqliteIdempotencyStore
-from agent_platform.runtime.tracing import configure_tracing
+from agent_platform._runstore import RunRecord, open_run_store
+from agent_platform._runstore.idempotency import SqliteIdempotencyStore
+from agent_platform._runtime.tracing import configure_tracing
 
 
 @pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])

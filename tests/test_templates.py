@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_platform.validate.templates import OpaqueVar, SchemaVar, Scope, StepsVar, check_template
+from agent_platform._validate.templates import OpaqueVar, SchemaVar, Scope, StepsVar, check_template
 
 SCOPE = Scope(
     {
@@ -129,7 +129,7 @@ def test_an_unguarded_optional_input_without_a_default_is_a_warning(template: st
 
 
 # Resource bounds that can be seen in the template text itself are errors at validate time, at
-# the offending text (the same bounds the run-time sandbox enforces: see agent_platform.template_sandbox).
+# the offending text (the same bounds the run-time sandbox enforces: see agent_platform._template_sandbox).
 BOUNDS = Scope({"args": OpaqueVar()}, "test")
 
 

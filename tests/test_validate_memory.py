@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_platform.diagnostics import Severity
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._diagnostics import Severity
+from agent_platform._validate import ValidationOptions, validate_paths
 
 MEMORY = """\
 apiVersion: agents.platform/v1

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_platform.diagnostics import Diagnostic, Diagnostics, Severity
-from agent_platform.load import load_text
-from agent_platform.spec.kinds import AgentDocument
-from agent_platform.validate import PartialSpec, ValidationOptions, validate_documents, validate_paths
-from agent_platform.validate.documents import validate_document
+from agent_platform._diagnostics import Diagnostic, Diagnostics, Severity
+from agent_platform._load import load_text
+from agent_platform._spec.kinds import AgentDocument
+from agent_platform._validate import PartialSpec, ValidationOptions, validate_documents, validate_paths
+from agent_platform._validate.documents import validate_document
 
 API = "apiVersion: agents.platform/v1\n"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.diagnostics import Severity
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._diagnostics import Severity
+from agent_platform._validate import ValidationOptions, validate_paths
 
 TOOL = """\
 apiVersion: agents.platform/v1

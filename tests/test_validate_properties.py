@@ -20,10 +20,10 @@ import yaml
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from agent_platform.compile import build_output_models, compile_specs
-from agent_platform.diagnostics import Severity
-from agent_platform.load import load_text
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import build_output_models, compile_specs
+from agent_platform._diagnostics import Severity
+from agent_platform._load import load_text
+from agent_platform._validate import ValidationOptions, validate_paths
 
 VALID_SPECS = """\
 apiVersion: agents.platform/v1

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.diagnostics import Diagnostic, Severity, SourceLocation
-from agent_platform.load import find_spec_files
-from agent_platform.render import summary
-from agent_platform.validate import validate_paths
+from agent_platform._diagnostics import Diagnostic, Severity, SourceLocation
+from agent_platform._load import find_spec_files
+from agent_platform._render import summary
+from agent_platform._validate import validate_paths
 
 API = "apiVersion: agents.platform/v1\n"
 VALID_MODEL = f"{API}kind: Model\nmetadata: {{name: m}}\nspec: {{provider: scripted, on_script_exhausted: synthesize}}\n"

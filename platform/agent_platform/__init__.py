@@ -56,48 +56,58 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 API_VERSION = "agents.platform/v1"
 
-# name -> module that defines it (the public face; everything else is an implementation detail).
+# name -> module that defines it. This is the public face: every other module of the package is
+# private (its name starts with `_`) and may change in any release. Besides these names, the public
+# surface is the `platform` command (also `python -m agent_platform`) and the program
+# `python -m agent_platform.local_llm`.
 _PUBLIC = {
-    "load_project": "agent_platform.api",
-    "Project": "agent_platform.api",
-    "InvalidProject": "agent_platform.api",
-    "Runtime": "agent_platform.runtime.engine",
-    "UnknownUnit": "agent_platform.runtime.engine",
-    "tool": "agent_platform.tool_functions",
-    "RunResult": "agent_platform.runtime.outcomes",
-    "Outcome": "agent_platform.runtime.outcomes",
-    "InputError": "agent_platform.runtime.inputs",
-    "FunctionModel": "agent_platform.runtime.models.function_model",
-    "ModelCall": "agent_platform.runtime.models.function_model",
-    "ModelError": "agent_platform.runtime.models.base",
+    "load_project": "agent_platform._api",
+    "Project": "agent_platform._api",
+    "InvalidProject": "agent_platform._api",
+    "Runtime": "agent_platform._runtime.engine",
+    "UnknownUnit": "agent_platform._runtime.engine",
+    "tool": "agent_platform._tool_functions",
+    "RunResult": "agent_platform._runtime.outcomes",
+    "Outcome": "agent_platform._runtime.outcomes",
+    "InputError": "agent_platform._runtime.inputs",
+    "FunctionModel": "agent_platform._runtime.models.function_model",
+    "ModelCall": "agent_platform._runtime.models.function_model",
+    "ModelError": "agent_platform._runtime.models.base",
     # For custom providers (`Runtime(providers=...)`): the interface, and what it takes and gives.
-    "ModelProvider": "agent_platform.runtime.models.base",
-    "ModelRequest": "agent_platform.runtime.models.base",
-    "ModelResult": "agent_platform.runtime.models.base",
-    "Usage": "agent_platform.runtime.models.base",
-    "configure_tracing": "agent_platform.runtime.tracing",
+    "ModelProvider": "agent_platform._runtime.models.base",
+    "ModelRequest": "agent_platform._runtime.models.base",
+    "ModelResult": "agent_platform._runtime.models.base",
+    "Usage": "agent_platform._runtime.models.base",
+    "configure_tracing": "agent_platform._runtime.tracing",
+    # For guardrails written in Python (`type: python`, and `injection_classifier` with `function:`).
+    "GuardContext": "agent_platform._runtime.guardrails.base",
+    "ClassifierInput": "agent_platform._runtime.guardrails.classifier",
+    "InjectionVerdict": "agent_platform._runtime.guardrails.classifier",
 }
 
 __all__ = ["API_VERSION", "__version__", *_PUBLIC]
 
 if TYPE_CHECKING:
-    from agent_platform.api import InvalidProject as InvalidProject
-    from agent_platform.api import Project as Project
-    from agent_platform.api import load_project as load_project
-    from agent_platform.runtime.engine import Runtime as Runtime
-    from agent_platform.runtime.engine import UnknownUnit as UnknownUnit
-    from agent_platform.runtime.inputs import InputError as InputError
-    from agent_platform.runtime.models.base import ModelError as ModelError
-    from agent_platform.runtime.models.base import ModelProvider as ModelProvider
-    from agent_platform.runtime.models.base import ModelRequest as ModelRequest
-    from agent_platform.runtime.models.base import ModelResult as ModelResult
-    from agent_platform.runtime.models.base import Usage as Usage
-    from agent_platform.runtime.models.function_model import FunctionModel as FunctionModel
-    from agent_platform.runtime.models.function_model import ModelCall as ModelCall
-    from agent_platform.runtime.outcomes import Outcome as Outcome
-    from agent_platform.runtime.outcomes import RunResult as RunResult
-    from agent_platform.runtime.tracing import configure_tracing as configure_tracing
-    from agent_platform.tool_functions import tool as tool
+    from agent_platform._api import InvalidProject as InvalidProject
+    from agent_platform._api import Project as Project
+    from agent_platform._api import load_project as load_project
+    from agent_platform._runtime.engine import Runtime as Runtime
+    from agent_platform._runtime.engine import UnknownUnit as UnknownUnit
+    from agent_platform._runtime.guardrails.base import GuardContext as GuardContext
+    from agent_platform._runtime.guardrails.classifier import ClassifierInput as ClassifierInput
+    from agent_platform._runtime.guardrails.classifier import InjectionVerdict as InjectionVerdict
+    from agent_platform._runtime.inputs import InputError as InputError
+    from agent_platform._runtime.models.base import ModelError as ModelError
+    from agent_platform._runtime.models.base import ModelProvider as ModelProvider
+    from agent_platform._runtime.models.base import ModelRequest as ModelRequest
+    from agent_platform._runtime.models.base import ModelResult as ModelResult
+    from agent_platform._runtime.models.base import Usage as Usage
+    from agent_platform._runtime.models.function_model import FunctionModel as FunctionModel
+    from agent_platform._runtime.models.function_model import ModelCall as ModelCall
+    from agent_platform._runtime.outcomes import Outcome as Outcome
+    from agent_platform._runtime.outcomes import RunResult as RunResult
+    from agent_platform._runtime.tracing import configure_tracing as configure_tracing
+    from agent_platform._tool_functions import tool as tool
 
 
 def __getattr__(name: str) -> Any:

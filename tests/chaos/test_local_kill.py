@@ -28,11 +28,11 @@ from pathlib import Path
 import pytest
 from tests.chaos.common import SCRIPT, worker_specs
 
-from agent_platform.compile import compile_specs
-from agent_platform.runstore import RunStatus, open_run_store
-from agent_platform.runtime.durable import DurableRunner, RunRequest
-from agent_platform.runtime.engine import Runtime
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._runstore import RunStatus, open_run_store
+from agent_platform._runtime.durable import DurableRunner, RunRequest
+from agent_platform._runtime.engine import Runtime
+from agent_platform._validate import ValidationOptions, validate_paths
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -40,7 +40,7 @@ RUNS = int(os.environ.get("CHAOS_RUNS", "40"))
 
 PLUGIN = '''
 import asyncio, os, sqlite3
-from agent_platform.runtime.tools import current_idempotency_key
+from agent_platform._runtime.tools import current_idempotency_key
 
 def _log(table, key, item):
     with sqlite3.connect(os.path.join(os.path.dirname(__file__), "effects.db"), timeout=30) as db:
@@ -67,11 +67,11 @@ SPECS = worker_specs("killplug")
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from agent_platform.compile import compile_specs
-from agent_platform.runstore import open_run_store
-from agent_platform.runtime.durable import DurableRunner, RunRequest
-from agent_platform.runtime.engine import Runtime
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._runstore import open_run_store
+from agent_platform._runtime.durable import DurableRunner, RunRequest
+from agent_platform._runtime.engine import Runtime
+from agent_platform._validate import ValidationOptions, validate_paths
 
 root, runs = Path(sys.argv[1]), int(sys.argv[2])
 report = validate_paths([root / "specs.yaml"], ValidationOptions(plugin_paths=[root]))

@@ -30,7 +30,7 @@ import pytest
 from tests.chaos.common import KEYED_PLUGIN, SCRIPT, SUBMIT, effect_rows, run_statuses, worker_specs
 from tests.support.cli_env import PLATFORM, RAY_TEXT, isolated_env, run_platform
 
-from agent_platform.deploy.cluster import head_processes, read_head, running_head
+from agent_platform._deploy.cluster import head_processes, read_head, running_head
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 

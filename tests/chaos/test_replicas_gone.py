@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from tests.test_approvals_local import PLUGIN, SPECS, final
 
-from agent_platform.compile import compile_specs
-from agent_platform.deploy.host import RayRuntime
-from agent_platform.deploy.router import Router
-from agent_platform.runstore import RunRecord, RunStatus, open_run_store
-from agent_platform.runtime.durable import DurableRunner, RunRequest
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._deploy.host import RayRuntime
+from agent_platform._deploy.router import Router
+from agent_platform._runstore import RunRecord, RunStatus, open_run_store
+from agent_platform._runtime.durable import DurableRunner, RunRequest
+from agent_platform._validate import ValidationOptions, validate_paths
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 

@@ -22,9 +22,9 @@ import pytest
 from tests.chaos.common import SCRIPT, worker_specs
 from tests.support.postgres import fresh_schema_url, kill_server, restart_server, running_postgres
 
-from agent_platform.deploy.bundle import SpecBundle
-from agent_platform.deploy.host import HostConfig, RunRequest, UnitHost
-from agent_platform.runstore import RunStatus, open_run_store
+from agent_platform._deploy.bundle import SpecBundle
+from agent_platform._deploy.host import HostConfig, RunRequest, UnitHost
+from agent_platform._runstore import RunStatus, open_run_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -33,7 +33,7 @@ DOWN_S = float(os.environ.get("CHAOS_DOWN_S", "4"))
 
 PLUGIN = '''
 import asyncio, os, sqlite3
-from agent_platform.runtime.tools import current_idempotency_key
+from agent_platform._runtime.tools import current_idempotency_key
 
 async def record(item: str) -> dict:
     """Record a side effect.

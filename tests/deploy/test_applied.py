@@ -12,8 +12,8 @@ from typing import Any
 
 from tests.support.cli_env import PLATFORM, isolated_env
 
-from agent_platform.deploy import applied
-from agent_platform.deploy.bundle import SpecBundle
+from agent_platform._deploy import applied
+from agent_platform._deploy.bundle import SpecBundle
 
 
 def _bundle(name: str) -> SpecBundle:

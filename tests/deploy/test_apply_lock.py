@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from tests.support.cli_env import PLATFORM, isolated_env
 
-from agent_platform.deploy.apply_lock import (
+from agent_platform._deploy.apply_lock import (
     ApplyInProgress,
     Holder,
     Lease,
@@ -35,7 +35,7 @@ from agent_platform.deploy.apply_lock import (
 HOLD = """
 import sys, time
 from pathlib import Path
-from agent_platform.deploy.apply_lock import local_lock
+from agent_platform._deploy.apply_lock import local_lock
 with local_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(600)
@@ -166,10 +166,10 @@ RAY_TEXT = ("already taken", "Traceback", "ray.exceptions", "[20")  # "[2026-…
 
 HOLD_LEASE = """
 import sys, time
-from agent_platform.deploy.cluster import connect
+from agent_platform._deploy.cluster import connect
 connect(sys.argv[1], "agent-platform", start=False)
 import ray
-from agent_platform.deploy.apply_lock import Holder
+from agent_platform._deploy.apply_lock import Holder
 control = ray.get_actor("platform-control-plane", namespace="agent-platform")
 assert ray.get(control.acquire_apply_lock.remote(Holder.me().to_json(), 30.0)) is None
 print("held", flush=True)

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from tests.deploy.test_ray_cluster import PLUGIN, SCRIPT, compiled, specs, write_specs
 
-from agent_platform.deploy.client import Deployment
-from agent_platform.deploy.host import RunRequest
-from agent_platform.deploy.router import CONTROL_PLANE, Router
-from agent_platform.runstore import RunStatus, open_run_store
+from agent_platform._deploy.client import Deployment
+from agent_platform._deploy.host import RunRequest
+from agent_platform._deploy.router import CONTROL_PLANE, Router
+from agent_platform._runstore import RunStatus, open_run_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
-from agent_platform.runstore import RunRecord, RunStatus, open_run_store
-from agent_platform.runstore.base import utcnow
+from agent_platform._cli import app
+from agent_platform._runstore import RunRecord, RunStatus, open_run_store
+from agent_platform._runstore.base import utcnow
 
 runner = CliRunner()
 

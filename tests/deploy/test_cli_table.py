@@ -214,7 +214,7 @@ def test_result_of_a_finished_run_in_every_format(project: Project, output: str)
 
 
 KILL_REPLICA = """
-from agent_platform.deploy.cluster import connect
+from agent_platform._deploy.cluster import connect
 connect(None, "agent-platform", start=False)
 import ray  # after connect(): it points Ray at the embedded head's token before Ray reads it
 ray.kill(ray.get_actor("agent-greeter-g1-r0", namespace="agent-platform"), no_restart=True)

@@ -13,7 +13,7 @@ import pytest
 
 WATCHED = """
 import os, sys, threading, time
-from agent_platform.deploy import cluster
+from agent_platform._deploy import cluster
 dead = int(sys.argv[2])
 cluster.note_activity("submitting run run-0123456789abcdef of Agent/x", "run-0123456789abcdef")
 print("run-0123456789abcdef", flush=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent_platform.deploy.credentials import changed, credential_vars, fingerprints, runtime_env
+from agent_platform._deploy.credentials import changed, credential_vars, fingerprints, runtime_env
 
 
 def test_the_variables_a_unit_reads_are_found_wherever_the_specs_name_them() -> None:

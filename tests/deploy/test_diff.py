@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_platform.deploy.diff import (
+from agent_platform._deploy.diff import (
     CATEGORIES,
     Change,
     SpecDiff,
@@ -25,8 +25,8 @@ from agent_platform.deploy.diff import (
     snapshot_of,
     to_json,
 )
-from agent_platform.load import load_text
-from agent_platform.validate import ValidationOptions, validate_documents
+from agent_platform._load import load_text
+from agent_platform._validate import ValidationOptions, validate_documents
 
 SPECS = """\
 apiVersion: agents.platform/v1
@@ -701,7 +701,7 @@ def test_format_path() -> None:
 
 
 def test_imports_no_ray_and_no_llm_sdk() -> None:
-    code = "import sys, agent_platform.deploy.diff; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, agent_platform._deploy.diff; print(' '.join(sorted(sys.modules)))"
     modules = set(
         subprocess.run(
             [sys.executable, "-c", code], check=True, capture_output=True, text=True

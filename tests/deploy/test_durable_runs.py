@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from agent_platform.deploy.bundle import SpecBundle
-from agent_platform.deploy.host import HostConfig, RunRequest, UnitHost
-from agent_platform.runstore import RunStatus, open_run_store
+from agent_platform._deploy.bundle import SpecBundle
+from agent_platform._deploy.host import HostConfig, RunRequest, UnitHost
+from agent_platform._runstore import RunStatus, open_run_store
 
 PLUGIN = '''
 import asyncio
 import os
 import sqlite3
 
-from agent_platform.runtime.tools.idempotency import current_idempotency_key
+from agent_platform._runtime.tools.idempotency import current_idempotency_key
 
 GATE = {"hold": None, "entered": None}
 
@@ -156,7 +156,7 @@ async def test_a_replica_lost_mid_run_is_resumed_from_its_checkpoint(project: An
 
 
 async def test_a_zombie_replica_cannot_overwrite_the_resumed_run(project: Any) -> None:
-    from agent_platform.runstore import StaleAttempt
+    from agent_platform._runstore import StaleAttempt
 
     bundle, config, root = project
     host = UnitHost(bundle, "Agent/worker", 0, 1, config)
@@ -170,8 +170,8 @@ async def test_a_zombie_replica_cannot_overwrite_the_resumed_run(project: Any) -
 
 
 async def test_checkpoints_of_many_runs_are_group_committed_and_stale_writers_stopped(tmp_path: Path) -> None:
-    from agent_platform.deploy.host import CheckpointWriter, Superseded
-    from agent_platform.runstore import RunRecord
+    from agent_platform._deploy.host import CheckpointWriter, Superseded
+    from agent_platform._runstore import RunRecord
 
     store = open_run_store(f"sqlite://{tmp_path}/runs.db")
     try:
@@ -210,8 +210,8 @@ async def test_checkpoints_of_many_runs_are_group_committed_and_stale_writers_st
 def test_a_checkpoint_writer_keeps_working_across_event_loops(tmp_path: Path) -> None:
     """A host used from successive event loops (tests, a restarted loop) must not keep a wake-up
     event bound to a closed loop."""
-    from agent_platform.deploy.host import CheckpointWriter
-    from agent_platform.runstore import RunRecord
+    from agent_platform._deploy.host import CheckpointWriter
+    from agent_platform._runstore import RunRecord
 
     store = open_run_store(f"sqlite://{tmp_path}/runs.db")
     writer = CheckpointWriter(store)
@@ -235,8 +235,8 @@ def test_a_checkpoint_writer_keeps_working_across_event_loops(tmp_path: Path) ->
 async def test_a_zombie_replica_finishing_late_is_superseded_and_callers_get_the_real_result(
     project: Any,
 ) -> None:
-    from agent_platform.deploy.router import Router
-    from agent_platform.runtime.outcomes import Outcome
+    from agent_platform._deploy.router import Router
+    from agent_platform._runtime.outcomes import Outcome
 
     bundle, config, root = project
     zombie = UnitHost(bundle, "Agent/worker", 0, 1, config)
@@ -262,7 +262,7 @@ async def test_a_zombie_replica_finishing_late_is_superseded_and_callers_get_the
     finally:
         await store.close()
     router = Router("test", f"sqlite://{root}/state/runs.sqlite3")
-    from agent_platform.runtime.outcomes import RunResult
+    from agent_platform._runtime.outcomes import RunResult
 
     answer = await router._result_of(
         RunRequest("run-z", "Agent/worker", {}),
@@ -274,9 +274,9 @@ async def test_a_zombie_replica_finishing_late_is_superseded_and_callers_get_the
 def test_the_checkpoint_encoder_writes_what_to_json_does_encoding_each_message_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agent_platform.runtime.checkpoint import AgentCheckpoint, CheckpointEncoder
-    from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
-    from agent_platform.runtime.models.base import Usage
+    from agent_platform._runtime.checkpoint import AgentCheckpoint, CheckpointEncoder
+    from agent_platform._runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+    from agent_platform._runtime.models.base import Usage
 
     def plain(checkpoint: AgentCheckpoint) -> str:
         return json.dumps(checkpoint.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -316,7 +316,7 @@ class FakeCheckpointStore:
         self.saved: dict[str, tuple[int, Any]] = {}
 
     async def save_checkpoints(self, items: list[tuple[str, int, int, Any]]) -> list[None]:
-        from agent_platform.runstore import RunStoreUnavailable
+        from agent_platform._runstore import RunStoreUnavailable
 
         await asyncio.sleep(0)
         if self.fail:
@@ -337,7 +337,7 @@ async def wait_for(condition: Any) -> None:
 
 
 async def test_a_checkpoint_batch_is_capped_and_every_run_is_written() -> None:
-    from agent_platform.deploy.host import CheckpointWriter
+    from agent_platform._deploy.host import CheckpointWriter
 
     store = FakeCheckpointStore()
     writer = CheckpointWriter(store, batch=64)
@@ -349,7 +349,7 @@ async def test_a_checkpoint_batch_is_capped_and_every_run_is_written() -> None:
 
 
 def test_the_writer_rests_in_proportion_to_a_batch_but_never_lets_checkpoints_lag_long() -> None:
-    from agent_platform.deploy.host import MAX_REST_S, CheckpointWriter
+    from agent_platform._deploy.host import MAX_REST_S, CheckpointWriter
 
     writer = CheckpointWriter(object(), pace=4.0)
     assert writer.rest_after(0.001) == pytest.approx(0.004)  # few runs: every step is written
@@ -358,7 +358,7 @@ def test_the_writer_rests_in_proportion_to_a_batch_but_never_lets_checkpoints_la
 
 
 async def test_a_checkpoint_batch_the_store_failed_is_written_again_with_the_latest_snapshot() -> None:
-    from agent_platform.deploy.host import CheckpointWriter
+    from agent_platform._deploy.host import CheckpointWriter
 
     store = FakeCheckpointStore(fail=2)
     writer = CheckpointWriter(store)
@@ -405,8 +405,8 @@ async def test_a_batch_of_runs_streams_each_result_once_within_the_units_concurr
 async def test_a_run_of_a_batch_that_raised_is_answered_with_a_picklable_error(project: Any) -> None:
     import pickle
 
-    from agent_platform.deploy.router import HandoffFailed
-    from agent_platform.runstore import RunStoreUnavailable
+    from agent_platform._deploy.router import HandoffFailed
+    from agent_platform._runstore import RunStoreUnavailable
 
     bundle, config, _ = project
     host = UnitHost(bundle, "Agent/worker", 0, 1, config)

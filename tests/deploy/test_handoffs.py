@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agent_platform.deploy.host import RunRequest
-from agent_platform.deploy.router import Router
-from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform._deploy.host import RunRequest
+from agent_platform._deploy.router import Router
+from agent_platform._runtime.outcomes import Outcome, RunResult
 
 
 class FakeControlPlane:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from tests.support.cli_env import PLATFORM, isolated_env
 
-from agent_platform.deploy.cluster import head_processes, read_head
+from agent_platform._deploy.cluster import head_processes, read_head
 
 pytestmark = pytest.mark.slow
 

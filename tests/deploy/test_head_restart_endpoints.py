@@ -18,7 +18,7 @@ import httpx
 import pytest
 from tests.support.cli_env import RAY_TEXT, isolated_env, run_platform
 
-from agent_platform.deploy.cluster import head_processes, read_head
+from agent_platform._deploy.cluster import head_processes, read_head
 
 pytestmark = pytest.mark.slow
 

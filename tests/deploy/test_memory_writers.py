@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent_platform.memory.stores.base import VectorStoreError
-from agent_platform.memory.stores.embedded import ensure_embedded_server, stop_embedded_server
+from agent_platform._memory.stores.base import VectorStoreError
+from agent_platform._memory.stores.embedded import ensure_embedded_server, stop_embedded_server
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def memory_url() -> Iterator[str]:
 
 
 def memory_spec(url: str, collection: str) -> Any:
-    from agent_platform.spec.kinds import MemorySpec
+    from agent_platform._spec.kinds import MemorySpec
 
     return MemorySpec.model_validate(
         {"episodic": {"store": {"backend": "pgvector", "url": url, "collection": collection}}}
@@ -57,13 +57,13 @@ def test_writers_on_several_actors_and_nodes_lose_nothing(ray_cluster: Any, memo
         """One process with its own MemoryRegistry (connection pool, embedder), like a UnitHost."""
 
         def __init__(self, url: str, collection: str) -> None:
-            from agent_platform.memory.registry import MemoryRegistry
+            from agent_platform._memory.registry import MemoryRegistry
 
             self.registry = MemoryRegistry({"mem": memory_spec(url, collection)})
 
         async def write(self, writer: int) -> list[str]:
-            from agent_platform.memory.items import Provenance
-            from agent_platform.memory.manager import MemoryEntry
+            from agent_platform._memory.items import Provenance
+            from agent_platform._memory.manager import MemoryEntry
 
             manager = self.registry.manager("mem")
 
@@ -101,7 +101,7 @@ def test_writers_on_several_actors_and_nodes_lose_nothing(ray_cluster: Any, memo
     assert len(nodes) >= 2, "the writers ran on several nodes"
     assert again == acknowledged
 
-    from agent_platform.memory.registry import MemoryRegistry
+    from agent_platform._memory.registry import MemoryRegistry
 
     async def stored() -> list[Any]:
         registry = MemoryRegistry({"mem": memory_spec(memory_url, collection)})

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.compile import compile_specs
-from agent_platform.compile.plan import ActorPlan
-from agent_platform.deploy.placement import (
+from agent_platform._compile import compile_specs
+from agent_platform._compile.plan import ActorPlan
+from agent_platform._deploy.placement import (
     PIN_AMOUNT,
     NodeInfo,
     actor_options,
@@ -18,9 +18,9 @@ from agent_platform.deploy.placement import (
     resource_demand,
     unplaceable_reason,
 )
-from agent_platform.deploy.reconcile import desired_state, reconcile
-from agent_platform.spec.common import Placement, Resources
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._deploy.reconcile import desired_state, reconcile
+from agent_platform._spec.common import Placement, Resources
+from agent_platform._validate import ValidationOptions, validate_paths
 
 NODES = [
     NodeInfo(

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from tests.deploy.conftest import node_ids, write_specs
 
-from agent_platform.compile import build_output_models, compile_specs
-from agent_platform.deploy.bundle import SpecBundle
-from agent_platform.deploy.client import DeployError, Deployment
-from agent_platform.deploy.traces import read_spans
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import build_output_models, compile_specs
+from agent_platform._deploy.bundle import SpecBundle
+from agent_platform._deploy.client import DeployError, Deployment
+from agent_platform._deploy.traces import read_spans
+from agent_platform._validate import ValidationOptions, validate_paths
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ import os
 import sqlite3
 import time
 
-from agent_platform.runtime.tools.idempotency import current_idempotency_key
+from agent_platform._runtime.tools.idempotency import current_idempotency_key
 
 
 def record(item: str) -> dict:
@@ -308,8 +308,8 @@ def test_a_restarted_control_plane_keeps_the_deployment_and_resumes_unfinished_r
 
     import ray
 
-    from agent_platform.deploy.router import CONTROL_PLANE
-    from agent_platform.runstore import RunRecord, RunStatus, open_run_store
+    from agent_platform._deploy.router import CONTROL_PLANE
+    from agent_platform._runstore import RunRecord, RunStatus, open_run_store
 
     url = deployment.settings()["run_store_url"]
 
@@ -440,9 +440,9 @@ def test_node_lost_mid_run_loses_no_run_and_repeats_no_side_effect(
     they run. Every run completes, and every side effect (3 per run) executed exactly once."""
     import asyncio
 
-    from agent_platform.deploy.host import RunRequest
-    from agent_platform.deploy.router import Router
-    from agent_platform.runstore import open_run_store
+    from agent_platform._deploy.host import RunRequest
+    from agent_platform._deploy.router import Router
+    from agent_platform._runstore import open_run_store
 
     ids = node_ids(ray_cluster)
     placement = deployment.records()["Agent/worker"]["placement"]

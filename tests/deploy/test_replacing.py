@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.deploy.test_placement_reconcile import desired, records
 
-from agent_platform.deploy.reconcile import reconcile, replacing
+from agent_platform._deploy.reconcile import reconcile, replacing
 
 
 def test_a_tool_to_replace_updates_the_units_that_reach_it_and_only_those(tmp_path: Path) -> None:

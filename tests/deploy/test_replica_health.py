@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_platform.deploy.apply_render import describe_text, status_text
-from agent_platform.deploy.client import ReplicaDeath, _explain_gone
+from agent_platform._deploy.apply_render import describe_text, status_text
+from agent_platform._deploy.client import ReplicaDeath, _explain_gone
 
 
 def row(*healths: str) -> dict[str, Any]:

@@ -173,9 +173,9 @@ def check_case(case: Case, results: list[dict[str, Any]]) -> None:
 def test_in_process(
     case: Case, llm_specs: Path, state_dir: Path, figures: Figures, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent_platform.compile import build_output_models, compile_specs
-    from agent_platform.runtime.engine import Runtime
-    from agent_platform.validate import validate_paths
+    from agent_platform._compile import build_output_models, compile_specs
+    from agent_platform._runtime.engine import Runtime
+    from agent_platform._validate import validate_paths
 
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(state_dir))
     monkeypatch.chdir(ROOT)  # the tools are the repository's plugins

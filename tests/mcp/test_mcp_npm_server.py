@@ -15,11 +15,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
-from agent_platform.compile import compile_specs
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.validate import validate_paths
+from agent_platform._cli import app
+from agent_platform._compile import compile_specs
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._validate import validate_paths
 
 PACKAGE = "@modelcontextprotocol/server-filesystem@2026.8.31"
 

@@ -20,13 +20,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
-from agent_platform.compile import compile_specs
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.tracing import configure_tracing
-from agent_platform.spec.mcp_lock import LOCK_FILE, read_lock
-from agent_platform.validate import validate_paths
+from agent_platform._cli import app
+from agent_platform._compile import compile_specs
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.tracing import configure_tracing
+from agent_platform._spec.mcp_lock import LOCK_FILE, read_lock
+from agent_platform._validate import validate_paths
 
 SERVER = Path(__file__).with_name("server.py")
 
@@ -176,7 +176,7 @@ def test_validate_is_offline_and_says_what_to_run(stdio: Project) -> None:
     assert stdio.start_count() == 0
     # The whole command in a fresh interpreter: it never loads the SDK.
     probe = (
-        "import sys; from agent_platform.cli import main; sys.argv=['platform','validate',sys.argv[1]]\n"
+        "import sys; from agent_platform._cli import main; sys.argv=['platform','validate',sys.argv[1]]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('mcp' in sys.modules, 'mcp_types' in sys.modules, file=sys.stderr)"
     )
@@ -494,8 +494,8 @@ def test_a_damaged_lock_is_a_located_error(stdio: Project) -> None:
 def test_apply_sees_a_lock_change_and_hands_replicas_the_server_variables(stdio: Project) -> None:
     from dataclasses import replace
 
-    from agent_platform.deploy.reconcile import desired_state
-    from agent_platform.spec.mcp_lock import write_lock
+    from agent_platform._deploy.reconcile import desired_state
+    from agent_platform._spec.mcp_lock import write_lock
 
     assert stdio.plan("--discover-mcp").exit_code == 0
     report = validate_paths([stdio.specs])

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.memory.stores import VectorStore, VectorStoreError, open_vector_store
-from agent_platform.memory.stores.embedded import ensure_embedded_server, stop_embedded_server
-from agent_platform.memory.stores.pgvector import PgVectorStore
+from agent_platform._memory.stores import VectorStore, VectorStoreError, open_vector_store
+from agent_platform._memory.stores.embedded import ensure_embedded_server, stop_embedded_server
+from agent_platform._memory.stores.pgvector import PgVectorStore
 
 BACKENDS = ["pgvector", "weaviate"]
 PG_STATE_DIRS: dict[str, Path] = {}

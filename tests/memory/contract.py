@@ -1,4 +1,4 @@
-"""The vector store contract (see `agent_platform/memory/stores/base.py`): every backend passes
+"""The vector store contract (see `agent_platform/_memory/stores/base.py`): every backend passes
 these tests. They run on the `store` fixture (parametrised over the backends in
 tests/memory/conftest.py) with a fresh `collection` name each; `test_store_contract.py` collects
 them. Vectors are small hand-made float32 arrays (8 dimensions), so no embedder is involved.
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_platform.memory.items import MemoryItem, Namespace, Provenance
-from agent_platform.memory.stores.base import DimensionMismatch, VectorStore, VectorStoreError
+from agent_platform._memory.items import MemoryItem, Namespace, Provenance
+from agent_platform._memory.stores.base import DimensionMismatch, VectorStore, VectorStoreError
 
 DIM = 8
 NS = "tenant=acme/agent=support"

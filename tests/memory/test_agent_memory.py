@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_platform.compile import compile_specs
-from agent_platform.memory.items import Provenance
-from agent_platform.memory.manager import MemoryEntry
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.tracing import configure_tracing
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._memory.items import Provenance
+from agent_platform._memory.manager import MemoryEntry
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.tracing import configure_tracing
+from agent_platform._validate import ValidationOptions, validate_paths
 
 PLUGIN = """\
 def lookup(query: str) -> dict:
@@ -312,7 +312,7 @@ async def test_a_store_password_is_in_no_run_result(
 
 
 def test_the_recall_query_is_the_text_of_the_inputs() -> None:
-    from agent_platform.runtime.recall import query_text
+    from agent_platform._runtime.recall import query_text
 
     task = 'Task inputs:\n{"topic": "retry storms", "options": {"depth": 2, "focus": ["jitter", "caps"]}}'
     assert query_text(task) == "retry storms\njitter\ncaps"
@@ -344,15 +344,15 @@ async def test_the_episode_keeps_what_the_input_guardrails_redacted(
 ) -> None:
     """An episode is stored task text: it holds the task as the input guardrails left it, also
     when another replica resumed the run (its checkpoint has no separate copy of the task)."""
-    from agent_platform.runtime.checkpoint import AgentCheckpoint
-    from agent_platform.runtime.models.base import Usage
+    from agent_platform._runtime.checkpoint import AgentCheckpoint
+    from agent_platform._runtime.models.base import Usage
 
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
     world = World(tmp_path, pg_url, guardrails="[pii-in]")
     world.script = {"a": [final("Refund issued.")]}
     runtime = world.runtime()
     try:
-        from agent_platform.runtime.services import RunState
+        from agent_platform._runtime.services import RunState
 
         state = RunState("run-pii", "Agent/a")
         if resumed:

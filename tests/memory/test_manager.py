@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from tests.memory.labelled import DOCUMENTS, QUERIES
 
-from agent_platform.memory.items import Provenance
-from agent_platform.memory.manager import MemoryEntry, MemoryManager, MemoryUsageError
-from agent_platform.memory.registry import MemoryRegistry
-from agent_platform.spec.kinds import MemorySpec
+from agent_platform._memory.items import Provenance
+from agent_platform._memory.manager import MemoryEntry, MemoryManager, MemoryUsageError
+from agent_platform._memory.registry import MemoryRegistry
+from agent_platform._spec.kinds import MemorySpec
 
 DAY = 86400.0
 
@@ -270,7 +270,7 @@ async def test_forget_items_by_id(pg_url: str, registry: MemoryRegistry) -> None
 async def test_episodes_survive_a_restart_of_the_runtime_and_the_server(
     pg_url: str, pg_state_dir: Path, clock: FakeClock
 ) -> None:
-    from agent_platform.memory.stores.embedded import ensure_embedded_server, stop_embedded_server
+    from agent_platform._memory.stores.embedded import ensure_embedded_server, stop_embedded_server
 
     spec = memory_spec(pg_url)
     first = MemoryRegistry({"mem": spec}, clock=clock)

@@ -26,21 +26,21 @@ from tests.memory.contract import DIM, axis, item, rows
 from tests.memory.workers import start_and_write
 from tests.support.dsn import DSN_FORMS, PASSWORDS, dsn_with
 
-from agent_platform.memory.items import MemoryItem, Provenance
-from agent_platform.memory.stores import (
+from agent_platform._memory.items import MemoryItem, Provenance
+from agent_platform._memory.stores import (
     InvalidStoreUrl,
     StoreTimeout,
     StoreUnavailable,
     VectorStoreError,
     open_vector_store,
 )
-from agent_platform.memory.stores.embedded import (
+from agent_platform._memory.stores.embedded import (
     data_dir,
     embedded_server_url,
     ensure_embedded_server,
     stop_embedded_server,
 )
-from agent_platform.memory.stores.pgvector import PgVectorStore, table_name
+from agent_platform._memory.stores.pgvector import PgVectorStore, table_name
 
 NS = "tenant=acme"
 

@@ -36,8 +36,8 @@ from weaviate.proto.v1 import (
 )
 from weaviate.util import generate_uuid5
 
-from agent_platform.memory.items import MemoryItem, Namespace, Provenance, WriteAck, content_hash
-from agent_platform.memory.stores import (
+from agent_platform._memory.items import MemoryItem, Namespace, Provenance, WriteAck, content_hash
+from agent_platform._memory.stores import (
     DimensionMismatch,
     InvalidStoreUrl,
     StoreTimeout,
@@ -45,7 +45,7 @@ from agent_platform.memory.stores import (
     VectorStoreError,
     open_vector_store,
 )
-from agent_platform.memory.stores.weaviate import (
+from agent_platform._memory.stores.weaviate import (
     DEFAULT_GRPC_PORT,
     WeaviateStore,
     bm25_score,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent_platform.memory.items import MemoryItem, Provenance
-from agent_platform.memory.stores.embedded import ensure_embedded_server
-from agent_platform.memory.stores.pgvector import PgVectorStore
+from agent_platform._memory.items import MemoryItem, Provenance
+from agent_platform._memory.stores.embedded import ensure_embedded_server
+from agent_platform._memory.stores.pgvector import PgVectorStore
 
 
 def start_and_write(state_dir: str, collection: str, worker: int, count: int, batch: int) -> str:

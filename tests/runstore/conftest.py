@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.postgres import PostgresServer, fresh_schema_url, postgres_server
 
-from agent_platform.runstore import RunStore, open_run_store
+from agent_platform._runstore import RunStore, open_run_store
 
 __all__ = ["postgres_server"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent_platform.runstore import (
+from agent_platform._runstore import (
     Decision,
     NoPendingApproval,
     RunAlreadyFinished,
@@ -21,7 +21,7 @@ from agent_platform.runstore import (
     RunWaitingApproval,
     StaleAttempt,
 )
-from agent_platform.runstore.base import utcnow
+from agent_platform._runstore.base import utcnow
 
 SEND = {"tool": "send-email", "arguments": {"to": "a@example.com"}}
 WIPE = {"tool": "wipe", "arguments": {}}

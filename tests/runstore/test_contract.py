@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tests.runstore import workers
 
-from agent_platform.runstore import (
+from agent_platform._runstore import (
     AttemptNotStarted,
     CheckpointOutOfOrder,
     RunAlreadyFinished,
@@ -26,8 +26,8 @@ from agent_platform.runstore import (
     StaleAttempt,
     open_run_store,
 )
-from agent_platform.runstore import base as runstore_base
-from agent_platform.runstore.base import utcnow
+from agent_platform._runstore import base as runstore_base
+from agent_platform._runstore.base import utcnow
 
 
 def spawn_pool(processes: int) -> ProcessPoolExecutor:
@@ -525,7 +525,7 @@ async def test_start_of_a_new_run_returns_it_as_created_and_stores_it_running(st
 
 
 async def test_save_checkpoints_fences_each_run_on_its_own(store: RunStore) -> None:
-    from agent_platform.runstore import JsonText
+    from agent_platform._runstore import JsonText
 
     for run_id in ("ok", "stale", "behind", "done"):
         await new_run(store, run_id)
@@ -568,7 +568,7 @@ async def test_a_failed_group_commit_is_reported_to_every_write_in_it(tmp_path: 
     fails (none is acknowledged without being stored)."""
     import sqlite3
 
-    from agent_platform.runstore.sqlite import SqliteRunStore
+    from agent_platform._runstore.sqlite import SqliteRunStore
 
     path = tmp_path / "runs.sqlite3"
     store = SqliteRunStore(path, busy_timeout_s=0.05)

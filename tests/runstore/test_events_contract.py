@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tests.runstore import workers
 
-from agent_platform.runstore import JsonText, RunRecord, RunStatus, RunStore
-from agent_platform.runstore.events import NewEvent, StoredEvent
+from agent_platform._runstore import JsonText, RunRecord, RunStatus, RunStore
+from agent_platform._runstore.events import NewEvent, StoredEvent
 
 
 def event(run_id: str, kind: str, **data: object) -> NewEvent:

@@ -20,15 +20,15 @@ import pytest
 from tests.runstore import workers
 from tests.runstore.conftest import make_url
 
-from agent_platform.compile.plan import ToolBinding
-from agent_platform.runstore import open_idempotency_store
-from agent_platform.runstore.idempotency import IdempotencyStore
-from agent_platform.runstore.postgres import PostgresIdempotencyStore
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.tools import SqliteIdempotencyStore, ToolExecutor, ToolRegistry
-from agent_platform.runtime.tools.errors import IdempotencyConflict
-from agent_platform.runtime.tools.idempotency import run_once
-from agent_platform.spec.kinds import ToolSpec
+from agent_platform._compile.plan import ToolBinding
+from agent_platform._runstore import open_idempotency_store
+from agent_platform._runstore.idempotency import IdempotencyStore
+from agent_platform._runstore.postgres import PostgresIdempotencyStore
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.tools import SqliteIdempotencyStore, ToolExecutor, ToolRegistry
+from agent_platform._runtime.tools.errors import IdempotencyConflict
+from agent_platform._runtime.tools.idempotency import run_once
+from agent_platform._spec.kinds import ToolSpec
 
 
 @pytest.fixture

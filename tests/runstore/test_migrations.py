@@ -8,8 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from agent_platform.runstore import RunRecord, RunStatus, RunStore, open_run_store
-from agent_platform.runstore.sqlite import SqliteRunStore
+from agent_platform._runstore import RunRecord, RunStatus, RunStore, open_run_store
+from agent_platform._runstore.sqlite import SqliteRunStore
 
 OLD_SCHEMA = """
 CREATE TABLE runstore_runs (

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from tests.support.postgres import PostgresServer, fresh_schema_url
 
-from agent_platform.runstore import RunRecord, RunStoreUnavailable
-from agent_platform.runstore.postgres import PostgresRunStore
+from agent_platform._runstore import RunRecord, RunStoreUnavailable
+from agent_platform._runstore.postgres import PostgresRunStore
 
 
 def _terminate_other_connections(url: str) -> int:

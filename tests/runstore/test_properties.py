@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.runstore.conftest import make_url
 
-from agent_platform.runstore import RunRecord, open_run_store
+from agent_platform._runstore import RunRecord, open_run_store
 
 json_scalars = (
     st.none()

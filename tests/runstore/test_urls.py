@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from tests.support.dsn import DSN_FORMS, PASSWORDS, dsn_with
 
-from agent_platform.runstore import (
+from agent_platform._runstore import (
     InvalidRunStoreUrl,
     RunStoreError,
     RunStoreUnavailable,
@@ -19,8 +19,8 @@ from agent_platform.runstore import (
     run_store_url,
     sqlite_path,
 )
-from agent_platform.runstore.postgres import PostgresRunStore
-from agent_platform.runstore.sqlite import SqliteRunStore
+from agent_platform._runstore.postgres import PostgresRunStore
+from agent_platform._runstore.sqlite import SqliteRunStore
 
 
 def test_sqlite_urls() -> None:
@@ -107,7 +107,7 @@ def test_a_random_password_is_in_no_run_store_error(password: str, form: str) ->
 def test_platform_runs_never_prints_the_password_of_its_run_store(dsn: str) -> None:
     from typer.testing import CliRunner
 
-    from agent_platform.cli import app
+    from agent_platform._cli import app
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

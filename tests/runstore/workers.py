@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent_platform.runstore import RunRecord, RunStatus, open_run_store
+from agent_platform._runstore import RunRecord, RunStatus, open_run_store
 
 
 def write_runs(url: str, worker: int, runs: int, steps: int, shared_run: str, bumps: int) -> list[int]:
@@ -69,9 +69,9 @@ def crash_mid_run(url: str, run_id: str, steps: int, marker: str) -> None:
 
 def run_keyed_side_effect(url: str, log_path: str, barrier: str, delay: float) -> dict[str, Any]:
     """`run_once` with the idempotency store at `url`: append to `log_path` (the side effect)."""
-    from agent_platform.runstore import open_idempotency_store
-    from agent_platform.runtime.clock import SystemClock
-    from agent_platform.runtime.tools.idempotency import run_once
+    from agent_platform._runstore import open_idempotency_store
+    from agent_platform._runtime.clock import SystemClock
+    from agent_platform._runtime.tools.idempotency import run_once
 
     async def side_effect() -> dict[str, Any]:
         with open(log_path, "a") as log:
@@ -100,7 +100,7 @@ def append_events(url: str, root: str, worker: int, batches: int) -> None:
     to `root`'s tree, one transaction each."""
     from datetime import UTC, datetime
 
-    from agent_platform.runstore.events import NewEvent
+    from agent_platform._runstore.events import NewEvent
 
     async def main() -> None:
         store = open_run_store(url)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import agent_platform as ap
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.models.base import ModelServerError
-from agent_platform.runtime.tracing import TracingHandle, configure_tracing
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.models.base import ModelServerError
+from agent_platform._runtime.tracing import TracingHandle, configure_tracing
 
 SPECS = """\
 apiVersion: agents.platform/v1
@@ -141,7 +141,7 @@ async def test_breakers_that_open_and_recover_show_in_the_metric(tmp_path: Path)
 
 def test_no_metrics_no_observer(tmp_path: Path) -> None:
     """Without metrics configured, nothing observes the breakers (and nothing is registered)."""
-    from agent_platform.runtime import metrics
+    from agent_platform._runtime import metrics
 
     (tmp_path / "specs.yaml").write_text(SPECS)
     project = ap.load_project(tmp_path, tools=[lookup])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from agent_platform.runtime.decision import ActionChoice, action_of, action_of_dump, build_decision_model
-from agent_platform.runtime.inputs import InputError, apply_defaults, check_inputs
+from agent_platform._runtime.decision import ActionChoice, action_of, action_of_dump, build_decision_model
+from agent_platform._runtime.inputs import InputError, apply_defaults, check_inputs
 
 
 class Query(BaseModel):

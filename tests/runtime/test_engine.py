@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_platform.compile import compile_specs
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.tracing import configure_tracing
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.tracing import configure_tracing
+from agent_platform._validate import ValidationOptions, validate_paths
 
 PLUGIN = '''
 import asyncio
@@ -285,7 +285,7 @@ spec:
 
 
 async def test_invalid_inputs_fail_before_anything_runs(world: World) -> None:
-    from agent_platform.runtime.inputs import InputError
+    from agent_platform._runtime.inputs import InputError
 
     with pytest.raises(InputError, match='"topic" is a required property'):
         await world.run(agent(), {"a": [final()]}, inputs={"nope": 1})
@@ -314,7 +314,7 @@ async def test_one_run_is_one_trace_with_correct_parentage(world: World) -> None
 
 
 async def test_working_memory_compacts_without_splitting_tool_pairs(world: World) -> None:
-    from agent_platform.runtime.messages import validate_sequence
+    from agent_platform._runtime.messages import validate_sequence
 
     memory = """\
 ---
@@ -335,7 +335,7 @@ spec:
         ],
     }
     seen: list[list[Any]] = []
-    from agent_platform.runtime import agent_loop
+    from agent_platform._runtime import agent_loop
 
     original = agent_loop.AgentLoopExecutor._before_model_call
 
@@ -390,7 +390,7 @@ spec:
 
 
 async def test_supervisor_rejects_unknown_task_types_before_running(world: World) -> None:
-    from agent_platform.runtime.supervisor import TaskError
+    from agent_platform._runtime.supervisor import TaskError
 
     supervisor = "---\napiVersion: agents.platform/v1\nkind: Supervisor\nmetadata: {name: s}\nspec:\n  routes: {research: {agent: a}}\n"
     with pytest.raises(TaskError, match="unknown task_type 'reserch'"):
@@ -423,8 +423,8 @@ async def test_sibling_sub_runs_get_distinct_run_ids(world: World) -> None:
     (world.root / "script.yaml").write_text(yaml.safe_dump({"responses": {"b": [final()]}}))
     report = validate_paths([world.root / "specs.yaml"], ValidationOptions(plugin_paths=[world.root]))
     runtime = Runtime(compile_specs(report.specs), plugin_paths=[world.root])
-    from agent_platform.compile.plan import SpecRef
-    from agent_platform.runtime.services import RunState
+    from agent_platform._compile.plan import SpecRef
+    from agent_platform._runtime.services import RunState
 
     parent = RunState("run-1", "Agent/a")
     first = await runtime.run_unit(SpecRef("Agent", "b"), {"topic": "x"}, parent=parent)
@@ -451,7 +451,7 @@ spec:
 
 
 async def test_a_bare_name_shared_by_two_kinds_is_ambiguous(world: World) -> None:
-    from agent_platform.runtime.engine import UnknownUnit
+    from agent_platform._runtime.engine import UnknownUnit
 
     pipeline = """\
 ---
@@ -472,7 +472,7 @@ spec:
 def test_tune_gc_for_runs_raises_the_young_threshold_and_freezes_startup_objects() -> None:
     import gc
 
-    from agent_platform.runtime.engine import tune_gc_for_runs
+    from agent_platform._runtime.engine import tune_gc_for_runs
 
     before = gc.get_threshold()
     try:

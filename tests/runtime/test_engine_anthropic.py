@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from tests.support.messages_api import MessagesAPIServer, tool_use
 
-from agent_platform.compile import compile_specs
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._validate import ValidationOptions, validate_paths
 
 SPECS = """\
 apiVersion: agents.platform/v1

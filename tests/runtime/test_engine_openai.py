@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from tests.support.openai_api import ChatCompletionsServer, tool_call
 
-from agent_platform.compile import compile_specs
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._validate import ValidationOptions, validate_paths
 
 SPECS = """\
 apiVersion: agents.platform/v1
@@ -138,7 +138,7 @@ async def test_a_retried_model_call_leaves_an_event_on_its_span(
 ) -> None:
     from tests.support.openai_api import openai_error
 
-    from agent_platform.runtime.tracing import configure_tracing
+    from agent_platform._runtime.tracing import configure_tracing
 
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
     (tmp_path / "plug_openai.py").write_text(PLUGIN)
@@ -167,10 +167,10 @@ async def test_a_retried_model_call_leaves_an_event_on_its_span(
 IMPORT_ORDER = """
 import asyncio, sys
 from pathlib import Path
-from agent_platform.compile import compile_specs
-from agent_platform.runtime import engine
-from agent_platform.runtime.tracing import Tracing, configure_tracing
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._runtime import engine
+from agent_platform._runtime.tracing import Tracing, configure_tracing
+from agent_platform._validate import ValidationOptions, validate_paths
 
 seen = []
 opened = Tracing.run_span

@@ -25,15 +25,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import SpanKind, StatusCode, TraceFlags
 
-from agent_platform.compile.plan import ToolBinding
-from agent_platform.runtime.agent_loop import _PromptCache
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.guardrails import GuardrailSet, wrap_tool_output
-from agent_platform.runtime.guardrails.injection import escape_boundary
-from agent_platform.runtime.models.base import ModelResult, ModelServerError, Usage
-from agent_platform.runtime.tools import ToolExecutor, ToolOutputInvalid, ToolRegistry
-from agent_platform.runtime.tools.errors import ToolArgumentsInvalid, ToolFailed
-from agent_platform.runtime.tracing import (
+from agent_platform._compile.plan import ToolBinding
+from agent_platform._runtime.agent_loop import _PromptCache
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.guardrails import GuardrailSet, wrap_tool_output
+from agent_platform._runtime.guardrails.injection import escape_boundary
+from agent_platform._runtime.models.base import ModelResult, ModelServerError, Usage
+from agent_platform._runtime.tools import ToolExecutor, ToolOutputInvalid, ToolRegistry
+from agent_platform._runtime.tools.errors import ToolArgumentsInvalid, ToolFailed
+from agent_platform._runtime.tracing import (
     MemorySpanExporter,
     Tracing,
     TracingHandle,
@@ -43,9 +43,9 @@ from agent_platform.runtime.tracing import (
     record_model_result,
     span_to_dict,
 )
-from agent_platform.runtime.tracing.exporters import InMemoryProcessor
-from agent_platform.runtime.tracing.fast_spans import EndedFastSpan, FastSpan, tracer_provider
-from agent_platform.spec.kinds import ToolSpec
+from agent_platform._runtime.tracing.exporters import InMemoryProcessor
+from agent_platform._runtime.tracing.fast_spans import EndedFastSpan, FastSpan, tracer_provider
+from agent_platform._spec.kinds import ToolSpec
 
 # --- fast spans ----------------------------------------------------------------------------------
 
@@ -513,9 +513,9 @@ async def test_direct_path_is_only_for_tools_without_policies() -> None:
 async def test_scripted_first_attempt_and_retries(tmp_path: Any) -> None:
     from pydantic import BaseModel
 
-    from agent_platform.runtime.models.base import ModelRequest
-    from agent_platform.runtime.models.scripted import ScriptedProvider
-    from agent_platform.spec.kinds import ModelSpec
+    from agent_platform._runtime.models.base import ModelRequest
+    from agent_platform._runtime.models.scripted import ScriptedProvider
+    from agent_platform._spec.kinds import ModelSpec
 
     class Answer(BaseModel):
         summary: str

@@ -30,9 +30,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 from tests.runtime.test_engine import World, agent, call, final
 
-from agent_platform.runtime.models.base import ModelResult, Usage
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.runtime.tracing import (
+from agent_platform._runtime.models.base import ModelResult, Usage
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._runtime.tracing import (
     Tracing,
     TracingHandle,
     configure_tracing,
@@ -40,7 +40,7 @@ from agent_platform.runtime.tracing import (
     inject_context,
     record_model_result,
 )
-from agent_platform.runtime.tracing.fast_spans import EndedFastSpan
+from agent_platform._runtime.tracing.fast_spans import EndedFastSpan
 
 OTEL_LIMIT_VARIABLES = (
     "OTEL_ATTRIBUTE_COUNT_LIMIT",

@@ -24,9 +24,9 @@ from tests.support.messages_api import tool_use as messages_tool_use
 from tests.support.openai_api import ChatCompletionsServer
 from tests.support.openai_api import tool_call as openai_tool_call
 
-from agent_platform.compile import compile_specs
-from agent_platform.compile.plan import GuardrailBinding, ResolvedModel
-from agent_platform.runtime.guardrails import (
+from agent_platform._compile import compile_specs
+from agent_platform._compile.plan import GuardrailBinding, ResolvedModel
+from agent_platform._runtime.guardrails import (
     ClassifierInput,
     GuardContext,
     GuardrailConfigError,
@@ -34,8 +34,8 @@ from agent_platform.runtime.guardrails import (
     InjectionClassifierGuard,
     InjectionVerdict,
 )
-from agent_platform.runtime.guardrails.base import Decision
-from agent_platform.runtime.guardrails.classifier import (
+from agent_platform._runtime.guardrails.base import Decision
+from agent_platform._runtime.guardrails.classifier import (
     CLASSIFIER_INSTRUCTIONS,
     REASON_DETAIL_CHARS,
     ClassifierError,
@@ -45,9 +45,9 @@ from agent_platform.runtime.guardrails.classifier import (
     chunk_count,
     chunks,
 )
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.spec.kinds import GuardrailSpec, InjectionClassifierGuardrail, ModelSpec
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._spec.kinds import GuardrailSpec, InjectionClassifierGuardrail, ModelSpec
+from agent_platform._validate import ValidationOptions, validate_paths
 
 SPEC = TypeAdapter(GuardrailSpec)
 ATTACK = (
@@ -164,7 +164,7 @@ def test_the_content_is_sent_inside_a_fresh_boundary_the_prompt_explains(tmp_pat
 
         async def complete(self, request: Any) -> Any:
             seen.append(request)
-            from agent_platform.runtime.models.base import ModelResult, Usage
+            from agent_platform._runtime.models.base import ModelResult, Usage
 
             return ModelResult(InjectionVerdict(injection=False, confidence=0.9), Usage(1, 1), 0.0, "x", "x")
 
@@ -330,7 +330,7 @@ def test_a_function_classifier_from_the_spec(tmp_path: Path) -> None:
     (tmp_path / "localclf.py").write_text(
         textwrap.dedent(
             """\
-            from agent_platform.runtime.guardrails import ClassifierInput, InjectionVerdict
+            from agent_platform._runtime.guardrails import ClassifierInput, InjectionVerdict
 
             def classify(item: ClassifierInput) -> InjectionVerdict:
                 hit = "before you answer the user" in item.text.lower()
@@ -643,7 +643,7 @@ def test_compile_binds_the_resolved_model_and_the_plan_depends_on_it(tmp_path: P
 async def test_an_agent_run_withholds_exactly_the_tool_output_the_classifier_flags(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flagged: bool
 ) -> None:
-    from agent_platform.runtime.engine import Runtime
+    from agent_platform._runtime.engine import Runtime
 
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
     report = validate_paths(
@@ -681,7 +681,7 @@ async def test_the_classifiers_calls_count_against_the_runs_token_budget(
 ) -> None:
     """Checking untrusted content is spending by the run that read it: the judge's tokens (as the
     server counted them) are in the run's usage and stop it at its token budget."""
-    from agent_platform.runtime.engine import Runtime
+    from agent_platform._runtime.engine import Runtime
 
     openai_server.reset()
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))

@@ -23,7 +23,7 @@ from bench.injection_corpus import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_platform.runtime.guardrails.injection import DEFAULT_PATTERNS, InjectionDetector, default_detector
+from agent_platform._runtime.guardrails.injection import DEFAULT_PATTERNS, InjectionDetector, default_detector
 
 DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "injection"
 

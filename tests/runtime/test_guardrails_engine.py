@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from agent_platform.compile.plan import GuardrailBinding
-from agent_platform.runtime.guardrails import (
+from agent_platform._compile.plan import GuardrailBinding
+from agent_platform._runtime.guardrails import (
     GuardContext,
     GuardrailConfigError,
     GuardrailSet,
     PythonHookGuard,
     RunUsage,
 )
-from agent_platform.runtime.guardrails.base import Decision
-from agent_platform.runtime.guardrails.engine import GuardResult
-from agent_platform.spec.kinds import GuardrailSpec
+from agent_platform._runtime.guardrails.base import Decision
+from agent_platform._runtime.guardrails.engine import GuardResult
+from agent_platform._spec.kinds import GuardrailSpec
 
 SPEC = TypeAdapter(GuardrailSpec)
 

@@ -9,21 +9,21 @@ from typing import Any
 
 import pytest
 
-from agent_platform.runtime.guardrails import (
+from agent_platform._runtime.guardrails import (
     BOUNDARY_INSTRUCTIONS,
     GuardContext,
     PromptInjectionGuard,
     wrap_tool_output,
 )
-from agent_platform.runtime.guardrails.base import Decision
-from agent_platform.runtime.guardrails.injection import (
+from agent_platform._runtime.guardrails.base import Decision
+from agent_platform._runtime.guardrails.injection import (
     REDACTION_MARKER,
     InjectionDetector,
     default_detector,
     escape_boundary,
     normalise,
 )
-from agent_platform.spec.kinds import PromptInjectionGuardrail
+from agent_platform._spec.kinds import PromptInjectionGuardrail
 
 
 def tags(text: str) -> str:
@@ -59,7 +59,7 @@ def test_nonce_is_fresh_and_unpredictable() -> None:
 def test_boundary_ids_drawn_from_the_bulk_pool_are_never_handed_out_twice_even_across_threads() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from agent_platform.runtime.guardrails.injection import new_nonce
+    from agent_platform._runtime.guardrails.injection import new_nonce
 
     def draw(_: int) -> list[str]:
         return [new_nonce() for _ in range(500)]  # many refills of the 64-id pool per thread
@@ -344,7 +344,7 @@ def test_keyword_prefilter_never_changes_results() -> None:
     """Each default pattern's keywords are a necessary condition for a match."""
     from dataclasses import replace
 
-    from agent_platform.runtime.guardrails.injection import DEFAULT_PATTERNS
+    from agent_platform._runtime.guardrails.injection import DEFAULT_PATTERNS
 
     unfiltered = InjectionDetector([replace(p, keywords=()) for p in DEFAULT_PATTERNS])
     detector = default_detector()

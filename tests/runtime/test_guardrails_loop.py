@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from agent_platform.runtime.guardrails import GuardContext, LoopDetector, canonical_json
-from agent_platform.runtime.guardrails.base import Decision
-from agent_platform.runtime.guardrails.loop import action_key
-from agent_platform.spec.kinds import LoopDetectionGuardrail
+from agent_platform._runtime.guardrails import GuardContext, LoopDetector, canonical_json
+from agent_platform._runtime.guardrails.base import Decision
+from agent_platform._runtime.guardrails.loop import action_key
+from agent_platform._spec.kinds import LoopDetectionGuardrail
 
 
 def act(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent_platform.runtime.guardrails import GuardContext, PiiRedactor, find_pii
-from agent_platform.runtime.guardrails.base import Decision
-from agent_platform.runtime.guardrails.pii import iban_valid, luhn_valid
-from agent_platform.spec.kinds import PiiRedactionGuardrail
+from agent_platform._runtime.guardrails import GuardContext, PiiRedactor, find_pii
+from agent_platform._runtime.guardrails.base import Decision
+from agent_platform._runtime.guardrails.pii import iban_valid, luhn_valid
+from agent_platform._spec.kinds import PiiRedactionGuardrail
 
 ALL = ("email", "phone", "credit_card", "iban", "ssn", "ip_address")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent_platform.runtime.guardrails import (
+from agent_platform._runtime.guardrails import (
     BudgetGuard,
     GuardContext,
     GuardrailConfigError,
@@ -22,9 +22,9 @@ from agent_platform.runtime.guardrails import (
     Verdict,
     load_hook,
 )
-from agent_platform.runtime.guardrails.base import Decision
-from agent_platform.runtime.models.base import Usage
-from agent_platform.spec.kinds import (
+from agent_platform._runtime.guardrails.base import Decision
+from agent_platform._runtime.models.base import Usage
+from agent_platform._spec.kinds import (
     BudgetGuardrail,
     OutputSchemaGuardrail,
     PythonGuardrail,

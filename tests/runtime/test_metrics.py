@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import agent_platform as ap
-from agent_platform.runtime.tracing import configure_tracing
+from agent_platform._runtime.tracing import configure_tracing
 
 SPECS = """\
 apiVersion: agents.platform/v1

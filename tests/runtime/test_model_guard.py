@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import agent_platform as ap
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.models.base import ModelServerError
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.models.base import ModelServerError
 
 SPECS = """\
 apiVersion: agents.platform/v1

@@ -26,8 +26,8 @@ from tests.support.messages_api import (
     unauthorized,
 )
 
-from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from agent_platform.runtime.models import (
+from agent_platform._runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from agent_platform._runtime.models import (
     ModelAuthError,
     ModelConfigError,
     ModelConnectionError,
@@ -43,8 +43,8 @@ from agent_platform.runtime.models import (
     Usage,
     create_provider,
 )
-from agent_platform.runtime.models.anthropic_provider import AnthropicProvider
-from agent_platform.spec.kinds import ModelSpec
+from agent_platform._runtime.models.anthropic_provider import AnthropicProvider
+from agent_platform._spec.kinds import ModelSpec
 
 KEY_ENV = "AP_TEST_ANTHROPIC_KEY"
 SECRET = "sk-ant-test-SECRET-7f3a9c1e5b2d"

@@ -19,8 +19,8 @@ from tests.support.openai_api import (
     tool_call,
 )
 
-from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from agent_platform.runtime.models import (
+from agent_platform._runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from agent_platform._runtime.models import (
     ModelAuthError,
     ModelConfigError,
     ModelError,
@@ -31,14 +31,14 @@ from agent_platform.runtime.models import (
     Usage,
     create_provider,
 )
-from agent_platform.runtime.models.openai_provider import (
+from agent_platform._runtime.models.openai_provider import (
     OpenAIProvider,
     StructuredMode,
     max_tokens_parameter,
     to_openai_messages,
 )
-from agent_platform.runtime.tokens import estimate_tokens, message_tokens
-from agent_platform.spec.kinds import ModelSpec
+from agent_platform._runtime.tokens import estimate_tokens, message_tokens
+from agent_platform._spec.kinds import ModelSpec
 
 KEY_ENV = "AP_TEST_OPENAI_KEY"
 SECRET = "sk-openai-test-SECRET-51c0ffee"

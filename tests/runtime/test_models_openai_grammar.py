@@ -14,14 +14,14 @@ from pydantic import BaseModel, Field, ValidationError
 from tests.support.openai_api import ChatCompletionsServer, content_answer, tool_call
 from tests.support.strict_shapes import chat_completions_problem
 
-from agent_platform.runtime.messages import Message, ToolResultBlock, ToolUseBlock
-from agent_platform.runtime.models import ModelOutputInvalid, ModelRequest, ModelResult, create_provider
-from agent_platform.runtime.models.openai_provider import (
+from agent_platform._runtime.messages import Message, ToolResultBlock, ToolUseBlock
+from agent_platform._runtime.models import ModelOutputInvalid, ModelRequest, ModelResult, create_provider
+from agent_platform._runtime.models.openai_provider import (
     escape_string_controls,
     grammar_format,
     grammar_schema,
 )
-from agent_platform.spec.kinds import ModelSpec
+from agent_platform._spec.kinds import ModelSpec
 
 KEY_ENV = "AP_TEST_GRAMMAR_KEY"
 SECRET = "sk-grammar-test-0123456789"

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from agent_platform.runtime.messages import Message, ToolResultBlock, ToolUseBlock
-from agent_platform.runtime.models import (
+from agent_platform._runtime.messages import Message, ToolResultBlock, ToolUseBlock
+from agent_platform._runtime.models import (
     ModelAuthError,
     ModelConfigError,
     ModelOutputInvalid,
@@ -25,9 +25,9 @@ from agent_platform.runtime.models import (
     Usage,
     create_provider,
 )
-from agent_platform.runtime.models.scripted import ScriptedProvider
-from agent_platform.runtime.tokens import estimate_tokens, message_tokens
-from agent_platform.spec.kinds import ModelSpec
+from agent_platform._runtime.models.scripted import ScriptedProvider
+from agent_platform._runtime.tokens import estimate_tokens, message_tokens
+from agent_platform._spec.kinds import ModelSpec
 
 
 class Summary(BaseModel):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent_platform.runtime.models.base import Usage
-from agent_platform.runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.models.base import Usage
+from agent_platform._runtime.outcomes import Outcome, RunResult
 
 
 def test_a_result_round_trips_through_json() -> None:

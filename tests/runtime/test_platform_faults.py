@@ -16,13 +16,13 @@ import pytest
 from tests.runtime.test_tools_idempotency import spec
 from typer.testing import CliRunner
 
-from agent_platform.cli import app
-from agent_platform.faults import PlatformFault, through_outage
-from agent_platform.runstore import RunStatus, RunStoreUnavailable, open_run_store
-from agent_platform.runstore.base import RunStore
-from agent_platform.runstore.idempotency import IdempotencyStore, IdempotencyStoreUnavailable
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.tools import SqliteIdempotencyStore, ToolExecutor, ToolRegistry
+from agent_platform._cli import app
+from agent_platform._faults import PlatformFault, through_outage
+from agent_platform._runstore import RunStatus, RunStoreUnavailable, open_run_store
+from agent_platform._runstore.base import RunStore
+from agent_platform._runstore.idempotency import IdempotencyStore, IdempotencyStoreUnavailable
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.tools import SqliteIdempotencyStore, ToolExecutor, ToolRegistry
 
 
 class Outage:
@@ -70,7 +70,7 @@ class FlakyIdempotencyStore(IdempotencyStore):
 
 
 def keyed_executor(fn: Callable[..., Any], store: IdempotencyStore) -> ToolExecutor:
-    from agent_platform.compile.plan import ToolBinding
+    from agent_platform._compile.plan import ToolBinding
 
     registry = ToolRegistry(plugin_paths=[])
     registry.register(fn, name="send")
@@ -211,10 +211,10 @@ spec:
 
 
 async def test_a_run_store_outage_at_start_and_end_loses_nothing(tmp_path: Path) -> None:
-    from agent_platform.compile import compile_specs
-    from agent_platform.runtime.durable import DurableRunner, RunRequest
-    from agent_platform.runtime.engine import Runtime
-    from agent_platform.validate import validate_paths
+    from agent_platform._compile import compile_specs
+    from agent_platform._runtime.durable import DurableRunner, RunRequest
+    from agent_platform._runtime.engine import Runtime
+    from agent_platform._validate import validate_paths
 
     (tmp_path / "a.yaml").write_text(SPECS)
     plan = compile_specs(validate_paths([tmp_path / "a.yaml"]).specs)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent_platform.runtime.rendering import (
+from agent_platform._runtime.rendering import (
     RenderLimits,
     TemplateLimitExceeded,
     TemplateRenderError,
@@ -180,7 +180,7 @@ def test_recursion_is_a_located_limit_error(source: str) -> None:
 def test_the_clock_is_checked_inside_loops_that_print_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     # A fake clock that advances 10 ms at each reading: the render must stop at the reading that
     # crosses its 50 ms, from inside the loops (they print nothing and have steps to spare).
-    from agent_platform import template_sandbox
+    from agent_platform import _template_sandbox as template_sandbox
 
     readings = 0
 

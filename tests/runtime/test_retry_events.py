@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from agent_platform.runtime.models.base import ModelConnectionError
-from agent_platform.runtime.models.factory import RetryRunner
-from agent_platform.spec.common import RetryPolicy
+from agent_platform._runtime.models.base import ModelConnectionError
+from agent_platform._runtime.models.factory import RetryRunner
+from agent_platform._spec.common import RetryPolicy
 
 
 @pytest.mark.parametrize("max_attempts", [2, 3, 4])

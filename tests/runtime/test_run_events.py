@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from tests.test_approvals_local import PLUGIN, SPECS, final, send
 
-from agent_platform.compile import compile_specs
-from agent_platform.runstore import open_run_store
-from agent_platform.runstore.events import StoredEvent
-from agent_platform.runtime.durable import DurableRunner, RunRequest
-from agent_platform.runtime.engine import Runtime
-from agent_platform.runtime.event_log import RunEventLog
-from agent_platform.runtime.events import StepStarted, parse_event
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._runstore import open_run_store
+from agent_platform._runstore.events import StoredEvent
+from agent_platform._runtime.durable import DurableRunner, RunRequest
+from agent_platform._runtime.engine import Runtime
+from agent_platform._runtime.event_log import RunEventLog
+from agent_platform._runtime.events import StepStarted, parse_event
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._validate import ValidationOptions, validate_paths
 
 PIPELINE = """\
 ---
@@ -189,7 +189,7 @@ async def test_a_store_that_refuses_the_events_does_not_fail_the_run(
             "CREATE TRIGGER refuse_events BEFORE INSERT ON runstore_events "
             "BEGIN SELECT RAISE(ABORT, 'events refused'); END"
         )
-    with caplog.at_level(logging.WARNING, logger="agent_platform.runtime.event_log"):
+    with caplog.at_level(logging.WARNING, logger="agent_platform._runtime.event_log"):
         result, runner = await durable_run(project, "Agent/stepper", {}, "run-ev4")
     assert result.outcome is Outcome.COMPLETED and result.output == {"answer": "stepped"}
     assert runner.events.failures >= 1 and runner.events.written == 0

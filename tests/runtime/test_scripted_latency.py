@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from agent_platform.runtime.messages import Message
-from agent_platform.runtime.models.base import ModelRequest
-from agent_platform.runtime.models.scripted import ScriptedProvider
-from agent_platform.spec.kinds import ModelSpec
+from agent_platform._runtime.messages import Message
+from agent_platform._runtime.models.base import ModelRequest
+from agent_platform._runtime.models.scripted import ScriptedProvider
+from agent_platform._spec.kinds import ModelSpec
 
 
 class Answer(BaseModel):

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from agent_platform.compile.plan import ActorPlan, ExecutionMode, RoutePlan, SpecRef, SupervisorUnit
-from agent_platform.diagnostics import SourceLocation
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.supervisor import SupervisorExecutor, Task, TaskError
-from agent_platform.spec.common import Placement, Resources
+from agent_platform._compile.plan import ActorPlan, ExecutionMode, RoutePlan, SpecRef, SupervisorUnit
+from agent_platform._diagnostics import SourceLocation
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.supervisor import SupervisorExecutor, Task, TaskError
+from agent_platform._spec.common import Placement, Resources
 
 REVIEW = SpecRef("Agent", "code-reviewer")
 TESTS = SpecRef("Agent", "test-writer")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from json_schema_to_pydantic import create_model
 from pydantic import BaseModel, Field
 
-from agent_platform.runtime.models.synthesize import (
+from agent_platform._runtime.models.synthesize import (
     SynthesisError,
     prefers_final_answer,
     regex_examples,

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_platform.runtime.rendering import RenderLimits, TemplateRenderError, render, render_value
+from agent_platform._runtime.rendering import RenderLimits, TemplateRenderError, render, render_value
 
 CONTEXT = {"inputs": {"topic": "sandbox", "docs": [{"id": 1, "tags": ["a", "b"]}, {"id": 2, "tags": []}]}}
 LIMITS = RenderLimits(max_seconds=float("inf"))
@@ -133,7 +133,7 @@ def test_every_environment_comes_from_the_one_factory() -> None:
     # fence) is an overlay of the one environment: the same sandbox, strictness and lookups.
     from jinja2 import StrictUndefined
 
-    from agent_platform.template_sandbox import BoundedEnvironment, bounded_environment
+    from agent_platform._template_sandbox import BoundedEnvironment, bounded_environment
 
     plain = bounded_environment()
     shouting = bounded_environment(str.upper)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agent_platform.compile.plan import ToolBinding
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.tools import (
+from agent_platform._compile.plan import ToolBinding
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.tools import (
     ApprovalRequest,
     ApprovalRequired,
     SqliteIdempotencyStore,
@@ -19,7 +19,7 @@ from agent_platform.runtime.tools import (
     ToolOutputInvalid,
     ToolRegistry,
 )
-from agent_platform.spec.kinds import ToolSpec
+from agent_platform._spec.kinds import ToolSpec
 
 
 def spec(**fields: Any) -> ToolSpec:

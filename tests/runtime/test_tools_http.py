@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import ValidationError
 
-from agent_platform.compile.plan import ToolBinding
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.tools import (
+from agent_platform._compile.plan import ToolBinding
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.tools import (
     HttpTool,
     ToolArgumentsInvalid,
     ToolExecutor,
@@ -28,7 +28,7 @@ from agent_platform.runtime.tools import (
     ToolTimeout,
     ToolUnavailable,
 )
-from agent_platform.spec.kinds import ToolSpec
+from agent_platform._spec.kinds import ToolSpec
 
 
 class Server(ThreadingHTTPServer):
@@ -232,7 +232,7 @@ async def test_timeouts_connection_errors_and_missing_environment(server: Server
 
 
 async def test_keyed_http_tools_send_the_idempotency_key_and_replay(server: Server, tmp_path: Any) -> None:
-    from agent_platform.runtime.tools import SqliteIdempotencyStore
+    from agent_platform._runtime.tools import SqliteIdempotencyStore
 
     registry = ToolRegistry(plugin_paths=[], environ={})
     spec = ToolSpec.model_validate(

@@ -22,18 +22,18 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agent_platform.compile.plan import ToolBinding
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.tools import (
+from agent_platform._compile.plan import ToolBinding
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.tools import (
     SqliteIdempotencyStore,
     ToolExecutor,
     ToolFailed,
     ToolRegistry,
     current_idempotency_key,
 )
-from agent_platform.runtime.tools.errors import IdempotencyConflict
-from agent_platform.runtime.tools.idempotency import ResultCache, run_once, sha256_hex
-from agent_platform.spec.kinds import ToolSpec
+from agent_platform._runtime.tools.errors import IdempotencyConflict
+from agent_platform._runtime.tools.idempotency import ResultCache, run_once, sha256_hex
+from agent_platform._spec.kinds import ToolSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -412,9 +412,9 @@ async def test_cancelled_keyed_work_releases_its_key(tmp_path: Path) -> None:
 WORKER = textwrap.dedent(
     """
     import asyncio, json, os, sys, time
-    from agent_platform.compile.plan import ToolBinding
-    from agent_platform.runtime.tools import SqliteIdempotencyStore, ToolExecutor, ToolRegistry
-    from agent_platform.spec.kinds import ToolSpec
+    from agent_platform._compile.plan import ToolBinding
+    from agent_platform._runtime.tools import SqliteIdempotencyStore, ToolExecutor, ToolRegistry
+    from agent_platform._spec.kinds import ToolSpec
 
     log_path, db_path, run_id, delay, barrier, hang = sys.argv[1:7]
 

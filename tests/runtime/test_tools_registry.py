@@ -15,9 +15,9 @@ import yaml
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from agent_platform.compile.plan import ToolBinding
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.tools import (
+from agent_platform._compile.plan import ToolBinding
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.tools import (
     PythonTool,
     ToolArgumentsInvalid,
     ToolExecutor,
@@ -25,7 +25,7 @@ from agent_platform.runtime.tools import (
     ToolUnavailable,
     tool,
 )
-from agent_platform.spec.kinds import ToolSpec
+from agent_platform._spec.kinds import ToolSpec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,23 +10,23 @@ from typing import Any
 
 import pytest
 
-from agent_platform.compile.plan import ToolBinding
-from agent_platform.runtime.clock import FakeClock
-from agent_platform.runtime.tools import (
+from agent_platform._compile.plan import ToolBinding
+from agent_platform._runtime.clock import FakeClock
+from agent_platform._runtime.tools import (
     CircuitOpen,
     ToolExecutor,
     ToolFailed,
     ToolRegistry,
     ToolTimeout,
 )
-from agent_platform.runtime.tools.errors import classify
-from agent_platform.runtime.tools.resilience import (
+from agent_platform._runtime.tools.errors import classify
+from agent_platform._runtime.tools.resilience import (
     CircuitBreaker,
     CircuitState,
     effective_retry_policy,
 )
-from agent_platform.spec.common import CircuitBreakerPolicy
-from agent_platform.spec.kinds import ToolSpec
+from agent_platform._spec.common import CircuitBreakerPolicy
+from agent_platform._spec.kinds import ToolSpec
 
 
 def spec(**fields: Any) -> ToolSpec:

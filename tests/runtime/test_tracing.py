@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import INVALID_SPAN, StatusCode
 from pydantic import BaseModel
 
-from agent_platform.runtime.models.base import ModelResult, Usage
-from agent_platform.runtime.span_tree import render_span_tree
-from agent_platform.runtime.tracing import (
+from agent_platform._runtime.models.base import ModelResult, Usage
+from agent_platform._runtime.span_tree import render_span_tree
+from agent_platform._runtime.tracing import (
     JsonlSpanExporter,
     Tracing,
     TracingHandle,
@@ -586,7 +586,7 @@ def test_inject_extract_across_a_process(tmp_path: Path, tracing: TracingHandle)
     child = """
 import json, sys
 from pathlib import Path
-from agent_platform.runtime.tracing import configure_tracing, extract_context
+from agent_platform._runtime.tracing import configure_tracing, extract_context
 
 carrier = json.loads(sys.argv[1])
 with configure_tracing(jsonl_path=Path(sys.argv[2])) as handle:
@@ -697,7 +697,7 @@ def test_span_tree_of_several_traces_and_rich(tracing: TracingHandle) -> None:
 
     from rich.console import Console
 
-    from agent_platform.runtime.span_tree import rich_span_tree
+    from agent_platform._runtime.span_tree import rich_span_tree
 
     console = Console(width=120, record=True, color_system=None)
     console.print(rich_span_tree(tracing.finished_spans()))

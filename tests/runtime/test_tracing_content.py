@@ -17,10 +17,10 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from tests.runtime.test_engine import World, agent, call, final
 
-from agent_platform.runtime.content_capture import ContentCapture
-from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from agent_platform.runtime.outcomes import Outcome
-from agent_platform.runtime.tracing import CAPTURE_CONTENT_ENV, TracingHandle, configure_tracing
+from agent_platform._runtime.content_capture import ContentCapture
+from agent_platform._runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from agent_platform._runtime.outcomes import Outcome
+from agent_platform._runtime.tracing import CAPTURE_CONTENT_ENV, TracingHandle, configure_tracing
 
 ENV = CAPTURE_CONTENT_ENV
 assert ENV == "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -330,8 +330,8 @@ def test_actors_capture_as_the_driver_asked(
 ) -> None:
     """An actor's process does not inherit the driver's environment: the setting travels in its
     HostConfig, read where the deployment is applied."""
-    from agent_platform.deploy.bundle import SpecBundle
-    from agent_platform.deploy.host import HostConfig, UnitHost
+    from agent_platform._deploy.bundle import SpecBundle
+    from agent_platform._deploy.host import HostConfig, UnitHost
 
     (tmp_path / "script.json").write_text('{"responses": {}}')
     (tmp_path / "specs.yaml").write_text(SPECS)

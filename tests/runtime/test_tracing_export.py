@@ -20,23 +20,23 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from pydantic_core import to_json
 
-from agent_platform.deploy.traces import read_spans, to_readable
-from agent_platform.runtime.models.base import ModelResult, Usage
-from agent_platform.runtime.tracing import (
+from agent_platform._deploy.traces import read_spans, to_readable
+from agent_platform._runtime.models.base import ModelResult, Usage
+from agent_platform._runtime.tracing import (
     JsonlSpanExporter,
     Tracing,
     TracingHandle,
     configure_tracing,
     span_to_dict,
 )
-from agent_platform.runtime.tracing.configure import (
+from agent_platform._runtime.tracing.configure import (
     SPAN_BATCH_SIZE,
     SPAN_QUEUE_SIZE,
     SPAN_SCHEDULE_DELAY_MS,
     batched_processor,
 )
-from agent_platform.runtime.tracing.exporters import _SpanLines
-from agent_platform.runtime.tracing.fast_spans import EndedFastSpan
+from agent_platform._runtime.tracing.exporters import _SpanLines
+from agent_platform._runtime.tracing.fast_spans import EndedFastSpan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,7 +231,7 @@ import sys
 sys.path.insert(0, sys.argv[3])
 from pathlib import Path
 from test_tracing_export import _big_spans
-from agent_platform.runtime.tracing import JsonlSpanExporter
+from agent_platform._runtime.tracing import JsonlSpanExporter
 
 exporter = JsonlSpanExporter(Path(sys.argv[1]))
 spans = _big_spans(int(sys.argv[2]), 300)

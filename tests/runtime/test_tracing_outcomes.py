@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
 from tests.runtime.test_engine import World, agent, call, final
 
-from agent_platform.deploy.traces import render_trace
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.span_tree import render_span_tree
-from agent_platform.runtime.tracing import TracingHandle, configure_tracing
-from agent_platform.runtime.tracing.fast_spans import EndedFastSpan
+from agent_platform._deploy.traces import render_trace
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.span_tree import render_span_tree
+from agent_platform._runtime.tracing import TracingHandle, configure_tracing
+from agent_platform._runtime.tracing.fast_spans import EndedFastSpan
 
 SUPERVISOR = """\
 ---

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from agent_platform.runtime.tracing.configure import batched_processor
+from agent_platform._runtime.tracing.configure import batched_processor
 
 
 class SlowExporter(SpanExporter):

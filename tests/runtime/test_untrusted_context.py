@@ -22,25 +22,25 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_platform.compile import compile_specs
-from agent_platform.compile.plan import Plan
-from agent_platform.deploy.host import RunRequest
-from agent_platform.memory.items import MemoryItem, SearchHit, WriteAck
-from agent_platform.memory.items import Provenance as ItemProvenance
-from agent_platform.memory.manager import ContextItem, MemoryContext
-from agent_platform.memory.registry import MemoryRegistry
-from agent_platform.render import plan_json, plan_text
-from agent_platform.runtime import intake
-from agent_platform.runtime.checkpoint import UNRECORDED_TAINT, AgentCheckpoint
-from agent_platform.runtime.engine import AP_APPROVE_ALL, Runtime
-from agent_platform.runtime.guardrails import BOUNDARY_INSTRUCTIONS, wrap_tool_output
-from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from agent_platform.runtime.models.base import ModelResult, Usage
-from agent_platform.runtime.outcomes import Outcome, RunResult
-from agent_platform.runtime.services import RunState
-from agent_platform.runtime.tracing import configure_tracing
-from agent_platform.spec.policy import ContextPolicy, SideEffectRule
-from agent_platform.validate import ValidationOptions, validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._compile.plan import Plan
+from agent_platform._deploy.host import RunRequest
+from agent_platform._memory.items import MemoryItem, SearchHit, WriteAck
+from agent_platform._memory.items import Provenance as ItemProvenance
+from agent_platform._memory.manager import ContextItem, MemoryContext
+from agent_platform._memory.registry import MemoryRegistry
+from agent_platform._render import plan_json, plan_text
+from agent_platform._runtime import intake
+from agent_platform._runtime.checkpoint import UNRECORDED_TAINT, AgentCheckpoint
+from agent_platform._runtime.engine import AP_APPROVE_ALL, Runtime
+from agent_platform._runtime.guardrails import BOUNDARY_INSTRUCTIONS, wrap_tool_output
+from agent_platform._runtime.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from agent_platform._runtime.models.base import ModelResult, Usage
+from agent_platform._runtime.outcomes import Outcome, RunResult
+from agent_platform._runtime.services import RunState
+from agent_platform._runtime.tracing import configure_tracing
+from agent_platform._spec.policy import ContextPolicy, SideEffectRule
+from agent_platform._validate import ValidationOptions, validate_paths
 
 ATTACKER = "attacker@evil.example"
 
@@ -412,7 +412,7 @@ def test_plan_shows_the_policy_and_privileges_reached_through_delegates(world: W
 def test_a_hand_off_carries_taint_and_policy_across_processes() -> None:
     import pickle
 
-    from agent_platform.spec.kinds import UntrustedContextSpec
+    from agent_platform._spec.kinds import UntrustedContextSpec
 
     caller = ContextPolicy.resolve("Agent/reader", UntrustedContextSpec(egress=["api.example.com"]))
     delegate = ContextPolicy.resolve("Agent/mailer", UntrustedContextSpec(side_effects="allow", egress=["*"]))
@@ -649,7 +649,7 @@ async def test_large_non_ascii_output_is_scanned_and_wrapped_in_a_worker_thread(
         threads.append(threading.current_thread().name)
         return real_wrap(text, **kwargs)
 
-    monkeypatch.setattr("agent_platform.runtime.intake.wrap_tool_output", recording_wrap)
+    monkeypatch.setattr("agent_platform._runtime.intake.wrap_tool_output", recording_wrap)
     specs = agent("a", ["big-default"], extra="guardrails: [injection]\n")
     result = await world.run(specs, {"a": [call("big-default", size=10_000_000, char="é"), final()]}, "a")
     assert result.outcome is Outcome.COMPLETED

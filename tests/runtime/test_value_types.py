@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent_platform.runtime.checkpoint import message_from_api
-from agent_platform.runtime.messages import Message, TextBlock, ToolResultBlock
-from agent_platform.runtime.models.base import Usage
+from agent_platform._runtime.checkpoint import message_from_api
+from agent_platform._runtime.messages import Message, TextBlock, ToolResultBlock
+from agent_platform._runtime.models.base import Usage
 
 
 def test_usage_adds_field_by_field_and_never_concatenates() -> None:

@@ -12,31 +12,31 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agent_platform.runtime.memory import SUMMARY_PREFIX, CompactionError, Summary, WorkingMemory
-from agent_platform.runtime.messages import (
+from agent_platform._runtime.memory import SUMMARY_PREFIX, CompactionError, Summary, WorkingMemory
+from agent_platform._runtime.messages import (
     Message,
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
     validate_sequence,
 )
-from agent_platform.runtime.models.base import (
+from agent_platform._runtime.models.base import (
     ModelRequest,
     ModelResult,
     ModelServerError,
     T,
     Usage,
 )
-from agent_platform.runtime.models.scripted import ScriptedProvider
-from agent_platform.runtime.tokens import (
+from agent_platform._runtime.models.scripted import ScriptedProvider
+from agent_platform._runtime.tokens import (
     MESSAGE_OVERHEAD,
     TokenCounter,
     estimate_message_tokens,
     estimate_tokens,
     message_tokens,
 )
-from agent_platform.spec.kinds import ModelSpec
-from agent_platform.spec.kinds import WorkingMemory as WorkingMemorySpec
+from agent_platform._spec.kinds import ModelSpec
+from agent_platform._spec.kinds import WorkingMemory as WorkingMemorySpec
 
 # --- tokens -----------------------------------------------------------------------------------
 

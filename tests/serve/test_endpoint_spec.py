@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent_platform.compile import compile_specs
-from agent_platform.compile.plan import SpecRef
-from agent_platform.serve.config import EndpointConfigError
-from agent_platform.serve.deploy import endpoint_configs
-from agent_platform.serve.openapi import openapi_document
-from agent_platform.validate import validate_paths
+from agent_platform._compile import compile_specs
+from agent_platform._compile.plan import SpecRef
+from agent_platform._serve.config import EndpointConfigError
+from agent_platform._serve.deploy import endpoint_configs
+from agent_platform._serve.openapi import openapi_document
+from agent_platform._validate import validate_paths
 
 UNITS = """\
 apiVersion: agents.platform/v1

@@ -44,8 +44,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from typer.testing import CliRunner
 
 import agent_platform as ap
-from agent_platform.cli import app
-from agent_platform.serve.a2a_card import SCHEMAS_EXTENSION
+from agent_platform._cli import app
+from agent_platform._serve.a2a_card import SCHEMAS_EXTENSION
 
 GREETER_INPUTS = {
     "type": "object",
@@ -363,8 +363,8 @@ async def test_a_supervisor_task_of_a_tainted_run_waits_for_approval_unsent(
 ) -> None:
     """A supervisor's tasks are its caller's (clean, above); a hand-off that carries taint (as a
     durable runner's request may) puts its remote tasks under approval like an agent's."""
-    from agent_platform.runtime.provenance import TaintState
-    from agent_platform.runtime.services import RunState
+    from agent_platform._runtime.provenance import TaintState
+    from agent_platform._runtime.services import RunState
 
     project = ap.load_project(write(tmp_path, specs(remote.url) + SUPERVISOR))
     before = len(remote.executor.seen)

@@ -11,9 +11,9 @@ import pytest
 from ag_ui.core import Event
 from pydantic import TypeAdapter
 
-from agent_platform.runstore.events import StoredEvent
-from agent_platform.runtime import events as ev
-from agent_platform.serve.events import encode
+from agent_platform._runstore.events import StoredEvent
+from agent_platform._runtime import events as ev
+from agent_platform._serve.events import encode
 
 AG_UI_EVENT: TypeAdapter[typing.Any] = TypeAdapter(Event)
 
