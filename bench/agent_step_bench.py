@@ -363,7 +363,7 @@ async def bench_per_step(plan: Plan, root: Path, echo: Any, runs: int, rounds: i
     out["bare_spans_per_run"] = BARE_SPANS_PER_RUN
     # What one SDK span costs on this machine (start, attach, end, in-memory export), from the
     # bare loop, and what the runtime's spans_per_run / STEPS spans per step would cost as SDK
-    # spans (it makes them as fast spans, see runtime/tracing/fast_spans.py, so it pays less).
+    # spans (it makes them as fast spans, see _runtime/tracing/fast_spans.py, so it pays less).
     span_us = (out["bare_spans"]["us_per_step"] - bare) * STEPS / BARE_SPANS_PER_RUN
     out["otel_span_us"] = span_us
     out["otel_floor_us_per_step"] = span_us * spans_per_run / STEPS
@@ -629,7 +629,7 @@ def print_per_step(s: dict[str, Any]) -> None:
     print(
         f"   one OTel SDK span costs {s['otel_span_us']:.0f} µs here (from the bare loop): as SDK spans, the"
         f" runtime's {s['spans_per_run'] / STEPS:.0f} spans per step would cost ~{s['otel_floor_us_per_step']:.0f} µs;"
-        f"\n   it makes them as fast spans instead (runtime/tracing/fast_spans.py): on - off ="
+        f"\n   it makes them as fast spans instead (_runtime/tracing/fast_spans.py): on - off ="
         f" {s['on']['us_per_step'] - s['off']['us_per_step']:.0f} µs per step (SDK spans:"
         f" {s['on_sdk']['us_per_step'] - s['off']['us_per_step']:.0f} µs)"
     )

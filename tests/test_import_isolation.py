@@ -153,7 +153,7 @@ def test_validate_imports_nothing_heavy(workdir: Path) -> None:
     assert "agent_platform._validate" in modules
     assert "agent_platform._compile" in modules  # validate compiles too
     assert _heavy(modules) == []
-    # structured output needs no JSON-Schema-to-pydantic converter (see compile/output_models.py)
+    # structured output needs no JSON-Schema-to-pydantic converter (see _compile/output_models.py)
     assert not [m for m in modules if m.split(".")[0] == "json_schema_to_pydantic"]
 
 

@@ -1,6 +1,6 @@
 """The platform's token estimate for text, shared by the runtime (budgets, working memory) and
 the memory layers (what recalled items cost): about 4 characters per token, never an exact count
-(see `runtime/tokens.py`, which calibrates it with what providers report)."""
+(see `_runtime/tokens.py`, which calibrates it with what providers report)."""
 
 from __future__ import annotations
 

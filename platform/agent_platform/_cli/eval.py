@@ -4,7 +4,7 @@
     platform eval researcher --dataset cases.jsonl --model fast -o json --report now.json
     platform eval researcher --dataset cases.jsonl --baseline before.json   # exit 1 on a regression
 
-The dataset format and its scorers are in `evals/dataset.py` (and the README). The specs are
+The dataset format and its scorers are in `_evals/dataset.py` (and the README). The specs are
 validated first; the runs use the in-process runtime, as `platform run --local` does. Exit codes:
 0 the eval ran (and met --min-pass-rate, and nothing regressed against --baseline), 1 a case
 regressed, the pass rate is under --min-pass-rate, or the specs or the dataset are invalid (every

@@ -1,6 +1,6 @@
 """`platform run --follow`: a run's steps as they happen, as a tree on stderr.
 
-The tree is built from the run's events in the run store (`runtime/events.py`), the same events
+The tree is built from the run's events in the run store (`_runtime/events.py`), the same events
 the HTTP API streams: the run, its iterations or pipeline steps, and under each the model calls
 (tokens, cost) and tool calls (outcome), sub-runs and hand-offs under the step that started
 them, guardrail verdicts and approval requests where they happened. `follow_run` polls the store

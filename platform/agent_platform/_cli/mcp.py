@@ -1,6 +1,6 @@
 """`platform plan`'s MCP discovery: connect to the MCP servers the specs use, check that the
 tools they select exist, and pin their descriptions, input schemas and annotations in
-`mcp.lock.yaml` next to the McpServer specs (see `spec/mcp_lock.py`).
+`mcp.lock.yaml` next to the McpServer specs (see `_spec/mcp_lock.py`).
 
 HTTP servers are contacted by every `plan`. A stdio server is a program on this machine, so it
 is started only with `--discover-mcp`; without that flag a pinned stdio server is taken from the

@@ -1,5 +1,5 @@
 """`plan`'s and `apply`'s check of RemoteAgent specs against their agent cards (fetched over
-HTTP: see compile/remote_cards.py). `validate` never runs it."""
+HTTP: see _compile/remote_cards.py). `validate` never runs it."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def run_local(
 ) -> RunResult:
     """Run (or resume) `unit` in this process, recorded in the local run store: checkpointed after
     every step, paused in the store when a call needs a person. With `follow`, its steps are shown
-    live on stderr from its events in the store (`cli/follow.py`)."""
+    live on stderr from its events in the store (`_cli/follow.py`)."""
     from agent_platform._runstore import open_run_store
     from agent_platform._runtime.durable import DurableRunner, RunRequest
     from agent_platform._runtime.engine import Runtime

@@ -70,7 +70,7 @@ class ResolvedModel:
 
 @dataclass(frozen=True)
 class McpServerBinding:
-    """An McpServer spec and the tools its lock pins (see `spec/mcp_lock.py`)."""
+    """An McpServer spec and the tools its lock pins (see `_spec/mcp_lock.py`)."""
 
     name: str
     spec: McpServerSpec
@@ -132,7 +132,7 @@ class Unit:
 
 @dataclass(frozen=True)
 class RemoteAgentPlan:
-    """A RemoteAgent spec as a delegate calls it (runtime/remote_agent.py)."""
+    """A RemoteAgent spec as a delegate calls it (_runtime/remote_agent.py)."""
 
     name: str
     spec: RemoteAgentSpec

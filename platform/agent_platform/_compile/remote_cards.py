@@ -110,7 +110,7 @@ def check_card_interfaces(
     """The card names where tasks go (its JSON-RPC interface URLs), which `validate` cannot know:
     each must be on the RemoteAgent's own hosts (its url's and card url's, which `validate`
     checked against the callers' `egress`) or listed in the `untrusted_context.egress` of every
-    Agent delegating to it. A call refuses the others too (runtime/remote_agent.py), so a card that
+    Agent delegating to it. A call refuses the others too (_runtime/remote_agent.py), so a card that
     names such a host only would make every call fail."""
     assert isinstance(spec.model, RemoteAgentDocument)
     own = remote_agent_endpoints(spec.model.spec)

@@ -14,7 +14,7 @@ neither read nor written for the embedded head; a cluster given by address uses 
 
 An unreachable address fails fast with a message, instead of Ray's minute-long retry loop, and so
 does a command whose cluster goes away while it runs (see `_watch_cluster`). A recorded head
-that died is started again by the next command that needs it (deploy/client.py restores what was
+that died is started again by the next command that needs it (_deploy/client.py restores what was
 applied to it)."""
 
 from __future__ import annotations

@@ -476,7 +476,7 @@ class RunStore(ABC):
     @abstractmethod
     async def append_events(self, events: Sequence[NewEvent]) -> list[int]:
         """Append run events (any runs, any trees) in one transaction; returns each event's
-        sequence number in its tree, in order (see `runstore/events.py`). Raises ValueError for
+        sequence number in its tree, in order (see `_runstore/events.py`). Raises ValueError for
         a body with no JSON form (nothing is written), RunStoreUnavailable."""
 
     @abstractmethod

@@ -8,7 +8,7 @@ succeeded key returns its stored result instead of running again, across restart
 releases the key so a retry can run. Rows are kept for `ttl` when set, else until purged.
 
 `SqliteIdempotencyStore` serves one machine (the state directory's file); the PostgreSQL store in
-`postgres.py` serves a cluster. The runtime's `run_once` (`runtime/tools/idempotency.py`) drives
+`postgres.py` serves a cluster. The runtime's `run_once` (`_runtime/tools/idempotency.py`) drives
 them."""
 
 from __future__ import annotations

@@ -677,7 +677,7 @@ def _aware(now: datetime) -> datetime:
 
 class PostgresIdempotencyStore(IdempotencyStore):
     """`key`-mode tool-call records shared by a cluster, with the semantics of
-    `SqliteIdempotencyStore` (see `runtime/tools/idempotency.py`): a claim inserts the key
+    `SqliteIdempotencyStore` (see `_runtime/tools/idempotency.py`): a claim inserts the key
     (`ON CONFLICT DO NOTHING`) or locks the existing row (`FOR UPDATE`) and decides under the
     lock, so concurrent claimers on any node serialise per key."""
 

@@ -12,7 +12,7 @@ An event belongs to the run that made it (`run_id`); the run store numbers the e
 whole tree (its top-level run, hand-offs and sub-runs included) in one sequence, so a follower
 of the top-level run sees every sub-run's events in the order they were stored. The runtime
 hands events to an `EventSink` (`RunState.events`, set only where a run store records the run);
-`runtime/event_log.py` writes them behind the run."""
+`_runtime/event_log.py` writes them behind the run."""
 
 from __future__ import annotations
 

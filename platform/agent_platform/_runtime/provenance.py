@@ -12,7 +12,7 @@ it can know *that* it might be, from where content came from rather than from wh
   flows into sub-runs (a delegate starts with its caller's taint) and back out of them (a tainted
   delegate's answer taints its caller), and it is checkpointed with the run.
 
-What a tainted run may still do is its `ContextPolicy` (spec/policy.py), enforced where tools
+What a tainted run may still do is its `ContextPolicy` (_spec/policy.py), enforced where tools
 are called (`ToolExecutor`): the decision never depends on what the content says, so it holds
 when a model obeys every instruction it reads."""
 

@@ -63,7 +63,7 @@ class RunState:
     resume_from: AgentCheckpoint | None = None
     # Objects that live exactly as long as this run (e.g. its forked scripted providers).
     resources: dict[Any, Any] = field(default_factory=dict)
-    # Where the run's events go (`runtime/events.py`): set where a run store records the run,
+    # Where the run's events go (`_runtime/events.py`): set where a run store records the run,
     # shared with its in-process sub-runs; None (the usual in-process run) emits nothing.
     events: EventSink | None = None
 

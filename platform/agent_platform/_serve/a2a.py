@@ -21,7 +21,7 @@ string input (a unit without exactly one string input refuses text, as a located
 A message naming an `input-required` task decides its pending calls:
 `{"approve": [call keys], "deny": [call keys], "by": "who"}` as a data part (a unique prefix of a
 key will do), or a text part `approve` / `deny` deciding all of them. The decision goes the same
-way as `POST /v1/runs/{id}/approvals/{call}` (deploy/decisions.py), and the answer follows the
+way as `POST /v1/runs/{id}/approvals/{call}` (_deploy/decisions.py), and the answer follows the
 resumed run as a new message does."""
 
 from __future__ import annotations

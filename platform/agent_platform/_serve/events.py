@@ -1,6 +1,6 @@
 """`GET /v1/runs/{run_id}/events`: a run's events as Server-Sent Events, in AG-UI's shapes.
 
-Events live in the run store (`runtime/events.py`, `runstore/events.py`): the replica that runs a
+Events live in the run store (`_runtime/events.py`, `_runstore/events.py`): the replica that runs a
 run writes them behind it, and any ingress replica reads them, so a stream works wherever the
 run executes. Each SSE message carries one event: `id:` is its sequence number in the run's
 tree, `data:` the AG-UI event as JSON (built and checked by the official `ag-ui-protocol`

@@ -12,7 +12,7 @@
 2. **Least privilege** lives elsewhere: per-agent tool allow-lists (`allowlist.py`, and enforced
    again by the executor), approval for side-effecting tools, and the untrusted-context policy
    that governs side effects and egress once untrusted content is in a run's context, whatever
-   the content says (`runtime/provenance.py`, `ToolExecutor._authorise`).
+   the content says (`_runtime/provenance.py`, `ToolExecutor._authorise`).
 3. **Detection** (`InjectionDetector`, used by the `prompt_injection` guardrail): a default set of
    patterns kept as data (`DEFAULT_PATTERNS`: instruction overrides, fake system/role messages,
    persona switches, exfiltration requests, concealment, tool hijacking, encoded payloads) plus the

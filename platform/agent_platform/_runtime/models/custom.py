@@ -4,7 +4,7 @@ A provider factory is a callable that takes the Model spec and returns a `ModelP
 provider class is one). It is found, in order, among the factories registered in code
 (`Runtime(providers={"mycorp": factory})`), then through the Model spec's `python:` reference
 (`module:function`, imported from the plugin paths as tools are). `validate` checks the same two
-ways (`validate/providers.py`), so a name it accepts is one the runtime finds.
+ways (`_validate/providers.py`), so a name it accepts is one the runtime finds.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ results for side effects).
     entry never leaves its process, so the time source that cannot jump is the right one).
     Results are stored as JSON text and decoded per hit, so callers cannot alter the cache.
 
-`key` (`IdempotencyStore`, SQLite by default; the stores live in `runstore/idempotency.py`)
+`key` (`IdempotencyStore`, SQLite by default; the stores live in `_runstore/idempotency.py`)
     The key is the spec's `key` template (Jinja2 over `args`, `run` with `run.id`, and `tool`) or,
     by default, run id + tool + canonical arguments; its sha256 is stored, never the key itself.
     A call *claims* its key before executing (status in_progress with a lease), so two processes

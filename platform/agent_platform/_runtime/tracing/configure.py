@@ -72,7 +72,7 @@ class TracingHandle(Tracing):
         self.memory_exporter = memory_exporter
         # What the spans go to, for a start-up line: "memory", "console", "jsonl:<path>", "otlp".
         self.exporters = exporters
-        # The metrics derived from the spans (`runtime/metrics.py`), and the reader tests read.
+        # The metrics derived from the spans (`_runtime/metrics.py`), and the reader tests read.
         self.meter_provider = meter_provider
         self.metrics_reader = metrics_reader
         self._closed = False
