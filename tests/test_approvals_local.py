@@ -45,6 +45,18 @@ def step(n: int) -> dict:
         n: Which step.
     """
     _record("step", str(n))
+    runs = os.environ.get("STEP_WAITS_FOR_A_CHECKPOINT_IN")
+    if runs and n > 1:  # until a checkpoint's commit has been announced and stored (at most 30 s)
+        deadline = time.monotonic() + 30
+        announced = "SELECT count(*) FROM runstore_events WHERE kind = 'checkpoint.written'"
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(runs, timeout=5) as db:
+                    if db.execute(announced).fetchone()[0]:
+                        break
+            except sqlite3.OperationalError:  # the store is writing: ask again
+                pass
+            time.sleep(0.01)
     if n == int(os.environ.get("HANG_AT", "-1")):
         time.sleep(3600)  # the test kills the process here
     return {"done": n}

@@ -30,6 +30,8 @@ def test_the_public_face_is_a_deliberate_list() -> None:
             "tool",
             "RunResult",
             "Outcome",
+            "RunStream",
+            "RunEvent",
             "InputError",
             "FunctionModel",
             "ModelCall",
@@ -85,43 +87,53 @@ def test_importing_the_package_imports_no_runtime() -> None:
     assert loaded.strip() == "['agent_platform']"
 
 
-def test_the_documented_program_runs(tmp_path: Path) -> None:
+def _run_program(index: int, tmp_path: Path, cwd: Path) -> str:
+    """Run the index-th python block of docs/python-api.md as written (in order: the research
+    program, a custom provider, following a run); its standard output."""
     doc = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
-    program, _ = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
-    script = tmp_path / "program.py"
-    script.write_text(program)
-    from agent_platform._memory.stores.embedded import stop_embedded_server
-
-    try:
-        done = subprocess.run(
-            [sys.executable, str(script)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")},
-        )
-    finally:  # the research agent's memory started the embedded pgvector server of that state dir
-        stop_embedded_server(tmp_path / "state")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("completed\n")
-
-
-def test_the_documented_custom_provider_runs(tmp_path: Path) -> None:
-    doc = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
-    _, program = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
-    script = tmp_path / "custom_provider.py"
-    script.write_text(program)
+    programs = re.findall(r"^```python\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
+    assert len(programs) == 3
+    script = tmp_path / f"program{index}.py"
+    script.write_text(programs[index])
     done = subprocess.run(
         [sys.executable, str(script)],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "PLATFORM_STATE_DIR": str(tmp_path / "state")},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout == "completed {'reply': 'Hello, Ada.'}\n"
+    return done.stdout
+
+
+def test_the_documented_program_runs(tmp_path: Path) -> None:
+    from agent_platform._memory.stores.embedded import stop_embedded_server
+
+    try:
+        out = _run_program(0, tmp_path, cwd=ROOT)
+    finally:  # the research agent's memory started the embedded pgvector server of that state dir
+        stop_embedded_server(tmp_path / "state")
+    assert out.startswith("completed\n")
+
+
+def test_the_documented_custom_provider_runs(tmp_path: Path) -> None:
+    assert _run_program(1, tmp_path, cwd=tmp_path) == "completed {'reply': 'Hello, Ada.'}\n"
+
+
+def test_the_documented_stream_program_runs(tmp_path: Path) -> None:
+    iteration = ["step.started", "model_call.started", "model_call.finished"]
+    assert _run_program(2, tmp_path, cwd=tmp_path).splitlines() == [
+        "run.started",
+        *iteration,
+        "tool_call.started",
+        "tool_call.finished",
+        "step.finished",
+        *iteration,
+        "step.finished",
+        "run.finished",
+        "completed {'said': 'TIDES'}",
+    ]
 
 
 def test_load_reports_errors_located_and_plan_refuses(tmp_path: Path) -> None:

@@ -69,6 +69,8 @@ _PUBLIC = {
     "tool": "agent_platform._tool_functions",
     "RunResult": "agent_platform._runtime.outcomes",
     "Outcome": "agent_platform._runtime.outcomes",
+    "RunStream": "agent_platform._runtime.streaming",
+    "RunEvent": "agent_platform._runtime.streaming",
     "InputError": "agent_platform._runtime.inputs",
     "FunctionModel": "agent_platform._runtime.models.function_model",
     "ModelCall": "agent_platform._runtime.models.function_model",
@@ -106,6 +108,8 @@ if TYPE_CHECKING:
     from agent_platform._runtime.models.function_model import ModelCall as ModelCall
     from agent_platform._runtime.outcomes import Outcome as Outcome
     from agent_platform._runtime.outcomes import RunResult as RunResult
+    from agent_platform._runtime.streaming import RunEvent as RunEvent
+    from agent_platform._runtime.streaming import RunStream as RunStream
     from agent_platform._runtime.tracing import configure_tracing as configure_tracing
     from agent_platform._tool_functions import tool as tool
 

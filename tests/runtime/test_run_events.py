@@ -90,7 +90,12 @@ def shape(events: list[StoredEvent]) -> list[tuple[str, ...]]:
     return out
 
 
-async def test_an_agent_runs_events_are_stored_in_order_with_usage(project: Path) -> None:
+async def test_an_agent_runs_events_are_stored_in_order_with_usage(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second step waits until a checkpoint has been announced, so one is announced during
+    # the run (the writer works behind the run: a quick run may end before any commit lands).
+    monkeypatch.setenv("STEP_WAITS_FOR_A_CHECKPOINT_IN", str(project / "runs.sqlite3"))
     result, log = await durable_run(project, "Agent/stepper", {}, "run-ev1")
     assert result.outcome is Outcome.COMPLETED
     events = await stored_events(project, "run-ev1")
@@ -124,7 +129,7 @@ async def test_an_agent_runs_events_are_stored_in_order_with_usage(project: Path
     assert end.kind == "run.finished" and end.outcome == "completed"  # type: ignore[union-attr]
     assert end.input_tokens == result.usage.input_tokens  # type: ignore[union-attr]
     assert all(e.outcome == "ok" for e in typed if e.kind == "tool_call.finished")  # type: ignore[union-attr]
-    # Checkpoints are reported once committed, numbered as the store numbers them.
+    # Checkpoints are reported once committed, numbered as the store numbers them, before the end.
     checkpoints = [e.seq for e in typed if e.kind == "checkpoint.written"]  # type: ignore[union-attr]
     assert checkpoints and checkpoints == sorted(checkpoints)
     assert log.events.written == len(events) and log.events.dropped == 0 and log.events.failures == 0
@@ -217,3 +222,41 @@ async def test_events_are_off_where_no_run_store_records_the_run(project: Path) 
         result = await runtime.run("stepper", {}, run_id="run-ev6")
     assert result.outcome is Outcome.COMPLETED
     assert not (project / "runs.sqlite3").exists()
+
+
+async def test_a_checkpoint_committed_after_the_runs_end_is_not_announced_after_it() -> None:
+    """The race `test_an_agent_runs_events_are_stored_in_order_with_usage` hit about half the
+    time: the last checkpoint, written behind the run, committed after the run's end event, so
+    the stream did not end with `run.finished`. The end stays last; the approvals a paused run
+    waits on are still announced after it."""
+    from agent_platform._runtime.event_log import RunEventLog
+    from agent_platform._runtime.events import (
+        ApprovalRequested,
+        CheckpointWritten,
+        RunFinished,
+        RunStarted,
+    )
+
+    log = RunEventLog(store=None)
+    log._task = _NeverDone()  # type: ignore[assignment]  # buffered, not written: nothing to write to
+    log.emit("r1", RunStarted(unit="Agent/a"))
+    log.emit("r1", CheckpointWritten(seq=1))
+    log.emit("r1", RunFinished(unit="Agent/a", outcome="needs_approval"))
+    log.emit("r1", CheckpointWritten(seq=2))  # late: dropped
+    log.emit("r1", ApprovalRequested(call_key="k", tool="send", asking_run_id="r1", reasons=[]))
+    log.emit("r1", RunStarted(unit="Agent/a"))  # resumed after the decision
+    log.emit("r1", CheckpointWritten(seq=3))
+    assert [(run_id, event.kind) for run_id, event, _when in log._pending] == [  # type: ignore[misc]
+        ("r1", "run.started"),
+        ("r1", "checkpoint.written"),
+        ("r1", "run.finished"),
+        ("r1", "approval.requested"),
+        ("r1", "run.started"),
+        ("r1", "checkpoint.written"),
+    ]
+    assert log.after_end == 1
+
+
+class _NeverDone:
+    def done(self) -> bool:
+        return False

@@ -67,6 +67,7 @@ from agent_platform._runtime.models.custom import CustomProviders, ProviderFacto
 from agent_platform._runtime.outcomes import Outcome, RunResult
 from agent_platform._runtime.pipeline import PipelineExecutor
 from agent_platform._runtime.services import RunState, ToolOutcome, new_run_id
+from agent_platform._runtime.streaming import RunStream
 from agent_platform._runtime.supervisor import SupervisorExecutor, Task, TaskError, check_tasks
 from agent_platform._runtime.tools import ToolExecutor, ToolRegistry
 from agent_platform._runtime.tools.interface import Tool
@@ -165,6 +166,28 @@ class Runtime:
         checked = self.prepare_inputs(unit, inputs)
         state = RunState(run_id or new_run_id(), str(unit.ref), tenant=tenant)
         return await self._run(unit, checked, state=state)
+
+    def stream(
+        self,
+        name: str,
+        inputs: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        tenant: str | None = None,
+    ) -> RunStream:
+        """Run a unit and follow it: a `RunStream` of its events (its sub-runs' too) as they
+        happen, then its `result`. Raises InputError / UnknownUnit here, before anything runs.
+
+            async with runtime.stream("researcher", {"topic": "tides"}) as run:
+                async for item in run:
+                    print(item.run_id, item.kind)
+            print(run.result.outcome)
+
+        Leaving the block before the run ends cancels the run."""
+        unit = self.unit(name)
+        checked = self.prepare_inputs(unit, inputs)
+        state = RunState(run_id or new_run_id(), str(unit.ref), tenant=tenant)
+        return RunStream(state, lambda prepared: self._run(unit, checked, prepared))
 
     async def run_state(self, unit: AnyUnit, inputs: dict[str, Any], state: RunState) -> RunResult:
         """Run `unit` with a run state the caller prepared (a durable runner's: its run id, taint,
