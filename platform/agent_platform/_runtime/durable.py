@@ -199,7 +199,9 @@ class CheckpointWriter:
                 log.warning("checkpoint of %s not saved: %s", run_id, outcome)
             else:
                 self.written += 1
-                if self.on_written is not None:
+                # A run that finished while its batch was in flight has announced its end: the
+                # checkpoint is stored, but announcing it now would follow the run's end event.
+                if self.on_written is not None and run_id in self._active:
                     self.on_written(run_id, seq)
 
 

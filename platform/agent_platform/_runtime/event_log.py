@@ -34,8 +34,6 @@ RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
 FLUSH_PATIENCE_S = 5.0  # how long a run's end waits for its events to be stored
 _KIND = {"kind"}  # stored in its own column
-_END_KINDS = frozenset({"run.finished", "run.error"})
-ENDED_REMEMBERED = 4096  # ended runs whose late checkpoint events are dropped
 
 
 class RunEventLog:
@@ -54,26 +52,10 @@ class RunEventLog:
         self._hurry = asyncio.Event()  # a flush waits: write now, do not rest
         self.written = 0
         self.dropped = 0
-        self.after_end = 0  # checkpoint events of a run that had ended, not stored
-        self._ended: dict[str, None] = {}  # runs whose end event was emitted, oldest first
         self.failures = 0
         self._failing = False  # the last write failed: the writer is backing off
 
     def emit(self, run_id: str, event: BaseRunEvent) -> None:
-        # A checkpoint's commit, written behind the run, can land after the run's end event: the
-        # checkpoint is stored, but its event would follow the end, which followers stop at. (The
-        # approvals a paused run waits on are announced after its end on purpose, and stay.)
-        kind = event.kind
-        if kind in _END_KINDS:
-            ended = self._ended
-            ended[run_id] = None
-            if len(ended) > ENDED_REMEMBERED:
-                del ended[next(iter(ended))]
-        elif kind == "run.started":
-            self._ended.pop(run_id, None)  # started again: resumed after a pause
-        elif kind == "checkpoint.written" and run_id in self._ended:
-            self.after_end += 1
-            return
         if len(self._pending) >= self.capacity:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
