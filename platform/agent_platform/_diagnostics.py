@@ -28,9 +28,9 @@ class SourceLocation:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-# A diagnostic is one line wherever it is printed (text, JSON, GitHub annotations): a control
-# character that came from the specs (a kind, a name, a quoted value) must not start another line,
-# which could pass for a diagnostic or an annotation of its own.
+# A diagnostic prints as one line (`file:line:col: Kind/name: message`): a control character that
+# came from the specs (a kind, a name, a quoted value) must not start another line, which could
+# pass for a diagnostic of its own.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
